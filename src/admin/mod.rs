@@ -1,0 +1,269 @@
+//! Administration core: tenants (with their signing keys), users and API tokens. The CLI, the
+//! demo seeder and the admin pages all call these; every change is audited in its transaction.
+
+mod keys;
+
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::audit::{Actor, NewEvent, Origin};
+use crate::crypto::token::TokenKind;
+use crate::crypto::{MasterKey, SecretToken};
+use crate::error::{AppError, AppResult};
+use crate::model::{ApiToken, Role, Scope, Tenant, User, normalize_email, validate_slug};
+use crate::store::{NewUser, Store};
+
+pub use keys::{generate_signing_key, verify_master_key};
+
+/// Who is acting and from where, for the audit record.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub actor: Actor,
+    pub origin: Origin,
+    pub now: OffsetDateTime,
+}
+
+impl Ctx {
+    pub fn event(&self, action: &'static str, subject: impl Into<String>) -> NewEvent {
+        NewEvent::new(self.actor.clone(), action, subject).origin(self.origin.clone())
+    }
+}
+
+/// Creates a tenant with its SSH user CA and audit signing key, sealed under the master key.
+pub async fn create_tenant(
+    store: &Store,
+    master: &MasterKey,
+    ctx: &Ctx,
+    slug: &str,
+    name: &str,
+) -> AppResult<Tenant> {
+    validate_slug(slug).map_err(AppError::Unprocessable)?;
+    let name = if name.trim().is_empty() {
+        slug
+    } else {
+        name.trim()
+    };
+    let mut tx = store.tenant(Uuid::now_v7()).await?;
+    let tenant =
+        tx.insert_tenant(slug, name, ctx.now)
+            .await
+            .map_err(|e| match AppError::from(e) {
+                AppError::Conflict(_) => {
+                    AppError::Conflict(format!("tenant {slug} already exists"))
+                }
+                other => other,
+            })?;
+    let ssh_ca = keys::add_signing_key(
+        &mut tx,
+        master,
+        crate::model::KeyPurpose::SshUserCa,
+        slug,
+        ctx.now,
+    )
+    .await?;
+    let audit_key = keys::add_signing_key(
+        &mut tx,
+        master,
+        crate::model::KeyPurpose::AuditSigning,
+        slug,
+        ctx.now,
+    )
+    .await?;
+    tx.append_audit(
+        &ctx.event("tenant.created", slug).details(json!({
+            "name": name,
+            "ssh_user_ca": ssh_ca,
+            "audit_signing_key": audit_key,
+        })),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(tenant)
+}
+
+pub async fn tenant_by_slug(store: &Store, slug: &str) -> AppResult<Tenant> {
+    store
+        .tenant_by_slug(slug)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no tenant {slug}")))
+}
+
+fn clean_groups(groups: &[String]) -> AppResult<Vec<String>> {
+    let mut out = Vec::new();
+    for g in groups {
+        let g = g.trim();
+        if g.is_empty()
+            || g.len() > 64
+            || g.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        {
+            return Err(AppError::Unprocessable(format!("invalid group name {g:?}")));
+        }
+        if !out.iter().any(|x: &String| x == g) {
+            out.push(g.to_owned());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub async fn create_user(
+    store: &Store,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    email: &str,
+    display_name: Option<&str>,
+    roles: &[Role],
+    groups: &[String],
+) -> AppResult<User> {
+    let email = normalize_email(email).map_err(AppError::Unprocessable)?;
+    let display_name = display_name
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
+    let new = NewUser {
+        email: email.clone(),
+        display_name,
+        roles: roles.to_vec(),
+        groups: clean_groups(groups)?,
+    };
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let user = tx
+        .insert_user(&new, ctx.now)
+        .await
+        .map_err(|e| match AppError::from(e) {
+            AppError::Conflict(_) => AppError::Conflict(format!(
+                "user {email} already exists in tenant {}",
+                tenant.slug
+            )),
+            other => other,
+        })?;
+    tx.append_audit(
+        &ctx.event("user.created", &email).details(json!({
+            "user_id": user.id,
+            "roles": user.roles.0,
+            "groups": user.group_names.0,
+        })),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+pub async fn user_by_email(store: &Store, tenant: &Tenant, email: &str) -> AppResult<User> {
+    let email = normalize_email(email).map_err(AppError::Unprocessable)?;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let user = tx.user_by_email(&email).await?;
+    tx.commit().await?;
+    user.ok_or_else(|| AppError::NotFound(format!("no user {email} in tenant {}", tenant.slug)))
+}
+
+/// Longest an API token may live.
+pub const MAX_TOKEN_TTL: Duration = Duration::days(365);
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::days(30);
+
+/// A new token and its one-time plaintext.
+pub struct IssuedToken {
+    pub token: ApiToken,
+    pub secret: SecretToken,
+}
+
+/// Creates an API token for `user`. Scopes default to everything the user's roles allow; asking
+/// for a scope the roles do not allow is refused rather than silently narrowed.
+pub async fn create_token(
+    store: &Store,
+    ctx: &Ctx,
+    user: &User,
+    name: &str,
+    scopes: &[Scope],
+    ttl: Duration,
+) -> AppResult<IssuedToken> {
+    if user.disabled {
+        return Err(AppError::Forbidden(format!(
+            "user {} is disabled",
+            user.email
+        )));
+    }
+    let name = name.trim();
+    if name.is_empty() || name.len() > 100 {
+        return Err(AppError::Unprocessable(
+            "token name must be 1-100 characters".into(),
+        ));
+    }
+    if ttl <= Duration::ZERO || ttl > MAX_TOKEN_TTL {
+        return Err(AppError::Unprocessable(
+            "token lifetime must be between 1s and 365d".into(),
+        ));
+    }
+    let allowed = Scope::allowed_for(&user.roles.0);
+    let mut scopes = if scopes.is_empty() {
+        allowed.clone()
+    } else {
+        scopes.to_vec()
+    };
+    scopes.sort();
+    scopes.dedup();
+    if let Some(s) = scopes.iter().find(|s| !allowed.contains(s)) {
+        return Err(AppError::Forbidden(format!(
+            "scope {s} needs role {} which {} does not have",
+            s.required_role().map(Role::as_str).unwrap_or("?"),
+            user.email
+        )));
+    }
+    let (secret, hash) = SecretToken::generate(TokenKind::Api)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    let expires_at = ctx.now + ttl;
+    let mut tx = store.tenant(user.tenant_id).await?;
+    let token = tx
+        .insert_api_token(user.id, name, &hash, &scopes, Some(expires_at), ctx.now)
+        .await?;
+    tx.append_audit(
+        &ctx.event("token.created", &user.email).details(json!({
+            "token_id": token.id,
+            "name": name,
+            "scopes": scopes,
+            "expires_at": expires_at.unix_timestamp(),
+        })),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(IssuedToken { token, secret })
+}
+
+/// Revokes a token of `owner`; with `only_if_named`, only tokens of that name (the demo's
+/// re-issue). Returns how many were revoked.
+pub async fn revoke_tokens(
+    store: &Store,
+    ctx: &Ctx,
+    owner: &User,
+    ids: &[Uuid],
+) -> AppResult<usize> {
+    let mut tx = store.tenant(owner.tenant_id).await?;
+    let mut revoked = 0;
+    for id in ids {
+        let owned = tx
+            .api_tokens_of(owner.id)
+            .await?
+            .into_iter()
+            .any(|t| t.id == *id);
+        if !owned {
+            return Err(AppError::NotFound(format!("no token {id}")));
+        }
+        if tx.revoke_api_token(*id, ctx.now).await? {
+            tx.append_audit(
+                &ctx.event("token.revoked", &owner.email)
+                    .details(json!({ "token_id": id })),
+                ctx.now,
+            )
+            .await?;
+            revoked += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(revoked)
+}

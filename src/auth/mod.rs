@@ -1,0 +1,143 @@
+//! Who is calling. API requests carry `Authorization: Bearer <token>`; the token fixes the tenant
+//! and limits what the call may do to the token's scopes *and* the user's standing roles.
+//! Handlers declare what they need in their signature: `Scoped<ApproveScope>` and so on.
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use time::OffsetDateTime;
+
+use crate::admin::Ctx;
+use crate::audit::{Actor, Origin};
+use crate::crypto::TokenHash;
+use crate::crypto::token::TokenKind;
+use crate::error::{AppError, AppResult};
+use crate::model::{ApiToken, Scope, Tenant, User};
+use crate::store::SecretKind;
+use crate::web::AppState;
+
+/// An authenticated API caller.
+#[derive(Debug, Clone)]
+pub struct ApiPrincipal {
+    pub tenant: Tenant,
+    pub user: User,
+    pub token: ApiToken,
+}
+
+impl ApiPrincipal {
+    /// Allowed when the token carries the scope and the user holds the role it needs.
+    pub fn require(&self, scope: Scope) -> AppResult<()> {
+        if !self.token.scopes.0.contains(&scope) {
+            return Err(AppError::Forbidden(format!(
+                "this token lacks the {scope} scope"
+            )));
+        }
+        if let Some(role) = scope.required_role()
+            && !self.user.has_role(role)
+        {
+            return Err(AppError::Forbidden(format!("this needs the {role} role")));
+        }
+        Ok(())
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::Token {
+            id: self.token.id,
+            email: self.user.email.clone(),
+        }
+    }
+
+    pub fn ctx(&self, origin: Origin, now: OffsetDateTime) -> Ctx {
+        Ctx {
+            actor: self.actor(),
+            origin,
+            now,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiPrincipal {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+        let invalid = || AppError::Unauthorized("invalid token".into());
+        let hash = TokenHash::of_presented(TokenKind::Api, presented).ok_or_else(invalid)?;
+        let tenant_id = state
+            .store
+            .secret_tenant(SecretKind::Api, hash.as_bytes())
+            .await?
+            .ok_or_else(invalid)?;
+        let mut tx = state.store.tenant(tenant_id).await?;
+        let token = tx.api_token_by_hash(&hash).await?.ok_or_else(invalid)?;
+        let user = tx.user_by_id(token.user_id).await?.ok_or_else(invalid)?;
+        let tenant = tx.get_tenant().await?;
+        tx.commit().await?;
+        let now = state.clock.now();
+        if token.revoked_at.is_some() {
+            return Err(AppError::Unauthorized("token revoked".into()));
+        }
+        if !token.is_usable(now) {
+            return Err(AppError::Unauthorized("token expired".into()));
+        }
+        if user.disabled {
+            return Err(AppError::Unauthorized("user disabled".into()));
+        }
+        Ok(ApiPrincipal {
+            tenant,
+            user,
+            token,
+        })
+    }
+}
+
+/// A scope named at the type level, so a handler's signature says what it needs.
+pub trait ScopeMarker: Send + Sync + 'static {
+    const SCOPE: Scope;
+}
+
+macro_rules! scope_markers {
+    ($($name:ident => $scope:expr),* $(,)?) => {$(
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name;
+        impl ScopeMarker for $name {
+            const SCOPE: Scope = $scope;
+        }
+    )*};
+}
+
+scope_markers! {
+    ReadScope => Scope::Read,
+    RequestScope => Scope::Request,
+    ApproveScope => Scope::Approve,
+    AdminScope => Scope::Admin,
+    AuditScope => Scope::Audit,
+}
+
+/// An [`ApiPrincipal`] that passed `require(S::SCOPE)`.
+#[derive(Debug, Clone)]
+pub struct Scoped<S: ScopeMarker>(pub ApiPrincipal, pub PhantomData<S>);
+
+impl<S: ScopeMarker> FromRequestParts<AppState> for Scoped<S> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = ApiPrincipal::from_request_parts(parts, state).await?;
+        principal.require(S::SCOPE)?;
+        Ok(Scoped(principal, PhantomData))
+    }
+}

@@ -1,0 +1,175 @@
+//! `elevate admin ...`: bootstrap a tenant, its users and their API tokens from a shell on the
+//! server. Acts as `cli:<os user>` in the audit log.
+
+use clap::Subcommand;
+
+use super::{StoreArgs, master_key, open_store};
+use crate::admin::{self, Ctx};
+use crate::audit::{Actor, Origin};
+use crate::clock::{Clock, SystemClock};
+use crate::model::{Role, Scope};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Tenants (organisations).
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// People.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant with its SSH user CA and audit signing key.
+    Create {
+        slug: String,
+        #[arg(long, default_value = "")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user with standing roles and groups.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// requester, approver, admin or auditor (repeatable).
+        #[arg(long = "role", value_parser = parse_role)]
+        roles: Vec<Role>,
+        /// Group membership (repeatable).
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create an API token and print it (only it) on stdout.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        /// read, request, approve, admin or audit (repeatable) [default: all the user's roles allow].
+        #[arg(long = "scope", value_parser = parse_scope)]
+        scopes: Vec<Scope>,
+        /// Lifetime, like 12h or 30d (at most 365d).
+        #[arg(long, default_value = "30d", value_parser = crate::duration::parse)]
+        ttl: time::Duration,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    s.parse()
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse()
+}
+
+fn ctx() -> Ctx {
+    Ctx {
+        actor: Actor::cli(),
+        origin: Origin::default(),
+        now: SystemClock.now(),
+    }
+}
+
+pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Tenant {
+            command:
+                TenantCommand::Create {
+                    slug,
+                    name,
+                    store: args,
+                },
+        } => {
+            let store = open_store(&args.database).await?;
+            let key = master_key(
+                args.master_key_file.as_deref(),
+                &crate::store::data_dir_for(&args.database),
+                &store,
+            )
+            .await?;
+            let tenant = admin::create_tenant(&store, &key, &ctx(), &slug, &name).await?;
+            println!("created tenant {} ({})", tenant.slug, tenant.tenant_id);
+            store.close().await;
+        }
+        AdminCommand::User {
+            command:
+                UserCommand::Create {
+                    tenant,
+                    email,
+                    name,
+                    roles,
+                    groups,
+                    store: args,
+                },
+        } => {
+            let store = open_store(&args.database).await?;
+            let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+            let user = admin::create_user(
+                &store,
+                &ctx(),
+                &tenant,
+                &email,
+                name.as_deref(),
+                &roles,
+                &groups,
+            )
+            .await?;
+            let roles: Vec<&str> = user.roles.0.iter().map(|r| r.as_str()).collect();
+            println!(
+                "created user {} in {} (roles: {}; groups: {})",
+                user.email,
+                tenant.slug,
+                roles.join(", "),
+                user.group_names.0.join(", ")
+            );
+            store.close().await;
+        }
+        AdminCommand::Token {
+            command:
+                TokenCommand::Create {
+                    tenant,
+                    email,
+                    scopes,
+                    ttl,
+                    name,
+                    store: args,
+                },
+        } => {
+            let store = open_store(&args.database).await?;
+            let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+            let user = admin::user_by_email(&store, &tenant, &email).await?;
+            let issued = admin::create_token(&store, &ctx(), &user, &name, &scopes, ttl).await?;
+            println!("{}", issued.secret.expose());
+            store.close().await;
+        }
+    }
+    Ok(())
+}

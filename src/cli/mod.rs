@@ -1,0 +1,167 @@
+//! The `elevate` command line: server and operator commands in one binary (DESIGN §8).
+
+mod admin;
+mod serve;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{LogFormat, Overrides};
+use crate::crypto::MasterKey;
+use crate::store::{Backend, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "elevate",
+    version,
+    about = "Just-in-time privileged access broker"
+)]
+pub struct Cli {
+    /// Log format for the server and operator commands.
+    #[arg(long, global = true, value_enum, env = "ELEVATE_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the broker (HTTPS on 127.0.0.1:8443 with SQLite ./elevate.db unless configured).
+    Serve(Box<Overrides>),
+    /// Apply database migrations (on Postgres, as the owner role).
+    Migrate {
+        #[arg(
+            long = "database",
+            env = "ELEVATE_DATABASE_URL",
+            value_name = "URL",
+            hide_env_values = true
+        )]
+        database: String,
+    },
+    /// Bootstrap and administration.
+    Admin {
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
+}
+
+/// Store options shared by operator commands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    #[arg(
+        long = "database",
+        env = "ELEVATE_DATABASE_URL",
+        value_name = "URL",
+        default_value = "sqlite:elevate.db",
+        hide_env_values = true
+    )]
+    pub database: String,
+    /// Master key file [default: elevate.key beside a SQLite database].
+    #[arg(long, env = "ELEVATE_MASTER_KEY_FILE", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    init_tracing(cli.log_format.unwrap_or_default());
+    // One crypto provider for every rustls user in the process (server, sqlx, clients).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(overrides) => serve::run(&overrides, cli.log_format).await,
+        Command::Migrate { database } => {
+            let store = Store::connect(&database).await?;
+            store.migrate().await?;
+            println!(
+                "migrations applied to {}",
+                crate::store::redact_url(&database)
+            );
+            Ok(())
+        }
+        Command::Admin { command } => admin::run(command).await,
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("ELEVATE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Connects and makes sure the schema is current: SQLite migrates itself (it is embedded and
+/// owned by us); Postgres must already be migrated by the owner role.
+pub async fn open_store(database: &str) -> anyhow::Result<Store> {
+    let store = Store::connect(database).await?;
+    match store.backend() {
+        Backend::Sqlite => store
+            .migrate()
+            .await
+            .context("migrating the SQLite database")?,
+        Backend::Postgres => store.check_migrations().await?,
+    }
+    Ok(store)
+}
+
+/// The master key: the configured file, else `elevate.key` in `data_dir`, generated on first
+/// use — but never for a database that already holds sealed secrets.
+pub async fn master_key(
+    explicit: Option<&Path>,
+    data_dir: &Path,
+    store: &Store,
+) -> anyhow::Result<MasterKey> {
+    if let Some(path) = explicit {
+        return Ok(MasterKey::load(path)?);
+    }
+    let path = data_dir.join("elevate.key");
+    if path.exists() {
+        return Ok(MasterKey::load(&path)?);
+    }
+    if !store.tenants().await?.is_empty() {
+        anyhow::bail!(
+            "{} is missing but the database already holds sealed secrets; set ELEVATE_MASTER_KEY_FILE \
+             to the master key this database was created with",
+            path.display()
+        );
+    }
+    let key = MasterKey::generate_file(&path)?;
+    tracing::warn!(
+        path = %path.display(),
+        "generated a development master key; production should supply ELEVATE_MASTER_KEY_FILE (kept apart from the database and backed up)"
+    );
+    Ok(key)
+}

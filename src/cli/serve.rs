@@ -1,0 +1,160 @@
+//! `elevate serve`: configuration, store, master key, TLS, then the HTTP server until SIGINT or
+//! SIGTERM. Each start-up failure ends with one message and a non-zero exit.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+
+use super::{master_key, open_store};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, LogFormat, Overrides};
+use crate::store::{Backend, Store};
+use crate::web::{self, AppState};
+
+pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    let config = Config::load(overrides, log_format)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let database = config.database_url.expose();
+
+    let store = match (
+        Store::connect(database).await?,
+        &config.migrate_database_url,
+    ) {
+        (store, Some(owner_url)) if store.backend() == Backend::Postgres => {
+            let owner = Store::connect(owner_url.expose()).await?;
+            owner
+                .migrate()
+                .await
+                .context("applying migrations with the owner role")?;
+            owner.close().await;
+            store.check_migrations().await?;
+            store
+        }
+        (store, _) => {
+            store.close().await;
+            open_store(database).await?
+        }
+    };
+    store.check_role_safety().await?;
+
+    let data_dir = config.data_dir();
+    let master = master_key(config.master_key_file.as_deref(), &data_dir, &store).await?;
+    let checked = crate::admin::verify_master_key(&store, &master).await?;
+    tracing::info!(master_key_id = %master.active_key_id(), sealed_keys_checked = checked, "master key loaded");
+    if config
+        .smtp_url
+        .as_ref()
+        .is_some_and(|s| s.expose_secret().is_empty())
+    {
+        anyhow::bail!("ELEVATE_SMTP_URL is set but empty");
+    }
+
+    let tls = if config.insecure_http {
+        tracing::warn!(
+            "serving plain HTTP (ELEVATE_INSECURE_HTTP): only behind a TLS-terminating proxy"
+        );
+        None
+    } else {
+        let (cert, key) = match (&config.tls_cert, &config.tls_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => {
+                let (c, k, generated) = web::tls::ensure_dev_certificate(&data_dir, clock.now())?;
+                if generated {
+                    tracing::warn!(cert = %c.display(), "generated a development TLS certificate for localhost; production should set ELEVATE_TLS_CERT and ELEVATE_TLS_KEY");
+                }
+                (c, k)
+            }
+        };
+        let server_config = web::tls::server_config(&cert, &key)?;
+        tracing::info!(cert = %cert.display(), sha256 = %web::tls::fingerprint(&cert)?, "TLS 1.3");
+        Some(axum_server::tls_rustls::RustlsConfig::from_config(
+            server_config,
+        ))
+    };
+
+    let seeded = if config.demo {
+        Some(
+            crate::demo::seed(&store, &master, clock.as_ref())
+                .await
+                .map_err(|e| anyhow::anyhow!("seeding the demo tenant: {e:#}"))?,
+        )
+    } else {
+        None
+    };
+
+    let listener = std::net::TcpListener::bind(config.listen)
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public_url = config.public_url.trim_end_matches('/').to_owned();
+    let state = AppState {
+        store: store.clone(),
+        clock,
+        master_key: Arc::new(master),
+        config: Arc::new(config),
+    };
+    let app = web::router(state);
+
+    println!("elevate listening on {scheme}://{bound} (public URL {public_url})");
+    tracing::info!(address = %bound, %scheme, %public_url, "listening");
+    if let Some(seeded) = seeded {
+        print_demo(&seeded, &public_url);
+    }
+
+    web::serve(listener, app, tls, shutdown_signal())
+        .await
+        .context("HTTP server")?;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_demo(seeded: &crate::demo::Seeded, public_url: &str) {
+    println!();
+    println!(
+        "Demo tenant \"{}\" is ready. API tokens (new at every start; the previous ones are revoked):",
+        seeded.tenant.slug
+    );
+    for (user, issued) in &seeded.users {
+        let roles: Vec<&str> = user.roles.0.iter().map(|r| r.as_str()).collect();
+        println!(
+            "  {:<20} {:<18} {}",
+            user.email,
+            roles.join(","),
+            issued.secret.expose()
+        );
+    }
+    if let Some((_, alice)) = seeded.users.first() {
+        println!();
+        println!("Try it:");
+        println!(
+            "  curl -k -H 'Authorization: Bearer {}' {public_url}/api/v1/me",
+            alice.secret.expose()
+        );
+        println!("  open {public_url}/ in a browser (development certificate: accept it once)");
+    }
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: draining open connections");
+}

@@ -1,0 +1,325 @@
+//! Server configuration: defaults, then an optional TOML file (`--config`), then `ELEVATE_*`
+//! environment variables, then flags. clap reads each flag's environment variable when the flag
+//! is absent, so applying clap's values over the file gives exactly that order.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::store::redact_url;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A database URL, which may hold a password: `Debug` shows it redacted.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact_url(&self.0))
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The URL people and hosts reach elevate at (links, WebAuthn origin).
+    pub public_url: String,
+    pub database_url: DatabaseUrl,
+    /// Optional owner-role URL used to apply Postgres migrations at start.
+    pub migrate_database_url: Option<DatabaseUrl>,
+    /// Master key file; when unset, `elevate.key` beside the database is used (and created).
+    pub master_key_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Plain HTTP, for running behind a TLS-terminating proxy.
+    pub insecure_http: bool,
+    pub smtp_url: Option<SecretString>,
+    pub log_format: LogFormat,
+    pub demo: bool,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Seconds before a request is cut off.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_url: "https://localhost:8443".into(),
+            database_url: DatabaseUrl::new("sqlite:elevate.db"),
+            migrate_database_url: None,
+            master_key_file: None,
+            tls_cert: None,
+            tls_key: None,
+            insecure_http: false,
+            smtp_url: None,
+            log_format: LogFormat::Text,
+            demo: false,
+            max_body_bytes: 256 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+/// Values from flags (or their environment variables); `None`/`false` leaves the file's value.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "ELEVATE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8443].
+    #[arg(long, env = "ELEVATE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Database URL: sqlite:PATH or postgres://... [default: sqlite:elevate.db].
+    #[arg(
+        long = "database",
+        env = "ELEVATE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// Owner-role Postgres URL to apply migrations with at start.
+    #[arg(
+        long = "migrate-database",
+        env = "ELEVATE_MIGRATE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub migrate_database_url: Option<String>,
+    /// Public URL [default: https://localhost:8443].
+    #[arg(long, env = "ELEVATE_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+    #[arg(long, env = "ELEVATE_MASTER_KEY_FILE", value_name = "FILE")]
+    pub master_key_file: Option<PathBuf>,
+    #[arg(long, env = "ELEVATE_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "ELEVATE_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP (only behind a TLS-terminating proxy).
+    #[arg(long, env = "ELEVATE_INSECURE_HTTP")]
+    pub insecure_http: bool,
+    #[arg(
+        long,
+        env = "ELEVATE_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+    /// Seed the demo tenant and print sign-in tokens.
+    #[arg(long, env = "ELEVATE_DEMO")]
+    pub demo: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("config file {path}: {reason}")]
+    Parse { path: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(overrides: &Overrides, log_format: Option<LogFormat>) -> Result<Self, ConfigError> {
+        let mut config = match &overrides.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        let o = overrides.clone();
+        if let Some(v) = o.listen {
+            config.listen = v;
+        }
+        if let Some(v) = o.database_url {
+            config.database_url = DatabaseUrl::new(v);
+        }
+        if let Some(v) = o.migrate_database_url {
+            config.migrate_database_url = Some(DatabaseUrl::new(v));
+        }
+        if let Some(v) = o.public_url {
+            config.public_url = v;
+        }
+        config.master_key_file = o.master_key_file.or(config.master_key_file);
+        config.tls_cert = o.tls_cert.or(config.tls_cert);
+        config.tls_key = o.tls_key.or(config.tls_key);
+        config.insecure_http |= o.insecure_http;
+        if let Some(v) = o.smtp_url {
+            config.smtp_url = Some(SecretString::from(v));
+        }
+        config.demo |= o.demo;
+        if let Some(v) = log_format {
+            config.log_format = v;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.display().to_string(),
+            reason: e.to_string().trim_end().to_owned(),
+        })
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.public_url.trim_end_matches('/');
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 10 {
+            return Err(ConfigError::Invalid(format!(
+                "public_url {:?} must be an absolute http(s) URL",
+                self.public_url
+            )));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "tls_cert and tls_key must be given together".into(),
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "max_body_bytes must be at least 1024".into(),
+            ));
+        }
+        crate::store::backend_of(self.database_url.expose())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Where generated files (development key and TLS certificate) live: beside a SQLite
+    /// database, else the working directory.
+    pub fn data_dir(&self) -> PathBuf {
+        crate::store::data_dir_for(self.database_url.expose())
+    }
+
+    pub fn smtp_configured(&self) -> bool {
+        self.smtp_url
+            .as_ref()
+            .is_some_and(|s| !s.expose_secret().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("elevate-config-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn defaults_start_on_sqlite_and_https_localhost() {
+        let c = Config::load(&Overrides::default(), None).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.database_url.expose(), "sqlite:elevate.db");
+        assert_eq!(c.public_url, "https://localhost:8443");
+        assert_eq!(c.data_dir(), PathBuf::from("."));
+        assert!(!c.insecure_http);
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let path =
+            write("listen = \"127.0.0.1:9000\"\ndatabase_url = \"sqlite:/var/lib/elevate/e.db\"\n");
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&o, None).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.data_dir(), PathBuf::from("/var/lib/elevate"));
+        o.listen = Some("127.0.0.1:9100".parse().unwrap());
+        assert_eq!(
+            Config::load(&o, None).unwrap().listen.to_string(),
+            "127.0.0.1:9100"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn malformed_files_are_named_with_their_line() {
+        let path = write("listen = \"127.0.0.1:9000\"\nlisten_typo = 1\n");
+        let err = Config::load(
+            &Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("line 2"),
+            "{err}"
+        );
+        assert!(err.contains("listen_typo"), "{err}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let o = Overrides {
+            database_url: Some("postgres://app:hunter2@db/elevate".into()),
+            smtp_url: Some("smtp://mail:s3cret@mx".into()),
+            ..Default::default()
+        };
+        let shown = format!("{:?}", Config::load(&o, None).unwrap());
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        let o = Overrides {
+            public_url: Some("localhost".into()),
+            ..Default::default()
+        };
+        assert!(
+            Config::load(&o, None)
+                .unwrap_err()
+                .to_string()
+                .contains("public_url")
+        );
+        let o = Overrides {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(&o, None).is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! The one error type of elevate's core and HTTP layer. 4xx variants carry a message that is safe
+//! to show; `Internal` carries the cause for the log only and is shown as an opaque 500 with the
+//! request id (see `web::error`).
+
+use crate::crypto::SealError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl AppError {
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        AppError::Internal(e.into())
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AppError::NotFound("not found".into()),
+            StoreError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<SealError> for AppError {
+    fn from(e: SealError) -> Self {
+        AppError::Internal(e.into())
+    }
+}

@@ -1,0 +1,16 @@
+//! elevate: a just-in-time privileged access broker. See `DESIGN.md` in the shared docs and the
+//! README for the architecture; modules are laid out by domain.
+
+pub mod admin;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod duration;
+pub mod error;
+pub mod model;
+pub mod store;
+pub mod web;

@@ -1,0 +1,42 @@
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{StoreError, StoreResult, TenantTx, ts};
+use crate::model::{CaKey, KeyPurpose};
+
+impl TenantTx {
+    /// Stores a new active key for a purpose. The caller seals the private half with
+    /// `CaKey::seal_context(tenant, id)` for the id it passes.
+    pub async fn insert_ca_key(
+        &mut self,
+        id: Uuid,
+        purpose: KeyPurpose,
+        public_key: &str,
+        private_sealed: &[u8],
+        now: OffsetDateTime,
+    ) -> StoreResult<CaKey> {
+        let tenant_id = self.tenant_id;
+        let key = sql!(fetch_one CaKey; self,
+            "INSERT INTO ca_keys (tenant_id, id, purpose, public_key, private_sealed, active, created_at)
+             VALUES ($1, $2, $3, $4, $5, TRUE, $6)
+             RETURNING tenant_id, id, purpose, public_key, private_sealed, active, created_at, retired_at, publish_until",
+            tenant_id, id, purpose.as_str(), public_key, private_sealed, ts(now))
+        .map_err(|e| StoreError::conflict_or(e, "active key"))?;
+        self.mark_changed();
+        Ok(key)
+    }
+
+    pub async fn active_ca_key(&mut self, purpose: KeyPurpose) -> StoreResult<Option<CaKey>> {
+        let tenant_id = self.tenant_id;
+        Ok(sql!(fetch_optional CaKey; self,
+            "SELECT tenant_id, id, purpose, public_key, private_sealed, active, created_at, retired_at, publish_until
+             FROM ca_keys WHERE tenant_id = $1 AND purpose = $2 AND active", tenant_id, purpose.as_str())?)
+    }
+
+    pub async fn ca_keys(&mut self, purpose: KeyPurpose) -> StoreResult<Vec<CaKey>> {
+        let tenant_id = self.tenant_id;
+        Ok(sql!(fetch_all CaKey; self,
+            "SELECT tenant_id, id, purpose, public_key, private_sealed, active, created_at, retired_at, publish_until
+             FROM ca_keys WHERE tenant_id = $1 AND purpose = $2 ORDER BY created_at, id", tenant_id, purpose.as_str())?)
+    }
+}

@@ -1,0 +1,512 @@
+//! All SQL lives here. The rest of elevate calls this API and never writes a query.
+//!
+//! Two backends share one SQL text per query (sqlx accepts `$n` placeholders on both): SQLite,
+//! the embedded default, and PostgreSQL with row-level security for production. Tenant data is
+//! only reachable through a [`TenantTx`], a transaction pinned to one tenant: on Postgres it sets
+//! `app.tenant_id` for the transaction so RLS applies, and on both backends every query also names
+//! the tenant itself. A `TenantTx` that changed something refuses to commit unless it also
+//! appended the audit event describing the change.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::model::Tenant;
+
+/// Runs one statement on whichever backend the transaction is on. The SQL text and the binds are
+/// the same for both; only the driver differs.
+macro_rules! sql {
+    (@bind $q:expr $(, $arg:expr)*) => { $q $(.bind($arg))* };
+    (exec $tx:expr, $sql:literal $(, $arg:expr)* $(,)?) => {
+        match &mut $tx.conn {
+            $crate::store::Conn::Sqlite(c) => sql!(@bind sqlx::query($sql) $(, $arg)*)
+                .execute(&mut **c).await.map(|r| r.rows_affected()),
+            $crate::store::Conn::Postgres(c) => sql!(@bind sqlx::query($sql) $(, $arg)*)
+                .execute(&mut **c).await.map(|r| r.rows_affected()),
+        }
+    };
+    ($fetch:ident $ty:ty; $tx:expr, $sql:literal $(, $arg:expr)* $(,)?) => {
+        match &mut $tx.conn {
+            $crate::store::Conn::Sqlite(c) => sql!(@bind sqlx::query_as::<_, $ty>($sql) $(, $arg)*)
+                .$fetch(&mut **c).await,
+            $crate::store::Conn::Postgres(c) => sql!(@bind sqlx::query_as::<_, $ty>($sql) $(, $arg)*)
+                .$fetch(&mut **c).await,
+        }
+    };
+}
+
+mod audit;
+mod keys;
+mod targets;
+mod tenants;
+mod tokens;
+mod users;
+
+pub use users::{NewUser, UserChange};
+
+/// Every tenant table. Isolation tests and the start-up ownership check walk this list.
+pub const TENANT_TABLES: [&str; 17] = [
+    "tenants",
+    "users",
+    "sessions",
+    "signin_links",
+    "api_tokens",
+    "policy_versions",
+    "profiles",
+    "targets",
+    "requests",
+    "approvals",
+    "grants",
+    "credentials",
+    "ca_keys",
+    "audit_events",
+    "audit_checkpoints",
+    "webhooks",
+    "notification_outbox",
+];
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("refusing to commit a change without its audit record")]
+    Unaudited,
+    #[error("cannot connect to database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("unsupported database URL {0}: use sqlite:PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error(
+        "the database has migrations this binary has not applied ({0}); run `elevate migrate --database <owner URL>`"
+    )]
+    PendingMigrations(String),
+    #[error("refusing to run as database role {role}: {reason}")]
+    UnsafeRole { role: String, reason: String },
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Maps a unique-constraint violation to a domain conflict; anything else stays a database error.
+    fn conflict_or(e: sqlx::Error, what: &'static str) -> Self {
+        match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+            _ => StoreError::Database(e),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Which bearer secret a hash belongs to, for resolving its tenant.
+#[derive(Clone, Copy, Debug)]
+pub enum SecretKind {
+    Api,
+    Session,
+    SignIn,
+}
+
+impl SecretKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::Api => "api",
+            SecretKind::Session => "session",
+            SecretKind::SignIn => "signin",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: Pool,
+}
+
+/// Hides the password of a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `sqlite:PATH`, `sqlite://PATH` or a bare path for SQLite; `postgres://` / `postgresql://`.
+pub fn backend_of(url: &str) -> StoreResult<Backend> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else if url.starts_with("sqlite:") || !url.contains("://") {
+        Ok(Backend::Sqlite)
+    } else {
+        Err(StoreError::UnsupportedUrl(redact_url(url)))
+    }
+}
+
+/// The file path of a SQLite URL (for placing the key and TLS files beside it).
+pub fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    if backend_of(url).ok()? != Backend::Sqlite {
+        return None;
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// Where generated files (development key, TLS certificate) go: beside a SQLite database, else
+/// the working directory.
+pub fn data_dir_for(url: &str) -> std::path::PathBuf {
+    sqlite_path(url)
+        .and_then(|p| p.parent().map(std::path::Path::to_path_buf))
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::PathBuf::from("."))
+}
+
+impl Store {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let connect_err = |source| StoreError::Connect {
+            url: redact_url(url),
+            source,
+        };
+        match backend_of(url)? {
+            Backend::Sqlite => {
+                let path =
+                    sqlite_path(url).ok_or_else(|| StoreError::UnsupportedUrl(url.into()))?;
+                let options = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
+                Ok(Self {
+                    pool: Pool::Sqlite(pool),
+                })
+            }
+            Backend::Postgres => {
+                let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_with(options)
+                    .await
+                    .map_err(connect_err)?;
+                Ok(Self {
+                    pool: Pool::Postgres(pool),
+                })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies pending migrations. On Postgres this needs the owner role (see `deploy/postgres`).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await?,
+            Pool::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+        }
+        Ok(())
+    }
+
+    /// Fails if migrations known to this binary are not applied (Postgres services cannot apply
+    /// them: they run as a role without DDL rights).
+    pub async fn check_migrations(&self) -> StoreResult<()> {
+        let (migrator, applied): (&sqlx::migrate::Migrator, Vec<i64>) = match &self.pool {
+            Pool::Sqlite(p) => (
+                &SQLITE_MIGRATIONS,
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                    .fetch_all(p)
+                    .await
+                    .unwrap_or_default(),
+            ),
+            Pool::Postgres(p) => (
+                &POSTGRES_MIGRATIONS,
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                    .fetch_all(p)
+                    .await
+                    .unwrap_or_default(),
+            ),
+        };
+        let missing: Vec<String> = migrator
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::PendingMigrations(missing.join(", ")))
+        }
+    }
+
+    /// Postgres only: the service's role must not be able to step around row-level security —
+    /// not a superuser, not BYPASSRLS (nor a member of such a role), not owning (or able to
+    /// become the owner of) any tenant table.
+    pub async fn check_role_safety(&self) -> StoreResult<()> {
+        let Pool::Postgres(p) = &self.pool else {
+            return Ok(());
+        };
+        let (role, privileged, owned): (String, Vec<String>, Vec<String>) = sqlx::query_as(
+            "SELECT current_user::text,
+                    ARRAY(SELECT r.rolname::text FROM pg_roles r
+                          WHERE (r.rolsuper OR r.rolbypassrls)
+                            AND pg_has_role(current_user, r.oid, 'MEMBER')),
+                    ARRAY(SELECT c.relname::text FROM pg_class c
+                          JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE n.nspname = 'public' AND c.relkind = 'r'
+                            AND c.relname = ANY($1)
+                            AND pg_has_role(current_user, c.relowner, 'MEMBER'))",
+        )
+        .bind(TENANT_TABLES.as_slice())
+        .fetch_one(p)
+        .await?;
+        if !privileged.is_empty() {
+            return Err(StoreError::UnsafeRole {
+                reason: format!(
+                    "it is (or can become) {} with SUPERUSER or BYPASSRLS, which ignores row-level security; \
+                     connect as a login role that is only a member of elevate_app",
+                    privileged.join(", ")
+                ),
+                role,
+            });
+        }
+        if !owned.is_empty() {
+            return Err(StoreError::UnsafeRole {
+                reason: format!(
+                    "it owns (or can act as the owner of) tenant tables ({}); the owner can disable \
+                     row-level security. Connect as a member of elevate_app instead",
+                    owned.join(", ")
+                ),
+                role,
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => drop(sqlx::query("SELECT 1").execute(p).await?),
+            Pool::Postgres(p) => drop(sqlx::query("SELECT 1").execute(p).await?),
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Opens a transaction pinned to one tenant.
+    pub async fn tenant(&self, tenant_id: Uuid) -> StoreResult<TenantTx> {
+        let conn = match &self.pool {
+            // IMMEDIATE takes the write lock up front, so a read-then-write (the audit chain
+            // head, say) cannot fail half-way with SQLITE_BUSY.
+            Pool::Sqlite(p) => Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+                    .bind(tenant_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                Conn::Postgres(tx)
+            }
+        };
+        Ok(TenantTx {
+            tenant_id,
+            conn,
+            changed: false,
+            audited: false,
+        })
+    }
+
+    /// Finds a tenant by its slug, before any tenant is selected.
+    pub async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT tenant_id, slug, name, created_at FROM tenants WHERE slug = $1",
+                )
+                .bind(slug)
+                .fetch_optional(p)
+                .await?
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT tenant_id, slug, name, created_at FROM elevate_tenant_by_slug($1)",
+                )
+                .bind(slug)
+                .fetch_optional(p)
+                .await?
+            }
+        })
+    }
+
+    /// Every tenant (for start-up checks and background work that visits each tenant in turn).
+    pub async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT tenant_id, slug, name, created_at FROM tenants ORDER BY slug",
+                )
+                .fetch_all(p)
+                .await?
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT tenant_id, slug, name, created_at FROM elevate_tenant_list()",
+                )
+                .fetch_all(p)
+                .await?
+            }
+        })
+    }
+
+    /// The tenant a bearer secret's hash belongs to. The caller then opens that tenant and checks
+    /// the secret there, under row-level security.
+    pub async fn secret_tenant(&self, kind: SecretKind, hash: &[u8]) -> StoreResult<Option<Uuid>> {
+        Ok(match &self.pool {
+            Pool::Sqlite(p) => {
+                let q = match kind {
+                    SecretKind::Api => "SELECT tenant_id FROM api_tokens WHERE secret_hash = $1",
+                    SecretKind::Session => "SELECT tenant_id FROM sessions WHERE secret_hash = $1",
+                    SecretKind::SignIn => {
+                        "SELECT tenant_id FROM signin_links WHERE secret_hash = $1"
+                    }
+                };
+                sqlx::query_scalar(q).bind(hash).fetch_optional(p).await?
+            }
+            Pool::Postgres(p) => {
+                sqlx::query_scalar("SELECT elevate_secret_tenant($1, $2)")
+                    .bind(kind.as_str())
+                    .bind(hash)
+                    .fetch_one(p)
+                    .await?
+            }
+        })
+    }
+}
+
+pub(crate) enum Conn {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+/// A transaction on one tenant's data. Drop without `commit` rolls back.
+pub struct TenantTx {
+    tenant_id: Uuid,
+    pub(crate) conn: Conn,
+    changed: bool,
+    audited: bool,
+}
+
+impl TenantTx {
+    pub fn tenant_id(&self) -> Uuid {
+        self.tenant_id
+    }
+
+    fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// Commits, unless something changed without an audit record: then nothing is kept.
+    pub async fn commit(self) -> StoreResult<()> {
+        if self.changed && !self.audited {
+            self.rollback().await?;
+            return Err(StoreError::Unaudited);
+        }
+        match self.conn {
+            Conn::Sqlite(tx) => tx.commit().await?,
+            Conn::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> StoreResult<()> {
+        match self.conn {
+            Conn::Sqlite(tx) => tx.rollback().await?,
+            Conn::Postgres(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Timestamps are written in UTC at whole seconds (see `clock::truncate`).
+fn ts(t: OffsetDateTime) -> OffsetDateTime {
+    crate::clock::truncate(t)
+}
+
+fn ts_opt(t: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
+    t.map(ts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_the_backend_and_hide_passwords() {
+        assert_eq!(backend_of("sqlite:elevate.db").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("./elevate.db").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("postgresql://u@h/d").unwrap(), Backend::Postgres);
+        assert!(
+            backend_of("mysql://u:p@h/d")
+                .unwrap_err()
+                .to_string()
+                .contains("u:***@h")
+        );
+        assert_eq!(
+            sqlite_path("sqlite://data/e.db?mode=rwc").unwrap(),
+            std::path::PathBuf::from("data/e.db")
+        );
+        assert_eq!(
+            redact_url("postgres://app:hunter2@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
+    }
+}

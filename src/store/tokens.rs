@@ -1,0 +1,57 @@
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{StoreError, StoreResult, TenantTx, ts, ts_opt};
+use crate::crypto::TokenHash;
+use crate::model::{ApiToken, Scope};
+
+impl TenantTx {
+    pub async fn insert_api_token(
+        &mut self,
+        user_id: Uuid,
+        name: &str,
+        hash: &TokenHash,
+        scopes: &[Scope],
+        expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> StoreResult<ApiToken> {
+        let (tenant_id, id) = (self.tenant_id, Uuid::now_v7());
+        let token = sql!(fetch_one ApiToken; self,
+            "INSERT INTO api_tokens (tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             RETURNING tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at",
+            tenant_id, id, user_id, name, hash.as_bytes(), Json(scopes), ts(now), ts_opt(expires_at))
+        .map_err(|e| StoreError::conflict_or(e, "token"))?;
+        self.mark_changed();
+        Ok(token)
+    }
+
+    /// Looks a token up by hash, then confirms the match in constant time.
+    pub async fn api_token_by_hash(&mut self, hash: &TokenHash) -> StoreResult<Option<ApiToken>> {
+        let tenant_id = self.tenant_id;
+        let found = sql!(fetch_optional ApiToken; self,
+            "SELECT tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at
+             FROM api_tokens WHERE tenant_id = $1 AND secret_hash = $2", tenant_id, hash.as_bytes())?;
+        Ok(found.filter(|t| hash.matches(&t.secret_hash)))
+    }
+
+    pub async fn api_tokens_of(&mut self, user_id: Uuid) -> StoreResult<Vec<ApiToken>> {
+        let tenant_id = self.tenant_id;
+        Ok(sql!(fetch_all ApiToken; self,
+            "SELECT tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at
+             FROM api_tokens WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id", tenant_id, user_id)?)
+    }
+
+    /// Revokes a token; returns false when it was already revoked or does not exist.
+    pub async fn revoke_api_token(&mut self, id: Uuid, now: OffsetDateTime) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let n = sql!(exec self,
+            "UPDATE api_tokens SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+            tenant_id, id, ts(now))?;
+        if n > 0 {
+            self.mark_changed();
+        }
+        Ok(n > 0)
+    }
+}

@@ -1,0 +1,12 @@
+//! The JSON API under `/api/v1` (DESIGN §8). The bearer token fixes the tenant.
+
+mod me;
+mod tokens;
+
+use axum::Router;
+
+use super::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().merge(me::router()).merge(tokens::router())
+}
