@@ -125,7 +125,7 @@ pub struct Overrides {
     #[arg(long, env = "ELEVATE_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP (only behind a TLS-terminating proxy).
-    #[arg(long, env = "ELEVATE_INSECURE_HTTP")]
+    #[arg(long, env = "ELEVATE_INSECURE_HTTP", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_http: bool,
     #[arg(
         long,
@@ -135,7 +135,7 @@ pub struct Overrides {
     )]
     pub smtp_url: Option<String>,
     /// Seed the demo tenant and print sign-in tokens.
-    #[arg(long, env = "ELEVATE_DEMO")]
+    #[arg(long, env = "ELEVATE_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
 }
 

@@ -14,7 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::model::{ApiToken, Role, Scope, Tenant, User, normalize_email, validate_slug};
 use crate::store::{NewUser, Store};
 
-pub use keys::{generate_signing_key, verify_master_key};
+pub use keys::{generate_signing_key, open_signing_key, verify_master_key};
 
 /// Who is acting and from where, for the audit record.
 #[derive(Debug, Clone)]
@@ -235,8 +235,7 @@ pub async fn create_token(
     Ok(IssuedToken { token, secret })
 }
 
-/// Revokes a token of `owner`; with `only_if_named`, only tokens of that name (the demo's
-/// re-issue). Returns how many were revoked.
+/// Revokes tokens of `owner` (all or nothing); returns how many were still active.
 pub async fn revoke_tokens(
     store: &Store,
     ctx: &Ctx,

@@ -328,8 +328,12 @@ impl Store {
 
     pub async fn ping(&self) -> StoreResult<()> {
         match &self.pool {
-            Pool::Sqlite(p) => drop(sqlx::query("SELECT 1").execute(p).await?),
-            Pool::Postgres(p) => drop(sqlx::query("SELECT 1").execute(p).await?),
+            Pool::Sqlite(p) => {
+                sqlx::query("SELECT 1").execute(p).await?;
+            }
+            Pool::Postgres(p) => {
+                sqlx::query("SELECT 1").execute(p).await?;
+            }
         }
         Ok(())
     }

@@ -1,0 +1,478 @@
+//! The `elevate` binary as an operator meets it: start-up with nothing configured, the demo,
+//! bootstrap commands, and clear failures for bad input.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::helpers::{TestDb, pg_url, temp_dir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_elevate");
+
+/// The binary with a clean environment (no ELEVATE_* from the developer's shell).
+fn elevate(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("ELEVATE_LOG", "info");
+    cmd
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A running server and the URL it printed.
+struct Server {
+    child: Child,
+    url: String,
+    stdout: Vec<String>,
+}
+
+impl Server {
+    /// Starts the server and reads stdout up to the listen line (and, for `--demo`, the token block).
+    fn start(cmd: &mut Command) -> Server {
+        let demo = cmd.get_args().any(|a| a == "--demo");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut lines: Vec<String> = Vec::new();
+        let mut url = None;
+        while Instant::now() < deadline {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("elevate listening on ") {
+                        url = rest.split_whitespace().next().map(str::to_owned);
+                    }
+                    let done = url.is_some() && (!demo || line.trim_start().starts_with("open "));
+                    lines.push(line);
+                    if done {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let mut err = String::new();
+                        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err)
+                            .unwrap();
+                        panic!("server exited with {status}: {err}");
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let url = url.unwrap_or_else(|| panic!("server did not print its address: {lines:?}"));
+        Server {
+            child,
+            url,
+            stdout: lines,
+        }
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn token_of(&self, email: &str) -> String {
+        let line = self
+            .stdout
+            .iter()
+            .find(|l| l.trim_start().starts_with(email))
+            .unwrap();
+        line.split_whitespace().last().unwrap().to_owned()
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_with_nothing_configured_starts_on_sqlite_over_tls() {
+    let dir = temp_dir("serve");
+    // Only the port is chosen, so parallel tests do not fight over 8443.
+    let server = Server::start(elevate(&dir).args(["serve", "--listen", "127.0.0.1:0"]));
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let res = client()
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for file in [
+        "elevate.db",
+        "elevate.key",
+        "elevate-tls.crt",
+        "elevate-tls.key",
+    ] {
+        assert!(dir.join(file).exists(), "{file} not created");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for file in ["elevate.key", "elevate-tls.key"] {
+        let mode = std::fs::metadata(dir.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
+    let status = server.terminate();
+    assert!(status.success(), "graceful shutdown exited with {status}");
+}
+
+#[tokio::test]
+async fn the_demo_seeds_once_and_reissues_tokens_at_each_start() {
+    let dir = temp_dir("demo");
+    let first = Server::start(elevate(&dir).args(["serve", "--demo", "--listen", "127.0.0.1:0"]));
+    let old_alice = first.token_of("alice@example.com");
+    let me: Value = client()
+        .get(format!("{}/api/v1/me", first.url))
+        .bearer_auth(&old_alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["tenant"]["slug"], "demo");
+    assert_eq!(me["user"]["groups"], serde_json::json!(["engineering"]));
+    let carol = first.token_of("carol@example.com");
+    let carol_me: Value = client()
+        .get(format!("{}/api/v1/me", first.url))
+        .bearer_auth(&carol)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(carol_me["roles"], serde_json::json!(["admin", "auditor"]));
+    assert!(first.terminate().success());
+
+    let second = Server::start(elevate(&dir).args(["serve", "--demo", "--listen", "127.0.0.1:0"]));
+    let new_alice = second.token_of("alice@example.com");
+    assert_ne!(new_alice, old_alice);
+    let old = client()
+        .get(format!("{}/api/v1/me", second.url))
+        .bearer_auth(&old_alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401);
+    let new = client()
+        .get(format!("{}/api/v1/me", second.url))
+        .bearer_auth(&new_alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(new.status(), 200);
+    assert_eq!(
+        second
+            .stdout
+            .iter()
+            .filter(|l| l.contains("@example.com"))
+            .count(),
+        4,
+        "{:?}",
+        second.stdout
+    );
+    assert!(second.terminate().success());
+}
+
+#[tokio::test]
+async fn admin_commands_bootstrap_a_tenant_and_print_only_the_token() {
+    let dir = temp_dir("admin");
+    let ok = run(elevate(&dir).args(["admin", "tenant", "create", "acme", "--name", "Acme Corp"]));
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let ok = run(elevate(&dir).args([
+        "admin",
+        "user",
+        "create",
+        "--tenant",
+        "acme",
+        "--email",
+        "ops@acme.example",
+        "--role",
+        "admin",
+        "--role",
+        "approver",
+        "--group",
+        "sre",
+    ]));
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    let out = run(elevate(&dir).args([
+        "admin",
+        "token",
+        "create",
+        "--tenant",
+        "acme",
+        "--email",
+        "ops@acme.example",
+        "--scope",
+        "read",
+        "--scope",
+        "admin",
+        "--ttl",
+        "2h",
+    ]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let token = stdout.trim_end();
+    assert!(
+        token.starts_with("elv_") && !token.contains('\n') && stdout.ends_with('\n'),
+        "{stdout:?}"
+    );
+
+    let server = Server::start(elevate(&dir).args(["serve", "--listen", "127.0.0.1:0"]));
+    let me: Value = client()
+        .get(format!("{}/api/v1/me", server.url))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["tenant"]["name"], "Acme Corp");
+    assert_eq!(me["token"]["scopes"], serde_json::json!(["read", "admin"]));
+    assert!(server.terminate().success());
+
+    let dup = run(elevate(&dir).args([
+        "admin",
+        "user",
+        "create",
+        "--tenant",
+        "acme",
+        "--email",
+        "OPS@acme.example",
+    ]));
+    assert_eq!(dup.status.code(), Some(1));
+    assert!(
+        text(&dup.stderr).contains("already exists"),
+        "{}",
+        text(&dup.stderr)
+    );
+    let missing = run(elevate(&dir).args([
+        "admin",
+        "token",
+        "create",
+        "--tenant",
+        "nope",
+        "--email",
+        "x@y.example",
+    ]));
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(text(&missing.stderr).contains("no tenant nope"));
+    let bad_role = run(elevate(&dir).args([
+        "admin",
+        "user",
+        "create",
+        "--tenant",
+        "acme",
+        "--email",
+        "a@b.example",
+        "--role",
+        "root",
+    ]));
+    assert_eq!(bad_role.status.code(), Some(2));
+    assert!(text(&bad_role.stderr).contains("unknown role"));
+}
+
+fn assert_clean_failure(out: &Output, code: i32, needle: &str) {
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn bad_start_up_input_ends_with_one_clear_message() {
+    let dir = temp_dir("bad");
+    assert_clean_failure(
+        &run(elevate(&dir).args(["serve", "--no-such-flag"])),
+        2,
+        "unexpected argument",
+    );
+
+    std::fs::write(
+        dir.join("bad.toml"),
+        "listen = \"127.0.0.1:0\"\nlisten = 5\n",
+    )
+    .unwrap();
+    let out = run(elevate(&dir).args(["serve", "--config", "bad.toml"]));
+    assert_clean_failure(&out, 1, "bad.toml");
+    assert!(text(&out.stderr).contains("line 2"));
+
+    let out = run(elevate(&dir).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        "postgres://nobody@127.0.0.1:1/elevate",
+    ]));
+    assert_clean_failure(
+        &out,
+        1,
+        "cannot connect to database postgres://nobody@127.0.0.1:1/elevate",
+    );
+
+    let out = run(elevate(&dir).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        "postgres://app:hunter2@127.0.0.1:1/x",
+    ]));
+    assert!(
+        !text(&out.stderr).contains("hunter2"),
+        "password in error output"
+    );
+
+    assert_clean_failure(
+        &run(elevate(&dir).args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--master-key-file",
+            "missing.key",
+        ])),
+        1,
+        "missing.key",
+    );
+}
+
+#[test]
+fn a_wrong_master_key_stops_start_up() {
+    let dir = temp_dir("wrongkey");
+    assert!(
+        run(elevate(&dir).args(["admin", "tenant", "create", "acme"]))
+            .status
+            .success()
+    );
+    // Another key for the same database.
+    let other = temp_dir("otherkey");
+    assert!(
+        run(elevate(&other).args(["admin", "tenant", "create", "zzz"]))
+            .status
+            .success()
+    );
+    let out = run(elevate(&dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--master-key-file"])
+        .arg(other.join("elevate.key")));
+    assert_clean_failure(&out, 1, "cannot unseal");
+    assert!(text(&out.stderr).contains("tenant acme"));
+
+    // Losing the key file of a database with sealed secrets is refused, not papered over.
+    std::fs::remove_file(dir.join("elevate.key")).unwrap();
+    assert_clean_failure(
+        &run(elevate(&dir).args(["serve", "--listen", "127.0.0.1:0"])),
+        1,
+        "already holds sealed secrets",
+    );
+    assert!(!dir.join("elevate.key").exists());
+}
+
+#[tokio::test]
+async fn postgres_start_up_refuses_a_superuser_and_runs_as_the_app_role() {
+    let db = TestDb::postgres().await;
+    let dir = temp_dir("pgserve");
+    let out = run(elevate(&dir).args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &db.owner_url,
+    ]));
+    assert_clean_failure(&out, 1, "refusing to run as database role");
+
+    let database = db.owner_url.rsplit('/').next().unwrap().to_owned();
+    let app_url = pg_url(&database, Some(crate::helpers::APP_LOGIN_ROLE));
+    let server = Server::start(elevate(&dir).args([
+        "serve",
+        "--demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        &app_url,
+    ]));
+    let token = server.token_of("bob@example.com");
+    let me: Value = client()
+        .get(format!("{}/api/v1/me", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], serde_json::json!(["approver"]));
+    assert!(server.terminate().success());
+}
+
+#[tokio::test]
+async fn plain_http_behind_a_proxy_and_json_logs() {
+    let dir = temp_dir("insecure");
+    let mut cmd = elevate(&dir);
+    cmd.args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+        .env("ELEVATE_INSECURE_HTTP", "1");
+    let mut server = Server::start(&mut cmd);
+    assert!(server.url.starts_with("http://"), "{}", server.url);
+    let res = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("strict-transport-security"));
+    let mut stderr = server.child.stderr.take().unwrap();
+    assert!(server.terminate().success());
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut logs).unwrap();
+    let lines: Vec<&str> = logs.lines().filter(|l| !l.is_empty()).collect();
+    assert!(lines.len() >= 2, "{logs}");
+    for line in lines {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{line}"
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! Test harness: fresh stores on both backends, an in-process server on a free port over real TLS,
+//! and shortcuts for bootstrapping tenants, users and tokens through the real admin core.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use elevate::admin::{self, Ctx};
+use elevate::audit::{Actor, Origin};
+use elevate::clock::{Clock, ManualClock};
+use elevate::config::Config;
+use elevate::crypto::MasterKey;
+use elevate::model::{Role, Scope, Tenant, User};
+use elevate::store::{Backend, Store};
+use elevate::web::{self, AppState};
+use sqlx::Connection;
+
+pub const APP_LOGIN_ROLE: &str = "elevate_test_app";
+pub const OWNER_LOGIN_ROLE: &str = "elevate_test_owner";
+
+pub fn pg_admin_url() -> String {
+    std::env::var("ELEVATE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The admin URL with another database and, optionally, another user.
+pub fn pg_url(database: &str, user: Option<&str>) -> String {
+    let base = pg_admin_url();
+    let (scheme, rest) = base.split_once("://").expect("postgres URL has a scheme");
+    let (userinfo, hostpath) = rest
+        .rsplit_once('@')
+        .map(|(u, h)| (Some(u), h))
+        .unwrap_or((None, rest));
+    let host = hostpath.split('/').next().unwrap_or(hostpath);
+    let userinfo = match (user, userinfo) {
+        (Some(u), _) => format!("{u}@"),
+        (None, Some(u)) => format!("{u}@"),
+        (None, None) => String::new(),
+    };
+    format!("{scheme}://{userinfo}{host}/{database}")
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "elevate-it-{tag}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A fresh, migrated store on one backend. On Postgres, `store` connects as a login role that
+/// is only a member of `elevate_app`, as production does; `owner_url` is the superuser.
+pub struct TestDb {
+    pub store: Store,
+    pub backend: Backend,
+    pub url: String,
+    pub owner_url: String,
+    pub dir: PathBuf,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> Self {
+        let dir = temp_dir("sqlite");
+        let url = format!("sqlite:{}", dir.join("elevate.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        TestDb {
+            store,
+            backend: Backend::Sqlite,
+            owner_url: url.clone(),
+            url,
+            dir,
+        }
+    }
+
+    pub async fn postgres() -> Self {
+        let name = format!("elevate_t_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is needed at {} ({e}). Start it (scripts/test.sh does) or set ELEVATE_TEST_POSTGRES_URL.",
+                pg_admin_url()
+            )
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.unwrap();
+        let owner_url = pg_url(&name, None);
+        let owner = Store::connect(&owner_url).await.unwrap();
+        owner.migrate().await.unwrap();
+        owner.close().await;
+        ensure_login_role(&owner_url, APP_LOGIN_ROLE, "elevate_app").await;
+        let url = pg_url(&name, Some(APP_LOGIN_ROLE));
+        let store = Store::connect(&url).await.unwrap();
+        store.check_role_safety().await.unwrap();
+        store.check_migrations().await.unwrap();
+        TestDb {
+            store,
+            backend: Backend::Postgres,
+            url,
+            owner_url,
+            dir: temp_dir("pg"),
+        }
+    }
+
+    /// Runs raw SQL as the database owner / superuser (SQLite: on the file itself).
+    pub async fn owner_exec(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.owner_url)
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+            Backend::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.owner_url).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// Creates a cluster-wide login role in `member_of` once; tolerates a parallel test doing it too.
+pub async fn ensure_login_role(owner_url: &str, role: &str, member_of: &str) {
+    let mut c = sqlx::PgConnection::connect(owner_url).await.unwrap();
+    let sql = format!(
+        "DO $$ BEGIN
+            IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                BEGIN CREATE ROLE {role} LOGIN IN ROLE {member_of};
+                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END;
+            END IF;
+        END $$"
+    );
+    for _ in 0..5 {
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(&mut c)
+            .await
+        {
+            Ok(_) => return,
+            // Concurrent catalog updates ("tuple concurrently updated"): try again.
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    panic!("could not create login role {role}");
+}
+
+pub fn ctx(clock: &dyn Clock) -> Ctx {
+    Ctx {
+        actor: Actor::System,
+        origin: Origin::default(),
+        now: clock.now(),
+    }
+}
+
+/// A tenant with one user per given (email, roles, groups).
+pub async fn seed_tenant(
+    store: &Store,
+    master: &MasterKey,
+    clock: &dyn Clock,
+    slug: &str,
+) -> Tenant {
+    admin::create_tenant(store, master, &ctx(clock), slug, &format!("{slug} org"))
+        .await
+        .unwrap()
+}
+
+pub async fn seed_user(
+    store: &Store,
+    clock: &dyn Clock,
+    tenant: &Tenant,
+    email: &str,
+    roles: &[Role],
+    groups: &[&str],
+) -> User {
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    admin::create_user(store, &ctx(clock), tenant, email, None, roles, &groups)
+        .await
+        .unwrap()
+}
+
+pub async fn seed_token(store: &Store, clock: &dyn Clock, user: &User, scopes: &[Scope]) -> String {
+    admin::create_token(
+        store,
+        &ctx(clock),
+        user,
+        "test",
+        scopes,
+        admin::DEFAULT_TOKEN_TTL,
+    )
+    .await
+    .unwrap()
+    .secret
+    .expose()
+    .to_owned()
+}
+
+/// elevate served in-process over TLS on a free port, with a clock the test moves.
+pub struct TestApp {
+    pub db: TestDb,
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub master: Arc<MasterKey>,
+    pub client: reqwest::Client,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl TestApp {
+    pub async fn spawn(db: TestDb) -> Self {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let clock = Arc::new(ManualClock::starting_now());
+        let master = Arc::new(MasterKey::generate().unwrap());
+        let (cert, key, _) = web::tls::ensure_dev_certificate(&db.dir, clock.now()).unwrap();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(
+            web::tls::server_config(&cert, &key).unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config = Config {
+            public_url: format!("https://localhost:{port}"),
+            ..Config::default()
+        };
+        let state = AppState {
+            store: db.store.clone(),
+            clock: clock.clone(),
+            master_key: master.clone(),
+            config: Arc::new(config),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = web::router(state);
+        tokio::spawn(web::serve(listener, app, Some(tls), async {
+            let _ = rx.await;
+        }));
+        let client = reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
+            )
+            .build()
+            .unwrap();
+        TestApp {
+            db,
+            base: format!("https://localhost:{port}"),
+            clock,
+            master,
+            client,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.db.store
+    }
+
+    /// GET with a bearer token.
+    pub async fn get_as(&self, token: &str, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs the same async test body against SQLite and Postgres.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name($crate::helpers::TestDb::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name($crate::helpers::TestDb::postgres().await).await })*
+        }
+    };
+}

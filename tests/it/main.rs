@@ -1,0 +1,10 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+
+//! One integration test binary (faster to link on two cores). Every test makes its own store —
+//! a SQLite file in a temp dir or a fresh Postgres database — so tests run in parallel.
+
+mod cli;
+mod helpers;
+mod http;
+mod rls;
+mod store;
