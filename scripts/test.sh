@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Runs elevate's tests against the real components they need. Checks each component, starts it
+# when it is installed but down, and says exactly what is missing otherwise.
+#   ELEVATE_TEST_POSTGRES_URL  superuser URL (default postgres://postgres@127.0.0.1:5432/test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_URL="${ELEVATE_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+missing=()
+
+say() { printf '==> %s\n' "$*"; }
+
+pg_up() { psql "$PG_URL" -XAtqc 'SELECT 1' >/dev/null 2>&1; }
+
+ensure_postgres() {
+    if ! command -v psql >/dev/null; then
+        missing+=("PostgreSQL client and server (apt-get install -y postgresql postgresql-client)")
+        return
+    fi
+    if ! pg_up; then
+        if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+            say "starting PostgreSQL"
+            for version in $(ls /etc/postgresql); do
+                pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+            done
+            for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+        fi
+    fi
+    if ! pg_up; then
+        missing+=("a PostgreSQL server at $PG_URL with trust auth for 'postgres' and a 'test' database (or set ELEVATE_TEST_POSTGRES_URL)")
+        return
+    fi
+    say "PostgreSQL: $(psql "$PG_URL" -XAtqc 'SHOW server_version')"
+    # Leftovers of earlier runs: each test makes its own elevate_t_* database.
+    psql "$PG_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname LIKE 'elevate\_t\_%'" |
+        while read -r db; do psql "$PG_URL" -Xqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+}
+
+mariadb_up() { mysqladmin -uroot -h127.0.0.1 --connect-timeout=2 ping >/dev/null 2>&1; }
+
+ensure_mariadb() {
+    # Needed by the database-credential tests; started here so every suite finds it.
+    if ! command -v mysqladmin >/dev/null; then
+        say "MariaDB is not installed (apt-get install -y mariadb-server); the current tests do not need it yet"
+        return
+    fi
+    if ! mariadb_up && [ -x /usr/sbin/mariadbd ]; then
+        say "starting MariaDB"
+        start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql >/dev/null 2>&1 || true
+        for _ in $(seq 1 30); do mariadb_up && break; sleep 1; done
+    fi
+    mariadb_up && say "MariaDB: up" || say "MariaDB: not reachable at 127.0.0.1:3306"
+}
+
+command -v cargo >/dev/null || missing+=("Rust (cargo), from https://rustup.rs")
+ensure_postgres
+ensure_mariadb
+
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "The tests need components that are missing:" >&2
+    for m in "${missing[@]}"; do echo "  - $m" >&2; done
+    exit 1
+fi
+
+say "cargo test"
+exec cargo test --all-targets "$@"
