@@ -122,6 +122,16 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET /api/v1/me` on a server started by the test (development certificate).
+async fn me(base: &str, token: &str) -> reqwest::Response {
+    client()
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn serve_with_nothing_configured_starts_on_sqlite_over_tls() {
     let dir = temp_dir("serve");
@@ -164,46 +174,20 @@ async fn the_demo_seeds_once_and_reissues_tokens_at_each_start() {
     let dir = temp_dir("demo");
     let first = Server::start(elevate(&dir).args(["serve", "--demo", "--listen", "127.0.0.1:0"]));
     let old_alice = first.token_of("alice@example.com");
-    let me: Value = client()
-        .get(format!("{}/api/v1/me", first.url))
-        .bearer_auth(&old_alice)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["tenant"]["slug"], "demo");
-    assert_eq!(me["user"]["groups"], serde_json::json!(["engineering"]));
+    let body: Value = me(&first.url, &old_alice).await.json().await.unwrap();
+    assert_eq!(body["tenant"]["slug"], "demo");
+    assert_eq!(body["user"]["groups"], serde_json::json!(["engineering"]));
     let carol = first.token_of("carol@example.com");
-    let carol_me: Value = client()
-        .get(format!("{}/api/v1/me", first.url))
-        .bearer_auth(&carol)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let carol_me: Value = me(&first.url, &carol).await.json().await.unwrap();
     assert_eq!(carol_me["roles"], serde_json::json!(["admin", "auditor"]));
     assert!(first.terminate().success());
 
     let second = Server::start(elevate(&dir).args(["serve", "--demo", "--listen", "127.0.0.1:0"]));
     let new_alice = second.token_of("alice@example.com");
     assert_ne!(new_alice, old_alice);
-    let old = client()
-        .get(format!("{}/api/v1/me", second.url))
-        .bearer_auth(&old_alice)
-        .send()
-        .await
-        .unwrap();
+    let old = me(&second.url, &old_alice).await;
     assert_eq!(old.status(), 401);
-    let new = client()
-        .get(format!("{}/api/v1/me", second.url))
-        .bearer_auth(&new_alice)
-        .send()
-        .await
-        .unwrap();
+    let new = me(&second.url, &new_alice).await;
     assert_eq!(new.status(), 200);
     assert_eq!(
         second
@@ -263,17 +247,12 @@ async fn admin_commands_bootstrap_a_tenant_and_print_only_the_token() {
     );
 
     let server = Server::start(elevate(&dir).args(["serve", "--listen", "127.0.0.1:0"]));
-    let me: Value = client()
-        .get(format!("{}/api/v1/me", server.url))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["tenant"]["name"], "Acme Corp");
-    assert_eq!(me["token"]["scopes"], serde_json::json!(["read", "admin"]));
+    let body: Value = me(&server.url, token).await.json().await.unwrap();
+    assert_eq!(body["tenant"]["name"], "Acme Corp");
+    assert_eq!(
+        body["token"]["scopes"],
+        serde_json::json!(["read", "admin"])
+    );
     assert!(server.terminate().success());
 
     let dup = run(elevate(&dir).args([
@@ -435,16 +414,8 @@ async fn postgres_start_up_refuses_a_superuser_and_runs_as_the_app_role() {
         &app_url,
     ]));
     let token = server.token_of("bob@example.com");
-    let me: Value = client()
-        .get(format!("{}/api/v1/me", server.url))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(me["roles"], serde_json::json!(["approver"]));
+    let body: Value = me(&server.url, &token).await.json().await.unwrap();
+    assert_eq!(body["roles"], serde_json::json!(["approver"]));
     assert!(server.terminate().success());
 }
 
