@@ -68,6 +68,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Seconds before a request is cut off.
     pub request_timeout_secs: u64,
+    /// A session ends after this long without a request (`30m`).
+    pub session_idle_timeout: String,
+    /// ... and this long after sign-in whatever happens (`12h`).
+    pub session_absolute_timeout: String,
+    /// Sender of sign-in mail.
+    pub mail_from: String,
 }
 
 impl Default for Config {
@@ -86,6 +92,9 @@ impl Default for Config {
             demo: false,
             max_body_bytes: 256 * 1024,
             request_timeout_secs: 30,
+            session_idle_timeout: "30m".into(),
+            session_absolute_timeout: "12h".into(),
+            mail_from: "elevate <elevate@localhost>".into(),
         }
     }
 }
@@ -214,7 +223,38 @@ impl Config {
         }
         crate::store::backend_of(self.database_url.expose())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let idle = crate::duration::parse(&self.session_idle_timeout)
+            .map_err(|e| ConfigError::Invalid(format!("session_idle_timeout: {e}")))?;
+        let absolute = crate::duration::parse(&self.session_absolute_timeout)
+            .map_err(|e| ConfigError::Invalid(format!("session_absolute_timeout: {e}")))?;
+        if idle > absolute {
+            return Err(ConfigError::Invalid(
+                "session_idle_timeout must not exceed session_absolute_timeout".into(),
+            ));
+        }
+        self.mail_from
+            .parse::<lettre::message::Mailbox>()
+            .map_err(|e| ConfigError::Invalid(format!("mail_from {:?}: {e}", self.mail_from)))?;
         Ok(())
+    }
+
+    /// Validated in `load`, so the defaults below never apply in practice.
+    pub fn session_idle(&self) -> time::Duration {
+        crate::duration::parse(&self.session_idle_timeout).unwrap_or(time::Duration::minutes(30))
+    }
+
+    pub fn session_absolute(&self) -> time::Duration {
+        crate::duration::parse(&self.session_absolute_timeout).unwrap_or(time::Duration::hours(12))
+    }
+
+    /// `scheme://host[:port]` of the public URL, for same-origin checks.
+    pub fn public_origin(&self) -> String {
+        let url = self.public_url.trim_end_matches('/');
+        let after_scheme = url.find("://").map(|i| i + 3).unwrap_or(0);
+        match url[after_scheme..].find('/') {
+            Some(i) => url[..after_scheme + i].to_owned(),
+            None => url.to_owned(),
+        }
     }
 
     /// Where generated files (development key and TLS certificate) live: beside a SQLite

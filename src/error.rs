@@ -21,6 +21,8 @@ pub enum AppError {
     TooLarge(String),
     #[error("{0}")]
     Unprocessable(String),
+    #[error("too many attempts; try again in {retry_after_secs} seconds")]
+    TooManyRequests { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }

@@ -12,5 +12,6 @@ pub mod demo;
 pub mod duration;
 pub mod error;
 pub mod model;
+pub mod notify;
 pub mod store;
 pub mod web;

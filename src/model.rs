@@ -201,6 +201,31 @@ impl ApiToken {
     }
 }
 
+/// A one-time sign-in link, bound to the browser that asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct SigninLink {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub email: String,
+    pub secret_hash: Vec<u8>,
+    pub browser_nonce_hash: Vec<u8>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// A signed-in browser. `expires_at` is the absolute limit; idle time counts from `last_seen_at`.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Session {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub secret_hash: Vec<u8>,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyPurpose {

@@ -1,6 +1,10 @@
 //! Who is calling. API requests carry `Authorization: Bearer <token>`; the token fixes the tenant
 //! and limits what the call may do to the token's scopes *and* the user's standing roles.
 //! Handlers declare what they need in their signature: `Scoped<ApproveScope>` and so on.
+//! Browsers sign in by email link (`magic_link`) and hold a server-side session (`session`).
+
+pub mod magic_link;
+pub mod session;
 
 use std::marker::PhantomData;
 

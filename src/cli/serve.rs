@@ -88,12 +88,12 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let bound = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = config.public_url.trim_end_matches('/').to_owned();
-    let state = AppState {
-        store: store.clone(),
-        clock,
-        master_key: Arc::new(master),
-        config: Arc::new(config),
-    };
+    let state = AppState::new(store.clone(), clock, Arc::new(master), config)?;
+    if !state.mailer.is_available() {
+        tracing::warn!(
+            "no ELEVATE_SMTP_URL: sign-in by email link is unavailable (API tokens still work)"
+        );
+    }
     let app = web::router(state);
 
     println!("elevate listening on {scheme}://{bound} (public URL {public_url})");

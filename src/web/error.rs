@@ -60,6 +60,7 @@ impl IntoResponse for AppError {
             AppError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
+            AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             AppError::Internal(cause) => {
                 // The cause goes to the log (inside the request's span, with its id), never out.
                 tracing::error!(error = format!("{cause:#}"), "internal error");
@@ -68,6 +69,10 @@ impl IntoResponse for AppError {
         };
         let message = self.to_string();
         let mut res = status.into_response();
+        if let AppError::TooManyRequests { retry_after_secs } = self {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -90,6 +95,7 @@ pub struct KeepBody;
 #[derive(Template)]
 #[template(path = "errors/error.html")]
 struct ErrorPage<'a> {
+    nav: super::pages::Nav,
     status: u16,
     reason: &'a str,
     message: &'a str,
@@ -134,6 +140,7 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
         let page = ErrorPage {
+            nav: super::pages::Nav::anonymous(),
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or("Error"),
             message: &info.message,

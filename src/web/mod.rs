@@ -3,9 +3,11 @@
 //! TLS-terminating proxy).
 
 pub mod api;
+pub mod csrf;
 pub mod error;
 mod extract;
 mod health;
+pub mod limits;
 mod pages;
 mod static_files;
 pub mod tls;
@@ -27,7 +29,9 @@ use tower_http::trace::TraceLayer;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::crypto::MasterKey;
+use crate::notify::Mailer;
 use crate::store::Store;
+use limits::SigninLimits;
 
 pub use extract::ClientOrigin;
 
@@ -38,6 +42,27 @@ pub struct AppState {
     pub clock: SharedClock,
     pub master_key: Arc<MasterKey>,
     pub config: Arc<Config>,
+    pub mailer: Mailer,
+    pub signin_limits: Arc<SigninLimits>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        master_key: Arc<MasterKey>,
+        config: Config,
+    ) -> anyhow::Result<Self> {
+        let mailer = Mailer::from_config(&config)?;
+        Ok(Self {
+            store,
+            clock,
+            master_key,
+            config: Arc::new(config),
+            mailer,
+            signin_limits: Arc::new(SigninLimits::default()),
+        })
+    }
 }
 
 /// No script or style from anywhere but our own `/static`, no framing, no plugins.
@@ -73,6 +98,10 @@ pub fn router(state: AppState) -> Router {
         .merge(static_files::router())
         .nest("/api/v1", api::router())
         .fallback(|| async { crate::error::AppError::NotFound("no such page".into()) })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            csrf::same_origin_guard,
+        ))
         .with_state(state)
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(

@@ -226,12 +226,7 @@ impl TestApp {
             public_url: format!("https://localhost:{port}"),
             ..Config::default()
         };
-        let state = AppState {
-            store: db.store.clone(),
-            clock: clock.clone(),
-            master_key: master.clone(),
-            config: Arc::new(config),
-        };
+        let state = AppState::new(db.store.clone(), clock.clone(), master.clone(), config).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = web::router(state);
         tokio::spawn(web::serve(listener, app, Some(tls), async {

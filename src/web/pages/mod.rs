@@ -1,5 +1,11 @@
 //! Server-rendered pages (askama). Each page has its view struct beside its handler and its
-//! template under `templates/` at the same path.
+//! template under `templates/` at the same path. Every page works without JavaScript.
+
+mod dev;
+mod home;
+mod login;
+mod people;
+mod tokens;
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -8,21 +14,63 @@ use axum::extract::State;
 use axum::routing::get;
 
 use super::AppState;
+use crate::auth::session::SessionUser;
+use crate::model::Role;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(index))
+    Router::new()
+        .route("/", get(index))
+        .merge(login::router())
+        .merge(home::router())
+        .merge(people::router())
+        .merge(tokens::router())
+        .merge(dev::router())
+}
+
+/// What the shared layout shows: who is signed in, and the sign-out form's CSRF token.
+#[derive(Debug, Clone, Default)]
+pub struct Nav {
+    pub signed_in: bool,
+    pub email: String,
+    pub tenant: String,
+    pub is_admin: bool,
+    pub csrf: String,
+}
+
+impl Nav {
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    pub fn of(who: &SessionUser) -> Self {
+        Nav {
+            signed_in: true,
+            email: who.user.email.clone(),
+            tenant: who.tenant.slug.clone(),
+            is_admin: who.user.has_role(Role::Admin),
+            csrf: who.csrf.clone(),
+        }
+    }
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "pages/index.html")]
 struct IndexPage {
+    nav: Nav,
     public_url: String,
     version: &'static str,
 }
 
 async fn index(State(state): State<AppState>) -> IndexPage {
     IndexPage {
+        nav: Nav::anonymous(),
         public_url: state.config.public_url.trim_end_matches('/').to_owned(),
         version: env!("CARGO_PKG_VERSION"),
     }
+}
+
+/// A timestamp as pages show it (UTC).
+pub fn when(t: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    t.format(&format).unwrap_or_default()
 }

@@ -1,0 +1,277 @@
+//! Browser sessions: a `__Host-elevate` cookie holding a 256-bit secret; the server keeps only its
+//! hash. Idle and absolute timeouts come from the config; a disabled user's sessions are deleted.
+//! Pages take [`SessionUser`] (or [`AdminUser`]) and unauthenticated visitors are sent to `/login`.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use time::{Duration, OffsetDateTime};
+
+use crate::audit::{Actor, NewEvent, Origin};
+use crate::crypto::token::TokenKind;
+use crate::crypto::{SecretToken, TokenHash};
+use crate::error::{AppError, AppResult};
+use crate::model::{Role, Session, Tenant, User};
+use crate::store::{SecretKind, TenantTx};
+use crate::web::{AppState, ClientOrigin};
+
+pub const SESSION_COOKIE: &str = "__Host-elevate";
+pub const SIGNIN_COOKIE: &str = "__Host-elevate-signin";
+
+/// How often at most `last_seen_at` is written (it feeds the idle timeout).
+const TOUCH_EVERY: Duration = Duration::seconds(60);
+
+/// A cookie with every flag the design asks for. `__Host-` requires Secure, Path=/ and no Domain.
+pub fn cookie_header(name: &str, value: &str, max_age: Duration) -> HeaderValue {
+    let text = format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        max_age.whole_seconds().max(0)
+    );
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+pub fn clear_cookie(name: &str) -> HeaderValue {
+    cookie_header(name, "", Duration::ZERO)
+}
+
+/// The value of a cookie in the request headers.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The CSRF token of a session: derived from its secret, so it needs no storage and dies with it.
+pub fn csrf_token(session_secret: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update(b"elevate csrf v1\0")
+        .chain_update(session_secret)
+        .finalize();
+    B64URL.encode(digest)
+}
+
+pub fn csrf_matches(session_secret: &str, presented: &str) -> bool {
+    bool::from(
+        csrf_token(session_secret)
+            .as_bytes()
+            .ct_eq(presented.as_bytes()),
+    )
+}
+
+/// A signed-in person on a page.
+#[derive(Debug, Clone)]
+pub struct SessionUser {
+    pub tenant: Tenant,
+    pub user: User,
+    pub session: Session,
+    pub csrf: String,
+    pub origin: Origin,
+}
+
+impl SessionUser {
+    pub fn actor(&self) -> Actor {
+        Actor::User {
+            id: self.user.id,
+            email: self.user.email.clone(),
+        }
+    }
+
+    pub fn ctx(&self, now: OffsetDateTime) -> crate::admin::Ctx {
+        crate::admin::Ctx {
+            actor: self.actor(),
+            origin: self.origin.clone(),
+            now,
+        }
+    }
+}
+
+/// Starts a session for `user` in `tx` (the caller audits and commits) and returns its secret.
+pub async fn start_session(
+    tx: &mut TenantTx,
+    user: &User,
+    absolute: Duration,
+    origin: &Origin,
+    now: OffsetDateTime,
+) -> AppResult<(SecretToken, Session)> {
+    let (secret, hash) = SecretToken::generate(TokenKind::Session)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    let session = tx
+        .insert_session(
+            user.id,
+            &hash,
+            now + absolute,
+            origin.ip.as_deref(),
+            origin.user_agent.as_deref(),
+            now,
+        )
+        .await?;
+    Ok((secret, session))
+}
+
+/// The session a cookie names, or `None` when it names none (unknown, ended, or just expired).
+async fn load(state: &AppState, secret: &str, origin: &Origin) -> AppResult<Option<SessionUser>> {
+    let Some(hash) = TokenHash::of_presented(TokenKind::Session, secret) else {
+        return Ok(None);
+    };
+    let Some(tenant_id) = state
+        .store
+        .secret_tenant(SecretKind::Session, hash.as_bytes())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let now = state.clock.now();
+    let mut tx = state.store.tenant(tenant_id).await?;
+    let Some(session) = tx.session_by_hash(&hash).await? else {
+        return Ok(None);
+    };
+    let user = tx.user_by_id(session.user_id).await?;
+    let idle_limit = session.last_seen_at + state.config.session_idle();
+    let ended = match &user {
+        None => Some("user gone"),
+        Some(u) if u.disabled => Some("user disabled"),
+        _ if now >= session.expires_at => Some("absolute timeout"),
+        _ if now >= idle_limit => Some("idle timeout"),
+        _ => None,
+    };
+    if let Some(reason) = ended {
+        tx.delete_session(session.id).await?;
+        let subject = user.as_ref().map(|u| u.email.clone()).unwrap_or_default();
+        tx.append_audit(
+            &NewEvent::new(Actor::System, "session.expired", subject)
+                .origin(origin.clone())
+                .details(json!({ "session_id": session.id, "reason": reason })),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        return Ok(None);
+    }
+    if now - session.last_seen_at >= TOUCH_EVERY {
+        tx.touch_session(session.id, now).await?;
+    }
+    let tenant = tx.get_tenant().await?;
+    tx.commit().await?;
+    let user = user.ok_or_else(|| AppError::internal(anyhow::anyhow!("session user vanished")))?;
+    Ok(Some(SessionUser {
+        tenant,
+        user,
+        session,
+        csrf: csrf_token(secret),
+        origin: origin.clone(),
+    }))
+}
+
+/// Sends the browser to sign in (clearing a dead cookie on the way).
+pub struct SignInFirst {
+    clear: bool,
+}
+
+impl IntoResponse for SignInFirst {
+    fn into_response(self) -> Response {
+        let mut res = Redirect::to("/login").into_response();
+        if self.clear {
+            res.headers_mut()
+                .append(SET_COOKIE, clear_cookie(SESSION_COOKIE));
+        }
+        res
+    }
+}
+
+pub enum SessionRejection {
+    SignIn(SignInFirst),
+    Error(AppError),
+}
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        match self {
+            SessionRejection::SignIn(s) => s.into_response(),
+            SessionRejection::Error(e) => e.into_response(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for SessionUser {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(secret) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Err(SessionRejection::SignIn(SignInFirst { clear: false }));
+        };
+        let ClientOrigin(origin) = ClientOrigin::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
+        match load(state, &secret, &origin).await {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(SessionRejection::SignIn(SignInFirst { clear: true })),
+            Err(e) => Err(SessionRejection::Error(e)),
+        }
+    }
+}
+
+/// A signed-in admin.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub SessionUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = SessionUser::from_request_parts(parts, state).await?;
+        if !user.user.has_role(Role::Admin) {
+            return Err(SessionRejection::Error(AppError::Forbidden(
+                "this page is for administrators".into(),
+            )));
+        }
+        Ok(AdminUser(user))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_carry_every_flag_and_parse_back() {
+        let c = cookie_header(SESSION_COOKIE, "els_x", Duration::hours(12));
+        assert_eq!(
+            c.to_str().unwrap(),
+            "__Host-elevate=els_x; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=43200"
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; __Host-elevate=els_y; __Host-elevate-signin=n"),
+        );
+        assert_eq!(cookie_value(&h, SESSION_COOKIE).as_deref(), Some("els_y"));
+        assert_eq!(cookie_value(&h, SIGNIN_COOKIE).as_deref(), Some("n"));
+        assert_eq!(cookie_value(&h, "b"), None);
+    }
+
+    #[test]
+    fn csrf_tokens_are_bound_to_their_session() {
+        let t = csrf_token("els_a");
+        assert!(csrf_matches("els_a", &t));
+        assert!(!csrf_matches("els_b", &t));
+        assert!(!csrf_matches("els_a", ""));
+    }
+}

@@ -1,0 +1,126 @@
+//! Email over SMTP (lettre, `ELEVATE_SMTP_URL`: `smtps://` for TLS, `smtp://...?tls=required` for
+//! STARTTLS). In `--demo` without SMTP, messages go to an in-memory outbox shown at `/dev/outbox`
+//! and to the log, so the demo works on a laptop with no mail server.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use lettre::message::Mailbox;
+use lettre::message::header::ContentType;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+
+const DEMO_OUTBOX_SIZE: usize = 50;
+
+#[derive(Debug, Clone)]
+pub struct OutboxEntry {
+    pub to: String,
+    pub subject: String,
+    pub body: String,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Clone)]
+pub enum Mailer {
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        from: Mailbox,
+    },
+    DemoOutbox(Arc<Mutex<VecDeque<OutboxEntry>>>),
+    /// No SMTP configured outside the demo: sign-in by email is unavailable (said at start).
+    Disabled,
+}
+
+impl Mailer {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        match &config.smtp_url {
+            Some(url) if !url.expose_secret().is_empty() => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                    .map_err(|e| anyhow::anyhow!("ELEVATE_SMTP_URL is not a valid SMTP URL: {e}"))?
+                    .build();
+                let from = config
+                    .mail_from
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("mail_from: {e}"))?;
+                Ok(Mailer::Smtp { transport, from })
+            }
+            _ if config.demo => Ok(Mailer::DemoOutbox(Arc::default())),
+            _ => Ok(Mailer::Disabled),
+        }
+    }
+
+    pub fn is_available(&self) -> bool {
+        !matches!(self, Mailer::Disabled)
+    }
+
+    /// The demo outbox, newest first (only in demo mode without SMTP).
+    pub fn demo_outbox(&self) -> Option<Vec<OutboxEntry>> {
+        match self {
+            Mailer::DemoOutbox(q) => Some(
+                q.lock()
+                    .map(|q| q.iter().rev().cloned().collect())
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Sends in the background: the caller answers at once, so whether a message was sent (for
+    /// instance to a known address) cannot be read from its response time.
+    pub fn send_later(&self, to: &str, subject: &str, body: String, now: OffsetDateTime) {
+        match self {
+            Mailer::Smtp { transport, from } => {
+                let message = to
+                    .parse::<Mailbox>()
+                    .map_err(|e| e.to_string())
+                    .and_then(|to| {
+                        Message::builder()
+                            .from(from.clone())
+                            .to(to)
+                            .subject(subject)
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(body)
+                            .map_err(|e| e.to_string())
+                    });
+                let transport = transport.clone();
+                let to = to.to_owned();
+                tokio::spawn(async move {
+                    let result = match message {
+                        Ok(m) => transport
+                            .send(m)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e),
+                    };
+                    match result {
+                        Ok(()) => tracing::info!(%to, "mail sent"),
+                        Err(e) => tracing::warn!(%to, error = %e, "mail not sent"),
+                    }
+                });
+            }
+            Mailer::DemoOutbox(queue) => {
+                // Demo only: the message (with its link) is shown so the demo can be used without
+                // a mail server. Never in a real deployment.
+                tracing::info!(%to, %subject, "demo outbox (no SMTP configured):\n{body}");
+                if let Ok(mut q) = queue.lock() {
+                    if q.len() == DEMO_OUTBOX_SIZE {
+                        q.pop_front();
+                    }
+                    q.push_back(OutboxEntry {
+                        to: to.to_owned(),
+                        subject: subject.to_owned(),
+                        body,
+                        at: now,
+                    });
+                }
+            }
+            Mailer::Disabled => {
+                tracing::warn!(%to, "mail not sent: no ELEVATE_SMTP_URL configured")
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Getting word to people: email now; webhooks and the outbox with retries join with the workflow.
+
+pub mod mail;
+
+pub use mail::{Mailer, OutboxEntry};

@@ -1,0 +1,51 @@
+//! Rate limits on sign-in requests, per email address and per client address (in memory, per
+//! process; each replica limits on its own).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+use crate::error::AppError;
+
+pub struct SigninLimits {
+    per_email: DefaultKeyedRateLimiter<String>,
+    per_ip: DefaultKeyedRateLimiter<String>,
+}
+
+impl Default for SigninLimits {
+    fn default() -> Self {
+        // Five links per address, then one every two minutes; twenty asks per client address,
+        // then one every six seconds.
+        let email = Quota::with_period(Duration::from_secs(120)).map(|q| q.allow_burst(nonzero(5)));
+        let ip = Quota::with_period(Duration::from_secs(6)).map(|q| q.allow_burst(nonzero(20)));
+        Self {
+            per_email: RateLimiter::keyed(email.unwrap_or_else(|| Quota::per_minute(nonzero(1)))),
+            per_ip: RateLimiter::keyed(ip.unwrap_or_else(|| Quota::per_minute(nonzero(10)))),
+        }
+    }
+}
+
+fn nonzero(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
+impl SigninLimits {
+    /// Counts one attempt; refuses with the seconds to wait when either limit is reached.
+    pub fn check(&self, email: &str, ip: Option<&str>) -> Result<(), AppError> {
+        let refuse = |not_until: governor::NotUntil<_>| AppError::TooManyRequests {
+            retry_after_secs: not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                .max(1),
+        };
+        if let Some(ip) = ip {
+            self.per_ip.check_key(&ip.to_owned()).map_err(refuse)?;
+        }
+        self.per_email
+            .check_key(&email.trim().to_lowercase())
+            .map_err(refuse)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,252 @@
+//! Sign-in by email link and sign-out.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::Nav;
+use crate::auth::magic_link::{self, LINK_TTL};
+use crate::auth::session::{
+    SESSION_COOKIE, SIGNIN_COOKIE, SessionUser, clear_cookie, cookie_header, cookie_value,
+};
+use crate::crypto::TokenHash;
+use crate::crypto::token::TokenKind;
+use crate::error::{AppError, AppResult};
+use crate::web::csrf::{CsrfForm, PlainForm};
+use crate::web::{AppState, ClientOrigin};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(login_form).post(ask_for_link))
+        .route("/login/verify", get(confirm_link).post(redeem_link))
+        .route("/logout", post(logout))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login/form.html")]
+struct LoginPage {
+    nav: Nav,
+    tenant: String,
+    email: String,
+    mail_available: bool,
+    demo_outbox: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct LoginQuery {
+    #[serde(default)]
+    tenant: String,
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    Query(q): Query<LoginQuery>,
+) -> AppResult<LoginPage> {
+    // With a single organisation there is nothing to choose.
+    let tenant = if q.tenant.is_empty() {
+        let tenants = state.store.tenants().await?;
+        if tenants.len() == 1 {
+            tenants[0].slug.clone()
+        } else {
+            String::new()
+        }
+    } else {
+        q.tenant
+    };
+    Ok(LoginPage {
+        nav: Nav::anonymous(),
+        tenant,
+        email: String::new(),
+        mail_available: state.mailer.is_available(),
+        demo_outbox: state.mailer.demo_outbox().is_some(),
+    })
+}
+
+#[derive(Deserialize)]
+struct AskForLink {
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    email: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login/sent.html")]
+struct SentPage {
+    nav: Nav,
+    minutes: i64,
+    demo_outbox: bool,
+}
+
+/// Always the same page, status and cookie, whether or not the address belongs to someone.
+async fn ask_for_link(
+    State(state): State<AppState>,
+    ClientOrigin(origin): ClientOrigin,
+    PlainForm(form): PlainForm<AskForLink>,
+) -> AppResult<Response> {
+    if form.email.trim().is_empty() || form.tenant.trim().is_empty() {
+        return Err(AppError::Unprocessable(
+            "enter your organisation and email address".into(),
+        ));
+    }
+    state
+        .signin_limits
+        .check(&form.email, origin.ip.as_deref())?;
+    let now = state.clock.now();
+    let nonce = crate::crypto::random_bytes::<32>()
+        .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    let nonce = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, nonce);
+    let browser_nonce = TokenHash::of(&nonce);
+    if let Some((tenant, user, link)) = magic_link::request_link(
+        &state.store,
+        &form.tenant,
+        &form.email,
+        &browser_nonce,
+        &origin,
+        now,
+    )
+    .await?
+    {
+        let url = format!(
+            "{}/login/verify?token={}",
+            state.config.public_url.trim_end_matches('/'),
+            link.expose()
+        );
+        let body = format!(
+            "Hello {},\n\nUse this link to sign in to elevate ({}). It works once, for {} minutes, \
+             in the browser where you asked for it:\n\n{url}\n\nIf you did not ask to sign in, ignore this message.\n",
+            user.display_name,
+            tenant.name,
+            LINK_TTL.whole_minutes()
+        );
+        state
+            .mailer
+            .send_later(&user.email, "Your elevate sign-in link", body, now);
+    }
+    let page = SentPage {
+        nav: Nav::anonymous(),
+        minutes: LINK_TTL.whole_minutes(),
+        demo_outbox: state.mailer.demo_outbox().is_some(),
+    };
+    let mut res = page.into_response();
+    res.headers_mut()
+        .append(SET_COOKIE, cookie_header(SIGNIN_COOKIE, &nonce, LINK_TTL));
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login/confirm.html")]
+struct ConfirmPage {
+    nav: Nav,
+    token: String,
+}
+
+/// Opening the link only shows a button: mail scanners that fetch links do not use them up.
+async fn confirm_link(Query(q): Query<LinkQuery>) -> ConfirmPage {
+    ConfirmPage {
+        nav: Nav::anonymous(),
+        token: q.token,
+    }
+}
+
+async fn redeem_link(
+    State(state): State<AppState>,
+    ClientOrigin(origin): ClientOrigin,
+    headers: axum::http::HeaderMap,
+    PlainForm(form): PlainForm<LinkQuery>,
+) -> AppResult<Response> {
+    let nonce = cookie_value(&headers, SIGNIN_COOKIE);
+    let now = state.clock.now();
+    let signed_in = magic_link::redeem(
+        &state.store,
+        &form.token,
+        nonce.as_deref(),
+        state.config.session_absolute(),
+        &origin,
+        now,
+    )
+    .await?;
+    // A session the browser held before signing in is ended: the new one has a new id.
+    if let Some(previous) = cookie_value(&headers, SESSION_COOKIE) {
+        end_previous_session(&state, &previous, &origin, now).await;
+    }
+    let mut res = Redirect::to("/dashboard").into_response();
+    let cookies = res.headers_mut();
+    cookies.append(
+        SET_COOKIE,
+        cookie_header(
+            SESSION_COOKIE,
+            signed_in.session_secret.expose(),
+            state.config.session_absolute(),
+        ),
+    );
+    cookies.append(SET_COOKIE, clear_cookie(SIGNIN_COOKIE));
+    Ok(res)
+}
+
+async fn end_previous_session(
+    state: &AppState,
+    secret: &str,
+    origin: &crate::audit::Origin,
+    now: time::OffsetDateTime,
+) {
+    let Some(hash) = TokenHash::of_presented(TokenKind::Session, secret) else {
+        return;
+    };
+    let result: AppResult<()> = async {
+        let Some(tenant_id) = state
+            .store
+            .secret_tenant(crate::store::SecretKind::Session, hash.as_bytes())
+            .await?
+        else {
+            return Ok(());
+        };
+        let mut tx = state.store.tenant(tenant_id).await?;
+        if let Some(session) = tx.session_by_hash(&hash).await? {
+            tx.delete_session(session.id).await?;
+            tx.append_audit(
+                &crate::audit::NewEvent::new(
+                    crate::audit::Actor::System,
+                    "session.replaced",
+                    session.user_id.to_string(),
+                )
+                .origin(origin.clone())
+                .details(serde_json::json!({ "session_id": session.id })),
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not end the previous session at sign-in");
+    }
+}
+
+#[derive(Deserialize)]
+struct LogoutForm {}
+
+async fn logout(
+    State(state): State<AppState>,
+    who: SessionUser,
+    CsrfForm(LogoutForm {}): CsrfForm<LogoutForm>,
+) -> AppResult<Response> {
+    magic_link::sign_out(&state.store, &who, state.clock.now()).await?;
+    let mut res = Redirect::to("/login").into_response();
+    res.headers_mut()
+        .append(SET_COOKIE, clear_cookie(SESSION_COOKIE));
+    Ok(res)
+}
