@@ -52,7 +52,21 @@ ensure_mariadb() {
     mariadb_up && say "MariaDB: up" || say "MariaDB: not reachable at 127.0.0.1:3306"
 }
 
+ensure_smtp_server() {
+    # The sign-in tests deliver mail to a real SMTP server (aiosmtpd, tests/support/smtp_sink.py).
+    if ! command -v python3 >/dev/null; then
+        missing+=("python3 with aiosmtpd (apt-get install -y python3 python3-pip; pip install aiosmtpd)")
+        return
+    fi
+    if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+        say "installing aiosmtpd (SMTP server for the sign-in tests)"
+        python3 -m pip install -q aiosmtpd >/dev/null 2>&1 || true
+    fi
+    python3 -c 'import aiosmtpd' 2>/dev/null || missing+=("the Python package aiosmtpd (python3 -m pip install aiosmtpd)")
+}
+
 command -v cargo >/dev/null || missing+=("Rust (cargo), from https://rustup.rs")
+ensure_smtp_server
 ensure_postgres
 ensure_mariadb
 

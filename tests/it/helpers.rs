@@ -213,6 +213,11 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn spawn(db: TestDb) -> Self {
+        Self::spawn_with(db, |_| {}).await
+    }
+
+    /// Spawns with a configuration adjusted by `configure` (SMTP, demo mode, timeouts).
+    pub async fn spawn_with(db: TestDb, configure: impl FnOnce(&mut Config)) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let clock = Arc::new(ManualClock::starting_now());
         let master = Arc::new(MasterKey::generate().unwrap());
@@ -222,10 +227,11 @@ impl TestApp {
         );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let config = Config {
+        let mut config = Config {
             public_url: format!("https://localhost:{port}"),
             ..Config::default()
         };
+        configure(&mut config);
         let state = AppState::new(db.store.clone(), clock.clone(), master.clone(), config).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = web::router(state);
@@ -246,6 +252,18 @@ impl TestApp {
             client,
             _shutdown: tx,
         }
+    }
+
+    /// A new "browser": keeps cookies, trusts the dev certificate, does not follow redirects.
+    pub fn browser(&self) -> reqwest::Client {
+        let cert = std::fs::read(self.db.dir.join(web::tls::DEV_CERT_FILE)).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+            .cookie_store(true)
+            .user_agent("elevate-test-browser")
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -7,4 +7,5 @@ mod cli;
 mod helpers;
 mod http;
 mod rls;
+mod signin;
 mod store;
