@@ -65,8 +65,23 @@ ensure_smtp_server() {
     python3 -c 'import aiosmtpd' 2>/dev/null || missing+=("the Python package aiosmtpd (python3 -m pip install aiosmtpd)")
 }
 
+ensure_oidc_provider() {
+    # The SSO tests sign in through a real OpenID provider (oidc-provider on node, tests/support/oidc).
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        missing+=("Node.js 20+ and npm (apt-get install -y nodejs npm)")
+        return
+    fi
+    if [ ! -d tests/support/oidc/node_modules/oidc-provider ]; then
+        say "installing the test OpenID provider (npm ci)"
+        (cd tests/support/oidc && npm ci --no-audit --no-fund --silent) || true
+    fi
+    [ -d tests/support/oidc/node_modules/oidc-provider ] ||
+        missing+=("the test OpenID provider: (cd tests/support/oidc && npm ci)")
+}
+
 command -v cargo >/dev/null || missing+=("Rust (cargo), from https://rustup.rs")
 ensure_smtp_server
+ensure_oidc_provider
 ensure_postgres
 ensure_mariadb
 

@@ -74,6 +74,38 @@ pub struct Config {
     pub session_absolute_timeout: String,
     /// Sender of sign-in mail.
     pub mail_from: String,
+    /// OpenID Connect single sign-on, per tenant slug: `[oidc.acme]`.
+    pub oidc: std::collections::BTreeMap<String, OidcConfig>,
+}
+
+/// One tenant's OpenID provider (authorization code flow with PKCE).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// Issuer URL; its `/.well-known/openid-configuration` is discovered at sign-in.
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    /// The ID-token claim holding the user's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Create users on their first sign-in (otherwise only existing users may sign in).
+    #[serde(default)]
+    pub create_users: bool,
+    /// Standing roles of users created on first sign-in.
+    #[serde(default)]
+    pub default_roles: Vec<crate::model::Role>,
+    /// Text of the sign-in button.
+    #[serde(default = "default_oidc_label")]
+    pub label: String,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_oidc_label() -> String {
+    "Sign in with single sign-on".into()
 }
 
 impl Default for Config {
@@ -95,6 +127,7 @@ impl Default for Config {
             session_idle_timeout: "30m".into(),
             session_absolute_timeout: "12h".into(),
             mail_from: "elevate <elevate@localhost>".into(),
+            oidc: Default::default(),
         }
     }
 }
@@ -231,6 +264,14 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "session_idle_timeout must not exceed session_absolute_timeout".into(),
             ));
+        }
+        for (tenant, oidc) in &self.oidc {
+            let ok = oidc.issuer.starts_with("https://") || oidc.issuer.starts_with("http://");
+            if !ok || oidc.client_id.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "oidc.{tenant}: issuer must be an http(s) URL and client_id set"
+                )));
+            }
         }
         self.mail_from
             .parse::<lettre::message::Mailbox>()

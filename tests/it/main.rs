@@ -8,4 +8,5 @@ mod helpers;
 mod http;
 mod rls;
 mod signin;
+mod sso;
 mod store;

@@ -34,7 +34,7 @@ impl SmtpSink {
             .arg(port.to_string())
             .arg(&dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::inherit())
             .spawn()
             .expect("python3 is needed for the SMTP test server");
         let mut line = String::new();

@@ -25,12 +25,16 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login_form).post(ask_for_link))
         .route("/login/verify", get(confirm_link).post(redeem_link))
         .route("/logout", post(logout))
+        .route("/login/oidc", get(oidc_begin))
+        .route("/login/oidc/callback", get(oidc_callback))
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "login/form.html")]
 struct LoginPage {
     nav: Nav,
+    /// (tenant slug, button label) of the single sign-on providers on offer.
+    sso: Vec<(String, String)>,
     tenant: String,
     email: String,
     mail_available: bool,
@@ -58,8 +62,16 @@ async fn login_form(
     } else {
         q.tenant
     };
+    let sso = state
+        .config
+        .oidc
+        .iter()
+        .filter(|(slug, _)| tenant.is_empty() || **slug == tenant)
+        .map(|(slug, p)| (slug.clone(), p.label.clone()))
+        .collect();
     Ok(LoginPage {
         nav: Nav::anonymous(),
+        sso,
         tenant,
         email: String::new(),
         mail_available: state.mailer.is_available(),
@@ -234,6 +246,80 @@ async fn end_previous_session(
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not end the previous session at sign-in");
     }
+}
+
+async fn oidc_begin(
+    State(state): State<AppState>,
+    Query(q): Query<LoginQuery>,
+) -> AppResult<Response> {
+    let (url, flow) = crate::auth::oidc::begin(
+        &state.config,
+        &state.master_key,
+        &q.tenant,
+        state.clock.now(),
+    )
+    .await?;
+    let mut res = Redirect::to(&url).into_response();
+    res.headers_mut().append(
+        SET_COOKIE,
+        cookie_header(
+            crate::auth::oidc::FLOW_COOKIE,
+            &flow,
+            crate::auth::oidc::FLOW_TTL,
+        ),
+    );
+    Ok(res)
+}
+
+#[derive(Deserialize)]
+struct Callback {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    error: String,
+}
+
+async fn oidc_callback(
+    State(state): State<AppState>,
+    ClientOrigin(origin): ClientOrigin,
+    headers: axum::http::HeaderMap,
+    Query(cb): Query<Callback>,
+) -> AppResult<Response> {
+    if !cb.error.is_empty() || cb.code.is_empty() {
+        return Err(AppError::BadRequest(
+            "single sign-on was cancelled or refused by the provider".into(),
+        ));
+    }
+    let flow = cookie_value(&headers, crate::auth::oidc::FLOW_COOKIE);
+    let now = state.clock.now();
+    let signed_in = crate::auth::oidc::finish(
+        &state.store,
+        &state.config,
+        &state.master_key,
+        flow.as_deref(),
+        &cb.code,
+        &cb.state,
+        &origin,
+        now,
+    )
+    .await?;
+    if let Some(previous) = cookie_value(&headers, SESSION_COOKIE) {
+        end_previous_session(&state, &previous, &origin, now).await;
+    }
+    let mut res = Redirect::to("/dashboard").into_response();
+    let cookies = res.headers_mut();
+    cookies.append(
+        SET_COOKIE,
+        cookie_header(
+            SESSION_COOKIE,
+            signed_in.session_secret.expose(),
+            state.config.session_absolute(),
+        ),
+    );
+    cookies.append(SET_COOKIE, clear_cookie(crate::auth::oidc::FLOW_COOKIE));
+    Ok(res)
 }
 
 #[derive(Deserialize)]
