@@ -79,9 +79,22 @@ ensure_oidc_provider() {
         missing+=("the test OpenID provider: (cd tests/support/oidc && npm ci)")
 }
 
+ensure_browser() {
+    # The page tests drive the system's headless Chromium with playwright-core (tests/support/browser).
+    [ -x /usr/bin/chromium ] || missing+=("Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    command -v npm >/dev/null || return
+    if [ ! -d tests/support/browser/node_modules/playwright-core ]; then
+        say "installing playwright-core (npm ci; it uses the system Chromium, no browser download)"
+        (cd tests/support/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent) || true
+    fi
+    [ -d tests/support/browser/node_modules/playwright-core ] ||
+        missing+=("playwright-core for the browser tests: (cd tests/support/browser && npm ci)")
+}
+
 command -v cargo >/dev/null || missing+=("Rust (cargo), from https://rustup.rs")
 ensure_smtp_server
 ensure_oidc_provider
+ensure_browser
 ensure_postgres
 ensure_mariadb
 

@@ -125,14 +125,18 @@ fn print_demo(seeded: &crate::demo::Seeded, public_url: &str) {
             issued.secret.expose()
         );
     }
-    if let Some((_, alice)) = seeded.users.first() {
+    if let Some((alice, token)) = seeded.users.first() {
         println!();
         println!("Try it:");
         println!(
             "  curl -k -H 'Authorization: Bearer {}' {public_url}/api/v1/me",
-            alice.secret.expose()
+            token.secret.expose()
         );
-        println!("  open {public_url}/ in a browser (development certificate: accept it once)");
+        println!("  sign in: open {public_url}/login (development certificate: accept it once),");
+        println!(
+            "           ask for a link for {} and follow it from {public_url}/dev/outbox",
+            alice.email
+        );
     }
     println!();
 }

@@ -80,7 +80,10 @@ pub fn router(state: AppState) -> Router {
             "max-age=31536000; includeSubDomains",
         ),
         (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-        (header::REFERRER_POLICY, "no-referrer"),
+        // Not `no-referrer`: with it, browsers send `Origin: null` on form posts, which the
+        // same-origin check must refuse. `same-origin` still keeps URLs (sign-in links) from
+        // leaking to other sites.
+        (header::REFERRER_POLICY, "same-origin"),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (
@@ -96,6 +99,10 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(pages::router())
         .merge(static_files::router())
+        .route(
+            "/favicon.ico",
+            axum::routing::get(|| async { StatusCode::NO_CONTENT }),
+        )
         .nest("/api/v1", api::router())
         .fallback(|| async { crate::error::AppError::NotFound("no such page".into()) })
         .layer(middleware::from_fn_with_state(

@@ -64,7 +64,7 @@ impl Server {
                     if let Some(rest) = line.strip_prefix("elevate listening on ") {
                         url = rest.split_whitespace().next().map(str::to_owned);
                     }
-                    let done = url.is_some() && (!demo || line.trim_start().starts_with("open "));
+                    let done = url.is_some() && (!demo || line.contains("/dev/outbox"));
                     lines.push(line);
                     if done {
                         break;
@@ -82,6 +82,10 @@ impl Server {
             }
         }
         let url = url.unwrap_or_else(|| panic!("server did not print its address: {lines:?}"));
+        assert!(
+            !demo || lines.iter().any(|l| l.contains("/dev/outbox")),
+            "the demo did not say how to sign in: {lines:?}"
+        );
         Server {
             child,
             url,
@@ -193,7 +197,7 @@ async fn the_demo_seeds_once_and_reissues_tokens_at_each_start() {
         second
             .stdout
             .iter()
-            .filter(|l| l.contains("@example.com"))
+            .filter(|l| l.contains("@example.com") && l.contains("elv_"))
             .count(),
         4,
         "{:?}",

@@ -101,7 +101,7 @@ async fn every_response_carries_the_security_headers() {
             "{url}: {csp}"
         );
         assert_eq!(h["x-content-type-options"], "nosniff", "{url}");
-        assert_eq!(h["referrer-policy"], "no-referrer", "{url}");
+        assert_eq!(h["referrer-policy"], "same-origin", "{url}");
         assert_eq!(h["x-frame-options"], "DENY", "{url}");
         assert_eq!(h["x-request-id"].len(), 36, "{url}");
     }

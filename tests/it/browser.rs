@@ -1,0 +1,77 @@
+//! The sign-in pages in a real headless Chromium (playwright-core driving the system's Chromium):
+//! forms, redirects, `__Host-` cookies, the same-origin checks with a browser's own headers, and
+//! the strict CSP (no violations).
+
+use std::process::Command;
+
+use elevate::model::Role;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, TestDb, seed_tenant, seed_user};
+
+#[tokio::test]
+async fn a_person_signs_in_through_the_demo_outbox_in_chromium() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/browser");
+    assert!(
+        std::path::Path::new(dir)
+            .join("node_modules/playwright-core")
+            .exists()
+            && std::path::Path::new("/usr/bin/chromium").exists(),
+        "browser tests need Chromium and playwright-core: apt-get install -y chromium; (cd tests/support/browser && npm ci) — scripts/test.sh does both"
+    );
+    let app = TestApp::spawn_with(TestDb::sqlite().await, |c| c.demo = true).await;
+    let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "demo").await;
+    seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &tenant,
+        "alice@example.com",
+        &[Role::Requester],
+        &["engineering"],
+    )
+    .await;
+
+    let base = app.base.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(format!("{dir}/signin.mjs"))
+            .args([base.as_str(), "demo", "alice@example.com"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no report from the browser ({e}): {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(report["error"], Value::Null, "{report}");
+    assert_eq!(report["loginTitle"], "Sign in · elevate");
+    assert_eq!(
+        report["stylesheetApplied"], true,
+        "the stylesheet did not apply: {report}"
+    );
+    assert_eq!(report["sentHeading"], "Check your email");
+    assert_eq!(report["dashboardHeading"], "Welcome, alice");
+    assert_eq!(
+        report["sessionCookie"],
+        serde_json::json!({"secure": true, "httpOnly": true, "sameSite": "Lax", "path": "/"})
+    );
+    let profile = report["profileText"].as_str().unwrap();
+    assert!(
+        profile.contains("requester") && profile.contains("engineering"),
+        "{profile}"
+    );
+    assert!(
+        report["afterSignOutUrl"]
+            .as_str()
+            .unwrap()
+            .ends_with("/login"),
+        "{report}"
+    );
+    assert_eq!(report["cspViolations"], serde_json::json!([]), "{report}");
+    assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report}");
+}
