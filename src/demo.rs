@@ -12,6 +12,7 @@ use crate::model::{Role, Tenant, User};
 use crate::store::Store;
 
 pub const TENANT: &str = "demo";
+pub const POLICY: &str = include_str!("demo_policy.toml");
 const TOKEN_NAME: &str = "demo";
 
 /// (email, display name, roles, groups)
@@ -52,6 +53,9 @@ pub async fn seed(store: &Store, master: &MasterKey, clock: &dyn Clock) -> AppRe
         Some(t) => t,
         None => admin::create_tenant(store, master, &ctx, TENANT, "Demo Organisation").await?,
     };
+    if crate::policy::current(store, &tenant).await?.is_none() {
+        crate::policy::apply(store, &ctx, &tenant, POLICY).await?;
+    }
     let mut users = Vec::new();
     for (email, name, roles, groups) in USERS {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();

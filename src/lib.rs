@@ -13,5 +13,6 @@ pub mod duration;
 pub mod error;
 pub mod model;
 pub mod notify;
+pub mod policy;
 pub mod store;
 pub mod web;

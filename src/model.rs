@@ -201,6 +201,17 @@ impl ApiToken {
     }
 }
 
+/// One applied policy file, kept for history and diffs.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PolicyVersion {
+    pub tenant_id: Uuid,
+    pub version: i64,
+    pub source: String,
+    pub digest: Vec<u8>,
+    pub created_by: String,
+    pub created_at: OffsetDateTime,
+}
+
 /// A one-time sign-in link, bound to the browser that asked for it.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SigninLink {

@@ -1,6 +1,7 @@
 //! The `elevate` command line: server and operator commands in one binary (DESIGN §8).
 
 mod admin;
+mod policy;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,11 @@ enum Command {
     Admin {
         #[command(subcommand)]
         command: admin::AdminCommand,
+    },
+    /// Access profiles as code.
+    Policy {
+        #[command(subcommand)]
+        command: policy::PolicyCommand,
     },
 }
 
@@ -107,6 +113,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin { command } => admin::run(command).await,
+        Command::Policy { command } => policy::run(command).await,
     }
 }
 

@@ -42,6 +42,7 @@ macro_rules! sql {
 
 mod audit;
 mod keys;
+mod policy;
 mod sessions;
 mod targets;
 mod tenants;

@@ -266,6 +266,43 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A browser already signed in as `user` (session made directly in the store).
+    pub async fn signed_in(&self, user: &User) -> reqwest::Client {
+        let mut tx = self.db.store.tenant(user.tenant_id).await.unwrap();
+        let (secret, _) = elevate::auth::session::start_session(
+            &mut tx,
+            user,
+            time::Duration::hours(12),
+            &Origin::default(),
+            self.clock.now(),
+        )
+        .await
+        .unwrap();
+        tx.append_audit(
+            &ctx(self.clock.as_ref()).event("signin.succeeded", &user.email),
+            self.clock.now(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let url: reqwest::Url = self.base.parse().unwrap();
+        jar.add_cookie_str(
+            &format!(
+                "__Host-elevate={}; Path=/; Secure; HttpOnly",
+                secret.expose()
+            ),
+            &url,
+        );
+        let cert = std::fs::read(self.db.dir.join(web::tls::DEV_CERT_FILE)).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+            .cookie_provider(jar)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

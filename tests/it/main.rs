@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod helpers;
 mod http;
+mod policy;
 mod rls;
 mod signin;
 mod sso;

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1` (DESIGN §8). The bearer token fixes the tenant.
 
 mod me;
+mod policy;
 mod tokens;
 
 use axum::Router;
@@ -8,5 +9,8 @@ use axum::Router;
 use super::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(me::router()).merge(tokens::router())
+    Router::new()
+        .merge(me::router())
+        .merge(tokens::router())
+        .merge(policy::router())
 }

@@ -5,6 +5,7 @@ mod dev;
 mod home;
 mod login;
 mod people;
+mod policy;
 mod tokens;
 
 use askama::Template;
@@ -23,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .merge(login::router())
         .merge(home::router())
         .merge(people::router())
+        .merge(policy::router())
         .merge(tokens::router())
         .merge(dev::router())
 }

@@ -1,0 +1,66 @@
+//! `PUT /api/v1/policy` (TOML body, admin scope) and `GET /api/v1/profiles`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+use crate::auth::{AdminScope, ReadScope, Scoped};
+use crate::error::AppResult;
+use crate::policy::{self, Profile};
+use crate::web::{AppState, ClientOrigin};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/policy", put(apply))
+        .route("/profiles", get(profiles))
+}
+
+async fn apply(
+    State(state): State<AppState>,
+    ClientOrigin(origin): ClientOrigin,
+    Scoped(p, ..): Scoped<AdminScope>,
+    body: String,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    let ctx = p.ctx(origin, state.clock.now());
+    let applied = policy::apply(&state.store, &ctx, &p.tenant, &body).await?;
+    let status = if applied.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(
+            json!({ "version": applied.version, "created": applied.created, "diff": applied.diff }),
+        ),
+    ))
+}
+
+pub fn profile_json(p: &Profile, groups: &[String]) -> Value {
+    let mut v = serde_json::to_value(p).unwrap_or_default();
+    v["default_duration"] = json!(crate::duration::format(time::Duration::seconds(
+        p.default_duration_secs
+    )));
+    v["max_duration"] = json!(crate::duration::format(p.max_duration()));
+    v["can_request"] = json!(p.may_request(groups));
+    v
+}
+
+/// The profiles in force, each saying whether the caller may request it.
+async fn profiles(
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<ReadScope>,
+) -> AppResult<Json<Value>> {
+    let current = policy::current(&state.store, &p.tenant).await?;
+    let (version, profiles) = match &current {
+        Some((v, profiles)) => (Some(v.version), profiles.as_slice()),
+        None => (None, &[][..]),
+    };
+    let items: Vec<Value> = profiles
+        .iter()
+        .map(|x| profile_json(x, &p.user.group_names.0))
+        .collect();
+    Ok(Json(json!({ "version": version, "profiles": items })))
+}
