@@ -16,3 +16,4 @@ pub mod notify;
 pub mod policy;
 pub mod store;
 pub mod web;
+pub mod workflow;
