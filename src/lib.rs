@@ -14,6 +14,7 @@ pub mod error;
 pub mod model;
 pub mod notify;
 pub mod policy;
+pub mod reaper;
 pub mod store;
 pub mod web;
 pub mod workflow;

@@ -88,6 +88,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let bound = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = config.public_url.trim_end_matches('/').to_owned();
+    let state_clock = clock.clone();
     let state = AppState::new(store.clone(), clock, Arc::new(master), config)?;
     if !state.mailer.is_available() {
         tracing::warn!(
@@ -102,9 +103,15 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         print_demo(&seeded, &public_url);
     }
 
+    let reaper = crate::reaper::spawn(
+        store.clone(),
+        state_clock,
+        std::time::Duration::from_secs(5),
+    );
     web::serve(listener, app, tls, shutdown_signal())
         .await
         .context("HTTP server")?;
+    reaper.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

@@ -43,12 +43,14 @@ macro_rules! sql {
 mod audit;
 mod keys;
 mod policy;
+mod requests;
 mod sessions;
 mod targets;
 mod tenants;
 mod tokens;
 mod users;
 
+pub use requests::StoredRequest;
 pub use users::{NewUser, UserChange};
 
 /// Every tenant table. Isolation tests and the start-up ownership check walk this list.

@@ -12,6 +12,8 @@ use uuid::Uuid;
 
 use crate::policy::Profile;
 
+pub mod service;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {

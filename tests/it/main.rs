@@ -12,3 +12,4 @@ mod rls;
 mod signin;
 mod sso;
 mod store;
+mod workflow;

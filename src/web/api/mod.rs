@@ -2,6 +2,7 @@
 
 mod me;
 mod policy;
+mod requests;
 mod tokens;
 
 use axum::Router;
@@ -13,4 +14,5 @@ pub fn router() -> Router<AppState> {
         .merge(me::router())
         .merge(tokens::router())
         .merge(policy::router())
+        .merge(requests::router())
 }

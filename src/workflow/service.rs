@@ -1,0 +1,337 @@
+//! Carrying out transitions: load the request, its requester and the profile of the policy
+//! version it was decided under, call the pure state machine, then store the result and one
+//! audit event per effect in a single transaction. Refusals are audited too (in their own
+//! transaction) before the caller sees the error.
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{Effect, Event, NewRequest, Person, Refusal, Request, step, submit};
+use crate::admin::Ctx;
+use crate::audit::{Actor, NewEvent, Origin};
+use crate::error::{AppError, AppResult};
+use crate::model::{Role, Tenant, User};
+use crate::policy::{self, Profile};
+use crate::store::{Store, StoredRequest, TenantTx};
+
+pub fn person(u: &User) -> Person {
+    Person {
+        id: u.id,
+        email: u.email.clone(),
+        groups: u.group_names.0.clone(),
+        is_admin: u.has_role(Role::Admin),
+        disabled: u.disabled,
+    }
+}
+
+fn effect_event(
+    ctx_actor: &Actor,
+    origin: &Origin,
+    req: &Request,
+    effect: &Effect,
+) -> Option<NewEvent> {
+    let (action, details): (&'static str, Value) = match effect {
+        Effect::Approved {
+            by,
+            round,
+            remaining,
+        } => (
+            "request.approved",
+            json!({ "approver": by, "round": round, "remaining": remaining }),
+        ),
+        Effect::Activated {
+            not_after,
+            shortcut,
+        } => (
+            "grant.activated",
+            json!({ "not_after": not_after.unix_timestamp(), "shortcut": shortcut }),
+        ),
+        Effect::Scheduled { starts_at } => (
+            "request.scheduled",
+            json!({ "starts_at": starts_at.unix_timestamp() }),
+        ),
+        Effect::Extended { not_after } => (
+            "grant.extended",
+            json!({ "not_after": not_after.unix_timestamp() }),
+        ),
+        Effect::ExtensionRequested { added } => (
+            "grant.extension_requested",
+            json!({ "added_secs": added.whole_seconds() }),
+        ),
+        Effect::ExtensionDenied => ("grant.extension_denied", json!({})),
+        Effect::Denied => ("request.denied", json!({})),
+        Effect::Cancelled => ("request.cancelled", json!({})),
+        Effect::Lapsed => ("request.lapsed", json!({})),
+        Effect::Expired => ("grant.expired", json!({})),
+        Effect::Revoked { reason } => ("grant.revoked", json!({ "reason": reason })),
+        Effect::Reviewed { by } => ("breakglass.reviewed", json!({ "reviewer": by })),
+        Effect::EndCredentials => return None,
+    };
+    Some(
+        NewEvent::new(ctx_actor.clone(), action, req.profile.clone())
+            .request(req.id)
+            .origin(origin.clone())
+            .details(details),
+    )
+}
+
+async fn audit_refusal(
+    store: &Store,
+    tenant: &Tenant,
+    ctx: &Ctx,
+    request_id: Option<Uuid>,
+    what: &str,
+    refusal: &Refusal,
+) -> AppResult<()> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut event = ctx
+        .event("request.refused", what)
+        .details(json!({ "reason": refusal.to_string() }));
+    if let Some(id) = request_id {
+        event = event.request(id);
+    }
+    tx.append_audit(&event, ctx.now).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Files a request for `profile_name` under the policy in force.
+pub async fn file(
+    store: &Store,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    requester: &User,
+    profile_name: &str,
+    new: NewRequest,
+) -> AppResult<StoredRequest> {
+    let (version, profiles) = policy::current(store, tenant)
+        .await?
+        .ok_or_else(|| AppError::NotFound("this organisation has no access profiles yet".into()))?;
+    let profile = profiles
+        .into_iter()
+        .find(|p| p.name == profile_name)
+        .ok_or_else(|| AppError::NotFound(format!("no profile {profile_name}")))?;
+    let (request, effects) =
+        match submit(Uuid::now_v7(), &person(requester), &profile, new, ctx.now) {
+            Ok(ok) => ok,
+            Err(refusal) => {
+                audit_refusal(store, tenant, ctx, None, profile_name, &refusal).await?;
+                return Err(refusal.into());
+            }
+        };
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    tx.insert_request(&request, version.version, ctx.now)
+        .await?;
+    tx.append_audit(
+        &ctx.event("request.submitted", &profile.name)
+            .request(request.id)
+            .details(json!({
+                "duration_secs": request.duration.whole_seconds(),
+                "justification": request.justification,
+                "ticket": request.ticket,
+                "starts_at": request.starts_at.map(|t| t.unix_timestamp()),
+                "policy_version": version.version,
+                "break_glass": request.shortcut == Some(super::Shortcut::BreakGlass),
+            })),
+        ctx.now,
+    )
+    .await?;
+    for effect in &effects {
+        if let Some(event) = effect_event(&ctx.actor, &ctx.origin, &request, effect) {
+            tx.append_audit(&event, ctx.now).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(StoredRequest {
+        request,
+        policy_version: version.version,
+    })
+}
+
+/// The profile a stored request was decided under.
+async fn profile_of(tx: &mut TenantTx, stored: &StoredRequest) -> AppResult<Profile> {
+    tx.profiles_at(stored.policy_version)
+        .await?
+        .into_iter()
+        .find(|p| p.name == stored.request.profile)
+        .ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!(
+                "profile {} missing from policy version {}",
+                stored.request.profile,
+                stored.policy_version
+            ))
+        })
+}
+
+/// Whether `user` may see a request: its requester, an approver of its profile, an admin or an
+/// auditor. Others get 404, so ids do not reveal that a request exists.
+pub fn may_see(user: &User, requester: Uuid, profile: &Profile) -> bool {
+    user.id == requester
+        || user.has_role(Role::Admin)
+        || user.has_role(Role::Auditor)
+        || (user.has_role(Role::Approver)
+            && user
+                .group_names
+                .0
+                .iter()
+                .any(|g| profile.approvers.contains(g)))
+}
+
+/// Loads a request `user` may see, with its profile.
+pub async fn load(
+    store: &Store,
+    tenant: &Tenant,
+    user: &User,
+    id: Uuid,
+) -> AppResult<(StoredRequest, Profile)> {
+    let not_found = || AppError::NotFound(format!("no request {id}"));
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let stored = tx.request(id).await?.ok_or_else(not_found)?;
+    let profile = profile_of(&mut tx, &stored).await?;
+    tx.commit().await?;
+    if !may_see(user, stored.request.requester, &profile) {
+        return Err(not_found());
+    }
+    Ok((stored, profile))
+}
+
+/// Applies a person's action (approve, deny, cancel, revoke, extend, review) to a request.
+pub async fn act(
+    store: &Store,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    actor: &User,
+    id: Uuid,
+    event: Event,
+) -> AppResult<StoredRequest> {
+    // Visibility first: acting on a request you cannot see is a 404, not a 403.
+    load(store, tenant, actor, id).await?;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    tx.lock_request(id).await?;
+    let stored = tx
+        .request(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+    let profile = profile_of(&mut tx, &stored).await?;
+    let requester = tx
+        .user_by_id(stored.request.requester)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("requester of {id} missing")))?;
+    let result = step(
+        &stored.request,
+        &person(&requester),
+        &event,
+        &profile,
+        ctx.now,
+    );
+    let (next, effects) = match result {
+        Ok(ok) => ok,
+        Err(refusal) => {
+            tx.rollback().await?;
+            audit_refusal(
+                store,
+                tenant,
+                ctx,
+                Some(id),
+                &stored.request.profile,
+                &refusal,
+            )
+            .await?;
+            return Err(refusal.into());
+        }
+    };
+    tx.save_request(&stored.request, &next, ctx.now).await?;
+    for effect in &effects {
+        if let Some(event) = effect_event(&ctx.actor, &ctx.origin, &next, effect) {
+            tx.append_audit(&event, ctx.now).await?;
+        }
+    }
+    if let Event::Deny { comment, .. }
+    | Event::Approve {
+        comment: Some(comment),
+        ..
+    } = &event
+        && !comment.is_empty()
+    {
+        tx.append_audit(
+            &ctx.event("request.commented", &next.profile)
+                .request(id)
+                .details(json!({ "comment": comment })),
+            ctx.now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(StoredRequest {
+        request: next,
+        policy_version: stored.policy_version,
+    })
+}
+
+/// One pass of time-driven transitions over a tenant: lapse, activate, expire. Idempotent; a
+/// request another replica holds is skipped and picked up on the next pass.
+pub async fn tick_tenant(store: &Store, tenant: &Tenant, now: OffsetDateTime) -> AppResult<usize> {
+    let due = {
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let ids = tx.due_request_ids(now).await?;
+        tx.commit().await?;
+        ids
+    };
+    let mut moved = 0;
+    for id in due {
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        if !tx.lock_request(id).await? {
+            continue;
+        }
+        let Some(stored) = tx.request(id).await? else {
+            continue;
+        };
+        let requester = tx.user_by_id(stored.request.requester).await?;
+        // Activation re-checks the profile against the policy in force: removed means not eligible.
+        let current = match tx.latest_policy_version().await? {
+            Some(v) => tx
+                .profiles_at(v.version)
+                .await?
+                .into_iter()
+                .find(|p| p.name == stored.request.profile),
+            None => None,
+        };
+        let decided = profile_of(&mut tx, &stored).await?;
+        let requester_now = if current.is_some() {
+            requester.as_ref().map(person)
+        } else {
+            None
+        };
+        let profile = current.unwrap_or(decided);
+        let requester_then = requester.as_ref().map(person).unwrap_or_else(|| Person {
+            id: stored.request.requester,
+            email: String::new(),
+            groups: vec![],
+            is_admin: false,
+            disabled: true,
+        });
+        let (next, effects) = step(
+            &stored.request,
+            &requester_then,
+            &Event::Tick {
+                requester: requester_now,
+            },
+            &profile,
+            now,
+        )?;
+        if next == stored.request {
+            tx.commit().await?;
+            continue;
+        }
+        tx.save_request(&stored.request, &next, now).await?;
+        for effect in &effects {
+            if let Some(event) = effect_event(&Actor::System, &Origin::default(), &next, effect) {
+                tx.append_audit(&event, now).await?;
+            }
+        }
+        tx.commit().await?;
+        moved += 1;
+    }
+    Ok(moved)
+}

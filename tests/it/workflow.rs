@@ -1,0 +1,407 @@
+//! The request workflow end to end over the JSON API, with the reaper moving time.
+
+use elevate::clock::{Clock, SharedClock};
+use elevate::model::{Role, Tenant};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
+
+const POLICY: &str = r#"
+[[profile]]
+name = "prod-shell"
+default_duration = "1h"
+max_duration = "4h"
+requesters = ["engineering"]
+approvers = ["sre"]
+ticket_pattern = "^(INC|CHG)-[0-9]+$"
+break_glass = true
+auto_approve_groups = ["oncall"]
+[profile.ssh]
+principals = ["deploy"]
+
+[[profile]]
+name = "prod-db-admin"
+max_duration = "2h"
+requesters = ["engineering"]
+approvers = ["sre"]
+approvals_required = 2
+[profile.database]
+target = "orders"
+roles = ["orders_admin"]
+"#;
+
+struct Org {
+    app: TestApp,
+    tenant: Tenant,
+    alice: String,
+    bob: String,
+    dave: String,
+    erin: String,
+    carol: String,
+}
+
+async fn org(db: TestDb) -> Org {
+    let app = TestApp::spawn(db).await;
+    let (store, clock) = (app.store().clone(), app.clock.clone());
+    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
+    elevate::policy::apply(&store, &ctx(clock.as_ref()), &tenant, POLICY)
+        .await
+        .unwrap();
+    let token = async |email: &str, roles: &[Role], groups: &[&str]| {
+        let user = seed_user(&store, clock.as_ref(), &tenant, email, roles, groups).await;
+        seed_token(&store, clock.as_ref(), &user, &[]).await
+    };
+    let alice = token("alice@acme.example", &[Role::Requester], &["engineering"]).await;
+    let bob = token("bob@acme.example", &[Role::Approver], &["sre"]).await;
+    let dave = token("dave@acme.example", &[Role::Approver], &["sre"]).await;
+    let erin = token(
+        "erin@acme.example",
+        &[Role::Requester, Role::Approver],
+        &["engineering", "sre"],
+    )
+    .await;
+    let carol = token("carol@acme.example", &[Role::Admin, Role::Auditor], &[]).await;
+    Org {
+        app,
+        tenant,
+        alice,
+        bob,
+        dave,
+        erin,
+        carol,
+    }
+}
+
+impl Org {
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let res = self
+            .app
+            .client
+            .post(self.app.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let res = self.app.get_as(token, path).await;
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn ask(&self, token: &str, body: Value) -> Value {
+        let (status, r) = self.post(token, "/api/v1/requests", body).await;
+        assert_eq!(status, StatusCode::CREATED, "{r}");
+        r
+    }
+
+    async fn reap(&self) -> usize {
+        let clock: SharedClock = self.app.clock.clone();
+        elevate::reaper::run_once(self.app.store(), &clock)
+            .await
+            .unwrap()
+    }
+
+    async fn actions(&self) -> Vec<String> {
+        let mut tx = self
+            .app
+            .store()
+            .tenant(self.tenant.tenant_id)
+            .await
+            .unwrap();
+        tx.audit_events(0, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+}
+
+fn shell(duration: &str) -> Value {
+    json!({"profile": "prod-shell", "duration": duration, "justification": "deploy hotfix", "ticket": "INC-42"})
+}
+
+async fn a_request_is_approved_activated_and_expires_on_its_own(db: TestDb) {
+    let o = org(db).await;
+    let r = o.ask(&o.alice, shell("30m")).await;
+    assert_eq!(r["state"], "pending");
+    assert_eq!(r["policy_version"], 1);
+    let id = r["id"].as_str().unwrap().to_owned();
+
+    o.app.clock.advance(time::Duration::minutes(10));
+    let (status, r) = o
+        .post(
+            &o.bob,
+            &format!("/api/v1/requests/{id}/approve"),
+            json!({"comment": "ok"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["state"], "active");
+    let not_after = o.app.clock.now() + time::Duration::minutes(30);
+    assert_eq!(
+        r["grant"]["not_after"],
+        not_after
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+
+    // Visible to its requester, the profile's approvers and admins.
+    assert_eq!(
+        o.get(&o.dave, &format!("/api/v1/requests/{id}")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        o.get(&o.carol, &format!("/api/v1/requests/{id}")).await.0,
+        StatusCode::OK
+    );
+
+    o.app.clock.advance(time::Duration::minutes(29));
+    assert_eq!(o.reap().await, 0);
+    o.app.clock.advance(time::Duration::minutes(1));
+    assert_eq!(o.reap().await, 1);
+    assert_eq!(o.reap().await, 0, "the reaper is idempotent");
+    assert_eq!(
+        o.get(&o.alice, &format!("/api/v1/requests/{id}")).await.1["state"],
+        "expired"
+    );
+    let actions = o.actions().await;
+    for a in [
+        "request.submitted",
+        "request.approved",
+        "grant.activated",
+        "request.commented",
+        "grant.expired",
+    ] {
+        assert!(actions.contains(&a.to_owned()), "{a} missing: {actions:?}");
+    }
+}
+
+crate::on_both_backends!(a_request_is_approved_activated_and_expires_on_its_own);
+
+#[tokio::test]
+async fn two_approvers_are_needed_and_nobody_approves_their_own_request() {
+    let o = org(TestDb::sqlite().await).await;
+    let r = o
+        .ask(
+            &o.erin,
+            json!({"profile": "prod-db-admin", "justification": "migration"}),
+        )
+        .await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    let approve = |t: &'static str| format!("/api/v1/requests/{id}/approve{t}");
+    let (status, body) = o.post(&o.erin, &approve(""), json!({})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "self-approval: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("own request")
+    );
+    assert_eq!(
+        o.post(&o.bob, &approve(""), json!({})).await.1["state"],
+        "pending"
+    );
+    assert_eq!(
+        o.post(&o.bob, &approve(""), json!({})).await.0,
+        StatusCode::CONFLICT
+    );
+    let (_, r) = o.post(&o.dave, &approve(""), json!({})).await;
+    assert_eq!(r["state"], "active");
+    assert_eq!(r["approvals"].as_array().unwrap().len(), 2);
+    assert!(
+        o.actions().await.contains(&"request.refused".to_owned()),
+        "the self-approval attempt is audited"
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors_and_change_nothing() {
+    let o = org(TestDb::sqlite().await).await;
+    let cases = [
+        (
+            json!({"profile": "nope", "justification": "x"}),
+            StatusCode::NOT_FOUND,
+            "no profile",
+        ),
+        (
+            shell("5h"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "max_duration",
+        ),
+        (
+            shell("soon"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid duration",
+        ),
+        (
+            json!({"profile": "prod-shell", "ticket": "INC-1"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "justification",
+        ),
+        (
+            json!({"profile": "prod-shell", "justification": "x", "ticket": "JIRA-1"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "does not match",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let (got, err) = o.post(&o.alice, "/api/v1/requests", body.clone()).await;
+        assert_eq!(got, status, "{body}: {err}");
+        assert!(
+            err["error"]["message"].as_str().unwrap().contains(needle),
+            "{body}: {err}"
+        );
+    }
+    assert_eq!(
+        o.post(&o.bob, "/api/v1/requests", shell("1h")).await.0,
+        StatusCode::FORBIDDEN,
+        "bob lacks the requester role"
+    );
+    let (_, list) = o.get(&o.carol, "/api/v1/requests").await;
+    assert_eq!(list["requests"], json!([]), "a refused request was stored");
+
+    let id = o.ask(&o.alice, shell("1h")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        o.post(
+            &o.alice,
+            &format!("/api/v1/requests/{id}/cancel"),
+            json!({})
+        )
+        .await
+        .1["state"],
+        "cancelled"
+    );
+    assert_eq!(
+        o.post(&o.bob, &format!("/api/v1/requests/{id}/approve"), json!({}))
+            .await
+            .0,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        o.get(&o.alice, "/api/v1/requests/not-an-id").await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // Another tenant's people cannot see or act on it.
+    let other = seed_tenant(o.app.store(), &o.app.master, o.app.clock.as_ref(), "other").await;
+    let mallory = seed_user(
+        o.app.store(),
+        o.app.clock.as_ref(),
+        &other,
+        "mallory@other.example",
+        &[Role::Approver, Role::Admin],
+        &["sre"],
+    )
+    .await;
+    let mallory = seed_token(o.app.store(), o.app.clock.as_ref(), &mallory, &[]).await;
+    assert_eq!(
+        o.get(&mallory, &format!("/api/v1/requests/{id}")).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        o.post(
+            &mallory,
+            &format!("/api/v1/requests/{id}/revoke"),
+            json!({})
+        )
+        .await
+        .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn break_glass_activates_at_once_and_waits_for_review() {
+    let o = org(TestDb::sqlite().await).await;
+    let mut body = shell("1h");
+    body["break_glass"] = json!(true);
+    let r = o.ask(&o.alice, body).await;
+    assert_eq!(
+        (r["state"].as_str(), r["break_glass"].as_bool()),
+        (Some("active"), Some(true))
+    );
+    let id = r["id"].as_str().unwrap().to_owned();
+    let (_, inbox) = o.get(&o.bob, "/api/v1/requests?reviewable=true").await;
+    assert_eq!(inbox["requests"][0]["id"], id.as_str());
+    let (_, r) = o
+        .post(&o.bob, &format!("/api/v1/requests/{id}/review"), json!({}))
+        .await;
+    assert!(r["reviewed_by"].is_string());
+    let (_, inbox) = o.get(&o.bob, "/api/v1/requests?reviewable=true").await;
+    assert_eq!(inbox["requests"], json!([]));
+    // Bob revokes it early.
+    let (_, r) = o
+        .post(
+            &o.bob,
+            &format!("/api/v1/requests/{id}/revoke"),
+            json!({"reason": "done"}),
+        )
+        .await;
+    assert_eq!(r["state"], "revoked");
+    assert!(
+        o.actions()
+            .await
+            .contains(&"breakglass.reviewed".to_owned())
+    );
+}
+
+#[tokio::test]
+async fn the_reaper_lapses_stale_requests_and_starts_scheduled_ones() {
+    let o = org(TestDb::sqlite().await).await;
+    let stale = o.ask(&o.alice, shell("1h")).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let starts = o.app.clock.now() + time::Duration::hours(2);
+    let mut body = shell("1h");
+    body["starts_at"] = json!(
+        starts
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    let later = o.ask(&o.alice, body).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, r) = o
+        .post(
+            &o.bob,
+            &format!("/api/v1/requests/{later}/approve"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r["state"], "scheduled");
+
+    o.app.clock.advance(time::Duration::hours(2));
+    assert_eq!(o.reap().await, 1);
+    let (_, r) = o.get(&o.alice, &format!("/api/v1/requests/{later}")).await;
+    assert_eq!(r["state"], "active");
+    assert_eq!(
+        r["grant"]["not_after"],
+        (starts + time::Duration::hours(1))
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    o.app.clock.advance(time::Duration::hours(22));
+    o.reap().await;
+    assert_eq!(
+        o.get(&o.alice, &format!("/api/v1/requests/{stale}"))
+            .await
+            .1["state"],
+        "lapsed"
+    );
+    let (_, mine) = o
+        .get(&o.alice, "/api/v1/requests?mine=true&state=expired")
+        .await;
+    assert_eq!(mine["requests"].as_array().unwrap().len(), 1);
+}
