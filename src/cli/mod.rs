@@ -1,6 +1,7 @@
 //! The `elevate` command line: server and operator commands in one binary (DESIGN §8).
 
 mod admin;
+mod client;
 mod policy;
 mod serve;
 
@@ -51,6 +52,60 @@ enum Command {
     Policy {
         #[command(subcommand)]
         command: policy::PolicyCommand,
+    },
+    /// Save a server and API token for the commands below.
+    Login(client::LoginArgs),
+    /// Ask for access: `elevate request prod-shell --for 30m --reason "..." [--wait]`.
+    Request(client::RequestArgs),
+    /// My requests and what waits for my decision, or one request.
+    Status {
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request (or a pending extension).
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny a request (or a pending extension).
+    Deny {
+        id: String,
+        #[arg(long)]
+        comment: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Withdraw my pending or scheduled request.
+    Cancel {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a grant now.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask for more time on an active grant.
+    Extend {
+        id: String,
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign off a break-glass activation.
+    Review {
+        id: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -114,7 +169,69 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin { command } => admin::run(command).await,
         Command::Policy { command } => policy::run(command).await,
+        Command::Login(args) => client::login(args).await,
+        Command::Request(args) => client::request(args).await,
+        Command::Status { id, json } => {
+            let api = client::Api::from_saved()?;
+            match id {
+                Some(id) => client::print(&api.get(&format!("/requests/{id}")).await?, json),
+                None => {
+                    let mine = api.get("/requests?mine=true").await?;
+                    let waiting = api.get("/requests?reviewable=true").await?;
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({ "mine": mine["requests"], "reviewable": waiting["requests"] })
+                        );
+                    } else {
+                        println!("My requests:");
+                        client::print(&mine, false);
+                        if waiting["requests"]
+                            .as_array()
+                            .is_some_and(|l| !l.is_empty())
+                        {
+                            println!("\nWaiting for my decision:");
+                            client::print(&waiting, false);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Approve { id, comment, json } => {
+            act(
+                &id,
+                "approve",
+                serde_json::json!({ "comment": comment }),
+                json,
+            )
+            .await
+        }
+        Command::Deny { id, comment, json } => {
+            act(&id, "deny", serde_json::json!({ "comment": comment }), json).await
+        }
+        Command::Cancel { id, json } => act(&id, "cancel", serde_json::json!({}), json).await,
+        Command::Revoke { id, reason, json } => {
+            act(&id, "revoke", serde_json::json!({ "reason": reason }), json).await
+        }
+        Command::Extend { id, duration, json } => {
+            act(
+                &id,
+                "extend",
+                serde_json::json!({ "duration": duration }),
+                json,
+            )
+            .await
+        }
+        Command::Review { id, json } => act(&id, "review", serde_json::json!({}), json).await,
     }
+}
+
+async fn act(id: &str, action: &str, body: serde_json::Value, json: bool) -> anyhow::Result<()> {
+    let api = client::Api::from_saved()?;
+    let r = api.post(&format!("/requests/{id}/{action}"), body).await?;
+    client::print(&r, json);
+    Ok(())
 }
 
 fn init_tracing(format: LogFormat) {

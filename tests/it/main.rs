@@ -5,6 +5,7 @@
 
 mod browser;
 mod cli;
+mod cli_client;
 mod helpers;
 mod http;
 mod policy;

@@ -1,0 +1,259 @@
+//! The engineer's side of the CLI: `elevate login` stores a server and token, then `request`,
+//! `status`, `approve`, `deny`, `cancel`, `revoke`, `extend` and `review` call the JSON API.
+//! Human output by default, `--json` for scripts; an API refusal exits 1 with its message.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// Where `elevate login` keeps the server and token (mode 0600).
+fn config_path() -> anyhow::Result<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .context("neither XDG_CONFIG_HOME nor HOME is set")?;
+    Ok(base.join("elevate").join("cli.toml"))
+}
+
+#[derive(Debug, Serialize, Deserialize, Default)]
+struct Saved {
+    server: String,
+    token: String,
+    #[serde(default)]
+    ca_cert: Option<PathBuf>,
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        #[cfg(unix)]
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+pub struct Api {
+    http: reqwest::Client,
+    server: String,
+    token: String,
+}
+
+impl Api {
+    fn build(server: &str, token: &str, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            builder = builder.add_root_certificate(
+                reqwest::Certificate::from_pem(&pem).context("CA certificate")?,
+            );
+        }
+        Ok(Api {
+            http: builder.build()?,
+            server: server.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        })
+    }
+
+    /// From `ELEVATE_SERVER`/`ELEVATE_TOKEN`, else what `elevate login` saved.
+    pub fn from_saved() -> anyhow::Result<Self> {
+        let saved: Saved = match std::fs::read_to_string(config_path()?) {
+            Ok(text) => toml::from_str(&text)
+                .context("the saved CLI login is unreadable; run elevate login again")?,
+            Err(_) => Saved::default(),
+        };
+        let server = std::env::var("ELEVATE_SERVER").unwrap_or(saved.server);
+        let token = std::env::var("ELEVATE_TOKEN").unwrap_or(saved.token);
+        if server.is_empty() || token.is_empty() {
+            bail!("not logged in: run `elevate login --server URL --token TOKEN`");
+        }
+        Self::build(&server, &token, saved.ca_cert.as_deref())
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.server))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body["error"]["message"]
+                .as_str()
+                .unwrap_or("request failed");
+            bail!("{message} (HTTP {})", status.as_u16());
+        }
+        Ok(body)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    #[arg(long)]
+    server: String,
+    /// An API token (create one on the API tokens page).
+    #[arg(long, env = "ELEVATE_TOKEN", hide_env_values = true)]
+    token: String,
+    /// CA certificate to trust for the server (e.g. the development certificate).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+}
+
+pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
+    let ca_cert = args.ca_cert.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+    let api = Api::build(&args.server, &args.token, ca_cert.as_deref())?;
+    let me = api.get("/me").await?;
+    let saved = Saved {
+        server: api.server.clone(),
+        token: args.token,
+        ca_cert,
+    };
+    let path = config_path()?;
+    write_private(&path, &toml::to_string(&saved)?)?;
+    println!(
+        "logged in to {} as {} ({}); saved in {}",
+        api.server,
+        me["user"]["email"].as_str().unwrap_or("?"),
+        me["tenant"]["slug"].as_str().unwrap_or("?"),
+        path.display()
+    );
+    Ok(())
+}
+
+/// One line a person can read about a request.
+pub fn describe(r: &Value) -> String {
+    let state = r["state"].as_str().unwrap_or("?");
+    let mut line = format!(
+        "{} {} {} for {}",
+        r["id"].as_str().unwrap_or("?"),
+        r["profile"].as_str().unwrap_or("?"),
+        state,
+        r["duration"].as_str().unwrap_or("?")
+    );
+    match state {
+        "pending" => line.push_str(&format!(
+            " (approvals {}/{})",
+            r["approvals"].as_array().map_or(0, Vec::len),
+            r["approvals_required"]
+        )),
+        "active" => line.push_str(&format!(
+            " until {}",
+            r["grant"]["not_after"].as_str().unwrap_or("?")
+        )),
+        "scheduled" => line.push_str(&format!(" from {}", r["starts_at"].as_str().unwrap_or("?"))),
+        _ => {}
+    }
+    if r["break_glass"] == json!(true) {
+        line.push_str(" [break-glass]");
+    }
+    line
+}
+
+pub fn print(value: &Value, json_output: bool) {
+    if json_output {
+        println!("{value}");
+    } else if let Some(list) = value["requests"].as_array() {
+        if list.is_empty() {
+            println!("no requests");
+        }
+        for r in list {
+            println!("{}", describe(r));
+        }
+    } else {
+        println!("{}", describe(value));
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The access profile to request.
+    profile: String,
+    /// How long, like 30m or 2h [default: the profile's default_duration].
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: Option<String>,
+    #[arg(long, default_value = "")]
+    reason: String,
+    #[arg(long)]
+    ticket: Option<String>,
+    /// Start later (RFC 3339 time).
+    #[arg(long, value_name = "TIME")]
+    starts_at: Option<String>,
+    /// Activate now without approval (if the profile allows); reviewed afterwards.
+    #[arg(long)]
+    break_glass: bool,
+    /// Wait until the request is decided.
+    #[arg(long)]
+    wait: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
+    let api = Api::from_saved()?;
+    let body = json!({
+        "profile": args.profile,
+        "duration": args.duration,
+        "justification": args.reason,
+        "ticket": args.ticket,
+        "starts_at": args.starts_at,
+        "break_glass": args.break_glass,
+    });
+    let mut r = api.post("/requests", body).await?;
+    if args.wait && r["state"] == "pending" {
+        let id = r["id"].as_str().unwrap_or_default().to_owned();
+        if !args.json {
+            eprintln!("waiting for approval of {id} ...");
+        }
+        let mut seen = r["approvals"].as_array().map_or(0, Vec::len);
+        while r["state"] == "pending" {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            r = api.get(&format!("/requests/{id}")).await?;
+            let now = r["approvals"].as_array().map_or(0, Vec::len);
+            if now > seen && !args.json {
+                eprintln!("approvals {now}/{}", r["approvals_required"]);
+            }
+            seen = now;
+        }
+    }
+    print(&r, args.json);
+    match r["state"].as_str() {
+        Some("denied" | "lapsed" | "cancelled" | "revoked") if args.wait => {
+            bail!("request {}", r["state"].as_str().unwrap_or("?"))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,210 @@
+//! The engineer's CLI against a running server: login, request (with --wait), status, approve.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use elevate::model::Role;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user, temp_dir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_elevate");
+
+/// The CLI as one person: its own config directory.
+struct Person {
+    home: PathBuf,
+}
+
+impl Person {
+    fn new() -> Self {
+        Person {
+            home: temp_dir("cli-home"),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("XDG_CONFIG_HOME", &self.home)
+            .args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+// Multi-threaded: the blocking CLI runs on this thread while the in-process server answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let (store, clock) = (app.store().clone(), app.clock.clone());
+    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "demo").await;
+    elevate::policy::apply(&store, &ctx(clock.as_ref()), &tenant, elevate::demo::POLICY)
+        .await
+        .unwrap();
+    let alice = seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "alice@example.com",
+        &[Role::Requester],
+        &["engineering"],
+    )
+    .await;
+    let bob = seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "bob@example.com",
+        &[Role::Approver],
+        &["sre"],
+    )
+    .await;
+    let alice_token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
+    let bob_token = seed_token(&store, clock.as_ref(), &bob, &[]).await;
+    let cert = app.db.dir.join(elevate::web::tls::DEV_CERT_FILE);
+
+    let (a, b) = (Person::new(), Person::new());
+    let login = |p: &Person, token: &str, cert: &Path| {
+        p.run(&[
+            "login",
+            "--server",
+            &app.base,
+            "--token",
+            token,
+            "--ca-cert",
+            cert.to_str().unwrap(),
+        ])
+    };
+    let out = login(&a, &alice_token, &cert);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("logged in to")
+            && String::from_utf8_lossy(&out.stdout).contains("alice@example.com")
+    );
+    let saved = a.home.join("elevate/cli.toml");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(login(&b, &bob_token, &cert).status.success());
+    let bad = b.run(&[
+        "login",
+        "--server",
+        &app.base,
+        "--token",
+        "elv_nope",
+        "--ca-cert",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("HTTP 401"), "{}", stderr(&bad));
+
+    // Bad input is refused with the server's message.
+    let out = a.run(&[
+        "request",
+        "prod-shell",
+        "--for",
+        "9h",
+        "--reason",
+        "x",
+        "--ticket",
+        "INC-1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("max_duration") && stderr(&out).contains("HTTP 422"),
+        "{}",
+        stderr(&out)
+    );
+
+    let r = a.json(&[
+        "request",
+        "prod-shell",
+        "--for",
+        "30m",
+        "--reason",
+        "deploy hotfix",
+        "--ticket",
+        "INC-7",
+        "--json",
+    ]);
+    assert_eq!(r["state"], "pending");
+    let id = r["id"].as_str().unwrap().to_owned();
+
+    // Alice cannot approve (no approver role); Bob sees it waiting and approves.
+    let out = a.run(&["approve", &id]);
+    assert_eq!(out.status.code(), Some(1));
+    let status = b.json(&["status", "--json"]);
+    assert_eq!(status["reviewable"][0]["id"], id.as_str());
+    let out = b.run(&["approve", &id, "--comment", "go"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("{id} prod-shell active for 30m until"))
+    );
+    assert_eq!(a.json(&["status", &id, "--json"])["state"], "active");
+
+    // --wait blocks until the decision.
+    let waiting = a
+        .command(&[
+            "request",
+            "prod-shell",
+            "--for",
+            "1h",
+            "--reason",
+            "again",
+            "--ticket",
+            "CHG-1",
+            "--wait",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pending = loop {
+        let mine = a.json(&["status", "--json"]);
+        if let Some(p) = mine["mine"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["state"] == "pending")
+        {
+            break p["id"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let out = b.run(&["deny", &pending, "--comment", "not now"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let done = tokio::task::spawn_blocking(move || waiting.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(1),
+        "a denied --wait exits non-zero"
+    );
+    let last: Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(last["state"], "denied");
+
+    let out = Person::new().run(&["status"]);
+    assert!(stderr(&out).contains("not logged in"), "{}", stderr(&out));
+}
