@@ -73,4 +73,16 @@ impl TenantTx {
              FROM audit_events WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             tenant_id, after_seq, limit)?)
     }
+
+    /// The timeline of one request, oldest first.
+    pub async fn audit_events_for_request(
+        &mut self,
+        request_id: uuid::Uuid,
+    ) -> StoreResult<Vec<Record>> {
+        let tenant_id = self.tenant_id;
+        Ok(sql!(fetch_all Record; self,
+            "SELECT tenant_id, seq, at, actor, action, subject, request_id, ip, user_agent, details, prev_hash, hash
+             FROM audit_events WHERE tenant_id = $1 AND request_id = $2 ORDER BY seq",
+            tenant_id, request_id)?)
+    }
 }

@@ -8,9 +8,12 @@ use axum::routing::get;
 use super::AppState;
 
 const CSS: &str = include_str!("../../static/elevate.css");
+const JS: &str = include_str!("../../static/elevate.js");
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/static/elevate.css", get(css))
+    Router::new()
+        .route("/static/elevate.css", get(css))
+        .route("/static/elevate.js", get(js))
 }
 
 async fn css() -> impl IntoResponse {
@@ -20,5 +23,15 @@ async fn css() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         CSS,
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        JS,
     )
 }

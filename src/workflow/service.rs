@@ -178,6 +178,63 @@ pub fn may_see(user: &User, requester: Uuid, profile: &Profile) -> bool {
                 .any(|g| profile.approvers.contains(g)))
 }
 
+/// Requests `user` may see, newest first: optionally only their own, only in some states, or only
+/// those waiting for their decision as an approver (pending requests and extensions of others,
+/// and break-glass activations awaiting review).
+pub async fn visible(
+    store: &Store,
+    tenant: &Tenant,
+    user: &User,
+    mine: bool,
+    states: &[super::State],
+    reviewable: bool,
+) -> AppResult<Vec<(StoredRequest, Profile)>> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let ids = tx.request_ids(mine.then_some(user.id), states, 200).await?;
+    let mut profiles: std::collections::HashMap<(i64, String), Option<Profile>> =
+        Default::default();
+    let mut out = Vec::new();
+    for id in ids {
+        let Some(stored) = tx.request(id).await? else {
+            continue;
+        };
+        let key = (stored.policy_version, stored.request.profile.clone());
+        if !profiles.contains_key(&key) {
+            let found = tx
+                .profiles_at(key.0)
+                .await?
+                .into_iter()
+                .find(|x| x.name == key.1);
+            profiles.insert(key.clone(), found);
+        }
+        let Some(Some(profile)) = profiles.get(&key) else {
+            continue;
+        };
+        if !may_see(user, stored.request.requester, profile) {
+            continue;
+        }
+        if reviewable {
+            let r = &stored.request;
+            let approver = user.has_role(Role::Approver)
+                && user
+                    .group_names
+                    .0
+                    .iter()
+                    .any(|g| profile.approvers.contains(g))
+                && r.requester != user.id;
+            let waiting = r.state == super::State::Pending
+                || r.extension.is_some()
+                || (r.shortcut == Some(super::Shortcut::BreakGlass) && r.reviewed_by.is_none());
+            if !(approver && waiting) {
+                continue;
+            }
+        }
+        out.push((stored, profile.clone()));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
 /// Loads a request `user` may see, with its profile.
 pub async fn load(
     store: &Store,

@@ -30,6 +30,10 @@ async fn a_person_signs_in_through_the_demo_outbox_in_chromium() {
         &["engineering"],
     )
     .await;
+    let ctx = crate::helpers::ctx(app.clock.as_ref());
+    elevate::policy::apply(app.store(), &ctx, &tenant, elevate::demo::POLICY)
+        .await
+        .unwrap();
 
     let base = app.base.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -65,6 +69,7 @@ async fn a_person_signs_in_through_the_demo_outbox_in_chromium() {
         profile.contains("requester") && profile.contains("engineering"),
         "{profile}"
     );
+    assert_eq!(report["requestState"], "pending", "{report}");
     assert!(
         report["afterSignOutUrl"]
             .as_str()

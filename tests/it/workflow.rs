@@ -405,3 +405,111 @@ async fn the_reaper_lapses_stale_requests_and_starts_scheduled_ones() {
         .await;
     assert_eq!(mine["requests"].as_array().unwrap().len(), 1);
 }
+
+fn csrf_in(html: &str) -> String {
+    let start =
+        html.find(r#"name="csrf" value=""#).expect("a CSRF field") + r#"name="csrf" value=""#.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_pages_request_approve_and_count_down() {
+    let o = org(TestDb::sqlite().await).await;
+    let user = |email: &str| {
+        let (store, tenant) = (o.app.store().clone(), o.tenant.clone());
+        let email = email.to_owned();
+        async move {
+            elevate::admin::user_by_email(&store, &tenant, &email)
+                .await
+                .unwrap()
+        }
+    };
+    let alice = o.app.signed_in(&user("alice@acme.example").await).await;
+    let bob = o.app.signed_in(&user("bob@acme.example").await).await;
+    let page = |b: &reqwest::Client, path: &str| {
+        let req = b.get(o.app.url(path));
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+
+    let form = page(&alice, "/requests/new").await;
+    assert!(
+        form.contains("prod-shell")
+            && form.contains("Approved by 1 of sre")
+            && form.contains("SSH as deploy"),
+        "{form}"
+    );
+    let csrf = csrf_in(&form);
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("profile", "prod-shell"),
+        ("duration", "45m"),
+        ("justification", "deploy"),
+        ("ticket", "INC-9"),
+    ];
+    let res = alice
+        .post(o.app.url("/requests"))
+        .form(&fields)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let bad = [
+        ("csrf", csrf.as_str()),
+        ("profile", "prod-shell"),
+        ("duration", "45m"),
+        ("justification", "deploy"),
+        ("ticket", "nope"),
+    ];
+    assert_eq!(
+        alice
+            .post(o.app.url("/requests"))
+            .form(&bad)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    let inbox = page(&bob, "/approvals").await;
+    assert!(
+        inbox.contains(&location) && inbox.contains("alice@acme.example"),
+        "{inbox}"
+    );
+    let detail = page(&bob, &location).await;
+    assert!(detail.contains("Approve") && !detail.contains("Cancel request"));
+    let res = bob
+        .post(o.app.url(&format!("{location}/approve")))
+        .form(&[("csrf", csrf_in(&detail).as_str()), ("comment", "")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+
+    let detail = page(&alice, &location).await;
+    assert!(
+        detail.contains(r#"<span class="state active">active</span>"#),
+        "{detail}"
+    );
+    for step in ["request.submitted", "request.approved", "grant.activated"] {
+        assert!(detail.contains(step), "timeline misses {step}");
+    }
+    let until = (o.app.clock.now() + time::Duration::minutes(45)).unix_timestamp();
+    let dashboard = page(&alice, "/dashboard").await;
+    assert!(
+        dashboard.contains(&format!(r#"data-until="{until}""#)),
+        "{dashboard}"
+    );
+    let js = o
+        .app
+        .client
+        .get(o.app.url("/static/elevate.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        js.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+}

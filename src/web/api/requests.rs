@@ -17,7 +17,7 @@ use crate::policy::Profile;
 use crate::store::StoredRequest;
 use crate::web::extract::ApiJson;
 use crate::web::{AppState, ClientOrigin};
-use crate::workflow::service::{self, may_see};
+use crate::workflow::service;
 use crate::workflow::{Event, NewRequest, Shortcut, State as RequestState};
 
 pub fn router() -> Router<AppState> {
@@ -152,51 +152,19 @@ async fn list(
         ],
         None => vec![],
     };
-    let mut tx = state.store.tenant(p.tenant.tenant_id).await?;
-    let ids = tx
-        .request_ids(q.mine.then_some(p.user.id), &states, 200)
-        .await?;
-    let mut items = Vec::new();
-    let mut profiles: std::collections::HashMap<(i64, String), Option<Profile>> =
-        Default::default();
-    for id in ids {
-        let Some(stored) = tx.request(id).await? else {
-            continue;
-        };
-        let key = (stored.policy_version, stored.request.profile.clone());
-        if !profiles.contains_key(&key) {
-            let found = tx
-                .profiles_at(key.0)
-                .await?
-                .into_iter()
-                .find(|x| x.name == key.1);
-            profiles.insert(key.clone(), found);
-        }
-        let Some(Some(profile)) = profiles.get(&key) else {
-            continue;
-        };
-        if !may_see(&p.user, stored.request.requester, profile) {
-            continue;
-        }
-        if q.reviewable {
-            let r = &stored.request;
-            let approver = p
-                .user
-                .group_names
-                .0
-                .iter()
-                .any(|g| profile.approvers.contains(g))
-                && r.requester != p.user.id;
-            let waiting = r.state == RequestState::Pending
-                || r.extension.is_some()
-                || (r.shortcut == Some(Shortcut::BreakGlass) && r.reviewed_by.is_none());
-            if !(approver && waiting) {
-                continue;
-            }
-        }
-        items.push(request_json(&stored, profile));
-    }
-    tx.commit().await?;
+    let found = service::visible(
+        &state.store,
+        &p.tenant,
+        &p.user,
+        q.mine,
+        &states,
+        q.reviewable,
+    )
+    .await?;
+    let items: Vec<Value> = found
+        .iter()
+        .map(|(r, profile)| request_json(r, profile))
+        .collect();
     Ok(Json(json!({ "requests": items })))
 }
 

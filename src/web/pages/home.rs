@@ -7,7 +7,10 @@ use axum::routing::get;
 
 use super::Nav;
 use crate::auth::session::SessionUser;
+use crate::error::AppResult;
 use crate::web::AppState;
+use crate::workflow::service;
+use axum::extract::State;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -21,14 +24,27 @@ struct DashboardPage {
     nav: Nav,
     name: String,
     tenant_name: String,
+    requests: Vec<super::requests::Row>,
+    waiting: usize,
 }
 
-async fn dashboard(who: SessionUser) -> DashboardPage {
-    DashboardPage {
+async fn dashboard(State(state): State<AppState>, who: SessionUser) -> AppResult<DashboardPage> {
+    use crate::workflow::State as S;
+    let open = [S::Pending, S::Scheduled, S::Active];
+    let mine = service::visible(&state.store, &who.tenant, &who.user, true, &open, false).await?;
+    let waiting = service::visible(&state.store, &who.tenant, &who.user, false, &[], true)
+        .await?
+        .len();
+    Ok(DashboardPage {
         nav: Nav::of(&who),
         name: who.user.display_name.clone(),
         tenant_name: who.tenant.name.clone(),
-    }
+        requests: mine
+            .iter()
+            .map(|(r, _)| super::requests::row(r, &who.user.email))
+            .collect(),
+        waiting,
+    })
 }
 
 #[derive(Template, WebTemplate)]

@@ -6,6 +6,7 @@ mod home;
 mod login;
 mod people;
 mod policy;
+mod requests;
 mod tokens;
 
 use askama::Template;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(home::router())
         .merge(people::router())
         .merge(policy::router())
+        .merge(requests::router())
         .merge(tokens::router())
         .merge(dev::router())
 }

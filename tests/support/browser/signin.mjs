@@ -41,12 +41,22 @@ try {
   await page.goto(`${base}/profile`);
   report.profileText = await page.textContent('main');
 
+  // Request access through the form (the demo's prod-shell needs a ticket).
+  await page.goto(`${base}/requests/new`);
+  await page.fill('input[name=duration]', '30m');
+  await page.fill('textarea[name=justification]', 'browser test');
+  await page.fill('input[name=ticket]', 'INC-1');
+  await page.click('button:has-text("Request")');
+  await page.waitForURL(/\/requests\/[0-9a-f-]{36}$/);
+  report.requestState = await page.textContent('h1 .state');
+
   await page.click('button:has-text("Sign out")');
   await page.waitForURL(`${base}/login`);
   await page.goto(`${base}/dashboard`);
   report.afterSignOutUrl = page.url();
 } catch (e) {
   report.error = String(e);
+  try { report.failedPage = (await browser.contexts()[0].pages()[0].textContent('main')).replace(/\s+/g, ' ').slice(0, 500); } catch {}
 } finally {
   await browser.close();
 }

@@ -1,0 +1,318 @@
+//! The workflow in the browser: new request, request detail with its timeline and actions, and
+//! the approvals inbox. Forms post back here; the state machine decides.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{Nav, when};
+use crate::auth::session::SessionUser;
+use crate::error::{AppError, AppResult};
+use crate::policy::Profile;
+use crate::store::StoredRequest;
+use crate::web::AppState;
+use crate::web::csrf::CsrfForm;
+use crate::workflow::service::{self, person};
+use crate::workflow::{Event, NewRequest, Shortcut, State as RequestState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/requests/new", get(new_form))
+        .route("/requests", post(create))
+        .route("/requests/{id}", get(detail))
+        .route("/requests/{id}/{action}", post(act))
+        .route("/approvals", get(inbox))
+}
+
+/// A profile as the picker shows it.
+pub struct ProfileCard {
+    name: String,
+    description: String,
+    grants: String,
+    approvers: String,
+    approvals_required: u32,
+    default_duration: String,
+    max_duration: String,
+    ticket_pattern: String,
+    break_glass: bool,
+}
+
+fn grants(p: &Profile) -> String {
+    let mut parts = Vec::new();
+    if let Some(ssh) = &p.ssh {
+        parts.push(format!("SSH as {}", ssh.principals.join(", ")));
+    }
+    if let Some(db) = &p.database {
+        parts.push(format!("database {} ({})", db.target, db.roles.join(", ")));
+    }
+    parts.join("; ")
+}
+
+fn card(p: &Profile) -> ProfileCard {
+    ProfileCard {
+        name: p.name.clone(),
+        description: p.description.clone(),
+        grants: grants(p),
+        approvers: p.approvers.join(", "),
+        approvals_required: p.approvals_required,
+        default_duration: crate::duration::format(time::Duration::seconds(p.default_duration_secs)),
+        max_duration: crate::duration::format(p.max_duration()),
+        ticket_pattern: p.ticket_pattern.clone().unwrap_or_default(),
+        break_glass: p.break_glass,
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "requests/new.html")]
+struct NewPage {
+    nav: Nav,
+    profiles: Vec<ProfileCard>,
+}
+
+async fn new_form(State(state): State<AppState>, who: SessionUser) -> AppResult<NewPage> {
+    let profiles = crate::policy::current(&state.store, &who.tenant)
+        .await?
+        .map(|(_, p)| p)
+        .unwrap_or_default();
+    Ok(NewPage {
+        nav: Nav::of(&who),
+        profiles: profiles
+            .iter()
+            .filter(|p| p.may_request(&who.user.group_names.0))
+            .map(card)
+            .collect(),
+    })
+}
+
+#[derive(Deserialize)]
+struct NewForm {
+    profile: String,
+    #[serde(default)]
+    duration: String,
+    #[serde(default)]
+    justification: String,
+    #[serde(default)]
+    ticket: String,
+    #[serde(default)]
+    break_glass: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    who: SessionUser,
+    CsrfForm(form): CsrfForm<NewForm>,
+) -> AppResult<Redirect> {
+    let duration = Some(form.duration.trim())
+        .filter(|d| !d.is_empty())
+        .map(crate::duration::parse)
+        .transpose()
+        .map_err(AppError::Unprocessable)?;
+    let new = NewRequest {
+        duration,
+        justification: form.justification,
+        ticket: Some(form.ticket),
+        starts_at: None,
+        break_glass: form.break_glass.is_some(),
+    };
+    let stored = service::file(
+        &state.store,
+        &who.ctx(state.clock.now()),
+        &who.tenant,
+        &who.user,
+        &form.profile,
+        new,
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/requests/{}", stored.request.id)))
+}
+
+pub struct Row {
+    pub id: String,
+    pub profile: String,
+    pub state: String,
+    pub duration: String,
+    pub justification: String,
+    pub requester: String,
+    pub until: String,
+    pub until_epoch: i64,
+    pub break_glass: bool,
+    pub waiting_review: bool,
+}
+
+pub fn row(s: &StoredRequest, requester: &str) -> Row {
+    let r = &s.request;
+    let (until, until_epoch) = match (&r.grant, r.state) {
+        (Some(g), RequestState::Active) => (when(g.not_after), g.not_after.unix_timestamp()),
+        _ => (String::new(), 0),
+    };
+    Row {
+        id: r.id.to_string(),
+        profile: r.profile.clone(),
+        state: r.state.as_str().to_owned(),
+        duration: crate::duration::format(r.duration),
+        justification: r.justification.clone(),
+        requester: requester.to_owned(),
+        until,
+        until_epoch,
+        break_glass: r.shortcut == Some(Shortcut::BreakGlass),
+        waiting_review: r.shortcut == Some(Shortcut::BreakGlass) && r.reviewed_by.is_none(),
+    }
+}
+
+struct Step {
+    at: String,
+    actor: String,
+    action: String,
+    details: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "requests/detail.html")]
+struct DetailPage {
+    nav: Nav,
+    r: Row,
+    ticket: String,
+    grants: String,
+    approvals: String,
+    timeline: Vec<Step>,
+    can_decide: bool,
+    can_cancel: bool,
+    can_revoke: bool,
+    can_review: bool,
+    can_extend: bool,
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Path(id): Path<String>,
+) -> AppResult<DetailPage> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::NotFound("no such request".into()))?;
+    let (stored, profile) = service::load(&state.store, &who.tenant, &who.user, id).await?;
+    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let requester = tx
+        .user_by_id(stored.request.requester)
+        .await?
+        .map(|u| u.email)
+        .unwrap_or_default();
+    let events = tx.audit_events_for_request(id).await?;
+    tx.commit().await?;
+    let r = &stored.request;
+    let me = person(&who.user);
+    let mine = r.requester == who.user.id;
+    let approver = !mine
+        && me.groups.iter().any(|g| profile.approvers.contains(g))
+        && who.user.has_role(crate::model::Role::Approver);
+    let round = r.extension.as_ref().map_or(0, |e| e.round);
+    Ok(DetailPage {
+        nav: Nav::of(&who),
+        r: row(&stored, &requester),
+        ticket: r.ticket.clone().unwrap_or_default(),
+        grants: grants(&profile),
+        approvals: format!(
+            "{}/{}",
+            r.approvals.iter().filter(|a| a.round == round).count(),
+            profile.approvals_required
+        ),
+        timeline: events
+            .into_iter()
+            .map(|e| Step {
+                at: when(e.at),
+                actor: e.actor,
+                action: e.action,
+                details: e.details.0.to_string(),
+            })
+            .collect(),
+        can_decide: approver && (r.state == RequestState::Pending || r.extension.is_some()),
+        can_cancel: mine && matches!(r.state, RequestState::Pending | RequestState::Scheduled),
+        can_revoke: (mine || approver || me.is_admin)
+            && matches!(r.state, RequestState::Active | RequestState::Scheduled),
+        can_review: approver && r.shortcut == Some(Shortcut::BreakGlass) && r.reviewed_by.is_none(),
+        can_extend: mine && r.state == RequestState::Active && r.extension.is_none(),
+    })
+}
+
+#[derive(Deserialize)]
+struct ActForm {
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    duration: String,
+}
+
+async fn act(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Path((id, action)): Path<(String, String)>,
+    CsrfForm(form): CsrfForm<ActForm>,
+) -> AppResult<Redirect> {
+    let request_id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::NotFound("no such request".into()))?;
+    let by = person(&who.user);
+    let comment = form.comment.trim().to_owned();
+    let event = match action.as_str() {
+        "approve" => Event::Approve {
+            by,
+            comment: Some(comment).filter(|c| !c.is_empty()),
+        },
+        "deny" if comment.is_empty() => {
+            return Err(AppError::Unprocessable("a denial needs a comment".into()));
+        }
+        "deny" => Event::Deny { by, comment },
+        "cancel" => Event::Cancel { by },
+        "revoke" => Event::Revoke {
+            by,
+            reason: comment,
+        },
+        "review" => Event::Review { by },
+        "extend" => Event::Extend {
+            by,
+            added: crate::duration::parse(&form.duration).map_err(AppError::Unprocessable)?,
+        },
+        _ => return Err(AppError::NotFound("no such action".into())),
+    };
+    service::act(
+        &state.store,
+        &who.ctx(state.clock.now()),
+        &who.tenant,
+        &who.user,
+        request_id,
+        event,
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/requests/{id}")))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "requests/inbox.html")]
+struct InboxPage {
+    nav: Nav,
+    waiting: Vec<Row>,
+}
+
+async fn inbox(State(state): State<AppState>, who: SessionUser) -> AppResult<InboxPage> {
+    let found = service::visible(&state.store, &who.tenant, &who.user, false, &[], true).await?;
+    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut waiting = Vec::new();
+    for (stored, _) in &found {
+        let email = tx
+            .user_by_id(stored.request.requester)
+            .await?
+            .map(|u| u.email)
+            .unwrap_or_default();
+        waiting.push(row(stored, &email));
+    }
+    tx.commit().await?;
+    Ok(InboxPage {
+        nav: Nav::of(&who),
+        waiting,
+    })
+}
