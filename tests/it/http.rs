@@ -116,9 +116,18 @@ async fn pages_are_styled_from_static_css_without_inline_code() {
     let html = res.text().await.unwrap();
     assert!(html.contains(r#"<link rel="stylesheet" href="/static/elevate.css">"#));
     assert!(
-        !html.contains("<style") && !html.contains("style=") && !html.contains("<script"),
-        "inline code in page"
+        !html.contains("<style") && !html.contains("style="),
+        "inline style in page"
     );
+    // Scripts only from our own /static, never inline.
+    let scripts: Vec<&str> = html.split("<script").skip(1).collect();
+    assert!(!scripts.is_empty());
+    for s in scripts {
+        assert!(
+            s.starts_with(r#" src="/static/elevate.js" defer></script>"#),
+            "inline script: {s}"
+        );
+    }
     let css = app
         .client
         .get(app.url("/static/elevate.css"))
