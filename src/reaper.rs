@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::error::AppResult;
+use crate::notify::Mailer;
+use crate::notify::outbox::deliver_due;
 use crate::store::Store;
 use crate::workflow::service::tick_tenant;
 
@@ -24,12 +26,21 @@ pub async fn run_once(store: &Store, clock: &SharedClock) -> AppResult<usize> {
     Ok(moved)
 }
 
-/// Runs passes forever, backing off (up to a minute) while the store fails.
-pub fn spawn(store: Store, clock: SharedClock, every: Duration) -> tokio::task::JoinHandle<()> {
+/// Runs passes forever (transitions, then due notifications), backing off (up to a minute)
+/// while the store fails.
+pub fn spawn(
+    store: Store,
+    clock: SharedClock,
+    mailer: Mailer,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut delay = every;
         loop {
             tokio::time::sleep(delay).await;
+            if let Err(e) = deliver_due(&store, &mailer, clock.now()).await {
+                tracing::warn!(error = %e, "notification delivery pass failed");
+            }
             delay = match run_once(&store, &clock).await {
                 Ok(moved) => {
                     if moved > 0 {

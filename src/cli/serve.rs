@@ -95,6 +95,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
             "no ELEVATE_SMTP_URL: sign-in by email link is unavailable (API tokens still work)"
         );
     }
+    let mailer = state.mailer.clone();
     let app = web::router(state);
 
     println!("elevate listening on {scheme}://{bound} (public URL {public_url})");
@@ -106,6 +107,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let reaper = crate::reaper::spawn(
         store.clone(),
         state_clock,
+        mailer,
         std::time::Duration::from_secs(5),
     );
     web::serve(listener, app, tls, shutdown_signal())

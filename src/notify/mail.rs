@@ -68,43 +68,33 @@ impl Mailer {
         }
     }
 
-    /// Sends in the background: the caller answers at once, so whether a message was sent (for
-    /// instance to a known address) cannot be read from its response time.
-    pub fn send_later(&self, to: &str, subject: &str, body: String, now: OffsetDateTime) {
+    /// Sends now and reports the outcome (the outbox worker retries failures).
+    pub async fn send_now(
+        &self,
+        to: &str,
+        subject: &str,
+        body: String,
+        now: OffsetDateTime,
+    ) -> Result<(), String> {
         match self {
             Mailer::Smtp { transport, from } => {
-                let message = to
-                    .parse::<Mailbox>()
+                let to_box = to.parse::<Mailbox>().map_err(|e| e.to_string())?;
+                let message = Message::builder()
+                    .from(from.clone())
+                    .to(to_box)
+                    .subject(subject)
+                    .header(ContentType::TEXT_PLAIN)
+                    .body(body)
+                    .map_err(|e| e.to_string())?;
+                transport
+                    .send(message)
+                    .await
+                    .map(|_| ())
                     .map_err(|e| e.to_string())
-                    .and_then(|to| {
-                        Message::builder()
-                            .from(from.clone())
-                            .to(to)
-                            .subject(subject)
-                            .header(ContentType::TEXT_PLAIN)
-                            .body(body)
-                            .map_err(|e| e.to_string())
-                    });
-                let transport = transport.clone();
-                let to = to.to_owned();
-                tokio::spawn(async move {
-                    let result = match message {
-                        Ok(m) => transport
-                            .send(m)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e),
-                    };
-                    match result {
-                        Ok(()) => tracing::info!(%to, "mail sent"),
-                        Err(e) => tracing::warn!(%to, error = %e, "mail not sent"),
-                    }
-                });
             }
             Mailer::DemoOutbox(queue) => {
-                // Demo only: the message (with its link) is shown so the demo can be used without
-                // a mail server. Never in a real deployment.
+                // Demo only: the message (with any link) is shown so the demo works without a
+                // mail server. Never in a real deployment.
                 tracing::info!(%to, %subject, "demo outbox (no SMTP configured):\n{body}");
                 if let Ok(mut q) = queue.lock() {
                     if q.len() == DEMO_OUTBOX_SIZE {
@@ -117,10 +107,21 @@ impl Mailer {
                         at: now,
                     });
                 }
+                Ok(())
             }
-            Mailer::Disabled => {
-                tracing::warn!(%to, "mail not sent: no ELEVATE_SMTP_URL configured")
-            }
+            Mailer::Disabled => Err("no ELEVATE_SMTP_URL configured".into()),
         }
+    }
+
+    /// Sends in the background: the caller answers at once, so whether a message was sent (for
+    /// instance to a known address) cannot be read from its response time.
+    pub fn send_later(&self, to: &str, subject: &str, body: String, now: OffsetDateTime) {
+        let (mailer, to, subject) = (self.clone(), to.to_owned(), subject.to_owned());
+        tokio::spawn(async move {
+            match mailer.send_now(&to, &subject, body, now).await {
+                Ok(()) => tracing::info!(%to, "mail sent"),
+                Err(e) => tracing::warn!(%to, error = %e, "mail not sent"),
+            }
+        });
     }
 }

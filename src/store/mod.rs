@@ -42,6 +42,7 @@ macro_rules! sql {
 
 mod audit;
 mod keys;
+mod outbox;
 mod policy;
 mod requests;
 mod sessions;
@@ -50,6 +51,7 @@ mod tenants;
 mod tokens;
 mod users;
 
+pub use outbox::OutboxItem;
 pub use requests::StoredRequest;
 pub use users::{NewUser, UserChange};
 

@@ -96,10 +96,136 @@ async fn audit_refusal(
     Ok(())
 }
 
+/// Queues an email to every person who may decide on requests of `profile` (never the requester,
+/// never a disabled account), in the caller's transaction.
+async fn notify_approvers(
+    tx: &mut TenantTx,
+    profile: &Profile,
+    requester: &User,
+    subject: &str,
+    body: &str,
+    request: Uuid,
+    now: OffsetDateTime,
+) -> AppResult<()> {
+    let me = person(requester);
+    for u in tx.list_users().await? {
+        let p = person(&u);
+        let approver = u.has_role(Role::Approver)
+            && !p.disabled
+            && p.groups.iter().any(|g| profile.approvers.contains(g));
+        if approver && p.id != me.id && !p.email.eq_ignore_ascii_case(&me.email) {
+            tx.enqueue(
+                "email",
+                &u.email,
+                &json!({ "subject": subject, "body": body }),
+                Some(request),
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The emails a transition sends: approvers when a decision or review is needed, the requester
+/// when theirs is made.
+async fn notify(
+    tx: &mut TenantTx,
+    links: &str,
+    profile: &Profile,
+    requester: &User,
+    req: &Request,
+    effects: &[Effect],
+    now: OffsetDateTime,
+) -> AppResult<()> {
+    let link = format!("{}/requests/{}", links.trim_end_matches('/'), req.id);
+    let what = format!(
+        "{} for {}",
+        req.profile,
+        crate::duration::format(req.duration)
+    );
+    let ask = format!(
+        "{} asks for {what}.\n\nJustification: {}\nTicket: {}\n\nDecide at {link}\n",
+        requester.email,
+        req.justification,
+        req.ticket.as_deref().unwrap_or("-")
+    );
+    let submitted = effects.is_empty() && req.state == super::State::Pending;
+    if submitted {
+        notify_approvers(
+            tx,
+            profile,
+            requester,
+            &format!("elevate: {} requests {what}", requester.email),
+            &ask,
+            req.id,
+            now,
+        )
+        .await?;
+    }
+    for effect in effects {
+        let to_requester =
+            |subject: String, body: String| json!({ "subject": subject, "body": body });
+        match effect {
+            Effect::Activated {
+                shortcut: Some(super::Shortcut::BreakGlass),
+                ..
+            } => {
+                let subject = format!("elevate: BREAK-GLASS {} activated {what}", requester.email);
+                notify_approvers(
+                    tx,
+                    profile,
+                    requester,
+                    &subject,
+                    &format!("{ask}\nThis break-glass activation needs a review by an approver.\n"),
+                    req.id,
+                    now,
+                )
+                .await?;
+            }
+            Effect::Activated { not_after, .. } => {
+                let body =
+                    format!("Your request for {what} is active until {not_after} UTC.\n\n{link}\n");
+                tx.enqueue(
+                    "email",
+                    &requester.email,
+                    &to_requester(format!("elevate: {} is active", req.profile), body),
+                    Some(req.id),
+                    now,
+                )
+                .await?;
+            }
+            Effect::Denied => {
+                let body = format!("Your request for {what} was denied.\n\n{link}\n");
+                tx.enqueue(
+                    "email",
+                    &requester.email,
+                    &to_requester(format!("elevate: {} was denied", req.profile), body),
+                    Some(req.id),
+                    now,
+                )
+                .await?;
+            }
+            Effect::ExtensionRequested { added } => {
+                let subject = format!(
+                    "elevate: {} asks to extend {} by {}",
+                    requester.email,
+                    req.profile,
+                    crate::duration::format(*added)
+                );
+                notify_approvers(tx, profile, requester, &subject, &ask, req.id, now).await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Files a request for `profile_name` under the policy in force.
 pub async fn file(
     store: &Store,
     ctx: &Ctx,
+    links: &str,
     tenant: &Tenant,
     requester: &User,
     profile_name: &str,
@@ -142,6 +268,10 @@ pub async fn file(
             tx.append_audit(&event, ctx.now).await?;
         }
     }
+    notify(
+        &mut tx, links, &profile, requester, &request, &effects, ctx.now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StoredRequest {
         request,
@@ -257,6 +387,7 @@ pub async fn load(
 pub async fn act(
     store: &Store,
     ctx: &Ctx,
+    links: &str,
     tenant: &Tenant,
     actor: &User,
     id: Uuid,
@@ -304,6 +435,10 @@ pub async fn act(
             tx.append_audit(&event, ctx.now).await?;
         }
     }
+    notify(
+        &mut tx, links, &profile, &requester, &next, &effects, ctx.now,
+    )
+    .await?;
     if let Event::Deny { comment, .. }
     | Event::Approve {
         comment: Some(comment),

@@ -8,6 +8,7 @@ mod cli;
 mod cli_client;
 mod helpers;
 mod http;
+mod notify;
 mod policy;
 mod rls;
 mod signin;

@@ -14,19 +14,25 @@ use serde_json::Value;
 use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_user, temp_dir};
 
 /// aiosmtpd on a free port, writing each message it receives as JSON.
-struct SmtpSink {
+pub(crate) struct SmtpSink {
     child: Child,
     dir: PathBuf,
     port: u16,
 }
 
 impl SmtpSink {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
+        // The probe listener must be closed before the server binds the port.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
+        Self::start_on(port)
+    }
+
+    /// On a given port (a test that first wants the server down).
+    pub(crate) fn start_on(port: u16) -> Self {
         let dir = temp_dir("smtp");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
         let mut child = Command::new("python3")
@@ -43,21 +49,19 @@ impl SmtpSink {
             &mut line,
         )
         .unwrap();
-        if line.trim() != "ready" {
-            let mut err = String::new();
-            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
-            panic!(
-                "the SMTP test server did not start (pip install aiosmtpd; scripts/test.sh does): {err}"
-            );
-        }
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP test server did not start (pip install aiosmtpd; scripts/test.sh does)"
+        );
         SmtpSink { child, dir, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
-    fn mails(&self) -> Vec<Value> {
+    pub(crate) fn mails(&self) -> Vec<Value> {
         let mut files: Vec<_> = std::fs::read_dir(&self.dir)
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -71,7 +75,7 @@ impl SmtpSink {
     }
 
     /// Waits for the `n`th message overall and returns it.
-    async fn nth(&self, n: usize) -> Value {
+    pub(crate) async fn nth(&self, n: usize) -> Value {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let mails = self.mails();

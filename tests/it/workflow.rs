@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
 
-const POLICY: &str = r#"
+pub(crate) const POLICY: &str = r#"
 [[profile]]
 name = "prod-shell"
 default_duration = "1h"

@@ -115,7 +115,16 @@ async fn create(
         break_glass: body.break_glass,
     };
     let ctx = p.ctx(origin, state.clock.now());
-    let stored = service::file(&state.store, &ctx, &p.tenant, &p.user, &body.profile, new).await?;
+    let stored = service::file(
+        &state.store,
+        &ctx,
+        &state.config.public_url,
+        &p.tenant,
+        &p.user,
+        &body.profile,
+        new,
+    )
+    .await?;
     let (_, profile) = service::load(&state.store, &p.tenant, &p.user, stored.request.id).await?;
     Ok((StatusCode::CREATED, Json(request_json(&stored, &profile))))
 }
@@ -183,7 +192,16 @@ async fn run(
 ) -> AppResult<Json<Value>> {
     let ctx = p.ctx(origin, state.clock.now());
     let id = parse_id(id)?;
-    service::act(&state.store, &ctx, &p.tenant, &p.user, id, event).await?;
+    service::act(
+        &state.store,
+        &ctx,
+        &state.config.public_url,
+        &p.tenant,
+        &p.user,
+        id,
+        event,
+    )
+    .await?;
     let (stored, profile) = service::load(&state.store, &p.tenant, &p.user, id).await?;
     Ok(Json(request_json(&stored, &profile)))
 }

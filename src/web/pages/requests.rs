@@ -122,6 +122,7 @@ async fn create(
     let stored = service::file(
         &state.store,
         &who.ctx(state.clock.now()),
+        &state.config.public_url,
         &who.tenant,
         &who.user,
         &form.profile,
@@ -185,6 +186,34 @@ struct DetailPage {
     can_revoke: bool,
     can_review: bool,
     can_extend: bool,
+    notifications: Vec<Note>,
+}
+
+/// Delivery state of one notification about the request.
+struct Note {
+    to: String,
+    subject: String,
+    status: String,
+}
+
+fn note(item: &crate::store::OutboxItem) -> Note {
+    let status = match (&item.sent_at, &item.last_error) {
+        (Some(at), _) => format!("sent {}", when(*at)),
+        (None, Some(e)) => format!(
+            "not delivered after {} attempts ({e}); next try {}",
+            item.attempts,
+            when(item.next_attempt_at)
+        ),
+        (None, None) => "queued".into(),
+    };
+    Note {
+        to: item.recipient.clone(),
+        subject: item.payload.0["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        status,
+    }
 }
 
 async fn detail(
@@ -203,6 +232,7 @@ async fn detail(
         .map(|u| u.email)
         .unwrap_or_default();
     let events = tx.audit_events_for_request(id).await?;
+    let notifications = tx.notifications_for(id).await?.iter().map(note).collect();
     tx.commit().await?;
     let r = &stored.request;
     let me = person(&who.user);
@@ -236,6 +266,7 @@ async fn detail(
             && matches!(r.state, RequestState::Active | RequestState::Scheduled),
         can_review: approver && r.shortcut == Some(Shortcut::BreakGlass) && r.reviewed_by.is_none(),
         can_extend: mine && r.state == RequestState::Active && r.extension.is_none(),
+        notifications,
     })
 }
 
@@ -282,6 +313,7 @@ async fn act(
     service::act(
         &state.store,
         &who.ctx(state.clock.now()),
+        &state.config.public_url,
         &who.tenant,
         &who.user,
         request_id,

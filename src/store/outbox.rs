@@ -1,0 +1,80 @@
+use sqlx::types::Json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{StoreResult, TenantTx, ts};
+
+/// A notification waiting to go out (or sent).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutboxItem {
+    pub id: Uuid,
+    pub channel: String,
+    pub recipient: String,
+    pub payload: Json<serde_json::Value>,
+    pub request_id: Option<Uuid>,
+    pub attempts: i64,
+    pub next_attempt_at: OffsetDateTime,
+    pub sent_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+}
+
+impl TenantTx {
+    /// Queues a notification in this transaction: it exists exactly when the event it reports does.
+    pub async fn enqueue(
+        &mut self,
+        channel: &str,
+        recipient: &str,
+        payload: &serde_json::Value,
+        request_id: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        sql!(exec self,
+            "INSERT INTO notification_outbox (tenant_id, id, channel, recipient, payload, request_id, created_at, next_attempt_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+            tenant_id, Uuid::now_v7(), channel, recipient, Json(payload), request_id, ts(now))?;
+        self.mark_changed();
+        Ok(())
+    }
+
+    pub async fn due_notifications(
+        &mut self,
+        now: OffsetDateTime,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        let tenant_id = self.tenant_id;
+        Ok(sql!(fetch_all OutboxItem; self,
+            "SELECT id, channel, recipient, payload, request_id, attempts, next_attempt_at, sent_at, last_error
+             FROM notification_outbox WHERE tenant_id = $1 AND sent_at IS NULL AND next_attempt_at <= $2
+             ORDER BY created_at, id LIMIT $3", tenant_id, ts(now), limit)?)
+    }
+
+    pub async fn notifications_for(&mut self, request_id: Uuid) -> StoreResult<Vec<OutboxItem>> {
+        let tenant_id = self.tenant_id;
+        Ok(sql!(fetch_all OutboxItem; self,
+            "SELECT id, channel, recipient, payload, request_id, attempts, next_attempt_at, sent_at, last_error
+             FROM notification_outbox WHERE tenant_id = $1 AND request_id = $2 ORDER BY created_at, id", tenant_id, request_id)?)
+    }
+
+    /// Delivery bookkeeping (not a change of the tenant's access state, so not audited).
+    pub async fn mark_sent(&mut self, id: Uuid, now: OffsetDateTime) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        sql!(exec self,
+            "UPDATE notification_outbox SET sent_at = $3, attempts = attempts + 1, last_error = NULL
+             WHERE tenant_id = $1 AND id = $2", tenant_id, id, ts(now))?;
+        Ok(())
+    }
+
+    pub async fn mark_failed(
+        &mut self,
+        id: Uuid,
+        error: &str,
+        retry_at: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        sql!(exec self,
+            "UPDATE notification_outbox SET attempts = attempts + 1, last_error = $3, next_attempt_at = $4
+             WHERE tenant_id = $1 AND id = $2", tenant_id, id, error, ts(retry_at))?;
+        Ok(())
+    }
+}
