@@ -3,7 +3,10 @@
 //! because it works from stored deadlines; several replicas can run it at once (row locks with
 //! SKIP LOCKED on Postgres). Failures are logged and retried on the next pass.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use crate::clock::SharedClock;
 use crate::error::AppResult;
@@ -11,6 +14,35 @@ use crate::notify::Mailer;
 use crate::notify::outbox::deliver_due;
 use crate::store::Store;
 use crate::workflow::service::tick_tenant;
+
+/// What `/readyz` reports about the reaper.
+#[derive(Debug, Clone, Default)]
+pub struct Status {
+    pub last_pass: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+}
+
+pub type SharedStatus = Arc<Mutex<Status>>;
+
+/// Passes older than this make the reaper "stale" on `/readyz`.
+pub const STALE_AFTER: time::Duration = time::Duration::seconds(60);
+
+fn record(status: &SharedStatus, now: OffsetDateTime, error: Option<String>) {
+    if let Ok(mut s) = status.lock() {
+        match error {
+            None => {
+                s.last_pass = Some(now);
+                s.last_error = None;
+                s.consecutive_failures = 0;
+            }
+            Some(e) => {
+                s.last_error = Some(e);
+                s.consecutive_failures += 1;
+            }
+        }
+    }
+}
 
 /// One pass over every tenant; returns how many requests moved.
 pub async fn run_once(store: &Store, clock: &SharedClock) -> AppResult<usize> {
@@ -32,6 +64,7 @@ pub fn spawn(
     store: Store,
     clock: SharedClock,
     mailer: Mailer,
+    status: SharedStatus,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -46,10 +79,12 @@ pub fn spawn(
                     if moved > 0 {
                         tracing::info!(moved, "reaper moved requests");
                     }
+                    record(&status, clock.now(), None);
                     every
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reaper cannot reach the store");
+                    record(&status, clock.now(), Some(e.to_string()));
                     (delay * 2).min(Duration::from_secs(60))
                 }
             };

@@ -96,6 +96,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         );
     }
     let mailer = state.mailer.clone();
+    let reaper_status = state.reaper.clone();
     let app = web::router(state);
 
     println!("elevate listening on {scheme}://{bound} (public URL {public_url})");
@@ -108,6 +109,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         store.clone(),
         state_clock,
         mailer,
+        reaper_status,
         std::time::Duration::from_secs(5),
     );
     web::serve(listener, app, tls, shutdown_signal())

@@ -77,4 +77,12 @@ impl TenantTx {
              WHERE tenant_id = $1 AND id = $2", tenant_id, id, error, ts(retry_at))?;
         Ok(())
     }
+
+    /// Undelivered notifications that have failed at least once.
+    pub async fn failing_notifications(&mut self) -> StoreResult<usize> {
+        let tenant_id = self.tenant_id;
+        let rows: Vec<(Uuid,)> = sql!(fetch_all (Uuid,); self,
+            "SELECT id FROM notification_outbox WHERE tenant_id = $1 AND sent_at IS NULL AND attempts > 0", tenant_id)?;
+        Ok(rows.len())
+    }
 }

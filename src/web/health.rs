@@ -21,6 +21,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let now = state.clock.now();
     let store = match state.store.ping().await {
         Ok(()) => "ok".to_owned(),
         Err(e) => {
@@ -33,7 +34,16 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         "ok"
     };
-    let ready = store == "ok" && master_key == "ok";
+    let reaper = state.reaper.lock().map(|s| s.clone()).unwrap_or_default();
+    let reaper_state = match (&reaper.last_pass, &reaper.last_error) {
+        (_, Some(_)) => "failing",
+        (Some(at), None) if now - *at <= crate::reaper::STALE_AFTER => "ok",
+        (Some(_), None) => "stale",
+        (None, None) => "starting",
+    };
+    let failing = failing_notifications(&state).await;
+    let ready =
+        store == "ok" && master_key == "ok" && reaper_state != "failing" && reaper_state != "stale";
     let status = if ready {
         StatusCode::OK
     } else {
@@ -41,10 +51,32 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     };
     let body = json!({
         "status": if ready { "ready" } else { "not ready" },
-        "checks": { "store": store, "master_key": master_key },
+        "checks": {
+            "store": store,
+            "master_key": master_key,
+            "mail": if state.mailer.is_available() { "configured" } else { "not configured" },
+            "reaper": {
+                "state": reaper_state,
+                "last_pass": reaper.last_pass.map(|t| t.unix_timestamp()),
+                "lag_secs": reaper.last_pass.map(|t| (now - t).whole_seconds()),
+                "last_error": reaper.last_error,
+            },
+            "notifications_failing": failing,
+        },
     });
     // 503 here is a report, not an error: the shared error rendering leaves it as it is.
     let mut res = (status, Json(body)).into_response();
     res.extensions_mut().insert(super::error::KeepBody);
     res
+}
+
+/// Notifications that have failed at least once and are still undelivered, over all tenants.
+async fn failing_notifications(state: &AppState) -> Option<usize> {
+    let mut failing = 0;
+    for tenant in state.store.tenants().await.ok()? {
+        let mut tx = state.store.tenant(tenant.tenant_id).await.ok()?;
+        failing += tx.failing_notifications().await.ok()?;
+        tx.commit().await.ok()?;
+    }
+    Some(failing)
 }

@@ -44,6 +44,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub mailer: Mailer,
     pub signin_limits: Arc<SigninLimits>,
+    /// Written by the reaper task, read by `/readyz`.
+    pub reaper: crate::reaper::SharedStatus,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             config: Arc::new(config),
             mailer,
             signin_limits: Arc::new(SigninLimits::default()),
+            reaper: Default::default(),
         })
     }
 }

@@ -208,6 +208,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     pub master: Arc<MasterKey>,
     pub client: reqwest::Client,
+    /// What the (not running) reaper reports on /readyz; tests set it.
+    pub reaper: elevate::reaper::SharedStatus,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -233,6 +235,7 @@ impl TestApp {
         };
         configure(&mut config);
         let state = AppState::new(db.store.clone(), clock.clone(), master.clone(), config).unwrap();
+        let reaper = state.reaper.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = web::router(state);
         tokio::spawn(web::serve(listener, app, Some(tls), async {
@@ -250,6 +253,7 @@ impl TestApp {
             clock,
             master,
             client,
+            reaper,
             _shutdown: tx,
         }
     }

@@ -45,7 +45,53 @@ async fn health_and_readiness_answer() {
     let res = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["checks"], json!({"store": "ok", "master_key": "ok"}));
+    assert_eq!(
+        (
+            body["checks"]["store"].as_str(),
+            body["checks"]["master_key"].as_str()
+        ),
+        (Some("ok"), Some("ok"))
+    );
+    assert_eq!(body["checks"]["reaper"]["state"], "starting");
+    assert_eq!(body["checks"]["notifications_failing"], 0);
+
+    // A reaper that has not passed for a while, or is failing, makes the server not ready.
+    let now = app.clock.now();
+    app.reaper.lock().unwrap().last_pass = Some(now - time::Duration::seconds(5));
+    let body: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            body["checks"]["reaper"]["state"].as_str(),
+            body["checks"]["reaper"]["lag_secs"].as_i64()
+        ),
+        (Some("ok"), Some(5))
+    );
+    app.reaper.lock().unwrap().last_pass = Some(now - time::Duration::seconds(120));
+    assert_eq!(
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    app.reaper.lock().unwrap().last_error = Some("store unreachable".into());
+    let res = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["checks"]["reaper"]["state"],
+        "failing"
+    );
+    *app.reaper.lock().unwrap() = Default::default();
 
     // With the store gone, readiness says so (503) while liveness still answers.
     app.store().close().await;
