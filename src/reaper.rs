@@ -64,6 +64,7 @@ pub fn spawn(
     store: Store,
     clock: SharedClock,
     mailer: Mailer,
+    master: Arc<crate::crypto::MasterKey>,
     status: SharedStatus,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
@@ -71,7 +72,7 @@ pub fn spawn(
         let mut delay = every;
         loop {
             tokio::time::sleep(delay).await;
-            if let Err(e) = deliver_due(&store, &mailer, clock.now()).await {
+            if let Err(e) = deliver_due(&store, &mailer, &master, clock.now()).await {
                 tracing::warn!(error = %e, "notification delivery pass failed");
             }
             delay = match run_once(&store, &clock).await {

@@ -331,3 +331,40 @@ pub async fn update_user(
     tx.commit().await?;
     Ok(after)
 }
+
+/// Registers a webhook that hears every request transition; its signing secret is sealed.
+pub async fn add_webhook(
+    store: &Store,
+    master: &MasterKey,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    url: &str,
+    secret: &str,
+) -> AppResult<Uuid> {
+    let url = url.trim();
+    if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 12 {
+        return Err(AppError::Unprocessable(format!(
+            "webhook URL {url:?} must be an http(s) URL"
+        )));
+    }
+    if secret.trim().len() < 16 {
+        return Err(AppError::Unprocessable(
+            "the webhook secret must be at least 16 characters".into(),
+        ));
+    }
+    let id = Uuid::now_v7();
+    let sealed = master.seal(
+        &crate::store::Webhook::seal_context(tenant.tenant_id, id),
+        secret.trim().as_bytes(),
+    )?;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    tx.insert_webhook(id, url, &sealed, ctx.now).await?;
+    tx.append_audit(
+        &ctx.event("webhook.added", url)
+            .details(json!({ "webhook_id": id })),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
+}

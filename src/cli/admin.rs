@@ -26,6 +26,24 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Webhooks that hear every request transition (signed with HMAC-SHA256).
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Add a webhook; its signing secret is read from stdin.
+    Add {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +118,11 @@ fn ctx() -> Ctx {
 
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
+        AdminCommand::Webhook {
+            command: WebhookCommand::Add { tenant, url, store },
+        } => {
+            return add_webhook(tenant, url, store).await;
+        }
         AdminCommand::Tenant {
             command:
                 TenantCommand::Create {
@@ -171,5 +194,22 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             store.close().await;
         }
     }
+    Ok(())
+}
+
+async fn add_webhook(tenant: String, url: String, args: StoreArgs) -> anyhow::Result<()> {
+    let mut secret = String::new();
+    std::io::stdin().read_line(&mut secret)?;
+    let store = open_store(&args.database).await?;
+    let key = master_key(
+        args.master_key_file.as_deref(),
+        &crate::store::data_dir_for(&args.database),
+        &store,
+    )
+    .await?;
+    let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+    let id = admin::add_webhook(&store, &key, &ctx(), &tenant, &url, &secret).await?;
+    println!("added webhook {id} for {}", tenant.slug);
+    store.close().await;
     Ok(())
 }

@@ -97,6 +97,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     }
     let mailer = state.mailer.clone();
     let reaper_status = state.reaper.clone();
+    let reaper_key = state.master_key.clone();
     let app = web::router(state);
 
     println!("elevate listening on {scheme}://{bound} (public URL {public_url})");
@@ -109,6 +110,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         store.clone(),
         state_clock,
         mailer,
+        reaper_key,
         reaper_status,
         std::time::Duration::from_secs(5),
     );

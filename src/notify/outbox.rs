@@ -4,9 +4,65 @@
 
 use time::{Duration, OffsetDateTime};
 
+use hmac::{Hmac, Mac};
+use secrecy::ExposeSecret;
+use sha2::Sha256;
+
 use super::Mailer;
+use crate::crypto::MasterKey;
 use crate::error::AppResult;
-use crate::store::Store;
+use crate::store::{Store, Webhook};
+
+/// `v1=` + hex HMAC-SHA256 over `"{timestamp}.{body}"` with the webhook's secret. Receivers
+/// recompute it and refuse old timestamps, so a captured delivery cannot be replayed later.
+pub fn signature(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
+        Ok(m) => m,
+        Err(_) => return String::new(),
+    };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+async fn post_webhook(
+    hook: &Webhook,
+    master: &MasterKey,
+    payload: &serde_json::Value,
+    now: OffsetDateTime,
+) -> Result<(), String> {
+    let secret = master
+        .open(
+            &Webhook::seal_context(hook.tenant_id, hook.id),
+            &hook.secret_sealed,
+        )
+        .map_err(|e| format!("cannot unseal the webhook secret: {e}"))?;
+    let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
+    let timestamp = now.unix_timestamp();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let res = client
+        .post(&hook.url)
+        .header("content-type", "application/json")
+        .header("x-elevate-timestamp", timestamp.to_string())
+        .header(
+            "x-elevate-signature",
+            signature(secret.expose_secret(), timestamp, &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the webhook: {e}"))?;
+    if res.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("webhook answered {}", res.status()))
+    }
+}
 
 fn backoff(attempts: i64) -> Duration {
     let secs = 10i64.saturating_mul(1i64 << attempts.clamp(0, 20));
@@ -14,14 +70,20 @@ fn backoff(attempts: i64) -> Duration {
 }
 
 /// Delivers what is due for every tenant; returns how many were sent.
-pub async fn deliver_due(store: &Store, mailer: &Mailer, now: OffsetDateTime) -> AppResult<usize> {
+pub async fn deliver_due(
+    store: &Store,
+    mailer: &Mailer,
+    master: &MasterKey,
+    now: OffsetDateTime,
+) -> AppResult<usize> {
     let mut sent = 0;
     for tenant in store.tenants().await? {
-        let due = {
+        let (due, hooks) = {
             let mut tx = store.tenant(tenant.tenant_id).await?;
             let due = tx.due_notifications(now, 100).await?;
+            let hooks = tx.webhooks().await?;
             tx.commit().await?;
-            due
+            (due, hooks)
         };
         for item in due {
             let subject = item.payload.0["subject"]
@@ -34,6 +96,10 @@ pub async fn deliver_due(store: &Store, mailer: &Mailer, now: OffsetDateTime) ->
                 .to_owned();
             let outcome = match item.channel.as_str() {
                 "email" => mailer.send_now(&item.recipient, &subject, body, now).await,
+                "webhook" => match hooks.iter().find(|h| h.id.to_string() == item.recipient) {
+                    Some(hook) => post_webhook(hook, master, &item.payload.0, now).await,
+                    None => Err("the webhook no longer exists".into()),
+                },
                 other => Err(format!("no delivery for channel {other}")),
             };
             let mut tx = store.tenant(tenant.tenant_id).await?;

@@ -50,10 +50,12 @@ mod targets;
 mod tenants;
 mod tokens;
 mod users;
+mod webhooks;
 
 pub use outbox::OutboxItem;
 pub use requests::StoredRequest;
 pub use users::{NewUser, UserChange};
+pub use webhooks::Webhook;
 
 /// Every tenant table. Isolation tests and the start-up ownership check walk this list.
 pub const TENANT_TABLES: [&str; 17] = [

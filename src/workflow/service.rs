@@ -25,6 +25,25 @@ pub fn person(u: &User) -> Person {
     }
 }
 
+/// The audit action name of an effect (also the webhook event name).
+fn effect_name(effect: &Effect) -> Option<&'static str> {
+    Some(match effect {
+        Effect::Approved { .. } => "request.approved",
+        Effect::Activated { .. } => "grant.activated",
+        Effect::Scheduled { .. } => "request.scheduled",
+        Effect::Extended { .. } => "grant.extended",
+        Effect::ExtensionRequested { .. } => "grant.extension_requested",
+        Effect::ExtensionDenied => "grant.extension_denied",
+        Effect::Denied => "request.denied",
+        Effect::Cancelled => "request.cancelled",
+        Effect::Lapsed => "request.lapsed",
+        Effect::Expired => "grant.expired",
+        Effect::Revoked { .. } => "grant.revoked",
+        Effect::Reviewed { .. } => "breakglass.reviewed",
+        Effect::EndCredentials => return None,
+    })
+}
+
 fn effect_event(
     ctx_actor: &Actor,
     origin: &Origin,
@@ -150,6 +169,37 @@ async fn notify(
         req.justification,
         req.ticket.as_deref().unwrap_or("-")
     );
+    // Every webhook of the tenant hears every transition, with a Slack-compatible `text`.
+    let hooks = tx.webhooks().await?;
+    if !hooks.is_empty() {
+        let mut events: Vec<String> = effects
+            .iter()
+            .filter_map(effect_name)
+            .map(str::to_owned)
+            .collect();
+        if effects.is_empty()
+            || matches!(effects.first(), Some(Effect::Activated { .. })) && req.approvals.is_empty()
+        {
+            events.insert(0, "request.submitted".into());
+        }
+        for event in events {
+            let text = format!(
+                "[elevate] {event}: {} {} ({}) {link}",
+                requester.email,
+                what,
+                req.state.as_str()
+            );
+            let payload = json!({
+                "text": text,
+                "event": event,
+                "request": { "id": req.id, "profile": req.profile, "state": req.state.as_str(), "requester": requester.email, "url": link },
+            });
+            for hook in &hooks {
+                tx.enqueue("webhook", &hook.id.to_string(), &payload, Some(req.id), now)
+                    .await?;
+            }
+        }
+    }
     let submitted = effects.is_empty() && req.state == super::State::Pending;
     if submitted {
         notify_approvers(

@@ -4,7 +4,7 @@
 use elevate::clock::Clock;
 use elevate::model::Role;
 use elevate::store::UserChange;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
 use crate::signin::SmtpSink;
@@ -106,7 +106,7 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
     })
     .unwrap();
     assert_eq!(
-        elevate::notify::outbox::deliver_due(&store, &mailer, clock.now())
+        elevate::notify::outbox::deliver_due(&store, &mailer, &app.master, clock.now())
             .await
             .unwrap(),
         0
@@ -134,14 +134,14 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
     // Back up: nothing goes out before the backoff has passed, then everything does.
     let smtp = SmtpSink::start_on(port);
     assert_eq!(
-        elevate::notify::outbox::deliver_due(&store, &mailer, clock.now())
+        elevate::notify::outbox::deliver_due(&store, &mailer, &app.master, clock.now())
             .await
             .unwrap(),
         0
     );
     clock.advance(time::Duration::seconds(10));
     assert_eq!(
-        elevate::notify::outbox::deliver_due(&store, &mailer, clock.now())
+        elevate::notify::outbox::deliver_due(&store, &mailer, &app.master, clock.now())
             .await
             .unwrap(),
         2
@@ -178,7 +178,7 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
         .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(
-        elevate::notify::outbox::deliver_due(&store, &mailer, clock.now())
+        elevate::notify::outbox::deliver_due(&store, &mailer, &app.master, clock.now())
             .await
             .unwrap(),
         1
@@ -187,10 +187,155 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
     assert_eq!(back["to"][0], "alice@acme.example");
     assert_eq!(back["subject"], "elevate: prod-shell is active");
     assert_eq!(
-        elevate::notify::outbox::deliver_due(&store, &mailer, clock.now())
+        elevate::notify::outbox::deliver_due(&store, &mailer, &app.master, clock.now())
             .await
             .unwrap(),
         0,
         "nothing is sent twice"
+    );
+}
+
+/// One delivery as the receiver saw it.
+type Delivery = (axum::http::HeaderMap, Vec<u8>);
+
+/// A real HTTP receiver: records each delivery, answers with the status the test sets.
+#[derive(Clone, Default)]
+struct Receiver {
+    got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+}
+
+async fn receiver() -> (Receiver, String) {
+    let r = Receiver::default();
+    r.status.store(200, std::sync::atomic::Ordering::SeqCst);
+    let state = r.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            |axum::extract::State(s): axum::extract::State<Receiver>,
+             headers: axum::http::HeaderMap,
+             body: axum::body::Bytes| async move {
+                s.got.lock().unwrap().push((headers, body.to_vec()));
+                axum::http::StatusCode::from_u16(s.status.load(std::sync::atomic::Ordering::SeqCst))
+                    .unwrap()
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app.with_state(state)).await });
+    (r, url)
+}
+
+#[tokio::test]
+async fn webhooks_hear_transitions_signed_and_are_retried() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let (store, clock) = (app.store().clone(), app.clock.clone());
+    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
+    elevate::policy::apply(
+        &store,
+        &ctx(clock.as_ref()),
+        &tenant,
+        crate::workflow::POLICY,
+    )
+    .await
+    .unwrap();
+    let alice = seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "alice@acme.example",
+        &[Role::Requester],
+        &["engineering"],
+    )
+    .await;
+    let alice_token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
+    let (rx, url) = receiver().await;
+    let secret = "a-webhook-secret-of-enough-length";
+    let bad = elevate::admin::add_webhook(
+        &store,
+        &app.master,
+        &ctx(clock.as_ref()),
+        &tenant,
+        "ftp://x",
+        secret,
+    )
+    .await;
+    assert!(bad.is_err());
+    elevate::admin::add_webhook(
+        &store,
+        &app.master,
+        &ctx(clock.as_ref()),
+        &tenant,
+        &url,
+        secret,
+    )
+    .await
+    .unwrap();
+    let mut tx = store.tenant(tenant.tenant_id).await.unwrap();
+    let sealed = tx.webhooks().await.unwrap()[0].secret_sealed.clone();
+    tx.commit().await.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains(secret),
+        "webhook secret stored in plaintext"
+    );
+
+    rx.status.store(500, std::sync::atomic::Ordering::SeqCst);
+    let body = json!({"profile": "prod-shell", "duration": "1h", "justification": "deploy", "ticket": "INC-5", "break_glass": true});
+    let res = app
+        .client
+        .post(app.url("/api/v1/requests"))
+        .bearer_auth(&alice_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let mailer = elevate::notify::Mailer::Disabled;
+    elevate::notify::outbox::deliver_due(&store, &mailer, &app.master, clock.now())
+        .await
+        .unwrap();
+    let first_tries = rx.got.lock().unwrap().len();
+    assert!(first_tries >= 2, "submitted and activated were posted");
+
+    rx.status.store(204, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(time::Duration::seconds(10));
+    elevate::notify::outbox::deliver_due(&store, &mailer, &app.master, clock.now())
+        .await
+        .unwrap();
+    let got = rx.got.lock().unwrap().clone();
+    let delivered = &got[first_tries..];
+    let events: Vec<String> = delivered
+        .iter()
+        .map(|(_, b)| {
+            serde_json::from_slice::<Value>(b).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(
+        events.contains(&"request.submitted".to_owned())
+            && events.contains(&"grant.activated".to_owned()),
+        "{events:?}"
+    );
+    for (headers, body) in delivered {
+        let ts: i64 = headers["x-elevate-timestamp"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(ts, clock.now().unix_timestamp());
+        let expected = elevate::notify::outbox::signature(secret.as_bytes(), ts, body);
+        assert_eq!(headers["x-elevate-signature"].to_str().unwrap(), expected);
+        let v: Value = serde_json::from_slice(body).unwrap();
+        assert!(
+            v["text"].as_str().unwrap().starts_with("[elevate] "),
+            "Slack-compatible text: {v}"
+        );
+    }
+    assert!(
+        elevate::notify::outbox::signature(b"another-secret-entirely", 1, b"x")
+            != elevate::notify::outbox::signature(secret.as_bytes(), 1, b"x")
     );
 }
