@@ -45,10 +45,10 @@ fn record(status: &SharedStatus, now: OffsetDateTime, error: Option<String>) {
 }
 
 /// One pass over every tenant; returns how many requests moved.
-pub async fn run_once(store: &Store, clock: &SharedClock) -> AppResult<usize> {
+pub async fn run_once(store: &Store, clock: &SharedClock, links: &str) -> AppResult<usize> {
     let mut moved = 0;
     for tenant in store.tenants().await? {
-        match tick_tenant(store, &tenant, clock.now()).await {
+        match tick_tenant(store, links, &tenant, clock.now()).await {
             Ok(n) => moved += n,
             Err(e) => {
                 tracing::warn!(tenant = %tenant.slug, error = %e, "reaper pass failed; retrying on the next pass")
@@ -66,6 +66,7 @@ pub fn spawn(
     mailer: Mailer,
     master: Arc<crate::crypto::MasterKey>,
     status: SharedStatus,
+    links: String,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -75,7 +76,7 @@ pub fn spawn(
             if let Err(e) = deliver_due(&store, &mailer, &master, clock.now()).await {
                 tracing::warn!(error = %e, "notification delivery pass failed");
             }
-            delay = match run_once(&store, &clock).await {
+            delay = match run_once(&store, &clock, &links).await {
                 Ok(moved) => {
                     if moved > 0 {
                         tracing::info!(moved, "reaper moved requests");

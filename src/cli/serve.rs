@@ -112,6 +112,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         mailer,
         reaper_key,
         reaper_status,
+        public_url.clone(),
         std::time::Duration::from_secs(5),
     );
     web::serve(listener, app, tls, shutdown_signal())

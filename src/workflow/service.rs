@@ -513,7 +513,12 @@ pub async fn act(
 
 /// One pass of time-driven transitions over a tenant: lapse, activate, expire. Idempotent; a
 /// request another replica holds is skipped and picked up on the next pass.
-pub async fn tick_tenant(store: &Store, tenant: &Tenant, now: OffsetDateTime) -> AppResult<usize> {
+pub async fn tick_tenant(
+    store: &Store,
+    links: &str,
+    tenant: &Tenant,
+    now: OffsetDateTime,
+) -> AppResult<usize> {
     let due = {
         let mut tx = store.tenant(tenant.tenant_id).await?;
         let ids = tx.due_request_ids(now).await?;
@@ -571,6 +576,9 @@ pub async fn tick_tenant(store: &Store, tenant: &Tenant, now: OffsetDateTime) ->
             if let Some(event) = effect_event(&Actor::System, &Origin::default(), &next, effect) {
                 tx.append_audit(&event, now).await?;
             }
+        }
+        if let Some(requester) = &requester {
+            notify(&mut tx, links, &profile, requester, &next, &effects, now).await?;
         }
         tx.commit().await?;
         moved += 1;

@@ -334,6 +334,23 @@ async fn webhooks_hear_transitions_signed_and_are_retried() {
             "Slack-compatible text: {v}"
         );
     }
+    // The reaper's transitions are heard too.
+    clock.advance(time::Duration::hours(1));
+    let shared: elevate::clock::SharedClock = clock.clone();
+    assert_eq!(
+        elevate::reaper::run_once(&store, &shared, &app.base)
+            .await
+            .unwrap(),
+        1
+    );
+    elevate::notify::outbox::deliver_due(&store, &mailer, &app.master, clock.now())
+        .await
+        .unwrap();
+    let last = rx.got.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&last.1).unwrap()["event"],
+        "grant.expired"
+    );
     assert!(
         elevate::notify::outbox::signature(b"another-secret-entirely", 1, b"x")
             != elevate::notify::outbox::signature(secret.as_bytes(), 1, b"x")

@@ -102,7 +102,7 @@ impl Org {
 
     async fn reap(&self) -> usize {
         let clock: SharedClock = self.app.clock.clone();
-        elevate::reaper::run_once(self.app.store(), &clock)
+        elevate::reaper::run_once(self.app.store(), &clock, &self.app.base)
             .await
             .unwrap()
     }
