@@ -131,6 +131,30 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
         "disabled or non-approver notified"
     );
 
+    let admin = seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "carol@acme.example",
+        &[Role::Admin],
+        &[],
+    )
+    .await;
+    let status = app
+        .signed_in(&admin)
+        .await
+        .get(app.url("/admin/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.contains("bob@acme.example") && status.contains("Connection refused"),
+        "{status}"
+    );
+
     // Back up: nothing goes out before the backoff has passed, then everything does.
     let smtp = SmtpSink::start_on(port);
     assert_eq!(

@@ -513,3 +513,47 @@ async fn the_pages_request_approve_and_count_down() {
         "text/javascript; charset=utf-8"
     );
 }
+
+/// Two reapers at once (as two replicas on one Postgres) move each request exactly once.
+async fn concurrent_reapers_move_each_request_once(db: TestDb) {
+    let o = org(db).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let id = o.ask(&o.alice, shell("1h")).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            o.post(&o.bob, &format!("/api/v1/requests/{id}/approve"), json!({}))
+                .await
+                .0,
+            StatusCode::OK
+        );
+        ids.push(id);
+    }
+    o.app.clock.advance(time::Duration::hours(1));
+    let clock: SharedClock = o.app.clock.clone();
+    let (a, b) = tokio::join!(
+        elevate::reaper::run_once(o.app.store(), &clock, &o.app.base),
+        elevate::reaper::run_once(o.app.store(), &clock, &o.app.base)
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 6);
+    let expired = o
+        .actions()
+        .await
+        .iter()
+        .filter(|a| *a == "grant.expired")
+        .count();
+    assert_eq!(expired, 6, "a grant expired twice or not at all");
+    for id in ids {
+        assert_eq!(
+            o.get(&o.alice, &format!("/api/v1/requests/{id}")).await.1["state"],
+            "expired"
+        );
+    }
+}
+
+mod concurrent {
+    crate::on_both_backends!(concurrent_reapers_move_each_request_once);
+    use super::concurrent_reapers_move_each_request_once;
+}

@@ -7,6 +7,7 @@ mod login;
 mod people;
 mod policy;
 mod requests;
+mod status;
 mod tokens;
 
 use askama::Template;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .merge(people::router())
         .merge(policy::router())
         .merge(requests::router())
+        .merge(status::router())
         .merge(tokens::router())
         .merge(dev::router())
 }

@@ -1,0 +1,65 @@
+//! Operations at a glance for admins: the reaper's last pass and error, and notifications that
+//! keep failing (a failed cleanup or delivery is never silently given up).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+
+use super::{Nav, when};
+use crate::auth::session::AdminUser;
+use crate::error::AppResult;
+use crate::web::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/admin/status", get(status))
+}
+
+struct Failing {
+    to: String,
+    channel: String,
+    attempts: i64,
+    error: String,
+    next: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/status.html")]
+struct StatusPage {
+    nav: Nav,
+    reaper_last_pass: String,
+    reaper_lag_secs: i64,
+    reaper_error: String,
+    failing: Vec<Failing>,
+}
+
+async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> AppResult<StatusPage> {
+    let now = state.clock.now();
+    let reaper = state.reaper.lock().map(|s| s.clone()).unwrap_or_default();
+    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let due = tx
+        .due_notifications(now + time::Duration::days(3650), 200)
+        .await?;
+    tx.commit().await?;
+    Ok(StatusPage {
+        nav: Nav::of(&who),
+        reaper_last_pass: reaper
+            .last_pass
+            .map(when)
+            .unwrap_or_else(|| "not yet".into()),
+        reaper_lag_secs: reaper.last_pass.map_or(-1, |t| (now - t).whole_seconds()),
+        reaper_error: reaper.last_error.unwrap_or_default(),
+        failing: due
+            .into_iter()
+            .filter(|n| n.attempts > 0)
+            .map(|n| Failing {
+                to: n.recipient,
+                channel: n.channel,
+                attempts: n.attempts,
+                error: n.last_error.unwrap_or_default(),
+                next: when(n.next_attempt_at),
+            })
+            .collect(),
+    })
+}
