@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod demo;
 pub mod duration;
 pub mod error;
+pub mod files;
 pub mod model;
 pub mod notify;
 pub mod policy;

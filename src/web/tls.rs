@@ -2,7 +2,6 @@
 //! development certificate for `localhost`/`127.0.0.1` is generated once and kept beside the
 //! database.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,15 +48,7 @@ pub fn ensure_dev_certificate(
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(bytes)?;
-    Ok(())
+    crate::files::write_private(path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A rustls server configuration offering TLS 1.3 only, HTTP/2 and HTTP/1.1.

@@ -189,9 +189,21 @@ async fn redeem_link(
         now,
     )
     .await?;
-    // A session the browser held before signing in is ended: the new one has a new id.
-    if let Some(previous) = cookie_value(&headers, SESSION_COOKIE) {
-        end_previous_session(&state, &previous, &origin, now).await;
+    Ok(signed_in_response(&state, &headers, &origin, &signed_in, SIGNIN_COOKIE, now).await)
+}
+
+/// After any sign-in: end the session the browser held before (the new one has a new id), set
+/// the session cookie, clear the flow cookie, and go to the dashboard.
+async fn signed_in_response(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    origin: &crate::audit::Origin,
+    signed_in: &magic_link::SignedIn,
+    flow_cookie: &str,
+    now: time::OffsetDateTime,
+) -> Response {
+    if let Some(previous) = cookie_value(headers, SESSION_COOKIE) {
+        end_previous_session(state, &previous, origin, now).await;
     }
     let mut res = Redirect::to("/dashboard").into_response();
     let cookies = res.headers_mut();
@@ -203,8 +215,8 @@ async fn redeem_link(
             state.config.session_absolute(),
         ),
     );
-    cookies.append(SET_COOKIE, clear_cookie(SIGNIN_COOKIE));
-    Ok(res)
+    cookies.append(SET_COOKIE, clear_cookie(flow_cookie));
+    res
 }
 
 async fn end_previous_session(
@@ -305,21 +317,15 @@ async fn oidc_callback(
         now,
     )
     .await?;
-    if let Some(previous) = cookie_value(&headers, SESSION_COOKIE) {
-        end_previous_session(&state, &previous, &origin, now).await;
-    }
-    let mut res = Redirect::to("/dashboard").into_response();
-    let cookies = res.headers_mut();
-    cookies.append(
-        SET_COOKIE,
-        cookie_header(
-            SESSION_COOKIE,
-            signed_in.session_secret.expose(),
-            state.config.session_absolute(),
-        ),
-    );
-    cookies.append(SET_COOKIE, clear_cookie(crate::auth::oidc::FLOW_COOKIE));
-    Ok(res)
+    Ok(signed_in_response(
+        &state,
+        &headers,
+        &origin,
+        &signed_in,
+        crate::auth::oidc::FLOW_COOKIE,
+        now,
+    )
+    .await)
 }
 
 #[derive(Deserialize)]
