@@ -378,6 +378,38 @@ async fn sign_in_requests_are_rate_limited_per_address() {
 }
 
 #[tokio::test]
+async fn sign_in_requests_are_rate_limited_per_client_address() {
+    let w = world(|_| {}).await;
+    let browser = w.app.browser();
+    // Each test has its own server, so its own limiter: twenty different addresses pass...
+    for i in 0..20 {
+        let email = format!("someone{i}@acme.example");
+        assert_eq!(
+            ask(&w.app, &browser, "acme", &email).await.status(),
+            200,
+            "ask {i}"
+        );
+    }
+    // ...and more are refused (one token comes back every 6 s, so a slow machine may pass one or two).
+    let mut refused = None;
+    for i in 20..30 {
+        let res = ask(
+            &w.app,
+            &browser,
+            "acme",
+            &format!("someone{i}@acme.example"),
+        )
+        .await;
+        if res.status() == StatusCode::TOO_MANY_REQUESTS {
+            refused = Some(res);
+            break;
+        }
+    }
+    let res = refused.expect("one client asked for 30 addresses without a 429");
+    assert!(res.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
 async fn sessions_rotate_and_time_out() {
     let w = world(|_| {}).await;
     let browser = sign_in(&w, "alice@acme.example").await;
