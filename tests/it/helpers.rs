@@ -338,3 +338,10 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The CSRF token of the first form in a page.
+pub fn csrf_in(html: &str) -> String {
+    let start =
+        html.find(r#"name="csrf" value=""#).expect("a CSRF field") + r#"name="csrf" value=""#.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}

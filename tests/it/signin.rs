@@ -11,7 +11,7 @@ use elevate::store::UserChange;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_user, temp_dir};
+use crate::helpers::{TestApp, TestDb, csrf_in, ctx, seed_tenant, seed_user, temp_dir};
 
 /// aiosmtpd on a free port, writing each message it receives as JSON.
 pub(crate) struct SmtpSink {
@@ -105,12 +105,6 @@ fn link_in(mail: &Value) -> String {
 
 fn token_of(link: &str) -> String {
     link.split("token=").nth(1).unwrap().to_owned()
-}
-
-fn csrf_in(html: &str) -> String {
-    let start =
-        html.find(r#"name="csrf" value=""#).expect("a CSRF field") + r#"name="csrf" value=""#.len();
-    html[start..].split('"').next().unwrap().to_owned()
 }
 
 struct World {

@@ -5,7 +5,7 @@ use elevate::model::{Role, Tenant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
+use crate::helpers::{TestApp, TestDb, csrf_in, ctx, seed_tenant, seed_token, seed_user};
 
 pub(crate) const POLICY: &str = r#"
 [[profile]]
@@ -404,12 +404,6 @@ async fn the_reaper_lapses_stale_requests_and_starts_scheduled_ones() {
         .get(&o.alice, "/api/v1/requests?mine=true&state=expired")
         .await;
     assert_eq!(mine["requests"].as_array().unwrap().len(), 1);
-}
-
-fn csrf_in(html: &str) -> String {
-    let start =
-        html.find(r#"name="csrf" value=""#).expect("a CSRF field") + r#"name="csrf" value=""#.len();
-    html[start..].split('"').next().unwrap().to_owned()
 }
 
 #[tokio::test]
