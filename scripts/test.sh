@@ -91,7 +91,16 @@ ensure_browser() {
         missing+=("playwright-core for the browser tests: (cd tests/support/browser && npm ci)")
 }
 
+ensure_openssh() {
+    # The certificate tests run a real sshd on a loopback port and log in with the real ssh client.
+    [ -x /usr/sbin/sshd ] || missing+=("OpenSSH's server at /usr/sbin/sshd (apt-get install -y openssh-server)")
+    for tool in ssh ssh-keygen ssh-agent ssh-add; do
+        command -v "$tool" >/dev/null || missing+=("$tool (apt-get install -y openssh-client)")
+    done
+}
+
 command -v cargo >/dev/null || missing+=("Rust (cargo), from https://rustup.rs")
+ensure_openssh
 ensure_smtp_server
 ensure_oidc_provider
 ensure_browser

@@ -16,6 +16,7 @@ pub mod model;
 pub mod notify;
 pub mod policy;
 pub mod reaper;
+pub mod ssh;
 pub mod store;
 pub mod web;
 pub mod workflow;

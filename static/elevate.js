@@ -13,3 +13,15 @@
   tick();
   setInterval(tick, 1000);
 })();
+
+// Certificate form: a chosen .pub file fills the public-key box (pasting works without this).
+(function () {
+  document.querySelectorAll('input[type=file][data-fills]').forEach(function (input) {
+    input.addEventListener('change', function () {
+      var target = document.getElementById(input.getAttribute('data-fills'));
+      var file = input.files && input.files[0];
+      if (!target || !file) { return; }
+      file.text().then(function (text) { target.value = text.trim(); });
+    });
+  });
+})();

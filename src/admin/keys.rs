@@ -20,7 +20,7 @@ pub fn generate_signing_key(purpose: KeyPurpose, tenant_slug: &str) -> AppResult
 }
 
 /// Generates, seals and stores an active key; returns audit details (id and fingerprint).
-pub(super) async fn add_signing_key(
+pub async fn add_signing_key(
     tx: &mut TenantTx,
     master: &MasterKey,
     purpose: KeyPurpose,

@@ -26,10 +26,27 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The tenant's SSH user CA.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Webhooks that hear every request transition (signed with HMAC-SHA256).
     Webhook {
         #[command(subcommand)]
         command: WebhookCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Make a new SSH user CA the signer; the old public key stays published until the last
+    /// certificate it signed has expired.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -118,6 +135,11 @@ fn ctx() -> Ctx {
 
 pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
+        AdminCommand::Ca {
+            command: CaCommand::Rotate { tenant, store },
+        } => {
+            return rotate_ca(tenant, store).await;
+        }
         AdminCommand::Webhook {
             command: WebhookCommand::Add { tenant, url, store },
         } => {
@@ -210,6 +232,36 @@ async fn add_webhook(tenant: String, url: String, args: StoreArgs) -> anyhow::Re
     let tenant = admin::tenant_by_slug(&store, &tenant).await?;
     let id = admin::add_webhook(&store, &key, &ctx(), &tenant, &url, &secret).await?;
     println!("added webhook {id} for {}", tenant.slug);
+    store.close().await;
+    Ok(())
+}
+
+async fn rotate_ca(tenant: String, args: StoreArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.database).await?;
+    let key = master_key(
+        args.master_key_file.as_deref(),
+        &crate::store::data_dir_for(&args.database),
+        &store,
+    )
+    .await?;
+    let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+    let details = crate::ssh::ca::rotate(&store, &key, &ctx(), &tenant).await?;
+    println!(
+        "new SSH user CA for {}: {}",
+        tenant.slug,
+        details["active"]["fingerprint"].as_str().unwrap_or("?")
+    );
+    if let Some(old) = details.get("retired") {
+        let until = old["publish_until"]
+            .as_i64()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+            .map(|t| t.to_string())
+            .unwrap_or_default();
+        println!(
+            "retired {} (still published until {until}); hosts pick up both with `elevate host sync`",
+            old["fingerprint"].as_str().unwrap_or("?")
+        );
+    }
     store.close().await;
     Ok(())
 }

@@ -1,9 +1,12 @@
 //! The `elevate` command line: server and operator commands in one binary (DESIGN §8).
 
 mod admin;
+mod bench;
 mod client;
+mod host;
 mod policy;
 mod serve;
+mod ssh;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -107,6 +110,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Log in over SSH in one command: grant, ephemeral key, certificate, ssh-agent, `ssh`.
+    Ssh(Box<ssh::SshArgs>),
+    /// Write a certificate for your key: `elevate ssh-cert ID --key ~/.ssh/id_ed25519.pub`.
+    SshCert(ssh::SshCertArgs),
+    /// Benchmarks (figures for the performance goals).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+    /// On SSH hosts: keep sshd's CA keys and KRL current.
+    Host {
+        #[command(subcommand)]
+        command: host::HostCommand,
+    },
 }
 
 /// Store options shared by operator commands.
@@ -147,7 +164,7 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -155,9 +172,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Serve(overrides) => serve::run(&overrides, cli.log_format).await,
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `elevate ssh` ends with ssh's own exit status.
+    let command = match cli.command {
+        Command::Ssh(args) => return ssh::ssh(*args).await,
+        other => other,
+    };
+    run_command(command, cli.log_format)
+        .await
+        .map(|()| ExitCode::SUCCESS)
+}
+
+async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(overrides) => serve::run(&overrides, log_format).await,
         Command::Migrate { database } => {
             let store = Store::connect(&database).await?;
             store.migrate().await?;
@@ -224,6 +252,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Review { id, json } => act(&id, "review", serde_json::json!({}), json).await,
+        Command::SshCert(args) => ssh::ssh_cert(args).await,
+        Command::Host { command } => host::run(command).await,
+        Command::Bench { command } => bench::run(command).await,
+        // Handled in `run` (it needs the exit code).
+        Command::Ssh(_) => Ok(()),
     }
 }
 

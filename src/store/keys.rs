@@ -39,4 +39,25 @@ impl TenantTx {
             "SELECT tenant_id, id, purpose, public_key, private_sealed, active, created_at, retired_at, publish_until
              FROM ca_keys WHERE tenant_id = $1 AND purpose = $2 ORDER BY created_at, id", tenant_id, purpose.as_str())?)
     }
+
+    /// Ends a key's signing life: inactive, its private half destroyed (nothing may sign with it
+    /// again), public half kept for `publish_until`.
+    pub async fn retire_ca_key(
+        &mut self,
+        id: Uuid,
+        publish_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        let empty: &[u8] = &[];
+        let n = sql!(exec self,
+            "UPDATE ca_keys SET active = FALSE, retired_at = $3, publish_until = $4, private_sealed = $5
+             WHERE tenant_id = $1 AND id = $2 AND active",
+            tenant_id, id, ts(now), ts(publish_until), empty)?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.mark_changed();
+        Ok(())
+    }
 }

@@ -46,6 +46,7 @@ mod outbox;
 mod policy;
 mod requests;
 mod sessions;
+mod ssh_certs;
 mod targets;
 mod tenants;
 mod tokens;
@@ -54,6 +55,7 @@ mod webhooks;
 
 pub use outbox::OutboxItem;
 pub use requests::StoredRequest;
+pub use ssh_certs::{RevokedCert, SshCertRecord};
 pub use users::{NewUser, UserChange};
 pub use webhooks::Webhook;
 

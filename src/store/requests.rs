@@ -180,6 +180,19 @@ impl TenantTx {
             .is_some()),
         }
     }
+    /// Takes the request's row lock, waiting for whoever holds it (Postgres). Used by actions
+    /// that must see the latest state: a person's transition, issuing a credential.
+    pub async fn lock_request_wait(&mut self, id: Uuid) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        if let Conn::Postgres(c) = &mut self.conn {
+            sqlx::query("SELECT id FROM requests WHERE tenant_id = $1 AND id = $2 FOR UPDATE")
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&mut **c)
+                .await?;
+        }
+        Ok(())
+    }
 }
 
 fn assemble(row: RequestRow, approvals: Vec<ApprovalRow>) -> StoreResult<StoredRequest> {

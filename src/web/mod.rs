@@ -9,6 +9,7 @@ mod extract;
 mod health;
 pub mod limits;
 mod pages;
+mod public;
 mod static_files;
 pub mod tls;
 
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
     ];
     let mut app = Router::new()
         .merge(health::router())
+        .merge(public::router())
         .merge(pages::router())
         .merge(static_files::router())
         .route(

@@ -95,6 +95,34 @@ fn effect_event(
     )
 }
 
+/// Ends what a grant issued, in the transition's transaction: its SSH certificates that are
+/// still valid go on the tenant's KRL. (Database logins are dropped by the reaper.)
+async fn end_credentials(
+    tx: &mut TenantTx,
+    actor: &Actor,
+    origin: &Origin,
+    req: &Request,
+    effects: &[Effect],
+    now: OffsetDateTime,
+) -> AppResult<()> {
+    if !effects.iter().any(|e| matches!(e, Effect::EndCredentials)) {
+        return Ok(());
+    }
+    let serials = tx.revoke_ssh_certs(req.id, now).await?;
+    if !serials.is_empty() {
+        let serials: Vec<String> = serials.iter().map(ToString::to_string).collect();
+        tx.append_audit(
+            &NewEvent::new(actor.clone(), "ssh.certificates_revoked", req.profile.clone())
+                .request(req.id)
+                .origin(origin.clone())
+                .details(json!({ "serials": serials, "state": req.state.as_str() })),
+            now,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn audit_refusal(
     store: &Store,
     tenant: &Tenant,
@@ -330,7 +358,7 @@ pub async fn file(
 }
 
 /// The profile a stored request was decided under.
-async fn profile_of(tx: &mut TenantTx, stored: &StoredRequest) -> AppResult<Profile> {
+pub(crate) async fn profile_of(tx: &mut TenantTx, stored: &StoredRequest) -> AppResult<Profile> {
     tx.profiles_at(stored.policy_version)
         .await?
         .into_iter()
@@ -446,7 +474,7 @@ pub async fn act(
     // Visibility first: acting on a request you cannot see is a 404, not a 403.
     load(store, tenant, actor, id).await?;
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    tx.lock_request(id).await?;
+    tx.lock_request_wait(id).await?;
     let stored = tx
         .request(id)
         .await?
@@ -485,6 +513,7 @@ pub async fn act(
             tx.append_audit(&event, ctx.now).await?;
         }
     }
+    end_credentials(&mut tx, &ctx.actor, &ctx.origin, &next, &effects, ctx.now).await?;
     notify(
         &mut tx, links, &profile, &requester, &next, &effects, ctx.now,
     )
@@ -577,6 +606,7 @@ pub async fn tick_tenant(
                 tx.append_audit(&event, now).await?;
             }
         }
+        end_credentials(&mut tx, &Actor::System, &Origin::default(), &next, &effects, now).await?;
         if let Some(requester) = &requester {
             notify(&mut tx, links, &profile, requester, &next, &effects, now).await?;
         }

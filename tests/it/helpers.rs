@@ -222,7 +222,8 @@ impl TestApp {
     pub async fn spawn_with(db: TestDb, configure: impl FnOnce(&mut Config)) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let clock = Arc::new(ManualClock::starting_now());
-        let master = Arc::new(MasterKey::generate().unwrap());
+        // On disk beside the database, so operator commands (`elevate admin ...`) can open it too.
+        let master = Arc::new(MasterKey::generate_file(&db.dir.join("elevate.key")).unwrap());
         let (cert, key, _) = web::tls::ensure_dev_certificate(&db.dir, clock.now()).unwrap();
         let tls = axum_server::tls_rustls::RustlsConfig::from_config(
             web::tls::server_config(&cert, &key).unwrap(),

@@ -12,6 +12,8 @@ mod notify;
 mod policy;
 mod rls;
 mod signin;
+mod ssh;
+mod sshd;
 mod sso;
 mod store;
 mod workflow;

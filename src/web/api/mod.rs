@@ -3,6 +3,7 @@
 mod me;
 mod policy;
 mod requests;
+mod ssh;
 mod tokens;
 
 use axum::Router;
@@ -15,4 +16,5 @@ pub fn router() -> Router<AppState> {
         .merge(tokens::router())
         .merge(policy::router())
         .merge(requests::router())
+        .merge(ssh::router())
 }

@@ -26,6 +26,8 @@ pub fn router() -> Router<AppState> {
         .route("/requests", post(create))
         .route("/requests/{id}", get(detail))
         .route("/requests/{id}/{action}", post(act))
+        .route("/requests/{id}/certificates", post(issue_certificate))
+        .route("/requests/{id}/certificates/{serial}", get(download_certificate))
         .route("/approvals", get(inbox))
 }
 
@@ -187,6 +189,51 @@ struct DetailPage {
     can_review: bool,
     can_extend: bool,
     notifications: Vec<Note>,
+    can_issue_ssh: bool,
+    ssh_login: String,
+    certs: Vec<CertRow>,
+}
+
+/// One issued SSH certificate on the request page.
+struct CertRow {
+    serial: i64,
+    principals: String,
+    fingerprint: String,
+    valid_after: String,
+    valid_before: String,
+    status: &'static str,
+    file_name: &'static str,
+    certificate: String,
+}
+
+/// The name `ssh` looks for beside the key, from the certificate's algorithm.
+fn cert_file_name(certificate: &str) -> &'static str {
+    match certificate.split_whitespace().next().unwrap_or_default() {
+        a if a.starts_with("ecdsa-") => "id_ecdsa-cert.pub",
+        a if a.starts_with("ssh-rsa") => "id_rsa-cert.pub",
+        _ => "id_ed25519-cert.pub",
+    }
+}
+
+fn cert_row(c: &crate::store::SshCertRecord, now: time::OffsetDateTime) -> CertRow {
+    let status = if c.revoked_at.is_some() {
+        "revoked"
+    } else if c.valid_before <= now {
+        "expired"
+    } else {
+        "valid"
+    };
+    let certificate = c.certificate.clone().unwrap_or_default();
+    CertRow {
+        serial: c.serial,
+        principals: c.principals.0.join(", "),
+        fingerprint: c.fingerprint.clone(),
+        valid_after: when(c.valid_after),
+        valid_before: when(c.valid_before),
+        status,
+        file_name: cert_file_name(&certificate),
+        certificate,
+    }
 }
 
 /// Delivery state of one notification about the request.
@@ -233,6 +280,13 @@ async fn detail(
         .unwrap_or_default();
     let events = tx.audit_events_for_request(id).await?;
     let notifications = tx.notifications_for(id).await?.iter().map(note).collect();
+    let now = state.clock.now();
+    let certs = tx
+        .ssh_certs_for_request(id)
+        .await?
+        .iter()
+        .map(|c| cert_row(c, now))
+        .collect();
     tx.commit().await?;
     let r = &stored.request;
     let me = person(&who.user);
@@ -267,6 +321,13 @@ async fn detail(
         can_review: approver && r.shortcut == Some(Shortcut::BreakGlass) && r.reviewed_by.is_none(),
         can_extend: mine && r.state == RequestState::Active && r.extension.is_none(),
         notifications,
+        can_issue_ssh: mine && r.state == RequestState::Active && profile.ssh.is_some(),
+        ssh_login: profile
+            .ssh
+            .as_ref()
+            .and_then(|s| s.principals.first().cloned())
+            .unwrap_or_default(),
+        certs,
     })
 }
 
@@ -321,6 +382,67 @@ async fn act(
     )
     .await?;
     Ok(Redirect::to(&format!("/requests/{id}")))
+}
+
+#[derive(Deserialize)]
+struct CertForm {
+    #[serde(default)]
+    public_key: String,
+}
+
+async fn issue_certificate(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<CertForm>,
+) -> AppResult<Redirect> {
+    let request_id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::NotFound("no such request".into()))?;
+    let issued = crate::ssh::issue::issue(
+        &state.store,
+        &state.master_key,
+        &who.ctx(state.clock.now()),
+        &who.tenant,
+        &who.user,
+        request_id,
+        &form.public_key,
+    )
+    .await?;
+    Ok(Redirect::to(&format!(
+        "/requests/{id}#cert-{}",
+        issued.serial
+    )))
+}
+
+/// The certificate as a file (`id_ed25519-cert.pub`): public data, for anyone who may see the
+/// request.
+async fn download_certificate(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Path((id, serial)): Path<(String, String)>,
+) -> AppResult<impl axum::response::IntoResponse> {
+    let not_found = || AppError::NotFound("no such certificate".into());
+    let request_id: Uuid = id.parse().map_err(|_| not_found())?;
+    let serial: i64 = serial.parse().map_err(|_| not_found())?;
+    service::load(&state.store, &who.tenant, &who.user, request_id).await?;
+    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let cert = tx
+        .ssh_certs_for_request(request_id)
+        .await?
+        .into_iter()
+        .find(|c| c.serial == serial)
+        .and_then(|c| c.certificate)
+        .ok_or_else(not_found)?;
+    tx.commit().await?;
+    let disposition = format!("attachment; filename=\"{}\"", cert_file_name(&cert));
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        format!("{}\n", cert.trim_end()),
+    ))
 }
 
 #[derive(Template, WebTemplate)]

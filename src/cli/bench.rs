@@ -1,0 +1,240 @@
+//! `elevate bench ssh`: how fast certificates are made, in one run — raw Ed25519 signing, the
+//! HTTP issuance endpoint with its audit record at 1/8/64 concurrent clients (a real server on
+//! loopback over a fresh SQLite store), and `ssh-keygen -s` started once per certificate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use ssh_key::rand_core::OsRng;
+use ssh_key::{Algorithm, LineEnding, PrivateKey};
+
+use crate::admin::{self, Ctx};
+use crate::audit::{Actor, Origin};
+use crate::clock::{Clock, SharedClock, SystemClock};
+use crate::config::Config;
+use crate::crypto::MasterKey;
+use crate::model::{KeyPurpose, Role};
+use crate::policy::SshGrant;
+use crate::ssh::cert::{self, CertSpec};
+use crate::store::Store;
+use crate::web::{self, AppState};
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Certificate issuance: raw signing vs. the HTTP endpoint vs. ssh-keygen.
+    Ssh(SshBench),
+}
+
+#[derive(Debug, Args)]
+pub struct SshBench {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// How many certificates `ssh-keygen -s` signs.
+    #[arg(long, default_value_t = 100)]
+    keygen_runs: u32,
+}
+
+const POLICY: &str = r#"
+[[profile]]
+name = "bench-shell"
+max_duration = "24h"
+default_duration = "24h"
+requesters = ["engineering"]
+approvers = ["sre"]
+require_justification = false
+auto_approve_groups = ["engineering"]
+[profile.ssh]
+principals = ["deploy"]
+"#;
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    let BenchCommand::Ssh(args) = command;
+    let window = Duration::from_secs(args.seconds.max(1));
+    let raw = raw_signing(window)?;
+    println!("raw Ed25519 certificate signing:  {raw:>9.0} certificates/s");
+    let http = http_issuance(window).await?;
+    let keygen = ssh_keygen(args.keygen_runs)?;
+    println!("ssh-keygen -s, one process each:  {keygen:>9.0} certificates/s");
+    println!();
+    println!("ratios:");
+    if let Some(one) = http.first() {
+        println!("  raw signing / HTTP (1 client)       {:>7.1}x", raw / one.rate);
+    }
+    if let Some(best) = http.iter().map(|r| r.rate).reduce(f64::max) {
+        println!("  HTTP (best) / ssh-keygen            {:>7.1}x", best / keygen);
+    }
+    println!("  raw signing / ssh-keygen            {:>7.1}x", raw / keygen);
+    Ok(())
+}
+
+fn raw_signing(window: Duration) -> anyhow::Result<f64> {
+    let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+    let user = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+    let grant = SshGrant {
+        principals: vec!["deploy".into()],
+        extensions: vec!["permit-pty".into()],
+        force_command: None,
+        source_address: vec![],
+        cert_ttl_secs: 3600,
+    };
+    let now = SystemClock.now();
+    let request = uuid::Uuid::now_v7();
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < window {
+        let spec = CertSpec {
+            serial: n + 1,
+            key_id: cert::key_id("bench", "bench@example.com", request),
+            request,
+            ticket: None,
+            grant: &grant,
+            valid_after: now,
+            valid_before: now + time::Duration::hours(1),
+        };
+        cert::sign(&ca, user.public_key(), &spec)?;
+        n += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+struct Level {
+    rate: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+async fn http_issuance(window: Duration) -> anyhow::Result<Vec<Level>> {
+    let dir = std::env::temp_dir().join(format!("elevate-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let result = http_issuance_in(&dir, window).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Result<Vec<Level>> {
+    let store = Store::connect(&format!("sqlite:{}", dir.join("bench.db").display())).await?;
+    store.migrate().await?;
+    let master = Arc::new(MasterKey::generate()?);
+    let clock: SharedClock = Arc::new(SystemClock);
+    let ctx = Ctx {
+        actor: Actor::System,
+        origin: Origin::default(),
+        now: clock.now(),
+    };
+    let tenant = admin::create_tenant(&store, &master, &ctx, "bench", "bench").await?;
+    crate::policy::apply(&store, &ctx, &tenant, POLICY).await?;
+    let user = admin::create_user(&store, &ctx, &tenant, "bench@example.com", None, &[Role::Requester], &["engineering".into()]).await?;
+    let token = admin::create_token(&store, &ctx, &user, "bench", &[], admin::DEFAULT_TOKEN_TTL).await?;
+    let token = token.secret.expose().to_owned();
+    {
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        tx.active_ca_key(KeyPurpose::SshUserCa).await?.context("no CA")?;
+        tx.commit().await?;
+    }
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let config = Config {
+        public_url: base.clone(),
+        insecure_http: true,
+        ..Config::default()
+    };
+    let state = AppState::new(store.clone(), clock, master, config)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(web::serve(listener, web::router(state), None, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(128).build()?;
+    let created: serde_json::Value = http
+        .post(format!("{base}/api/v1/requests"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"profile": "bench-shell", "duration": "24h"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    if created["state"] != "active" {
+        bail!("the benchmark grant did not activate: {created}");
+    }
+    let url = format!("{base}/api/v1/requests/{}/ssh-certificate", created["id"].as_str().unwrap_or_default());
+    let public = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?.public_key().to_openssh()?;
+    let body = Arc::new(serde_json::json!({ "public_key": public }));
+
+    println!("HTTP issuance over loopback (SQLite store, audited; {}s each):", window.as_secs());
+    let mut levels = Vec::new();
+    for clients in [1usize, 8, 64] {
+        let deadline = Instant::now() + window;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (http, url, token, body) = (http.clone(), url.clone(), token.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    let res = http.post(&url).bearer_auth(&token).json(&*body).send().await?;
+                    let status = res.status();
+                    res.bytes().await?;
+                    if status != reqwest::StatusCode::CREATED {
+                        anyhow::bail!("issuance answered HTTP {status}");
+                    }
+                    latencies.push(t.elapsed());
+                }
+                Ok::<_, anyhow::Error>(latencies)
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await??);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        all.sort_unstable();
+        let rate = all.len() as f64 / elapsed;
+        println!(
+            "  {clients:>2} client(s): {rate:>8.0} certificates/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} issued)",
+            percentile(&all, 0.50).as_secs_f64() * 1000.0,
+            percentile(&all, 0.99).as_secs_f64() * 1000.0,
+            all.len()
+        );
+        levels.push(Level { rate });
+    }
+    let _ = stop.send(());
+    store.close().await;
+    Ok(levels)
+}
+
+fn ssh_keygen(runs: u32) -> anyhow::Result<f64> {
+    let dir = std::env::temp_dir().join(format!("elevate-bench-keygen-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+    let ca_path = dir.join("ca");
+    crate::files::write_private(&ca_path, ca.to_openssh(LineEnding::LF)?.as_bytes())?;
+    let user = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
+    let user_path = dir.join("user.pub");
+    std::fs::write(&user_path, user.public_key().to_openssh()?)?;
+    let start = Instant::now();
+    for serial in 1..=runs.max(1) {
+        let status = std::process::Command::new("ssh-keygen")
+            .args(["-q", "-s"])
+            .arg(&ca_path)
+            .args(["-I", "bench", "-n", "deploy", "-V", "-1m:+1h", "-z", &serial.to_string()])
+            .arg(&user_path)
+            .status()
+            .context("running ssh-keygen (is OpenSSH installed?)")?;
+        if !status.success() {
+            bail!("ssh-keygen -s failed");
+        }
+    }
+    let rate = f64::from(runs.max(1)) / start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(rate)
+}

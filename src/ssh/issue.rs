@@ -1,0 +1,180 @@
+//! Issuing a certificate for a grant: who may, when, and the record kept. The certificate is
+//! handed out only after its credential row and audit event are committed together.
+
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::cert::{self, CertSpec};
+use crate::admin::Ctx;
+use crate::admin::open_signing_key;
+use crate::crypto::MasterKey;
+use crate::error::{AppError, AppResult};
+use crate::model::{KeyPurpose, Tenant, User};
+use crate::store::{SshCertRecord, Store};
+use crate::workflow::State;
+use crate::workflow::service::{self, profile_of};
+
+/// A signed certificate and what the caller shows about it.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub certificate: String,
+    pub serial: u64,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    pub fingerprint: String,
+    pub valid_after: OffsetDateTime,
+    pub valid_before: OffsetDateTime,
+    /// `id_ed25519-cert.pub` and so on.
+    pub file_name: &'static str,
+}
+
+/// A random serial in `[1, 2^53)`: unpredictable, and exact as a JSON number in any client.
+/// Uniqueness per tenant is checked before use and enforced by the store's unique index.
+fn random_serial() -> AppResult<u64> {
+    loop {
+        let mut b = [0u8; 8];
+        getrandom::getrandom(&mut b).map_err(AppError::internal)?;
+        let s = u64::from_be_bytes(b) >> 11;
+        if s != 0 {
+            return Ok(s);
+        }
+    }
+}
+
+async fn refuse(
+    store: &Store,
+    tenant: &Tenant,
+    ctx: &Ctx,
+    request: Uuid,
+    err: AppError,
+) -> AppResult<Issued> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    tx.append_audit(
+        &ctx.event("ssh.certificate_refused", request.to_string())
+            .request(request)
+            .details(json!({ "reason": err.to_string() })),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    Err(err)
+}
+
+/// Signs `public_key` for request `id` of `user`: only the requester, only while the grant is
+/// active, only when the profile (as decided) grants SSH.
+pub async fn issue(
+    store: &Store,
+    master: &MasterKey,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    user: &User,
+    id: Uuid,
+    public_key: &str,
+) -> AppResult<Issued> {
+    let key = cert::parse_user_key(public_key).map_err(|e| AppError::Unprocessable(e.to_string()))?;
+    service::load(store, tenant, user, id).await?;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    tx.lock_request_wait(id).await?;
+    let stored = tx
+        .request(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+    let profile = profile_of(&mut tx, &stored).await?;
+    let r = &stored.request;
+    let now = ctx.now;
+    let refusal = if r.requester != user.id {
+        Some(AppError::Forbidden(
+            "only the requester gets credentials for a grant".into(),
+        ))
+    } else if profile.ssh.is_none() {
+        Some(AppError::Conflict(format!(
+            "profile {} grants no SSH access",
+            profile.name
+        )))
+    } else {
+        match (&r.grant, r.state) {
+            (Some(g), State::Active) if g.not_after > now => None,
+            _ => Some(AppError::Conflict(format!(
+                "the grant is not active (request is {})",
+                r.state.as_str()
+            ))),
+        }
+    };
+    if let Some(err) = refusal {
+        tx.rollback().await?;
+        return refuse(store, tenant, ctx, id, err).await;
+    }
+    let (Some(ssh), Some(grant)) = (&profile.ssh, &r.grant) else {
+        return Err(AppError::internal(anyhow::anyhow!("checked above")));
+    };
+    let ca = tx
+        .active_ca_key(KeyPurpose::SshUserCa)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("tenant has no active SSH user CA")))?;
+    let ca_private = open_signing_key(master, &ca)?;
+    let (valid_after, valid_before) = cert::validity(
+        now,
+        grant.not_after,
+        time::Duration::seconds(ssh.cert_ttl_secs),
+    );
+    let spec = CertSpec {
+        serial: loop {
+            let s = random_serial()?;
+            if !tx.ssh_serial_used(s as i64).await? {
+                break s;
+            }
+        },
+        key_id: cert::key_id(&tenant.slug, &user.email, id),
+        request: id,
+        ticket: r.ticket.as_deref(),
+        grant: ssh,
+        valid_after,
+        valid_before,
+    };
+    let signed = cert::sign(&ca_private, &key, &spec).map_err(AppError::internal)?;
+    let text = signed.to_openssh().map_err(AppError::internal)?;
+    let fingerprint = cert::fingerprint(&key);
+    let serial = i64::try_from(spec.serial).map_err(AppError::internal)?;
+    tx.insert_ssh_cert(&SshCertRecord {
+        id: Uuid::now_v7(),
+        request_id: id,
+        serial,
+        key_id: spec.key_id.clone(),
+        fingerprint: fingerprint.clone(),
+        principals: sqlx::types::Json(ssh.principals.clone()),
+        ca_key_id: Some(ca.id),
+        certificate: Some(text.clone()),
+        valid_after,
+        valid_before,
+        revoked_at: None,
+        created_at: now,
+    })
+    .await?;
+    tx.append_audit(
+        &ctx.event("ssh.certificate_issued", &profile.name)
+            .request(id)
+            .details(json!({
+                "serial": spec.serial.to_string(),
+                "key_id": spec.key_id,
+                "fingerprint": fingerprint,
+                "principals": ssh.principals,
+                "valid_after": valid_after.unix_timestamp(),
+                "valid_before": valid_before.unix_timestamp(),
+                "ca_fingerprint": cert::fingerprint(ca_private.public_key()),
+            })),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Issued {
+        certificate: text,
+        serial: spec.serial,
+        key_id: spec.key_id,
+        principals: ssh.principals.clone(),
+        fingerprint,
+        valid_after,
+        valid_before,
+        file_name: cert::cert_file_name(&key),
+    })
+}
