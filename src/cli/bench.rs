@@ -61,12 +61,21 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     println!();
     println!("ratios:");
     if let Some(one) = http.first() {
-        println!("  raw signing / HTTP (1 client)       {:>7.1}x", raw / one.rate);
+        println!(
+            "  raw signing / HTTP (1 client)       {:>7.1}x",
+            raw / one.rate
+        );
     }
     if let Some(best) = http.iter().map(|r| r.rate).reduce(f64::max) {
-        println!("  HTTP (best) / ssh-keygen            {:>7.1}x", best / keygen);
+        println!(
+            "  HTTP (best) / ssh-keygen            {:>7.1}x",
+            best / keygen
+        );
     }
-    println!("  raw signing / ssh-keygen            {:>7.1}x", raw / keygen);
+    println!(
+        "  raw signing / ssh-keygen            {:>7.1}x",
+        raw / keygen
+    );
     Ok(())
 }
 
@@ -132,12 +141,24 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
     };
     let tenant = admin::create_tenant(&store, &master, &ctx, "bench", "bench").await?;
     crate::policy::apply(&store, &ctx, &tenant, POLICY).await?;
-    let user = admin::create_user(&store, &ctx, &tenant, "bench@example.com", None, &[Role::Requester], &["engineering".into()]).await?;
-    let token = admin::create_token(&store, &ctx, &user, "bench", &[], admin::DEFAULT_TOKEN_TTL).await?;
+    let user = admin::create_user(
+        &store,
+        &ctx,
+        &tenant,
+        "bench@example.com",
+        None,
+        &[Role::Requester],
+        &["engineering".into()],
+    )
+    .await?;
+    let token =
+        admin::create_token(&store, &ctx, &user, "bench", &[], admin::DEFAULT_TOKEN_TTL).await?;
     let token = token.secret.expose().to_owned();
     {
         let mut tx = store.tenant(tenant.tenant_id).await?;
-        tx.active_ca_key(KeyPurpose::SshUserCa).await?.context("no CA")?;
+        tx.active_ca_key(KeyPurpose::SshUserCa)
+            .await?
+            .context("no CA")?;
         tx.commit().await?;
     }
 
@@ -153,7 +174,9 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
     tokio::spawn(web::serve(listener, web::router(state), None, async {
         let _ = stopped.await;
     }));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(128).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()?;
     let created: serde_json::Value = http
         .post(format!("{base}/api/v1/requests"))
         .bearer_auth(&token)
@@ -165,11 +188,19 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
     if created["state"] != "active" {
         bail!("the benchmark grant did not activate: {created}");
     }
-    let url = format!("{base}/api/v1/requests/{}/ssh-certificate", created["id"].as_str().unwrap_or_default());
-    let public = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?.public_key().to_openssh()?;
+    let url = format!(
+        "{base}/api/v1/requests/{}/ssh-certificate",
+        created["id"].as_str().unwrap_or_default()
+    );
+    let public = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?
+        .public_key()
+        .to_openssh()?;
     let body = Arc::new(serde_json::json!({ "public_key": public }));
 
-    println!("HTTP issuance over loopback (SQLite store, audited; {}s each):", window.as_secs());
+    println!(
+        "HTTP issuance over loopback (SQLite store, audited; {}s each):",
+        window.as_secs()
+    );
     let mut levels = Vec::new();
     for clients in [1usize, 8, 64] {
         let deadline = Instant::now() + window;
@@ -181,7 +212,12 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let res = http.post(&url).bearer_auth(&token).json(&*body).send().await?;
+                    let res = http
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&*body)
+                        .send()
+                        .await?;
                     let status = res.status();
                     res.bytes().await?;
                     if status != reqwest::StatusCode::CREATED {
@@ -213,7 +249,10 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
 }
 
 fn ssh_keygen(runs: u32) -> anyhow::Result<f64> {
-    let dir = std::env::temp_dir().join(format!("elevate-bench-keygen-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "elevate-bench-keygen-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir)?;
     let ca = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?;
     let ca_path = dir.join("ca");
@@ -226,7 +265,16 @@ fn ssh_keygen(runs: u32) -> anyhow::Result<f64> {
         let status = std::process::Command::new("ssh-keygen")
             .args(["-q", "-s"])
             .arg(&ca_path)
-            .args(["-I", "bench", "-n", "deploy", "-V", "-1m:+1h", "-z", &serial.to_string()])
+            .args([
+                "-I",
+                "bench",
+                "-n",
+                "deploy",
+                "-V",
+                "-1m:+1h",
+                "-z",
+                &serial.to_string(),
+            ])
             .arg(&user_path)
             .status()
             .context("running ssh-keygen (is OpenSSH installed?)")?;

@@ -43,7 +43,11 @@ async fn fetch(http: &reqwest::Client, url: &str) -> anyhow::Result<Vec<u8>> {
     if !status.is_success() {
         bail!("{url} answered HTTP {}", status.as_u16());
     }
-    Ok(res.bytes().await.with_context(|| format!("reading {url}"))?.to_vec())
+    Ok(res
+        .bytes()
+        .await
+        .with_context(|| format!("reading {url}"))?
+        .to_vec())
 }
 
 /// Every line must be an OpenSSH public key; at least one.
@@ -51,8 +55,9 @@ fn check_ca_keys(bytes: &[u8]) -> anyhow::Result<usize> {
     let text = std::str::from_utf8(bytes).context("the CA key list is not text")?;
     let mut n = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        ssh_key::PublicKey::from_openssh(line.trim())
-            .with_context(|| format!("the CA key list has a line that is not a public key: {line:.40}"))?;
+        ssh_key::PublicKey::from_openssh(line.trim()).with_context(|| {
+            format!("the CA key list has a line that is not a public key: {line:.40}")
+        })?;
         n += 1;
     }
     if n == 0 {
@@ -65,7 +70,8 @@ fn check_ca_keys(bytes: &[u8]) -> anyhow::Result<usize> {
 fn replace(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let target = dir.join(name);
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
@@ -80,18 +86,31 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
     let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(20));
     if let Some(path) = &args.ca_cert {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem).context("CA certificate")?);
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).context("CA certificate")?);
     }
     let http = builder.build()?;
-    let base = format!("{}/t/{}/ssh", args.server.trim_end_matches('/'), args.tenant);
+    let base = format!(
+        "{}/t/{}/ssh",
+        args.server.trim_end_matches('/'),
+        args.tenant
+    );
     let keep = || format!("kept the files in {}", args.dir.display());
-    let ca = fetch(&http, &format!("{base}/user-ca.pub")).await.with_context(keep)?;
+    let ca = fetch(&http, &format!("{base}/user-ca.pub"))
+        .await
+        .with_context(keep)?;
     let keys = check_ca_keys(&ca).with_context(keep)?;
-    let krl = fetch(&http, &format!("{base}/krl")).await.with_context(keep)?;
+    let krl = fetch(&http, &format!("{base}/krl"))
+        .await
+        .with_context(keep)?;
     if !crate::ssh::krl::looks_valid(&krl) {
-        return Err(anyhow::anyhow!("the KRL from {base}/krl is not an OpenSSH KRL")).with_context(keep);
+        return Err(anyhow::anyhow!(
+            "the KRL from {base}/krl is not an OpenSSH KRL"
+        ))
+        .with_context(keep);
     }
-    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("creating {}", args.dir.display()))?;
     // KRL first: a host never trusts a new CA key before it has the matching revocations.
     replace(&args.dir, KRL_FILE, &krl)?;
     replace(&args.dir, CA_FILE, &ca)?;

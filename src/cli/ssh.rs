@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, Certificate, LineEnding, PrivateKey};
 use time::OffsetDateTime;
+
+use crate::clock::Clock;
 use time::format_description::well_known::Rfc3339;
 
 use super::client::{Api, describe};
@@ -30,7 +32,10 @@ pub struct SshCertArgs {
 
 /// `~/.ssh/id_ed25519.pub` → `~/.ssh/id_ed25519-cert.pub`, where `ssh` looks for it.
 fn cert_path(key: &Path) -> PathBuf {
-    let name = key.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = key
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = name.strip_suffix(".pub").unwrap_or(&name);
     key.with_file_name(format!("{stem}-cert.pub"))
 }
@@ -46,7 +51,9 @@ pub async fn ssh_cert(args: SshCertArgs) -> anyhow::Result<()> {
         )
         .await?;
     let path = cert_path(&args.key);
-    let text = issued["certificate"].as_str().context("no certificate in the answer")?;
+    let text = issued["certificate"]
+        .as_str()
+        .context("no certificate in the answer")?;
     std::fs::write(&path, format!("{}\n", text.trim_end()))
         .with_context(|| format!("writing {}", path.display()))?;
     if args.json {
@@ -60,7 +67,11 @@ pub async fn ssh_cert(args: SshCertArgs) -> anyhow::Result<()> {
             issued["serial"],
             issued["principals"]
                 .as_array()
-                .map(|p| p.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","))
+                .map(|p| p
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(","))
                 .unwrap_or_default(),
             issued["valid_before"].as_str().unwrap_or("?")
         );
@@ -85,7 +96,12 @@ pub struct SshArgs {
     #[arg(long)]
     ticket: Option<String>,
     /// The ssh client to run.
-    #[arg(long, env = "ELEVATE_SSH", default_value = "ssh", value_name = "PROGRAM")]
+    #[arg(
+        long,
+        env = "ELEVATE_SSH",
+        default_value = "ssh",
+        value_name = "PROGRAM"
+    )]
     ssh_program: PathBuf,
     /// Passed to ssh after the destination: options and the remote command (after `--`).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -95,7 +111,12 @@ pub struct SshArgs {
 fn principals_of(profile: &Value) -> Vec<String> {
     profile["ssh"]["principals"]
         .as_array()
-        .map(|p| p.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|p| {
+            p.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -117,25 +138,44 @@ async fn pick_profile(api: &Api, wanted: Option<&str>) -> anyhow::Result<Value> 
         .into_iter()
         .filter(|p| !p["ssh"].is_null() && p["can_request"] == json!(true))
         .collect();
+    if ssh.len() > 1 {
+        // Several: the one with an active grant, if only one has.
+        let active = api.get("/requests?mine=true&state=active").await?;
+        let granted: Vec<&Value> = ssh
+            .iter()
+            .filter(|p| {
+                active["requests"]
+                    .as_array()
+                    .is_some_and(|l| l.iter().any(|r| r["profile"] == p["name"]))
+            })
+            .collect();
+        if let [one] = granted.as_slice() {
+            return Ok((*one).clone());
+        }
+    }
     match ssh.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!("no SSH profile you may request"),
         many => bail!(
             "several SSH profiles ({}): choose one with --profile",
-            many.iter().filter_map(|p| p["name"].as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .filter_map(|p| p["name"].as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
 
 fn parse_time(v: &Value) -> Option<OffsetDateTime> {
-    v.as_str().and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
+    v.as_str()
+        .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok())
 }
 
 /// An active grant of `profile` with at least a minute left, or a new request waited through to
 /// its decision (progress on stderr).
 async fn ensure_grant(api: &Api, profile: &str, args: &SshArgs) -> anyhow::Result<Value> {
     let mine = api.get("/requests?mine=true&state=active").await?;
-    let soon = OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    let soon = crate::clock::SystemClock.now() + time::Duration::minutes(1);
     if let Some(r) = mine["requests"].as_array().into_iter().flatten().find(|r| {
         r["profile"] == profile && parse_time(&r["grant"]["not_after"]).is_some_and(|t| t > soon)
     }) {
@@ -216,10 +256,12 @@ pub async fn ssh(args: SshArgs) -> anyhow::Result<ExitCode> {
             json!({ "public_key": public }),
         )
         .await?;
-    let cert_text = issued["certificate"].as_str().context("no certificate in the answer")?;
+    let cert_text = issued["certificate"]
+        .as_str()
+        .context("no certificate in the answer")?;
     let cert = Certificate::from_openssh(cert_text).context("the server sent a bad certificate")?;
     let lifetime = parse_time(&issued["valid_before"])
-        .map(|t| (t - OffsetDateTime::now_utc()).whole_seconds().max(1))
+        .map(|t| (t - crate::clock::SystemClock.now()).whole_seconds().max(1))
         .unwrap_or(60);
     eprintln!(
         "certificate serial {} for {} valid until {}",
@@ -231,7 +273,10 @@ pub async fn ssh(args: SshArgs) -> anyhow::Result<ExitCode> {
     let destination = if args.destination.contains('@') {
         args.destination.clone()
     } else {
-        let user = principals_of(&profile).into_iter().next().context("the profile has no principals")?;
+        let user = principals_of(&profile)
+            .into_iter()
+            .next()
+            .context("the profile has no principals")?;
         format!("{user}@{}", args.destination)
     };
     let mut cmd = Command::new(&args.ssh_program);

@@ -37,10 +37,18 @@ pub async fn rotate(
             "publish_until": publish_until.unix_timestamp(),
         });
     }
-    let new = add_signing_key(&mut tx, master, KeyPurpose::SshUserCa, &tenant.slug, ctx.now).await?;
+    let new = add_signing_key(
+        &mut tx,
+        master,
+        KeyPurpose::SshUserCa,
+        &tenant.slug,
+        ctx.now,
+    )
+    .await?;
     details["active"] = new;
     tx.append_audit(
-        &ctx.event("ssh.ca_rotated", &tenant.slug).details(details.clone()),
+        &ctx.event("ssh.ca_rotated", &tenant.slug)
+            .details(details.clone()),
         ctx.now,
     )
     .await?;
@@ -55,7 +63,11 @@ fn fingerprint_of(openssh: &str) -> String {
 }
 
 /// Every user-CA public key hosts must trust now, one per line (`TrustedUserCAKeys`).
-pub async fn trusted_keys(store: &Store, tenant: &Tenant, now: OffsetDateTime) -> AppResult<String> {
+pub async fn trusted_keys(
+    store: &Store,
+    tenant: &Tenant,
+    now: OffsetDateTime,
+) -> AppResult<String> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let keys = tx.published_user_ca_keys(now).await?;
     tx.commit().await?;
@@ -68,7 +80,11 @@ pub async fn trusted_keys(store: &Store, tenant: &Tenant, now: OffsetDateTime) -
 }
 
 /// The tenant's KRL: every revoked certificate that has not expired, per signing CA.
-pub async fn revocation_list(store: &Store, tenant: &Tenant, now: OffsetDateTime) -> AppResult<Vec<u8>> {
+pub async fn revocation_list(
+    store: &Store,
+    tenant: &Tenant,
+    now: OffsetDateTime,
+) -> AppResult<Vec<u8>> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let keys = tx.published_user_ca_keys(now).await?;
     let revoked = tx.revoked_ssh_certs(now).await?;

@@ -31,7 +31,9 @@ pub enum KeyRefusal {
     Several,
     #[error("not an OpenSSH public key (expected a line like `ssh-ed25519 AAAA... comment`)")]
     Malformed,
-    #[error("RSA keys need at least {MIN_RSA_BITS} bits; this one has {0}. Use Ed25519 (ssh-keygen -t ed25519)")]
+    #[error(
+        "RSA keys need at least {MIN_RSA_BITS} bits; this one has {0}. Use Ed25519 (ssh-keygen -t ed25519)"
+    )]
     WeakRsa(usize),
     #[error("{0} keys are not accepted: use Ed25519, ECDSA or RSA (3072 bits or more)")]
     Algorithm(String),
@@ -50,7 +52,11 @@ pub fn parse_user_key(text: &str) -> Result<PublicKey, KeyRefusal> {
     if text.lines().filter(|l| !l.trim().is_empty()).count() > 1 {
         return Err(KeyRefusal::Several);
     }
-    if text.split_whitespace().next().is_some_and(|a| a.contains("-cert-v01@openssh.com")) {
+    if text
+        .split_whitespace()
+        .next()
+        .is_some_and(|a| a.contains("-cert-v01@openssh.com"))
+    {
         return Err(KeyRefusal::Certificate);
     }
     let key = PublicKey::from_openssh(text).map_err(|_| KeyRefusal::Malformed)?;
@@ -124,7 +130,11 @@ fn unix(t: OffsetDateTime) -> Result<u64, SignError> {
 
 /// Signs a user certificate for `key` with the CA. Extensions are exactly the profile's plus the
 /// request extension; critical options only those the profile sets.
-pub fn sign(ca: &PrivateKey, key: &PublicKey, spec: &CertSpec<'_>) -> Result<Certificate, SignError> {
+pub fn sign(
+    ca: &PrivateKey,
+    key: &PublicKey,
+    spec: &CertSpec<'_>,
+) -> Result<Certificate, SignError> {
     let e = |e: ssh_key::Error| SignError(e.to_string());
     let mut b = Builder::new_with_random_nonce(
         &mut OsRng,

@@ -72,7 +72,8 @@ pub async fn issue(
     id: Uuid,
     public_key: &str,
 ) -> AppResult<Issued> {
-    let key = cert::parse_user_key(public_key).map_err(|e| AppError::Unprocessable(e.to_string()))?;
+    let key =
+        cert::parse_user_key(public_key).map_err(|e| AppError::Unprocessable(e.to_string()))?;
     service::load(store, tenant, user, id).await?;
     let mut tx = store.tenant(tenant.tenant_id).await?;
     tx.lock_request_wait(id).await?;

@@ -37,7 +37,10 @@ fn put_u64(out: &mut Vec<u8>, v: u64) {
 }
 
 fn put_string(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), KrlError> {
-    put_u32(out, u32::try_from(bytes.len()).map_err(|_| KrlError::TooLarge)?);
+    put_u32(
+        out,
+        u32::try_from(bytes.len()).map_err(|_| KrlError::TooLarge)?,
+    );
     out.extend_from_slice(bytes);
     Ok(())
 }
@@ -108,9 +111,7 @@ pub fn encode(header: KrlHeader<'_>, revoked: &[RevokedUnderCa]) -> Result<Vec<u
 /// (`sshd` treats a file without the magic as a plain list of keys, so a garbled download would
 /// silently revoke nothing: `host sync` checks this before replacing a file.)
 pub fn looks_valid(bytes: &[u8]) -> bool {
-    bytes.len() >= 44
-        && bytes.starts_with(MAGIC)
-        && bytes[8..12] == FORMAT_VERSION.to_be_bytes()
+    bytes.len() >= 44 && bytes.starts_with(MAGIC) && bytes[8..12] == FORMAT_VERSION.to_be_bytes()
 }
 
 #[cfg(test)]

@@ -47,7 +47,10 @@ impl TenantTx {
         Ok(())
     }
 
-    pub async fn ssh_certs_for_request(&mut self, request_id: Uuid) -> StoreResult<Vec<SshCertRecord>> {
+    pub async fn ssh_certs_for_request(
+        &mut self,
+        request_id: Uuid,
+    ) -> StoreResult<Vec<SshCertRecord>> {
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_all SshCertRecord; self,
             "SELECT id, request_id, serial, key_id, fingerprint, principals, ca_key_id, certificate,
@@ -78,7 +81,10 @@ impl TenantTx {
     }
 
     /// Revoked certificates that have not expired yet: an expired certificate needs no KRL entry.
-    pub async fn revoked_ssh_certs(&mut self, now: OffsetDateTime) -> StoreResult<Vec<RevokedCert>> {
+    pub async fn revoked_ssh_certs(
+        &mut self,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<RevokedCert>> {
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_all RevokedCert; self,
             "SELECT ca_key_id, serial, key_id FROM credentials

@@ -112,10 +112,14 @@ async fn end_credentials(
     if !serials.is_empty() {
         let serials: Vec<String> = serials.iter().map(ToString::to_string).collect();
         tx.append_audit(
-            &NewEvent::new(actor.clone(), "ssh.certificates_revoked", req.profile.clone())
-                .request(req.id)
-                .origin(origin.clone())
-                .details(json!({ "serials": serials, "state": req.state.as_str() })),
+            &NewEvent::new(
+                actor.clone(),
+                "ssh.certificates_revoked",
+                req.profile.clone(),
+            )
+            .request(req.id)
+            .origin(origin.clone())
+            .details(json!({ "serials": serials, "state": req.state.as_str() })),
             now,
         )
         .await?;
@@ -606,7 +610,15 @@ pub async fn tick_tenant(
                 tx.append_audit(&event, now).await?;
             }
         }
-        end_credentials(&mut tx, &Actor::System, &Origin::default(), &next, &effects, now).await?;
+        end_credentials(
+            &mut tx,
+            &Actor::System,
+            &Origin::default(),
+            &next,
+            &effects,
+            now,
+        )
+        .await?;
         if let Some(requester) = &requester {
             notify(&mut tx, links, &profile, requester, &next, &effects, now).await?;
         }

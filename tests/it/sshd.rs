@@ -45,7 +45,9 @@ fn free_port() -> u16 {
 /// `elevate host sync` against the test server, as a host would run it.
 pub fn host_sync(app: &TestApp, tenant: &str, dir: &Path) -> Output {
     Command::new(BIN)
-        .args(["host", "sync", "--server", &app.base, "--tenant", tenant, "--dir"])
+        .args([
+            "host", "sync", "--server", &app.base, "--tenant", tenant, "--dir",
+        ])
         .arg(dir)
         .arg("--ca-cert")
         .arg(app.db.dir.join(elevate::web::tls::DEV_CERT_FILE))
@@ -64,7 +66,11 @@ impl Sshd {
         let dir = temp_dir("sshd");
         let etc = dir.join("etc");
         let out = host_sync(app, tenant, &etc);
-        assert!(out.status.success(), "host sync: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "host sync: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let host_key = dir.join("host_ed25519");
         let st = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -76,7 +82,10 @@ impl Sshd {
         std::fs::create_dir_all(dir.join("principals")).unwrap();
         std::fs::write(
             dir.join("principals").join(&user),
-            principals.iter().map(|p| format!("{p}\n")).collect::<String>(),
+            principals
+                .iter()
+                .map(|p| format!("{p}\n"))
+                .collect::<String>(),
         )
         .unwrap();
         // Privilege separation needs this directory when sshd runs as root.
@@ -135,16 +144,29 @@ impl Sshd {
             let _ = child.kill();
             let _ = child.wait();
         }
-        panic!("sshd did not start: {}", std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default());
+        panic!(
+            "sshd did not start: {}",
+            std::fs::read_to_string(dir.join("sshd.log")).unwrap_or_default()
+        );
     }
 
     /// `ssh` options for a non-interactive login to this server with nothing but the given key.
     pub fn client_options(&self) -> Vec<String> {
         [
-            "-F", "/dev/null", "-p", &self.port.to_string(),
-            "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-            "-o", "ConnectTimeout=10",
+            "-F",
+            "/dev/null",
+            "-p",
+            &self.port.to_string(),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -195,7 +217,8 @@ impl Sshd {
 pub fn user_key(dir: &Path, kind: &str) -> (PathBuf, PathBuf) {
     let key = dir.join(format!("id_{kind}_{}", uuid::Uuid::new_v4().simple()));
     let mut cmd = Command::new("ssh-keygen");
-    cmd.args(["-q", "-N", "", "-C", "test@laptop", "-f"]).arg(&key);
+    cmd.args(["-q", "-N", "", "-C", "test@laptop", "-f"])
+        .arg(&key);
     match kind.split_once(':') {
         Some((t, bits)) => cmd.args(["-t", t, "-b", bits]),
         None => cmd.args(["-t", kind]),

@@ -66,7 +66,10 @@ fn revoked(krl: &Path, cert: &Path) -> bool {
             assert!(text.contains("REVOKED"), "{text}");
             true
         }
-        other => panic!("ssh-keygen -Q failed ({other:?}): {text} {}", String::from_utf8_lossy(&out.stderr)),
+        other => panic!(
+            "ssh-keygen -Q failed ({other:?}): {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
     }
 }
 
@@ -113,7 +116,10 @@ fn ssh_keygen_agrees_on_serials_key_ids_and_cas() {
     assert!(revoked(&f, &c6), "by key id");
     assert!(revoked(&f, &c7));
     assert!(revoked(&f, &big));
-    assert!(!revoked(&f, &other_ca_5), "serial 5 of another CA stays valid");
+    assert!(
+        !revoked(&f, &other_ca_5),
+        "serial 5 of another CA stays valid"
+    );
 }
 
 #[test]

@@ -27,7 +27,10 @@ pub fn router() -> Router<AppState> {
         .route("/requests/{id}", get(detail))
         .route("/requests/{id}/{action}", post(act))
         .route("/requests/{id}/certificates", post(issue_certificate))
-        .route("/requests/{id}/certificates/{serial}", get(download_certificate))
+        .route(
+            "/requests/{id}/certificates/{serial}",
+            get(download_certificate),
+        )
         .route("/approvals", get(inbox))
 }
 
@@ -438,7 +441,10 @@ async fn download_certificate(
     let disposition = format!("attachment; filename=\"{}\"", cert_file_name(&cert));
     Ok((
         [
-            (axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; charset=utf-8".to_owned(),
+            ),
             (axum::http::header::CONTENT_DISPOSITION, disposition),
         ],
         format!("{}\n", cert.trim_end()),

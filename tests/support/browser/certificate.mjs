@@ -24,7 +24,7 @@ try {
   await page.goto(`${base}/requests/${id}`);
   report.heading = (await page.textContent('h1')).replace(/\s+/g, ' ').trim();
   await page.setInputFiles('input[type=file][data-fills=public_key]', pubFile);
-  await page.waitForFunction(() => document.getElementById('public_key').value.startsWith('ssh-'));
+  await page.waitForFunction(() => document.getElementById('public_key').value.length > 0);
   report.filledFromFile = (await page.inputValue('#public_key')) === readFileSync(pubFile, 'utf8').trim();
   await page.click('button:has-text("Get certificate")');
   await page.waitForURL(/#cert-[0-9]+$/);
