@@ -583,34 +583,8 @@ async fn elevate_ssh_requests_waits_for_approval_and_logs_in_without_an_agent() 
     let shop = shop(TestDb::sqlite().await).await;
     let sshd = Sshd::start(&shop.app, "acme", &["deploy"]);
     let home = temp_dir("ssh-cli-home");
-    let cli = |args: &[&str]| {
-        let mut c = tokio::process::Command::new(BIN);
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("XDG_CONFIG_HOME", &home)
-            .env("TMPDIR", &home)
-            .args(args);
-        c
-    };
-    let cert_file = shop.app.db.dir.join(elevate::web::tls::DEV_CERT_FILE);
-    let login = cli(&[
-        "login",
-        "--server",
-        &shop.app.base,
-        "--token",
-        &shop.alice,
-        "--ca-cert",
-        cert_file.to_str().unwrap(),
-    ])
-    .output()
-    .await
-    .unwrap();
-    assert!(
-        login.status.success(),
-        "{}",
-        String::from_utf8_lossy(&login.stderr)
-    );
-
+    let cli = Engineer::logged_in(&shop, &home, &[("TMPDIR", home.as_os_str())]).await;
+    let cli = |args: &[&str]| cli.command(args);
     let destination = format!("{}@127.0.0.1", sshd.user);
     let mut args = vec![
         "ssh",
@@ -709,29 +683,8 @@ async fn elevate_ssh_loads_the_certificate_into_the_running_agent() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let cli = |args: &[&str]| {
-        let mut c = tokio::process::Command::new(BIN);
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("XDG_CONFIG_HOME", &home)
-            .env("SSH_AUTH_SOCK", &sock)
-            .args(args);
-        c
-    };
-    let cert_file = shop.app.db.dir.join(elevate::web::tls::DEV_CERT_FILE);
-    let login = cli(&[
-        "login",
-        "--server",
-        &shop.app.base,
-        "--token",
-        &shop.alice,
-        "--ca-cert",
-        cert_file.to_str().unwrap(),
-    ])
-    .output()
-    .await
-    .unwrap();
-    assert!(login.status.success());
+    let cli = Engineer::logged_in(&shop, &home, &[("SSH_AUTH_SOCK", sock.as_os_str())]).await;
+    let cli = |args: &[&str]| cli.command(args);
     let destination = format!("{}@127.0.0.1", sshd.user);
     let mut args = vec!["ssh", destination.as_str()];
     let options = sshd.client_options();
@@ -757,6 +710,53 @@ async fn elevate_ssh_loads_the_certificate_into_the_running_agent() {
         listed.contains(&format!("elevate prod-shell {id}")) && listed.contains("ED25519-CERT"),
         "{listed}"
     );
+}
+
+/// The CLI as Alice, logged in to the test server, with its own config directory.
+struct Engineer {
+    env: Vec<(String, std::ffi::OsString)>,
+}
+
+impl Engineer {
+    async fn logged_in(shop: &Shop, home: &Path, extra: &[(&str, &std::ffi::OsStr)]) -> Engineer {
+        let mut env = vec![
+            (
+                "PATH".to_owned(),
+                std::env::var_os("PATH").unwrap_or_default(),
+            ),
+            ("XDG_CONFIG_HOME".to_owned(), home.as_os_str().to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_os_string())));
+        let me = Engineer { env };
+        let cert_file = shop.app.db.dir.join(elevate::web::tls::DEV_CERT_FILE);
+        let login = me
+            .command(&[
+                "login",
+                "--server",
+                &shop.app.base,
+                "--token",
+                &shop.alice,
+                "--ca-cert",
+                cert_file.to_str().unwrap(),
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            login.status.success(),
+            "{}",
+            String::from_utf8_lossy(&login.stderr)
+        );
+        me
+    }
+
+    fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(BIN);
+        c.env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args);
+        c
+    }
 }
 
 /// A test's own ssh-agent, stopped even when the test fails.
