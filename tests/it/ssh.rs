@@ -134,6 +134,13 @@ impl Shop {
         .await
     }
 
+    /// Alice asks for a certificate for a new key.
+    pub async fn issue_new_key(&self, id: &str) -> (StatusCode, Value) {
+        let (_, public) = user_key(&self.dir, "ed25519");
+        self.issue(&self.alice, id, &std::fs::read_to_string(public).unwrap())
+            .await
+    }
+
     /// A new key certified for request `id`: (private key path, certificate path, answer).
     pub async fn certified(&self, id: &str) -> (PathBuf, PathBuf, Value) {
         let (key, public) = user_key(&self.dir, "ed25519");
@@ -335,10 +342,7 @@ async fn a_certificate_logs_in_until_the_grant_is_revoked_and_hosts_sync() {
     assert!(sshd.log().contains("revoked"), "{}", sshd.log_tail());
 
     // No new certificate for a revoked grant.
-    let (_, public) = user_key(&shop.dir, "ed25519");
-    let (s, body) = shop
-        .issue(&shop.alice, &id, &std::fs::read_to_string(public).unwrap())
-        .await;
+    let (s, body) = shop.issue_new_key(&id).await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
 }
 
@@ -406,10 +410,7 @@ async fn an_expired_certificate_is_refused_and_an_ended_grant_gets_none() {
 
     // The server's clock reaches the grant's end: no more certificates, even before the reaper runs.
     shop.app.clock.advance(time::Duration::hours(1));
-    let (_, public) = user_key(&shop.dir, "ed25519");
-    let (s, body) = shop
-        .issue(&shop.alice, &id, &std::fs::read_to_string(public).unwrap())
-        .await;
+    let (s, body) = shop.issue_new_key(&id).await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
 }
 
