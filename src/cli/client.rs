@@ -37,6 +37,18 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
+/// An HTTPS client for the elevate server, trusting `ca_cert` too when given (e.g. the
+/// development certificate).
+pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder().timeout(timeout);
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        builder = builder
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).context("CA certificate")?);
+    }
+    Ok(builder.build()?)
+}
+
 pub struct Api {
     http: reqwest::Client,
     server: String,
@@ -45,15 +57,8 @@ pub struct Api {
 
 impl Api {
     fn build(server: &str, token: &str, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
-        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(30));
-        if let Some(path) = ca_cert {
-            let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            builder = builder.add_root_certificate(
-                reqwest::Certificate::from_pem(&pem).context("CA certificate")?,
-            );
-        }
         Ok(Api {
-            http: builder.build()?,
+            http: http_client(Duration::from_secs(30), ca_cert)?,
             server: server.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
         })

@@ -83,13 +83,7 @@ fn replace(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
 
 pub async fn run(command: HostCommand) -> anyhow::Result<()> {
     let HostCommand::Sync(args) = command;
-    let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(20));
-    if let Some(path) = &args.ca_cert {
-        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        builder = builder
-            .add_root_certificate(reqwest::Certificate::from_pem(&pem).context("CA certificate")?);
-    }
-    let http = builder.build()?;
+    let http = super::client::http_client(Duration::from_secs(20), args.ca_cert.as_deref())?;
     let base = format!(
         "{}/t/{}/ssh",
         args.server.trim_end_matches('/'),

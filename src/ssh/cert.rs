@@ -85,8 +85,8 @@ fn mpint_bits(bytes: &[u8]) -> usize {
 }
 
 /// The file name `ssh` looks for beside the private key: `id_ed25519-cert.pub` and so on.
-pub fn cert_file_name(key: &PublicKey) -> &'static str {
-    match key.key_data() {
+pub fn cert_file_name(key: &KeyData) -> &'static str {
+    match key {
         KeyData::Ecdsa(_) => "id_ecdsa-cert.pub",
         KeyData::Rsa(_) => "id_rsa-cert.pub",
         _ => "id_ed25519-cert.pub",

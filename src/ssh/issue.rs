@@ -176,6 +176,6 @@ pub async fn issue(
         fingerprint,
         valid_after,
         valid_before,
-        file_name: cert::cert_file_name(&key),
+        file_name: cert::cert_file_name(key.key_data()),
     })
 }

@@ -209,13 +209,11 @@ struct CertRow {
     certificate: String,
 }
 
-/// The name `ssh` looks for beside the key, from the certificate's algorithm.
+/// The name `ssh` looks for beside the key, from the certified key's algorithm.
 fn cert_file_name(certificate: &str) -> &'static str {
-    match certificate.split_whitespace().next().unwrap_or_default() {
-        a if a.starts_with("ecdsa-") => "id_ecdsa-cert.pub",
-        a if a.starts_with("ssh-rsa") => "id_rsa-cert.pub",
-        _ => "id_ed25519-cert.pub",
-    }
+    ssh_key::Certificate::from_openssh(certificate.trim()).map_or("id_ed25519-cert.pub", |c| {
+        crate::ssh::cert::cert_file_name(c.public_key())
+    })
 }
 
 fn cert_row(c: &crate::store::SshCertRecord, now: time::OffsetDateTime) -> CertRow {
