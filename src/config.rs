@@ -76,6 +76,38 @@ pub struct Config {
     pub mail_from: String,
     /// OpenID Connect single sign-on, per tenant slug: `[oidc.acme]`.
     pub oidc: std::collections::BTreeMap<String, OidcConfig>,
+    /// Audit checkpoints: `[audit]`.
+    pub audit: AuditConfig,
+}
+
+/// When the audit log's head is signed (DESIGN §7): every N events or M seconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Sign every event whose sequence number is a multiple of this (default 1000).
+    pub checkpoint_every_events: i64,
+    /// ... and the head once its oldest unsigned event is this old (default `60s`).
+    pub checkpoint_every: String,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            checkpoint_every_events: 1000,
+            checkpoint_every: "60s".into(),
+        }
+    }
+}
+
+impl AuditConfig {
+    /// Validated in `Config::load`, so the fallback never applies in practice.
+    pub fn schedule(&self) -> crate::audit::checkpoint::Schedule {
+        crate::audit::checkpoint::Schedule {
+            every_events: self.checkpoint_every_events.max(1),
+            every: crate::duration::parse(&self.checkpoint_every)
+                .unwrap_or(time::Duration::seconds(60)),
+        }
+    }
 }
 
 /// One tenant's OpenID provider (authorization code flow with PKCE).
@@ -128,6 +160,7 @@ impl Default for Config {
             session_absolute_timeout: "12h".into(),
             mail_from: "elevate <elevate@localhost>".into(),
             oidc: Default::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -273,6 +306,13 @@ impl Config {
                 )));
             }
         }
+        if self.audit.checkpoint_every_events < 1 {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint_every_events must be at least 1".into(),
+            ));
+        }
+        crate::duration::parse(&self.audit.checkpoint_every)
+            .map_err(|e| ConfigError::Invalid(format!("audit.checkpoint_every: {e}")))?;
         self.mail_from
             .parse::<lettre::message::Mailbox>()
             .map_err(|e| ConfigError::Invalid(format!("mail_from {:?}: {e}", self.mail_from)))?;

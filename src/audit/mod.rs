@@ -3,10 +3,71 @@
 //! appends records inside the transaction of the change they describe; this module owns the
 //! event shape and the hashing so the writer and any verifier agree byte for byte.
 
+pub mod checkpoint;
+pub mod export;
+pub mod sinks;
+pub mod verify;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+/// Starts the checkpointer and the sink delivery, each in its own task (neither can hold up the
+/// broker or the other).
+pub fn spawn_tasks(state: &crate::web::AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let host = state
+        .config
+        .public_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .unwrap_or("-")
+        .to_owned();
+    vec![
+        checkpoint::spawn(
+            state.store.clone(),
+            state.clock.clone(),
+            state.master_key.clone(),
+            state.config.audit.schedule(),
+            state.audit.clone(),
+        ),
+        sinks::spawn(
+            state.store.clone(),
+            state.clock.clone(),
+            state.master_key.clone(),
+            host,
+        ),
+    ]
+}
+
+/// What `/readyz` says about the audit log: whether checkpoints are being signed (a broken
+/// chain stops signing) and how far each sink is behind. Reported, never a reason to stop
+/// serving: refusing every request would not un-break the log.
+pub async fn readiness(state: &crate::web::AppState) -> serde_json::Value {
+    let status = state.audit.lock().map(|s| s.clone()).unwrap_or_default();
+    let sinks = match sinks::lags(&state.store, state.clock.now()).await {
+        Ok(lags) => serde_json::Value::Array(
+            lags.into_iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "tenant": l.tenant, "sink": l.sink_id, "kind": l.kind,
+                        "lag_events": l.events, "lag_secs": l.seconds,
+                        "attempts": l.attempts, "last_error": l.last_error,
+                    })
+                })
+                .collect(),
+        ),
+        Err(_) => serde_json::Value::Null,
+    };
+    serde_json::json!({
+        "checkpoints": if !status.broken.is_empty() { "broken chain: not signing" }
+            else if status.last_error.is_some() { "failing" }
+            else if status.last_pass.is_some() { "ok" } else { "starting" },
+        "broken_tenants": status.broken.keys().collect::<Vec<_>>(),
+        "sinks": sinks,
+    })
+}
 
 /// The hash that precedes a tenant's first event.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];

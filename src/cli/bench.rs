@@ -25,6 +25,8 @@ use crate::web::{self, AppState};
 pub enum BenchCommand {
     /// Certificate issuance: raw signing vs. the HTTP endpoint vs. ssh-keygen.
     Ssh(SshBench),
+    /// Offline audit verification: writes a signed export of N events, then verifies it.
+    Audit(super::audit_bench::AuditBench),
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +53,10 @@ principals = ["deploy"]
 "#;
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Ssh(args) = command;
+    let args = match command {
+        BenchCommand::Ssh(args) => args,
+        BenchCommand::Audit(args) => return super::audit_bench::run(args),
+    };
     let window = Duration::from_secs(args.seconds.max(1));
     let raw = raw_signing(window)?;
     println!("raw Ed25519 certificate signing:  {raw:>9.0} certificates/s");

@@ -114,6 +114,27 @@ impl Api {
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
+
+    /// A GET whose body the caller streams (exports); an hour instead of the usual timeout.
+    pub async fn get_streaming(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let res = self
+            .http
+            .get(format!("{}/api/v1{path}", self.server))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.server))?;
+        let status = res.status();
+        if !status.is_success() {
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            let message = body["error"]["message"]
+                .as_str()
+                .unwrap_or("request failed");
+            bail!("{message} (HTTP {})", status.as_u16());
+        }
+        Ok(res)
+    }
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,8 @@
 //! The `elevate` command line: server and operator commands in one binary (DESIGN §8).
 
 mod admin;
+mod audit;
+mod audit_bench;
 mod bench;
 mod client;
 mod host;
@@ -114,6 +116,11 @@ enum Command {
     Ssh(Box<ssh::SshArgs>),
     /// Write a certificate for your key: `elevate ssh-cert ID --key ~/.ssh/id_ed25519.pub`.
     SshCert(ssh::SshCertArgs),
+    /// The audit log: export, verify, streaming sinks.
+    Audit {
+        #[command(subcommand)]
+        command: audit::AuditCommand,
+    },
     /// Benchmarks (figures for the performance goals).
     Bench {
         #[command(subcommand)]
@@ -255,6 +262,7 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         Command::SshCert(args) => ssh::ssh_cert(args).await,
         Command::Host { command } => host::run(command).await,
         Command::Bench { command } => bench::run(command).await,
+        Command::Audit { command } => audit::run(command).await,
         // Handled in `run` (it needs the exit code).
         Command::Ssh(_) => Ok(()),
     }

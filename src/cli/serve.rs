@@ -98,6 +98,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let mailer = state.mailer.clone();
     let reaper_status = state.reaper.clone();
     let reaper_key = state.master_key.clone();
+    let audit_tasks = crate::audit::spawn_tasks(&state);
     let app = web::router(state);
 
     println!("elevate listening on {scheme}://{bound} (public URL {public_url})");
@@ -119,6 +120,9 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         .await
         .context("HTTP server")?;
     reaper.abort();
+    for task in audit_tasks {
+        task.abort();
+    }
     store.close().await;
     tracing::info!("stopped");
     Ok(())

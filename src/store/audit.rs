@@ -2,6 +2,8 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 
 use super::{Conn, StoreError, StoreResult, TenantTx, ts};
+use crate::audit::checkpoint::Checkpoint;
+use crate::audit::export::Filter;
 use crate::audit::{GENESIS_HASH, NewEvent, Record};
 
 #[derive(sqlx::FromRow)]
@@ -84,5 +86,139 @@ impl TenantTx {
             "SELECT tenant_id, seq, at, actor, action, subject, request_id, ip, user_agent, details, prev_hash, hash
              FROM audit_events WHERE tenant_id = $1 AND request_id = $2 ORDER BY seq",
             tenant_id, request_id)?)
+    }
+}
+
+/// A checkpoint row; the signature column holds the PEM armour's bytes.
+#[derive(sqlx::FromRow)]
+struct CheckpointRow {
+    tenant_id: uuid::Uuid,
+    seq: i64,
+    head_hash: Vec<u8>,
+    signature: Vec<u8>,
+    signing_key_id: uuid::Uuid,
+    at: OffsetDateTime,
+}
+
+impl TryFrom<CheckpointRow> for Checkpoint {
+    type Error = StoreError;
+    fn try_from(r: CheckpointRow) -> StoreResult<Self> {
+        Ok(Checkpoint {
+            tenant_id: r.tenant_id,
+            seq: r.seq,
+            head_hash: r.head_hash,
+            at: r.at,
+            signing_key_id: r.signing_key_id,
+            checkpoints: None,
+            signature: String::from_utf8(r.signature)
+                .map_err(|_| StoreError::Corrupt("checkpoint signature is not text".into()))?,
+        })
+    }
+}
+
+/// `%`, `_` and `\` taken literally in a LIKE pattern (with `ESCAPE '\'`).
+fn like_contains(s: &str) -> String {
+    let mut p = String::with_capacity(s.len() + 2);
+    p.push('%');
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    p
+}
+
+impl TenantTx {
+    /// The newest event's seq and hash.
+    pub async fn audit_head(&mut self) -> StoreResult<Option<(i64, Vec<u8>)>> {
+        let tenant_id = self.tenant_id;
+        let head = sql!(fetch_optional Head; self,
+            "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id)?;
+        Ok(head.map(|h| (h.seq, h.hash)))
+    }
+
+    pub async fn latest_checkpoint(&mut self) -> StoreResult<Option<Checkpoint>> {
+        let tenant_id = self.tenant_id;
+        sql!(fetch_optional CheckpointRow; self,
+            "SELECT tenant_id, seq, head_hash, signature, signing_key_id, at FROM audit_checkpoints
+             WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id)?
+        .map(Checkpoint::try_from)
+        .transpose()
+    }
+
+    /// Checkpoints with `after < seq <= upto`, oldest first.
+    pub async fn checkpoints_between(
+        &mut self,
+        after: i64,
+        upto: i64,
+    ) -> StoreResult<Vec<Checkpoint>> {
+        let tenant_id = self.tenant_id;
+        sql!(fetch_all CheckpointRow; self,
+            "SELECT tenant_id, seq, head_hash, signature, signing_key_id, at FROM audit_checkpoints
+             WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq", tenant_id, after, upto)?
+        .into_iter()
+        .map(Checkpoint::try_from)
+        .collect()
+    }
+
+    /// Stores a signed checkpoint; `false` when one for that seq exists already (another
+    /// replica signed it first). Bookkeeping of the log itself, so not an audited change.
+    pub async fn insert_checkpoint(&mut self, c: &Checkpoint) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        if c.tenant_id != tenant_id {
+            return Err(StoreError::Corrupt("checkpoint of another tenant".into()));
+        }
+        let n = sql!(exec self,
+            "INSERT INTO audit_checkpoints (tenant_id, seq, head_hash, signature, signing_key_id, at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id, seq) DO NOTHING",
+            tenant_id, c.seq, &c.head_hash, c.signature.as_bytes(), c.signing_key_id, ts(c.at))?;
+        Ok(n > 0)
+    }
+
+    /// Events matching `filter` with `after < seq <= upto`, oldest first.
+    pub async fn audit_events_matching(
+        &mut self,
+        filter: &Filter,
+        after: i64,
+        upto: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Record>> {
+        let tenant_id = self.tenant_id;
+        let actor = filter.actor.as_deref().map(like_contains);
+        Ok(sql!(fetch_all Record; self,
+            "SELECT tenant_id, seq, at, actor, action, subject, request_id, ip, user_agent, details, prev_hash, hash
+             FROM audit_events WHERE tenant_id = $1 AND seq > $2 AND seq <= $3
+               AND ($4 IS NULL OR actor LIKE $4 ESCAPE '\\')
+               AND ($5 IS NULL OR action = $5)
+               AND ($6 IS NULL OR request_id = $6)
+               AND ($7 IS NULL OR at >= $7)
+               AND ($8 IS NULL OR at < $8)
+             ORDER BY seq LIMIT $9",
+            tenant_id, after, upto, actor, &filter.action, filter.request_id,
+            filter.from.map(ts), filter.to.map(ts), limit)?)
+    }
+
+    /// Events matching `filter` with `seq < before`, newest first (the auditor's page).
+    pub async fn audit_events_newest(
+        &mut self,
+        filter: &Filter,
+        before: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<Record>> {
+        let tenant_id = self.tenant_id;
+        let actor = filter.actor.as_deref().map(like_contains);
+        Ok(sql!(fetch_all Record; self,
+            "SELECT tenant_id, seq, at, actor, action, subject, request_id, ip, user_agent, details, prev_hash, hash
+             FROM audit_events WHERE tenant_id = $1 AND seq < $2
+               AND ($3 IS NULL OR actor LIKE $3 ESCAPE '\\')
+               AND ($4 IS NULL OR action = $4)
+               AND ($5 IS NULL OR request_id = $5)
+               AND ($6 IS NULL OR at >= $6)
+               AND ($7 IS NULL OR at < $7)
+             ORDER BY seq DESC LIMIT $8",
+            tenant_id, before, actor, &filter.action, filter.request_id,
+            filter.from.map(ts), filter.to.map(ts), limit)?)
     }
 }

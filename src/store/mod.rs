@@ -41,6 +41,7 @@ macro_rules! sql {
 }
 
 mod audit;
+mod audit_sinks;
 mod keys;
 mod outbox;
 mod policy;
@@ -53,6 +54,7 @@ mod tokens;
 mod users;
 mod webhooks;
 
+pub use audit_sinks::AuditSink;
 pub use outbox::OutboxItem;
 pub use requests::StoredRequest;
 pub use ssh_certs::{RevokedCert, SshCertRecord};
@@ -60,7 +62,7 @@ pub use users::{NewUser, UserChange};
 pub use webhooks::Webhook;
 
 /// Every tenant table. Isolation tests and the start-up ownership check walk this list.
-pub const TENANT_TABLES: [&str; 17] = [
+pub const TENANT_TABLES: [&str; 18] = [
     "tenants",
     "users",
     "sessions",
@@ -78,6 +80,7 @@ pub const TENANT_TABLES: [&str; 17] = [
     "audit_checkpoints",
     "webhooks",
     "notification_outbox",
+    "audit_sinks",
 ];
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

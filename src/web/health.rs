@@ -62,6 +62,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 "last_error": reaper.last_error,
             },
             "notifications_failing": failing,
+            "audit": crate::audit::readiness(&state).await,
         },
     });
     // 503 here is a report, not an error: the shared error rendering leaves it as it is.

@@ -47,6 +47,8 @@ pub struct AppState {
     pub signin_limits: Arc<SigninLimits>,
     /// Written by the reaper task, read by `/readyz`.
     pub reaper: crate::reaper::SharedStatus,
+    /// Written by the audit checkpointer, read by `/readyz` and the audit page.
+    pub audit: crate::audit::checkpoint::SharedStatus,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             mailer,
             signin_limits: Arc::new(SigninLimits::default()),
             reaper: Default::default(),
+            audit: Default::default(),
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1` (DESIGN §8). The bearer token fixes the tenant.
 
+pub mod audit;
 mod me;
 mod policy;
 mod requests;
@@ -12,6 +13,7 @@ use super::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .merge(audit::router())
         .merge(me::router())
         .merge(tokens::router())
         .merge(policy::router())

@@ -1,6 +1,7 @@
 //! Server-rendered pages (askama). Each page has its view struct beside its handler and its
 //! template under `templates/` at the same path. Every page works without JavaScript.
 
+mod audit;
 mod dev;
 mod home;
 mod login;
@@ -23,6 +24,7 @@ use crate::model::Role;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
+        .merge(audit::router())
         .merge(login::router())
         .merge(home::router())
         .merge(people::router())
@@ -40,6 +42,8 @@ pub struct Nav {
     pub email: String,
     pub tenant: String,
     pub is_admin: bool,
+    /// Auditors and admins see the audit log.
+    pub can_audit: bool,
     pub csrf: String,
 }
 
@@ -54,6 +58,7 @@ impl Nav {
             email: who.user.email.clone(),
             tenant: who.tenant.slug.clone(),
             is_admin: who.user.has_role(Role::Admin),
+            can_audit: who.user.has_role(Role::Admin) || who.user.has_role(Role::Auditor),
             csrf: who.csrf.clone(),
         }
     }

@@ -1,0 +1,135 @@
+//! Exports as JSON lines: every event in seq order, each checkpoint right after the event it
+//! signs, and a last line with the head signed at export time (so a file cut short is detected).
+//! Produced in batches into a channel, so neither the server nor the CLI holds a whole log.
+//!
+//! A filtered export (the auditor's page) holds only the matching events and no signatures: it
+//! is for reading, and `elevate audit verify` needs the full export.
+
+use axum::body::Bytes;
+use time::OffsetDateTime;
+use tokio::sync::mpsc::Sender;
+use uuid::Uuid;
+
+use super::checkpoint::{Checkpoint, Kind, signing_key};
+use super::verify::{LineRef, to_line};
+use crate::crypto::MasterKey;
+use crate::error::{AppError, AppResult};
+use crate::store::Store;
+
+/// Which events to show or export. Empty means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Part of the actor (`user:alice@example.com`, `token:...`, `system`).
+    pub actor: Option<String>,
+    /// An exact action (`request.approved`).
+    pub action: Option<String>,
+    pub request_id: Option<Uuid>,
+    /// From this time on (inclusive) ...
+    pub from: Option<OffsetDateTime>,
+    /// ... until this time (exclusive).
+    pub to: Option<OffsetDateTime>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        *self == Filter::default()
+    }
+}
+
+/// Rows read per transaction.
+const PAGE: i64 = 2000;
+
+/// Lines of the export of `tenant_id` into `out`. Stops quietly when the receiver goes away (the
+/// client hung up). The head is fixed when the export starts; later events wait for the next one.
+pub async fn produce(
+    store: &Store,
+    master: &MasterKey,
+    tenant_id: Uuid,
+    filter: &Filter,
+    now: OffsetDateTime,
+    out: Sender<AppResult<Bytes>>,
+) -> AppResult<()> {
+    let head = {
+        let mut tx = store.tenant(tenant_id).await?;
+        let head = tx.audit_head().await?;
+        tx.commit().await?;
+        head
+    };
+    let (head_seq, head_hash) = head.unwrap_or((0, super::GENESIS_HASH.to_vec()));
+    let signed = filter.is_empty();
+    let mut after = 0;
+    let mut emitted: u64 = 0;
+    while after < head_seq {
+        let (events, checkpoints, upto) = {
+            let mut tx = store.tenant(tenant_id).await?;
+            let events = tx
+                .audit_events_matching(filter, after, head_seq, PAGE)
+                .await?;
+            let upto = if (events.len() as i64) < PAGE {
+                head_seq
+            } else {
+                events.last().map_or(head_seq, |e| e.seq)
+            };
+            let checkpoints = if signed {
+                tx.checkpoints_between(after, upto).await?
+            } else {
+                Vec::new()
+            };
+            tx.commit().await?;
+            (events, checkpoints, upto)
+        };
+        let mut buf = String::with_capacity(events.len() * 400);
+        emitted += checkpoints.len() as u64;
+        let mut cps = checkpoints.iter().peekable();
+        for e in &events {
+            push(&mut buf, LineRef::Event(e))?;
+            while let Some(c) = cps.next_if(|c| c.seq <= e.seq) {
+                push(&mut buf, LineRef::Checkpoint(c))?;
+            }
+        }
+        for c in cps {
+            push(&mut buf, LineRef::Checkpoint(c))?;
+        }
+        if out.send(Ok(Bytes::from(buf))).await.is_err() {
+            return Ok(());
+        }
+        after = upto;
+    }
+    if signed {
+        let mut tx = store.tenant(tenant_id).await?;
+        let (key_id, key) = signing_key(&mut tx, master).await?;
+        tx.commit().await?;
+        let mut h = Checkpoint::unsigned(tenant_id, head_seq, &head_hash, now, key_id);
+        h.checkpoints = Some(emitted);
+        let h = h.sign(Kind::Head, &key)?;
+        let mut buf = String::new();
+        push(&mut buf, LineRef::Head(&h))?;
+        let _ = out.send(Ok(Bytes::from(buf))).await;
+    }
+    Ok(())
+}
+
+fn push(buf: &mut String, line: LineRef<'_>) -> AppResult<()> {
+    buf.push_str(&to_line(line).map_err(AppError::internal)?);
+    buf.push('\n');
+    Ok(())
+}
+
+/// Runs [`produce`] in a task and returns the receiving end; a failure mid-way is sent as the
+/// last item, so the reader sees an error rather than a silently short log.
+pub fn spawn(
+    store: Store,
+    master: std::sync::Arc<MasterKey>,
+    tenant_id: Uuid,
+    filter: Filter,
+    now: OffsetDateTime,
+) -> tokio::sync::mpsc::Receiver<AppResult<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        if let Err(e) = produce(&store, &master, tenant_id, &filter, now, tx.clone()).await {
+            tracing::error!(error = %e, "audit export failed part-way");
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    rx
+}

@@ -1,0 +1,235 @@
+//! The audit log over the API (DESIGN §8): `GET /audit?after=SEQ&limit=N` pages through events
+//! oldest first (for a SIEM to poll), `GET /audit/export` streams the JSON-lines export. Both
+//! need the `audit` scope (and so the auditor role), and reading is itself recorded.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::audit::export::Filter;
+use crate::auth::{AuditScope, Scoped};
+use crate::error::{AppError, AppResult};
+use crate::web::{AppState, ClientOrigin};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/audit", get(list))
+        .route("/audit/export", get(export))
+}
+
+/// Filters as query parameters, shared with the auditor's page. Times are RFC 3339, or
+/// `YYYY-MM-DD[THH:MM]` read as UTC (what browsers' date inputs send).
+#[derive(Debug, Default, Deserialize)]
+pub struct FilterQuery {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub request: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+pub fn parse_time(name: &str, s: &str) -> AppResult<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Ok(t);
+    }
+    let minute = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    if let Ok(t) = time::PrimitiveDateTime::parse(s, &minute) {
+        return Ok(t.assume_utc());
+    }
+    let day = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(s, &day) {
+        return Ok(d.midnight().assume_utc());
+    }
+    Err(AppError::BadRequest(format!(
+        "{name}: {s:?} is not a time (use RFC 3339 or YYYY-MM-DD)"
+    )))
+}
+
+impl FilterQuery {
+    pub fn filter(&self) -> AppResult<Filter> {
+        let request_id = non_empty(&self.request)
+            .map(|r| {
+                uuid::Uuid::parse_str(r).map_err(|_| {
+                    AppError::BadRequest(format!("request: {r:?} is not a request id"))
+                })
+            })
+            .transpose()?;
+        Ok(Filter {
+            actor: non_empty(&self.actor).map(str::to_owned),
+            action: non_empty(&self.action).map(str::to_owned),
+            request_id,
+            from: non_empty(&self.from)
+                .map(|s| parse_time("from", s))
+                .transpose()?,
+            to: non_empty(&self.to)
+                .map(|s| parse_time("to", s))
+                .transpose()?,
+        })
+    }
+
+    /// The filter back as a query string (for links that keep it).
+    pub fn to_query(&self) -> String {
+        let pairs = [
+            ("actor", &self.actor),
+            ("action", &self.action),
+            ("request", &self.request),
+            ("from", &self.from),
+            ("to", &self.to),
+        ];
+        pairs
+            .iter()
+            .filter_map(|(k, v)| non_empty(v).map(|v| format!("{k}={}", urlencode(v))))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn filter_details(f: &Filter) -> Value {
+    json!({
+        "actor": f.actor, "action": f.action, "request_id": f.request_id,
+        "from": f.from.and_then(|t| t.format(&Rfc3339).ok()),
+        "to": f.to.and_then(|t| t.format(&Rfc3339).ok()),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<String>,
+    #[serde(flatten)]
+    filter: FilterQuery,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<AuditScope>,
+    ClientOrigin(origin): ClientOrigin,
+    Query(q): Query<ListQuery>,
+) -> AppResult<Json<Value>> {
+    let number = |name: &str, v: &Option<String>, default: i64| -> AppResult<i64> {
+        match non_empty(v) {
+            None => Ok(default),
+            Some(s) => s
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| AppError::BadRequest(format!("{name}: {s:?} is not a number"))),
+        }
+    };
+    let after = number("after", &q.after, 0)?;
+    let limit = number("limit", &q.limit, 100)?.clamp(1, 1000);
+    let filter = q.filter.filter()?;
+    let now = state.clock.now();
+    let mut tx = state.store.tenant(p.tenant.tenant_id).await?;
+    let head = tx.audit_head().await?.map_or(0, |h| h.0);
+    let events = tx
+        .audit_events_matching(&filter, after, i64::MAX, limit)
+        .await?;
+    let mut details = filter_details(&filter);
+    details["after"] = json!(after);
+    details["returned"] = json!(events.len());
+    tx.append_audit(
+        &p.ctx(origin, now)
+            .event("audit.read", p.tenant.slug.clone())
+            .details(details),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    let next_after = events.last().map_or(after, |e| e.seq);
+    Ok(Json(json!({
+        "events": events,
+        "next_after": next_after,
+        "head_seq": head,
+    })))
+}
+
+/// The export receiver as a body stream.
+struct Lines(tokio::sync::mpsc::Receiver<AppResult<Bytes>>);
+
+impl futures_core::Stream for Lines {
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0
+            .poll_recv(cx)
+            .map(|o| o.map(|r| r.map_err(|e| std::io::Error::other(e.to_string()))))
+    }
+}
+
+/// Records the export and starts streaming it.
+pub async fn start_export(
+    state: &AppState,
+    tenant: &crate::model::Tenant,
+    ctx: crate::admin::Ctx,
+    filter: Filter,
+) -> AppResult<Response> {
+    let mut tx = state.store.tenant(tenant.tenant_id).await?;
+    tx.append_audit(
+        &ctx.event("audit.exported", tenant.slug.clone())
+            .details(filter_details(&filter)),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    let name = if filter.is_empty() {
+        format!("audit-{}.jsonl", tenant.slug)
+    } else {
+        format!("audit-{}-filtered.jsonl", tenant.slug)
+    };
+    let rx = crate::audit::export::spawn(
+        state.store.clone(),
+        state.master_key.clone(),
+        tenant.tenant_id,
+        filter,
+        ctx.now,
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/x-ndjson".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        Body::from_stream(Lines(rx)),
+    )
+        .into_response())
+}
+
+async fn export(
+    State(state): State<AppState>,
+    Scoped(p, ..): Scoped<AuditScope>,
+    ClientOrigin(origin): ClientOrigin,
+    Query(q): Query<FilterQuery>,
+) -> AppResult<Response> {
+    let filter = q.filter()?;
+    let ctx = p.ctx(origin, state.clock.now());
+    start_export(&state, &p.tenant, ctx, filter).await
+}

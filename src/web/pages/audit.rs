@@ -1,0 +1,192 @@
+//! The auditor's page (roles auditor and admin): the log filtered by actor, action, request and
+//! time, each row linking to its request; the filtered or full export for download; whether the
+//! live chain verifies, the latest checkpoint and the public key to check it with; and how far
+//! each streaming sink is behind. Looking is itself recorded (`audit.viewed`, `audit.exported`).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::{Nav, when};
+use crate::auth::session::SessionUser;
+use crate::error::{AppError, AppResult};
+use crate::model::Role;
+use crate::web::AppState;
+use crate::web::api::audit::{FilterQuery, filter_details, start_export};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/audit", get(page))
+        .route("/audit/export", get(export))
+}
+
+/// Auditors and admins only.
+fn require_auditor(who: &SessionUser) -> AppResult<()> {
+    if who.user.has_role(Role::Auditor) || who.user.has_role(Role::Admin) {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden(
+            "the audit log is for auditors and administrators".into(),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct PageQuery {
+    before: Option<i64>,
+    #[serde(flatten)]
+    filter: FilterQuery,
+}
+
+struct Row {
+    seq: i64,
+    at: String,
+    actor: String,
+    action: String,
+    subject: String,
+    request_id: String,
+    details: String,
+}
+
+struct SinkRow {
+    kind: String,
+    target: String,
+    lag_events: i64,
+    lag_seconds: i64,
+    error: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "audit/log.html")]
+struct AuditPage {
+    nav: Nav,
+    tenant: String,
+    actor: String,
+    action: String,
+    request: String,
+    from: String,
+    to: String,
+    query: String,
+    rows: Vec<Row>,
+    older: Option<i64>,
+    verified: bool,
+    verification: String,
+    checkpointer_error: String,
+    checkpoint: Option<(i64, String, String, String)>,
+    public_keys: Vec<String>,
+    sinks: Vec<SinkRow>,
+}
+
+const PAGE_ROWS: i64 = 100;
+
+async fn page(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Query(q): Query<PageQuery>,
+) -> AppResult<AuditPage> {
+    require_auditor(&who)?;
+    let filter = q.filter.filter()?;
+    let now = state.clock.now();
+    let tenant_id = who.tenant.tenant_id;
+    let mut tx = state.store.tenant(tenant_id).await?;
+    let events = tx
+        .audit_events_newest(&filter, q.before.unwrap_or(i64::MAX), PAGE_ROWS)
+        .await?;
+    let checkpoint = tx.latest_checkpoint().await?;
+    let keys = crate::audit::checkpoint::public_keys(&mut tx).await?;
+    tx.append_audit(
+        &who.ctx(now)
+            .event("audit.viewed", who.tenant.slug.clone())
+            .details(filter_details(&filter)),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    let (verified, verification) =
+        match crate::audit::verify::verify_store(&state.store, tenant_id).await? {
+            Ok(s) => (
+                true,
+                format!(
+                    "{} events, {} checkpoints, head {} ({} events since the last checkpoint)",
+                    s.events,
+                    s.checkpoints,
+                    hex::encode(&s.head_hash),
+                    s.head_seq - s.signed_through
+                ),
+            ),
+            Err(b) => (false, b.to_string()),
+        };
+    let checkpointer_error = state
+        .audit
+        .lock()
+        .ok()
+        .and_then(|s| s.broken.get(&who.tenant.slug).cloned())
+        .unwrap_or_default();
+    let sinks = crate::audit::sinks::lags(&state.store, now)
+        .await?
+        .into_iter()
+        .filter(|l| l.tenant == who.tenant.slug)
+        .map(|l| SinkRow {
+            kind: l.kind,
+            target: l.target,
+            lag_events: l.events,
+            lag_seconds: l.seconds,
+            error: l.last_error.unwrap_or_default(),
+        })
+        .collect();
+    let older = (events.len() as i64 == PAGE_ROWS)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    let text = |s: &Option<String>| s.clone().unwrap_or_default();
+    Ok(AuditPage {
+        nav: Nav::of(&who),
+        tenant: who.tenant.slug.clone(),
+        actor: text(&q.filter.actor),
+        action: text(&q.filter.action),
+        request: text(&q.filter.request),
+        from: text(&q.filter.from),
+        to: text(&q.filter.to),
+        query: q.filter.to_query(),
+        rows: events
+            .into_iter()
+            .map(|e| Row {
+                seq: e.seq,
+                at: when(e.at),
+                actor: e.actor,
+                action: e.action,
+                subject: e.subject,
+                request_id: e.request_id.map(|r| r.to_string()).unwrap_or_default(),
+                details: e.details.0.to_string(),
+            })
+            .collect(),
+        older,
+        verified,
+        verification,
+        checkpointer_error,
+        checkpoint: checkpoint.map(|c| {
+            (
+                c.seq,
+                when(c.at),
+                hex::encode(&c.head_hash),
+                c.signing_key_id.to_string(),
+            )
+        }),
+        public_keys: keys.into_iter().map(|(_, k)| k).collect(),
+        sinks,
+    })
+}
+
+async fn export(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Query(q): Query<FilterQuery>,
+) -> AppResult<Response> {
+    require_auditor(&who)?;
+    let filter = q.filter()?;
+    let ctx = who.ctx(state.clock.now());
+    start_export(&state, &who.tenant, ctx, filter).await
+}
