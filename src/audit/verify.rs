@@ -331,7 +331,7 @@ pub fn verify_reader_threads(
             }
             if !s.ends_with('\n') {
                 // A last line without its newline: the file was cut inside a line.
-                s.push_str("\u{0}");
+                s.push('\u{0}');
             }
             let trimmed = s.trim_end_matches(['\n', '\r']).len();
             s.truncate(trimmed);
