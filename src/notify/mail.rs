@@ -93,9 +93,10 @@ impl Mailer {
                     .map_err(|e| e.to_string())
             }
             Mailer::DemoOutbox(queue) => {
-                // Demo only: the message (with any link) is shown so the demo works without a
-                // mail server. Never in a real deployment.
-                tracing::info!(%to, %subject, "demo outbox (no SMTP configured):\n{body}");
+                // Demo only: the message is kept for `/dev/outbox` so the demo works without a
+                // mail server. Its body is not logged: it may hold a sign-in link, a bearer
+                // secret, and logs travel further than the outbox page.
+                tracing::info!(%to, %subject, "demo outbox (no SMTP configured): see /dev/outbox");
                 if let Ok(mut q) = queue.lock() {
                     if q.len() == DEMO_OUTBOX_SIZE {
                         q.pop_front();

@@ -13,7 +13,7 @@ use crate::helpers::{TestDb, pg_url, temp_dir};
 const BIN: &str = env!("CARGO_BIN_EXE_elevate");
 
 /// The binary with a clean environment (no ELEVATE_* from the developer's shell).
-fn elevate(dir: &Path) -> Command {
+pub(crate) fn elevate(dir: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.current_dir(dir)
         .env_clear()
@@ -31,15 +31,15 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A running server and the URL it printed.
-struct Server {
-    child: Child,
-    url: String,
-    stdout: Vec<String>,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) stdout: Vec<String>,
 }
 
 impl Server {
     /// Starts the server and reads stdout up to the listen line (and, for `--demo`, the token block).
-    fn start(cmd: &mut Command) -> Server {
+    pub(crate) fn start(cmd: &mut Command) -> Server {
         let demo = cmd.get_args().any(|a| a == "--demo");
         let mut child = cmd
             .stdout(Stdio::piped())
@@ -93,7 +93,7 @@ impl Server {
         }
     }
 
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -109,7 +109,7 @@ impl Server {
         }
     }
 
-    fn token_of(&self, email: &str) -> String {
+    pub(crate) fn token_of(&self, email: &str) -> String {
         let line = self
             .stdout
             .iter()
