@@ -912,6 +912,33 @@ async fn the_audit_page_filters_links_requests_and_shows_its_proof() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 
+    // Admins see it too, and the admin status page shows the audit public key.
+    let ada = seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &shop.tenant,
+        "ada@acme.example",
+        &[Role::Admin],
+        &[],
+    )
+    .await;
+    let admin = app.signed_in(&ada).await;
+    assert_eq!(
+        admin.get(app.url("/audit")).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let status = admin
+        .get(app.url("/admin/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let key = public_keys(app, "acme").await[0].to_openssh().unwrap();
+    assert!(status.contains(&key), "{status}");
+    assert!(status.contains("/t/acme/audit/public-key"));
+
     // Requesters are turned away; looking was recorded.
     let other = app.signed_in(&alice).await;
     assert_eq!(

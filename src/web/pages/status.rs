@@ -32,6 +32,9 @@ struct StatusPage {
     reaper_lag_secs: i64,
     reaper_error: String,
     failing: Vec<Failing>,
+    /// The tenant's audit public keys (OpenSSH), for verifying exports offline.
+    audit_keys: Vec<String>,
+    audit_checkpoint: String,
 }
 
 async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> AppResult<StatusPage> {
@@ -41,6 +44,12 @@ async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> App
     let due = tx
         .due_notifications(now + time::Duration::days(3650), 200)
         .await?;
+    let audit_keys = crate::audit::checkpoint::public_keys(&mut tx).await?;
+    let audit_checkpoint = tx
+        .latest_checkpoint()
+        .await?
+        .map(|c| format!("seq {} signed {}", c.seq, when(c.at)))
+        .unwrap_or_else(|| "none signed yet".into());
     tx.commit().await?;
     Ok(StatusPage {
         nav: Nav::of(&who),
@@ -61,5 +70,7 @@ async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> App
                 next: when(n.next_attempt_at),
             })
             .collect(),
+        audit_keys: audit_keys.into_iter().map(|(_, k)| k).collect(),
+        audit_checkpoint,
     })
 }
