@@ -185,6 +185,9 @@ pub struct Status {
 
 pub type SharedStatus = Arc<Mutex<Status>>;
 
+/// Events checked and signed over in one pass, at most.
+const MAX_EVENTS_PER_PASS: i64 = 50_000;
+
 /// Signs what is due for one tenant; returns how many checkpoints were stored. Before signing,
 /// the events since the previous checkpoint are checked to link to it: elevate never vouches for
 /// a chain that is already broken.
@@ -210,17 +213,20 @@ pub async fn checkpoint_tenant(
         return Ok(0);
     }
     let every = schedule.every_events.max(1);
-    let mut targets: Vec<i64> = ((from_seq / every + 1) * every..=head_seq)
+    // A long backlog (the signer was down) is worked off over several passes, so one pass never
+    // holds more than this many events in memory.
+    let reach = head_seq.min(from_seq.saturating_add(MAX_EVENTS_PER_PASS.max(every)));
+    let mut targets: Vec<i64> = ((from_seq / every + 1) * every..=reach)
         .step_by(usize::try_from(every).unwrap_or(usize::MAX))
         .collect();
     let covered = targets.last().copied().unwrap_or(from_seq);
-    if covered < head_seq {
+    if covered < reach {
         let oldest_unsigned = tx.audit_events(covered, 1).await?;
         if oldest_unsigned
             .first()
             .is_some_and(|e| now - e.at >= schedule.every)
         {
-            targets.push(head_seq);
+            targets.push(reach);
         }
     }
     let Some(&upto) = targets.last() else {

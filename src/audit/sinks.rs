@@ -398,8 +398,10 @@ pub async fn deliver_due(
             );
             tasks.spawn(async move {
                 let mut sink = sink;
-                // Catch up in batches while batches come back full (bounded per pass).
-                for _ in 0..50 {
+                // Catch up in batches while batches come back full, for at most half a minute
+                // per pass so one slow sink does not hold up the others' next pass for long.
+                let started = std::time::Instant::now();
+                while started.elapsed() < StdDuration::from_secs(30) {
                     match deliver_sink(&store, &master, &slug, &host, &sink, now).await {
                         Ok(true) => {
                             let mut tx = store.tenant(sink.tenant_id).await?;

@@ -147,6 +147,29 @@ async fn checkpoints_sign_the_head_and_an_export_verifies_offline(db: TestDb) {
         .collect();
     assert_eq!(seqs, vec![11, 12, 13, 14, 15]);
     assert_eq!(page["next_after"], 15);
+    let count = async |q: &str| -> usize {
+        let r: Value = app
+            .get_as(&token, &format!("/api/v1/audit?limit=1000&{q}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        r["events"].as_array().unwrap().len()
+    };
+    assert_eq!(
+        count("actor=syst").await,
+        3 + 250,
+        "seeding (tenant, auditor, token) and 250 events"
+    );
+    assert_eq!(
+        count("actor=50%25_").await,
+        0,
+        "LIKE wildcards are taken literally"
+    );
+    assert_eq!(count("action=test.event").await, 250);
+    let today = app.clock.now().date();
+    assert_eq!(count(&format!("action=test.event&from={today}")).await, 250);
+    assert_eq!(count(&format!("action=test.event&to={today}")).await, 0);
     for bad in [
         "/api/v1/audit?after=x",
         "/api/v1/audit?limit=-1",
@@ -531,6 +554,38 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
         .unwrap_err();
     assert_eq!(broken.seq, 3, "{broken}");
     assert!(broken.what.contains("edited"), "{broken}");
+
+    // elevate does not sign over a chain that no longer links to its last checkpoint.
+    let before = {
+        let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
+        let cp = tx.latest_checkpoint().await.unwrap().unwrap().seq;
+        tx.commit().await.unwrap();
+        cp
+    };
+    append_events(&app, &tenant, 10).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "UPDATE audit_events SET subject = 'rewritten' WHERE seq = {}",
+        before + 2
+    )))
+    .execute(&mut owner)
+    .await
+    .unwrap();
+    let refused = checkpoint_tenant(
+        app.store(),
+        &app.master,
+        tenant.tenant_id,
+        every(5),
+        app.clock.now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("not signing a broken chain"),
+        "{refused:?}"
+    );
+    let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
+    assert_eq!(tx.latest_checkpoint().await.unwrap().unwrap().seq, before);
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test]
