@@ -37,16 +37,6 @@ pub enum LineRef<'a> {
     Head(&'a Checkpoint),
 }
 
-impl Line {
-    fn as_ref(&self) -> LineRef<'_> {
-        match self {
-            Line::Event(r) => LineRef::Event(r),
-            Line::Checkpoint(c) => LineRef::Checkpoint(c),
-            Line::Head(c) => LineRef::Head(c),
-        }
-    }
-}
-
 /// Where a log stops being trustworthy: the first broken link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Broken {
@@ -104,22 +94,54 @@ enum Parsed {
     Bad(String),
 }
 
+/// Canonical lines start with their type, so the type picks the struct to parse the rest into
+/// (cheaper than serde's buffering of internally tagged enums; the verifier parses a million
+/// lines in seconds).
+const PREFIXES: [(&str, LineKind); 3] = [
+    (r#"{"type":"event","#, LineKind::Event),
+    (r#"{"type":"checkpoint","#, LineKind::Checkpoint),
+    (r#"{"type":"head","#, LineKind::Head),
+];
+
+#[derive(Clone, Copy)]
+enum LineKind {
+    Event,
+    Checkpoint,
+    Head,
+}
+
 fn parse(text: &str) -> Parsed {
-    let line: Line = match serde_json::from_str(text) {
-        Ok(l) => l,
-        Err(e) => return Parsed::Bad(format!("not a valid export line: {e}")),
+    let Some((rest, kind)) = PREFIXES
+        .iter()
+        .find_map(|(p, k)| text.strip_prefix(p).map(|rest| (rest, *k)))
+    else {
+        return Parsed::Bad(
+            "not a valid export line: it does not start with an event, checkpoint or head type"
+                .into(),
+        );
     };
-    match serde_json::to_string(&line.as_ref()) {
-        Ok(canonical) if canonical == text => {}
-        _ => return Parsed::Bad("not in canonical form (the line was edited)".into()),
+    let body = format!("{{{rest}");
+    fn canonical<T: serde::Serialize>(v: &T, body: &str) -> bool {
+        serde_json::to_string(v).is_ok_and(|c| c == body)
     }
-    match line {
-        Line::Event(r) => {
-            let computed = r.compute_hash().ok();
-            Parsed::Event(Box::new(r), computed)
-        }
-        Line::Checkpoint(c) => Parsed::Checkpoint(c),
-        Line::Head(c) => Parsed::Head(c),
+    const EDITED: &str = "not in canonical form (the line was edited)";
+    match kind {
+        LineKind::Event => match serde_json::from_str::<Record>(&body) {
+            Ok(r) if canonical(&r, &body) => {
+                let computed = r.compute_hash().ok();
+                Parsed::Event(Box::new(r), computed)
+            }
+            Ok(_) => Parsed::Bad(EDITED.into()),
+            Err(e) => Parsed::Bad(format!("not a valid export line: {e}")),
+        },
+        LineKind::Checkpoint | LineKind::Head => match serde_json::from_str::<Checkpoint>(&body) {
+            Ok(c) if canonical(&c, &body) => match kind {
+                LineKind::Head => Parsed::Head(c),
+                _ => Parsed::Checkpoint(c),
+            },
+            Ok(_) => Parsed::Bad(EDITED.into()),
+            Err(e) => Parsed::Bad(format!("not a valid export line: {e}")),
+        },
     }
 }
 

@@ -348,19 +348,26 @@ async fn after_a_full_demo_flow_no_secret_is_in_the_database_the_log_or_the_expo
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    let outbox = browser
-        .get(format!("{base}/dev/outbox"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let link_token = outbox
-        .split(['"', '<', '\n', '=', '&', ' '])
-        .find(|w| w.starts_with("ell_"))
-        .unwrap()
-        .to_owned();
+    // The mail goes out from the outbox in the background: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let link_token = loop {
+        let outbox = browser
+            .get(format!("{base}/dev/outbox"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if let Some(t) = outbox
+            .split(['"', '<', '\n', '=', '&', ' '])
+            .find(|w| w.starts_with("ell_"))
+        {
+            break t.to_owned();
+        }
+        assert!(Instant::now() < deadline, "no sign-in mail in the outbox");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     secrets.push(("sign-in link", link_token.clone()));
     let res = browser
         .post(format!("{base}/login/verify"))
