@@ -3,6 +3,7 @@
 mod admin;
 mod bench;
 mod client;
+mod db;
 mod host;
 mod policy;
 mod serve;
@@ -114,6 +115,8 @@ enum Command {
     Ssh(Box<ssh::SshArgs>),
     /// Write a certificate for your key: `elevate ssh-cert ID --key ~/.ssh/id_ed25519.pub`.
     SshCert(ssh::SshCertArgs),
+    /// A short-lived database login for an active grant: printed, or `--exec` runs psql/mariadb.
+    Db(db::DbArgs),
     /// Benchmarks (figures for the performance goals).
     Bench {
         #[command(subcommand)]
@@ -176,6 +179,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // `elevate ssh` ends with ssh's own exit status.
     let command = match cli.command {
         Command::Ssh(args) => return ssh::ssh(*args).await,
+        Command::Db(args) => return db::db(args).await,
         other => other,
     };
     run_command(command, cli.log_format)
@@ -255,8 +259,8 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         Command::SshCert(args) => ssh::ssh_cert(args).await,
         Command::Host { command } => host::run(command).await,
         Command::Bench { command } => bench::run(command).await,
-        // Handled in `run` (it needs the exit code).
-        Command::Ssh(_) => Ok(()),
+        // Handled in `run` (they need the exit code).
+        Command::Ssh(_) | Command::Db(_) => Ok(()),
     }
 }
 

@@ -41,6 +41,7 @@ macro_rules! sql {
 }
 
 mod audit;
+mod db_logins;
 mod keys;
 mod outbox;
 mod policy;
@@ -53,6 +54,7 @@ mod tokens;
 mod users;
 mod webhooks;
 
+pub use db_logins::{CleanupCounts, DbLoginRecord};
 pub use outbox::OutboxItem;
 pub use requests::StoredRequest;
 pub use ssh_certs::{RevokedCert, SshCertRecord};

@@ -47,6 +47,8 @@ pub struct AppState {
     pub signin_limits: Arc<SigninLimits>,
     /// Written by the reaper task, read by `/readyz`.
     pub reaper: crate::reaper::SharedStatus,
+    /// Wakes the reaper for work that should not wait for its next pass (a revocation).
+    pub reaper_wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             mailer,
             signin_limits: Arc::new(SigninLimits::default()),
             reaper: Default::default(),
+            reaper_wake: Default::default(),
         })
     }
 }

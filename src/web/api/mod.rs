@@ -1,5 +1,6 @@
 //! The JSON API under `/api/v1` (DESIGN §8). The bearer token fixes the tenant.
 
+mod db;
 mod me;
 mod policy;
 mod requests;
@@ -17,4 +18,5 @@ pub fn router() -> Router<AppState> {
         .merge(policy::router())
         .merge(requests::router())
         .merge(ssh::router())
+        .merge(db::router())
 }
