@@ -92,8 +92,18 @@ pub async fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
             .arg(format!("--host={host}"))
             .arg(format!("--port={port}"))
             .arg(format!("--user={user}"));
+        // MariaDB lets only a root-like admin set a login's default role, and without its role
+        // a login may not open the database: so take the role first, then the database.
+        let quoted = |s: &str| format!("`{}`", s.replace('`', "``"));
+        let mut init = Vec::new();
+        if let Some(role) = login["roles"].get(0).and_then(Value::as_str) {
+            init.push(format!("SET ROLE {}", quoted(role)));
+        }
         if !database.is_empty() {
-            c.arg(format!("--database={database}"));
+            init.push(format!("USE {}", quoted(database)));
+        }
+        if !init.is_empty() {
+            c.arg(format!("--init-command={}", init.join("; ")));
         }
         c
     };

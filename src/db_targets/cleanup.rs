@@ -146,8 +146,9 @@ async fn record_cleaned(
     Ok(())
 }
 
-/// Records a failed attempt; the first failure of a login is audited, the retries are not (they
-/// show on `/readyz`, `/metrics` and the admin status page).
+/// Records a failed attempt, audited like every change (at most one event per login per
+/// [`MAX_BACKOFF`] during an outage); failing cleanups also show on `/readyz`, `/metrics` and the
+/// admin status page.
 async fn failed(
     store: &Store,
     tenant: &Tenant,
@@ -158,25 +159,25 @@ async fn failed(
     tracing::warn!(tenant = %tenant.slug, target = %login.target_name, role = %login.role_name,
         attempts = login.cleanup_attempts + 1, %error, "database login cleanup failed; will retry");
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    tx.mark_db_cleanup_failed(login.id, error, now + backoff(login.cleanup_attempts + 1))
-        .await?;
-    if login.last_error.is_none() {
-        tx.append_audit(
-            &NewEvent::new(
-                Actor::System,
-                "db.cleanup_failed",
-                login.target_name.clone(),
-            )
-            .request(login.request_id)
-            .details(json!({
-                "target": login.target_name,
-                "role": login.role_name,
-                "error": error,
-            })),
-            now,
+    let retry_at = now + backoff(login.cleanup_attempts + 1);
+    tx.mark_db_cleanup_failed(login.id, error, retry_at).await?;
+    tx.append_audit(
+        &NewEvent::new(
+            Actor::System,
+            "db.cleanup_failed",
+            login.target_name.clone(),
         )
-        .await?;
-    }
+        .request(login.request_id)
+        .details(json!({
+            "target": login.target_name,
+            "role": login.role_name,
+            "error": error,
+            "attempt": login.cleanup_attempts + 1,
+            "retry_at": retry_at.unix_timestamp(),
+        })),
+        now,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }

@@ -26,6 +26,8 @@ pub struct IssuedLogin {
     pub username: String,
     pub password: Zeroizing<String>,
     pub expires_at: OffsetDateTime,
+    /// The profile's roles the login inherits (MariaDB: `SET ROLE` the first one).
+    pub roles: Vec<String>,
 }
 
 impl std::fmt::Debug for IssuedLogin {
@@ -130,6 +132,7 @@ pub async fn issue(
             username: record.role_name,
             password,
             expires_at: record.valid_before,
+            roles: db.roles.clone(),
         }),
         Err(err) => {
             // The role may half-exist: the reaper makes sure it does not.

@@ -17,6 +17,8 @@ pub async fn connect(spec: &TargetSpec) -> TargetResult<MySqlConnection> {
         url = url::Url::parse(&format!("mysql{rest}"))
             .map_err(|e| TargetError(format!("invalid target URL: {e}")))?;
     }
+    // The database in the URL is the one logins use; the admin login needs no rights on it.
+    url.set_path("");
     let options = MySqlConnectOptions::from_str(url.as_str())?.password(spec.password());
     Ok(MySqlConnection::connect_with(&options).await?)
 }
@@ -91,17 +93,25 @@ pub async fn create_login(
         let granted = quote(c, granted).await?;
         run(c, format!("GRANT {granted} TO {user}")).await?;
     }
-    // A login uses its first role without `SET ROLE` (MariaDB has one default role).
+    // A login uses its first role without `SET ROLE` (MariaDB has one default role). MariaDB
+    // lets only a login with UPDATE on the `mysql` schema (root, in effect) set another user's
+    // default role; without that the login runs `SET ROLE` itself (`elevate db --exec` does).
     if let Some(first) = roles.first() {
         let first = quote(c, first).await?;
-        run(c, format!("SET DEFAULT ROLE {first} FOR {user}")).await?;
+        match run(c, format!("SET DEFAULT ROLE {first} FOR {user}")).await {
+            Ok(()) => {}
+            Err(e) if e.0.contains("Access denied") => {
+                tracing::debug!(role, "no default role: the admin login may not set one");
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
 
 async fn kill_sessions(c: &mut MySqlConnection, role: &str) -> TargetResult<u64> {
-    let ids: Vec<u64> = sqlx::query_scalar(
-        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()",
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()",
     )
     .bind(role)
     .fetch_all(&mut *c)

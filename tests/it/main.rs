@@ -6,6 +6,8 @@
 mod browser;
 mod cli;
 mod cli_client;
+mod db_fixtures;
+mod db_logins;
 mod helpers;
 mod http;
 mod notify;

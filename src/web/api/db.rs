@@ -27,6 +27,7 @@ pub fn login_json(l: &IssuedLogin) -> Value {
         "username": l.username,
         "password": l.password.as_str(),
         "expires_at": l.expires_at.format(&Rfc3339).unwrap_or_default(),
+        "roles": l.roles,
     })
 }
 
