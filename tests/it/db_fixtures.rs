@@ -131,6 +131,16 @@ impl PgTarget {
         n > 0
     }
 
+    /// How many of `roles` exist (one query, so polling it is cheap).
+    pub async fn existing_roles(&self, roles: &[String]) -> i64 {
+        let mut c = self.superuser().await;
+        sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = ANY($1)")
+            .bind(roles)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    }
+
     pub async fn sessions_of(&self, role: &str) -> i64 {
         let mut c = self.superuser().await;
         sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = $1")

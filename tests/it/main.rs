@@ -6,6 +6,7 @@
 mod browser;
 mod cli;
 mod cli_client;
+mod db_cli;
 mod db_fixtures;
 mod db_logins;
 mod helpers;
