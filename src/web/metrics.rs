@@ -83,7 +83,8 @@ async fn metrics(State(state): State<AppState>) -> AppResult<impl IntoResponse> 
         tx.commit().await?;
         per_tenant.push((tenant.slug, counts, failing));
     }
-    let families: [(&str, &str, fn(&crate::store::CleanupCounts) -> i64); 3] = [
+    type Count = fn(&crate::store::CleanupCounts) -> i64;
+    let families: [(&str, &str, Count); 3] = [
         (
             "elevate_db_logins_open",
             "Database logins whose role may still exist (not cleaned up yet).",
