@@ -32,16 +32,44 @@ ensure_postgres() {
     fi
     say "PostgreSQL: $(psql "$PG_URL" -XAtqc 'SHOW server_version')"
     # Leftovers of earlier runs: each test makes its own elevate_t_* database.
-    psql "$PG_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname LIKE 'elevate\_t\_%'" |
+    psql "$PG_URL" -XAtqc "SELECT datname FROM pg_database WHERE datname LIKE 'elevate\_t\_%' OR datname LIKE 'et\_%'" |
         while read -r db; do psql "$PG_URL" -Xqc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null 2>&1 || true; done
+}
+
+ensure_postgres_password_logins() {
+    # The database-login tests must see Postgres check passwords (and VALID UNTIL), which trust
+    # auth does not: members of elevate_password_logins authenticate with scram-sha-256 over TCP.
+    pg_up || return 0
+    local hba
+    hba=$(psql "$PG_URL" -XAtqc 'SHOW hba_file')
+    psql "$PG_URL" -Xqc "DO \$\$ BEGIN CREATE ROLE elevate_password_logins NOLOGIN;
+        EXCEPTION WHEN duplicate_object THEN NULL; END \$\$" >/dev/null
+    if ! grep -q '+elevate_password_logins' "$hba" 2>/dev/null; then
+        if [ -w "$hba" ]; then
+            say "pg_hba.conf: scram-sha-256 for members of elevate_password_logins"
+            local line='host all +elevate_password_logins 127.0.0.1/32 scram-sha-256'
+            # Before the first host line, so it wins over a trust line.
+            awk -v l="$line" '!done && /^host/ { print l; done=1 } { print }' "$hba" > "$hba.elevate" &&
+                cat "$hba.elevate" > "$hba" && rm -f "$hba.elevate"
+            grep -q '+elevate_password_logins' "$hba" || echo "$line" >> "$hba"
+            psql "$PG_URL" -XAtqc 'SELECT pg_reload_conf()' >/dev/null
+        else
+            missing+=("a pg_hba.conf line 'host all +elevate_password_logins 127.0.0.1/32 scram-sha-256' before any trust line in $hba")
+        fi
+    fi
+    # Leftover test roles (et_*) of earlier runs, and expired elevate logins of test tenants.
+    psql "$PG_URL" -XAtqc "SELECT rolname FROM pg_roles WHERE rolname LIKE 'et\_%' OR (rolname LIKE 'elv\_%' AND rolvaliduntil < now())" |
+        while read -r role; do
+            psql "$PG_URL" -Xqc "DROP OWNED BY \"$role\"; DROP ROLE IF EXISTS \"$role\"" >/dev/null 2>&1 || true
+        done
 }
 
 mariadb_up() { mysqladmin -uroot -h127.0.0.1 --connect-timeout=2 ping >/dev/null 2>&1; }
 
 ensure_mariadb() {
-    # Needed by the database-credential tests; started here so every suite finds it.
+    # The database-login tests make and drop MariaDB users on it.
     if ! command -v mysqladmin >/dev/null; then
-        say "MariaDB is not installed (apt-get install -y mariadb-server); the current tests do not need it yet"
+        missing+=("MariaDB server and client (apt-get install -y mariadb-server mariadb-client)")
         return
     fi
     if ! mariadb_up && [ -x /usr/sbin/mariadbd ]; then
@@ -49,7 +77,16 @@ ensure_mariadb() {
         start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd -- --user=mysql >/dev/null 2>&1 || true
         for _ in $(seq 1 30); do mariadb_up && break; sleep 1; done
     fi
-    mariadb_up && say "MariaDB: up" || say "MariaDB: not reachable at 127.0.0.1:3306"
+    if mariadb_up; then
+        say "MariaDB: up"
+        # Leftovers of earlier runs: each test makes its own et_* database, roles and users.
+        mysql -uroot -h127.0.0.1 -N -e "SELECT CONCAT('DROP DATABASE IF EXISTS \`', SCHEMA_NAME, '\`;') FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'et\\_%'
+            UNION ALL SELECT CONCAT('DROP ROLE IF EXISTS ', QUOTE(User), ';') FROM mysql.user WHERE is_role = 'Y' AND User LIKE 'et\\_%'
+            UNION ALL SELECT CONCAT('DROP USER IF EXISTS ', QUOTE(User), '@', QUOTE(Host), ';') FROM mysql.user WHERE is_role = 'N' AND (User LIKE 'et\\_%' OR User LIKE 'elv\\_%')" 2>/dev/null |
+            mysql -uroot -h127.0.0.1 2>/dev/null || true
+    else
+        missing+=("a MariaDB server at 127.0.0.1:3306 (root, empty password)")
+    fi
 }
 
 ensure_smtp_server() {
@@ -105,6 +142,7 @@ ensure_smtp_server
 ensure_oidc_provider
 ensure_browser
 ensure_postgres
+ensure_postgres_password_logins
 ensure_mariadb
 
 if [ ${#missing[@]} -gt 0 ]; then

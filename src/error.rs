@@ -21,6 +21,9 @@ pub enum AppError {
     TooLarge(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// A system elevate depends on (a database target) failed; safe to show.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("too many attempts; try again in {retry_after_secs} seconds")]
     TooManyRequests { retry_after_secs: u64 },
     #[error("internal error")]

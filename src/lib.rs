@@ -8,6 +8,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod db_targets;
 pub mod demo;
 pub mod duration;
 pub mod error;

@@ -1,14 +1,20 @@
 //! The reaper: time-driven transitions (lapse stale requests, activate scheduled grants, expire
-//! active ones) for every tenant, every few seconds. Idempotent; catches up after a restart
-//! because it works from stored deadlines; several replicas can run it at once (row locks with
-//! SKIP LOCKED on Postgres). Failures are logged and retried on the next pass.
+//! active ones) and the cleanup of database logins whose grant ended, for every tenant, every few
+//! seconds and at once when woken (a revocation). Idempotent; catches up after a restart because
+//! it works from stored deadlines (its first pass runs at start, after a sweep for roles no record
+//! accounts for); several replicas can run it at once (row locks with SKIP LOCKED on Postgres,
+//! per-role locks on the targets). Failures are logged and retried.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
 
+use tokio::sync::Notify;
+
 use crate::clock::SharedClock;
+use crate::crypto::MasterKey;
+use crate::db_targets::cleanup;
 use crate::error::AppResult;
 use crate::notify::Mailer;
 use crate::notify::outbox::deliver_due;
@@ -58,38 +64,107 @@ pub async fn run_once(store: &Store, clock: &SharedClock, links: &str) -> AppRes
     Ok(moved)
 }
 
-/// Runs passes forever (transitions, then due notifications), backing off (up to a minute)
-/// while the store fails.
-pub fn spawn(
-    store: Store,
-    clock: SharedClock,
-    mailer: Mailer,
-    master: Arc<crate::crypto::MasterKey>,
-    status: SharedStatus,
-    links: String,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut delay = every;
-        loop {
-            tokio::time::sleep(delay).await;
-            if let Err(e) = deliver_due(&store, &mailer, &master, clock.now()).await {
-                tracing::warn!(error = %e, "notification delivery pass failed");
+/// Drops the database logins that are due, over every tenant.
+pub async fn clean_db_logins(
+    store: &Store,
+    master: &MasterKey,
+    now: OffsetDateTime,
+) -> AppResult<cleanup::Pass> {
+    let mut total = cleanup::Pass::default();
+    for tenant in store.tenants().await? {
+        match cleanup::run_due(store, master, &tenant, now).await {
+            Ok(p) => {
+                total.cleaned += p.cleaned;
+                total.failed += p.failed;
             }
-            delay = match run_once(&store, &clock, &links).await {
-                Ok(moved) => {
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.slug, error = %e, "database login cleanup pass failed; retrying on the next pass")
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Drops roles with elevate's prefix that no record accounts for, on every tenant's targets.
+/// True when every target was swept.
+pub async fn sweep_db_roles(
+    store: &Store,
+    master: &MasterKey,
+    now: OffsetDateTime,
+) -> AppResult<bool> {
+    let mut complete = true;
+    for tenant in store.tenants().await? {
+        let (dropped, failures) = cleanup::sweep(store, master, &tenant, now).await?;
+        if dropped > 0 {
+            tracing::warn!(tenant = %tenant.slug, dropped, "dropped database roles no record accounts for");
+        }
+        complete &= failures.is_empty();
+    }
+    Ok(complete)
+}
+
+/// Everything the reaper task needs.
+pub struct Reaper {
+    pub store: Store,
+    pub clock: SharedClock,
+    pub mailer: Mailer,
+    pub master: Arc<MasterKey>,
+    pub status: SharedStatus,
+    pub wake: Arc<Notify>,
+    pub links: String,
+    pub every: Duration,
+}
+
+/// Runs passes forever (sweep until it has covered every target, transitions, database login
+/// cleanups, then due notifications), the first at once, backing off (up to a minute) while the
+/// store fails.
+pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut delay = Duration::ZERO;
+        let mut swept = false;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {},
+                () = r.wake.notified() => {},
+            }
+            if !swept {
+                swept = match sweep_db_roles(&r.store, &r.master, r.clock.now()).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "start-up sweep of database roles failed; retrying");
+                        false
+                    }
+                };
+            }
+            let pass = async {
+                let moved = run_once(&r.store, &r.clock, &r.links).await?;
+                let cleaned = clean_db_logins(&r.store, &r.master, r.clock.now()).await?;
+                AppResult::Ok((moved, cleaned))
+            };
+            delay = match pass.await {
+                Ok((moved, cleaned)) => {
                     if moved > 0 {
                         tracing::info!(moved, "reaper moved requests");
                     }
-                    record(&status, clock.now(), None);
-                    every
+                    if cleaned.cleaned > 0 || cleaned.failed > 0 {
+                        tracing::info!(
+                            dropped = cleaned.cleaned,
+                            failed = cleaned.failed,
+                            "database logins cleaned up"
+                        );
+                    }
+                    record(&r.status, r.clock.now(), None);
+                    r.every
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reaper cannot reach the store");
-                    record(&status, clock.now(), Some(e.to_string()));
-                    (delay * 2).min(Duration::from_secs(60))
+                    record(&r.status, r.clock.now(), Some(e.to_string()));
+                    (delay * 2).clamp(r.every, Duration::from_secs(60))
                 }
             };
+            if let Err(e) = deliver_due(&r.store, &r.mailer, &r.master, r.clock.now()).await {
+                tracing::warn!(error = %e, "notification delivery pass failed");
+            }
         }
     })
 }

@@ -6,7 +6,7 @@
 //! The audit table is the outbox: every event is stored in the transaction of its change, and
 //! delivery reads from a per-sink cursor (`delivered_seq`) in its own task. A sink that is down
 //! only falls behind — retried with backoff (10 s doubling, at most an hour) — and its lag is on
-//! `/readyz` and `/metrics`; the broker never waits for it.
+//! `/readyz`, `/metrics` and `/audit`; the broker never waits for it.
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
@@ -151,48 +151,6 @@ pub async fn lags(store: &Store, now: OffsetDateTime) -> AppResult<Vec<Lag>> {
         tx.commit().await?;
     }
     Ok(out)
-}
-
-/// The lags in the Prometheus text format, for `/metrics` (rendered at scrape time from
-/// [`lags`]): events behind and age of the oldest undelivered event, per sink, plus consecutive
-/// failed attempts.
-pub fn prometheus(lags: &[Lag]) -> String {
-    fn label(s: &str) -> String {
-        s.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    }
-    let mut out = String::new();
-    let gauges: [(&str, &str, fn(&Lag) -> i64); 3] = [
-        (
-            "elevate_audit_sink_lag_events",
-            "Audit events written but not yet delivered to the sink.",
-            |l| l.events,
-        ),
-        (
-            "elevate_audit_sink_lag_seconds",
-            "Age in seconds of the oldest audit event not yet delivered to the sink.",
-            |l| l.seconds,
-        ),
-        (
-            "elevate_audit_sink_failed_attempts",
-            "Consecutive failed deliveries to the sink.",
-            |l| l.attempts,
-        ),
-    ];
-    for (name, help, value) in gauges {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-        for l in lags {
-            out.push_str(&format!(
-                "{name}{{tenant=\"{}\",sink=\"{}\",kind=\"{}\"}} {}\n",
-                label(&l.tenant),
-                l.sink_id,
-                label(&l.kind),
-                value(l)
-            ));
-        }
-    }
-    out
 }
 
 /// One sink's next batch: events after its cursor and the checkpoints they complete.
@@ -508,27 +466,6 @@ mod tests {
         assert!(Target::parse("syslog", "tcp://siem:0").is_err());
         assert!(Target::parse("webhook", "ftp://x.example/").is_err());
         assert!(Target::parse("smoke", "x").is_err());
-    }
-
-    #[test]
-    fn lag_renders_as_prometheus_gauges() {
-        let lag = Lag {
-            tenant: "de\"mo".into(),
-            sink_id: Uuid::nil(),
-            kind: "syslog".into(),
-            target: "tcp://x:1".into(),
-            events: 7,
-            seconds: 30,
-            attempts: 2,
-            last_error: None,
-        };
-        let text = prometheus(&[lag]);
-        assert!(text.contains("# TYPE elevate_audit_sink_lag_events gauge\n"));
-        assert!(text.contains(
-            "elevate_audit_sink_lag_events{tenant=\"de\\\"mo\",sink=\"00000000-0000-0000-0000-000000000000\",kind=\"syslog\"} 7\n"
-        ));
-        assert!(text.contains("elevate_audit_sink_lag_seconds{"));
-        assert!(text.ends_with("} 2\n"));
     }
 
     #[test]

@@ -7,7 +7,8 @@ use super::{StoreArgs, master_key, open_store};
 use crate::admin::{self, Ctx};
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SystemClock};
-use crate::model::{Role, Scope};
+use crate::db_targets::targets::{self as db_targets, NewTarget};
+use crate::model::{Role, Scope, TargetKind};
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -35,6 +36,45 @@ pub enum AdminCommand {
     Webhook {
         #[command(subcommand)]
         command: WebhookCommand,
+    },
+    /// Database servers elevate makes short-lived logins on.
+    Target {
+        #[command(subcommand)]
+        command: TargetCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetCommand {
+    /// Register (or replace) a target; its admin login's password is read from stdin.
+    Set {
+        #[arg(long)]
+        tenant: String,
+        /// The name profiles use (`[profile.database] target = NAME`).
+        name: String,
+        /// postgres or mysql (MariaDB too).
+        #[arg(long, value_parser = parse_kind)]
+        kind: TargetKind,
+        /// postgres://ADMIN@HOST:PORT/DATABASE or mysql://ADMIN@HOST:PORT[/DATABASE], no password.
+        #[arg(long)]
+        url: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Log in to a target with its admin login and report what elevate can do there.
+    Test {
+        #[arg(long)]
+        tenant: String,
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List a tenant's targets.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -125,6 +165,10 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse()
 }
 
+fn parse_kind(s: &str) -> Result<TargetKind, String> {
+    s.parse()
+}
+
 fn ctx() -> Ctx {
     Ctx {
         actor: Actor::cli(),
@@ -145,6 +189,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         } => {
             return add_webhook(tenant, url, store).await;
         }
+        AdminCommand::Target { command } => return target(command).await,
         AdminCommand::Tenant {
             command:
                 TenantCommand::Create {
@@ -263,5 +308,113 @@ async fn rotate_ca(tenant: String, args: StoreArgs) -> anyhow::Result<()> {
         );
     }
     store.close().await;
+    Ok(())
+}
+
+/// The first line of stdin without its line ending (spaces are part of a password).
+fn secret_from_stdin(what: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line)?;
+    let trimmed = line.trim_end_matches(['\r', '\n']);
+    if trimmed.is_empty() {
+        anyhow::bail!("expected {what} on stdin (e.g. `echo \"$PASSWORD\" | elevate ...`)");
+    }
+    Ok(zeroize::Zeroizing::new(trimmed.to_owned()))
+}
+
+async fn target(command: TargetCommand) -> anyhow::Result<()> {
+    match command {
+        TargetCommand::Set {
+            tenant,
+            name,
+            kind,
+            url,
+            store: args,
+        } => {
+            let password = secret_from_stdin("the target admin password")?;
+            let store = open_store(&args.database).await?;
+            let key = master_key(
+                args.master_key_file.as_deref(),
+                &crate::store::data_dir_for(&args.database),
+                &store,
+            )
+            .await?;
+            let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+            let target = db_targets::set_target(
+                &store,
+                &key,
+                &ctx(),
+                &tenant,
+                NewTarget {
+                    name: &name,
+                    kind,
+                    url: &url,
+                    password: &password,
+                },
+            )
+            .await?;
+            println!(
+                "target {} set for {} ({})",
+                target.name, tenant.slug, target.url
+            );
+            match db_targets::check(&target, &key).await {
+                Ok(c) if c.can_create_roles => println!("connection: ok ({})", c.version),
+                Ok(c) => eprintln!(
+                    "warning: connected ({}) but the admin login may not create roles; see deploy/db-targets/README.md",
+                    c.version
+                ),
+                Err(e) => eprintln!("warning: saved, but cannot connect yet: {e}"),
+            }
+            store.close().await;
+        }
+        TargetCommand::Test {
+            tenant,
+            name,
+            store: args,
+        } => {
+            let store = open_store(&args.database).await?;
+            let key = master_key(
+                args.master_key_file.as_deref(),
+                &crate::store::data_dir_for(&args.database),
+                &store,
+            )
+            .await?;
+            let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+            let mut tx = store.tenant(tenant.tenant_id).await?;
+            let found = tx.target_by_name(&name).await?;
+            tx.commit().await?;
+            let target =
+                found.ok_or_else(|| anyhow::anyhow!("no target {name} in {}", tenant.slug))?;
+            let checked = db_targets::check(&target, &key).await;
+            store.close().await;
+            let c = checked.map_err(|e| anyhow::anyhow!("cannot use target {name}: {e}"))?;
+            println!(
+                "target {name}: ok ({}; {})",
+                c.version,
+                if c.can_create_roles {
+                    "can create roles"
+                } else {
+                    "CANNOT create roles"
+                }
+            );
+            if !c.can_create_roles {
+                anyhow::bail!("the admin login of {name} may not create roles");
+            }
+        }
+        TargetCommand::List {
+            tenant,
+            store: args,
+        } => {
+            let store = open_store(&args.database).await?;
+            let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+            let mut tx = store.tenant(tenant.tenant_id).await?;
+            let targets = tx.targets().await?;
+            tx.commit().await?;
+            for t in targets {
+                println!("{}\t{}\t{}", t.name, t.kind, t.url);
+            }
+            store.close().await;
+        }
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ mod audit;
 mod audit_bench;
 mod bench;
 mod client;
+mod db;
 mod host;
 mod policy;
 mod serve;
@@ -121,6 +122,8 @@ enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// A short-lived database login for an active grant: printed, or `--exec` runs psql/mariadb.
+    Db(db::DbArgs),
     /// Benchmarks (figures for the performance goals).
     Bench {
         #[command(subcommand)]
@@ -183,6 +186,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // `elevate ssh` ends with ssh's own exit status.
     let command = match cli.command {
         Command::Ssh(args) => return ssh::ssh(*args).await,
+        Command::Db(args) => return db::db(args).await,
         other => other,
     };
     run_command(command, cli.log_format)
@@ -263,8 +267,8 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         Command::Host { command } => host::run(command).await,
         Command::Bench { command } => bench::run(command).await,
         Command::Audit { command } => audit::run(command).await,
-        // Handled in `run` (it needs the exit code).
-        Command::Ssh(_) => Ok(()),
+        // Handled in `run` (they need the exit code).
+        Command::Ssh(_) | Command::Db(_) => Ok(()),
     }
 }
 

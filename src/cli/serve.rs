@@ -99,6 +99,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let reaper_status = state.reaper.clone();
     let reaper_key = state.master_key.clone();
     let audit_tasks = crate::audit::spawn_tasks(&state);
+    let reaper_wake = state.reaper_wake.clone();
     let app = web::router(state);
 
     println!("elevate listening on {scheme}://{bound} (public URL {public_url})");
@@ -107,15 +108,16 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         print_demo(&seeded, &public_url);
     }
 
-    let reaper = crate::reaper::spawn(
-        store.clone(),
-        state_clock,
+    let reaper = crate::reaper::spawn(crate::reaper::Reaper {
+        store: store.clone(),
+        clock: state_clock,
         mailer,
-        reaper_key,
-        reaper_status,
-        public_url.clone(),
-        std::time::Duration::from_secs(5),
-    );
+        master: reaper_key,
+        status: reaper_status,
+        wake: reaper_wake,
+        links: public_url.clone(),
+        every: std::time::Duration::from_secs(5),
+    });
     web::serve(listener, app, tls, shutdown_signal())
         .await
         .context("HTTP server")?;

@@ -39,6 +39,10 @@ pub struct SshGrant {
 pub struct DatabaseGrant {
     pub target: String,
     pub roles: Vec<String>,
+    /// Receives what a login created during its grant (Postgres `REASSIGN OWNED`); None: the
+    /// target's admin login.
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 /// A validated access profile, as stored with its policy version.
@@ -122,6 +126,7 @@ struct RawDatabase {
     target: String,
     #[serde(default)]
     roles: Vec<String>,
+    owner: Option<String>,
 }
 
 /// Everything wrong with a policy file, each naming its profile and field.
@@ -284,9 +289,17 @@ pub fn parse(source: &str) -> Result<Vec<Profile>, PolicyError> {
             if let Some(bad) = d.roles.iter().find(|r| !name_ok(r, 63) || r.contains('.')) {
                 err("database.roles", format!("invalid role name {bad:?}"));
             }
+            if let Some(owner) = d
+                .owner
+                .as_deref()
+                .filter(|o| !name_ok(o, 63) || o.contains('.'))
+            {
+                err("database.owner", format!("invalid role name {owner:?}"));
+            }
             DatabaseGrant {
                 target: d.target,
                 roles: d.roles,
+                owner: d.owner,
             }
         });
         if ssh.is_none() && database.is_none() {

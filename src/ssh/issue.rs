@@ -12,7 +12,6 @@ use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{KeyPurpose, Tenant, User};
 use crate::store::{SshCertRecord, Store};
-use crate::workflow::State;
 use crate::workflow::service::{self, profile_of};
 
 /// A signed certificate and what the caller shows about it.
@@ -42,25 +41,6 @@ fn random_serial() -> AppResult<u64> {
     }
 }
 
-async fn refuse(
-    store: &Store,
-    tenant: &Tenant,
-    ctx: &Ctx,
-    request: Uuid,
-    err: AppError,
-) -> AppResult<Issued> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
-    tx.append_audit(
-        &ctx.event("ssh.certificate_refused", request.to_string())
-            .request(request)
-            .details(json!({ "reason": err.to_string() })),
-        ctx.now,
-    )
-    .await?;
-    tx.commit().await?;
-    Err(err)
-}
-
 /// Signs `public_key` for request `id` of `user`: only the requester, only while the grant is
 /// active, only when the profile (as decided) grants SSH.
 pub async fn issue(
@@ -84,27 +64,12 @@ pub async fn issue(
     let profile = profile_of(&mut tx, &stored).await?;
     let r = &stored.request;
     let now = ctx.now;
-    let refusal = if r.requester != user.id {
-        Some(AppError::Forbidden(
-            "only the requester gets credentials for a grant".into(),
-        ))
-    } else if profile.ssh.is_none() {
-        Some(AppError::Conflict(format!(
-            "profile {} grants no SSH access",
-            profile.name
-        )))
-    } else {
-        match (&r.grant, r.state) {
-            (Some(g), State::Active) if g.not_after > now => None,
-            _ => Some(AppError::Conflict(format!(
-                "the grant is not active (request is {})",
-                r.state.as_str()
-            ))),
-        }
-    };
-    if let Some(err) = refusal {
+    if let Some(err) =
+        service::credential_refusal(r, user, profile.ssh.is_some(), "SSH", &profile.name, now)
+    {
         tx.rollback().await?;
-        return refuse(store, tenant, ctx, id, err).await;
+        return service::refuse_credential(store, tenant, ctx, id, "ssh.certificate_refused", err)
+            .await;
     }
     let (Some(ssh), Some(grant)) = (&profile.ssh, &r.grant) else {
         return Err(AppError::internal(anyhow::anyhow!("checked above")));

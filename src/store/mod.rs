@@ -42,6 +42,7 @@ macro_rules! sql {
 
 mod audit;
 mod audit_sinks;
+mod db_logins;
 mod keys;
 mod outbox;
 mod policy;
@@ -55,6 +56,7 @@ mod users;
 mod webhooks;
 
 pub use audit_sinks::AuditSink;
+pub use db_logins::{CleanupCounts, DbLoginRecord};
 pub use outbox::OutboxItem;
 pub use requests::StoredRequest;
 pub use ssh_certs::{RevokedCert, SshCertRecord};

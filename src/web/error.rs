@@ -61,6 +61,7 @@ impl IntoResponse for AppError {
             AppError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             AppError::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unprocessable"),
             AppError::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            AppError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             AppError::Internal(cause) => {
                 // The cause goes to the log (inside the request's span, with its id), never out.
                 tracing::error!(error = format!("{cause:#}"), "internal error");

@@ -1,5 +1,8 @@
 //! `/healthz` says the process is alive; `/readyz` says it can serve: store reachable, master key
-//! loaded. Load balancers and `elevate host sync` rely on these.
+//! loaded, reaper running. Load balancers and `elevate host sync` rely on these. It also reports
+//! database targets elevate cannot reach and login cleanups that keep failing; those do not make
+//! the replica unready (another replica could not do better, and taking every replica out of
+//! rotation would stop revocations too), they page through `/metrics`.
 
 use axum::Json;
 use axum::extract::State;
@@ -42,6 +45,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (None, None) => "starting",
     };
     let failing = failing_notifications(&state).await;
+    let cleanups = db_cleanups(&state).await;
+    let targets = unreachable_targets(&state).await;
     let ready =
         store == "ok" && master_key == "ok" && reaper_state != "failing" && reaper_state != "stale";
     let status = if ready {
@@ -63,6 +68,8 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
             },
             "notifications_failing": failing,
             "audit": crate::audit::readiness(&state).await,
+            "db_cleanups": cleanups,
+            "targets_unreachable": targets,
         },
     });
     // 503 here is a report, not an error: the shared error rendering leaves it as it is.
@@ -80,4 +87,52 @@ async fn failing_notifications(state: &AppState) -> Option<usize> {
         tx.commit().await.ok()?;
     }
     Some(failing)
+}
+
+/// Open, due and stuck database login cleanups over all tenants.
+async fn db_cleanups(state: &AppState) -> Option<serde_json::Value> {
+    let now = state.clock.now();
+    let (mut open, mut due, mut stuck) = (0, 0, 0);
+    for tenant in state.store.tenants().await.ok()? {
+        let mut tx = state.store.tenant(tenant.tenant_id).await.ok()?;
+        let c = tx.db_cleanup_counts(now).await.ok()?;
+        tx.commit().await.ok()?;
+        open += c.open;
+        due += c.due;
+        stuck += c.stuck;
+    }
+    Some(json!({ "open": open, "due": due, "stuck": stuck }))
+}
+
+/// The result of checking every target, and when it was taken.
+pub struct TargetHealth {
+    at: std::time::Instant,
+    unreachable: Vec<serde_json::Value>,
+}
+
+/// How long one check of the targets answers `/readyz` (probes come every few seconds).
+const TARGET_CHECK_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn unreachable_targets(state: &AppState) -> Option<Vec<serde_json::Value>> {
+    let mut cached = state.target_health.lock().await;
+    if let Some(h) = cached
+        .as_ref()
+        .filter(|h| h.at.elapsed() < TARGET_CHECK_TTL)
+    {
+        return Some(h.unreachable.clone());
+    }
+    let found = crate::db_targets::targets::unreachable(&state.store, &state.master_key)
+        .await
+        .ok()?;
+    let unreachable: Vec<serde_json::Value> = found
+        .into_iter()
+        .map(
+            |(tenant, target, error)| json!({ "tenant": tenant, "target": target, "error": error }),
+        )
+        .collect();
+    *cached = Some(TargetHealth {
+        at: std::time::Instant::now(),
+        unreachable: unreachable.clone(),
+    });
+    Some(unreachable)
 }

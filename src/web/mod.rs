@@ -8,6 +8,7 @@ pub mod error;
 mod extract;
 mod health;
 pub mod limits;
+pub mod metrics;
 mod pages;
 mod public;
 mod static_files;
@@ -49,6 +50,10 @@ pub struct AppState {
     pub reaper: crate::reaper::SharedStatus,
     /// Written by the audit checkpointer, read by `/readyz` and the audit page.
     pub audit: crate::audit::checkpoint::SharedStatus,
+    /// Wakes the reaper for work that should not wait for its next pass (a revocation).
+    pub reaper_wake: Arc<tokio::sync::Notify>,
+    /// The last check of every database target, reused by `/readyz` for a while.
+    pub target_health: Arc<tokio::sync::Mutex<Option<health::TargetHealth>>>,
 }
 
 impl AppState {
@@ -68,6 +73,8 @@ impl AppState {
             signin_limits: Arc::new(SigninLimits::default()),
             reaper: Default::default(),
             audit: Default::default(),
+            reaper_wake: Default::default(),
+            target_health: Default::default(),
         })
     }
 }
@@ -104,6 +111,7 @@ pub fn router(state: AppState) -> Router {
     ];
     let mut app = Router::new()
         .merge(health::router())
+        .merge(metrics::router())
         .merge(public::router())
         .merge(pages::router())
         .merge(static_files::router())

@@ -96,7 +96,8 @@ fn effect_event(
 }
 
 /// Ends what a grant issued, in the transition's transaction: its SSH certificates that are
-/// still valid go on the tenant's KRL. (Database logins are dropped by the reaper.)
+/// still valid go on the tenant's KRL, and its database logins become due for the reaper, which
+/// drops them (the caller wakes it).
 async fn end_credentials(
     tx: &mut TenantTx,
     actor: &Actor,
@@ -124,6 +125,19 @@ async fn end_credentials(
         )
         .await?;
     }
+    let roles = tx
+        .end_db_logins(req.id, req.state == super::State::Revoked, now)
+        .await?;
+    if !roles.is_empty() {
+        tx.append_audit(
+            &NewEvent::new(actor.clone(), "db.logins_ended", req.profile.clone())
+                .request(req.id)
+                .origin(origin.clone())
+                .details(json!({ "roles": roles, "state": req.state.as_str() })),
+            now,
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -145,6 +159,58 @@ async fn audit_refusal(
     tx.append_audit(&event, ctx.now).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Why `user` gets no credentials for request `r` now (None: they do): only the requester, only
+/// while the grant is active (by the clock, not just the stored state), only when the profile as
+/// decided grants `what`.
+pub(crate) fn credential_refusal(
+    r: &Request,
+    user: &User,
+    profile_grants: bool,
+    what: &str,
+    profile_name: &str,
+    now: OffsetDateTime,
+) -> Option<AppError> {
+    if r.requester != user.id {
+        return Some(AppError::Forbidden(
+            "only the requester gets credentials for a grant".into(),
+        ));
+    }
+    if !profile_grants {
+        return Some(AppError::Conflict(format!(
+            "profile {profile_name} grants no {what} access"
+        )));
+    }
+    match (&r.grant, r.state) {
+        (Some(g), super::State::Active) if g.not_after > now => None,
+        _ => Some(AppError::Conflict(format!(
+            "the grant is not active (request is {})",
+            r.state.as_str()
+        ))),
+    }
+}
+
+/// Audits a refused credential (`action`, with the reason) in its own transaction, then fails
+/// with `err`.
+pub(crate) async fn refuse_credential<T>(
+    store: &Store,
+    tenant: &Tenant,
+    ctx: &Ctx,
+    request: Uuid,
+    action: &'static str,
+    err: AppError,
+) -> AppResult<T> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    tx.append_audit(
+        &ctx.event(action, request.to_string())
+            .request(request)
+            .details(json!({ "reason": err.to_string() })),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    Err(err)
 }
 
 /// Queues an email to every person who may decide on requests of `profile` (never the requester,

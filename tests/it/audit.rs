@@ -866,6 +866,29 @@ async fn sinks_stream_events_and_checkpoints_and_a_down_sink_only_falls_behind()
         sinks.iter().any(|s| s["lag_events"].as_i64() == Some(head)),
         "{ready}"
     );
+    // ... and on /metrics.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("# TYPE elevate_audit_sink_lag_events gauge"),
+        "{metrics}"
+    );
+    let dead_line = metrics
+        .lines()
+        .find(|l| l.starts_with("elevate_audit_sink_lag_events{") && !l.ends_with(" 0"))
+        .unwrap_or_else(|| panic!("no lagging sink in {metrics}"));
+    assert!(dead_line.ends_with(&format!(" {head}")), "{dead_line}");
+    assert!(
+        metrics.contains("elevate_audit_sink_lag_seconds{tenant=\"acme\""),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

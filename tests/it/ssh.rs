@@ -55,9 +55,14 @@ pub(crate) struct Shop {
 }
 
 pub(crate) async fn shop_in(app: TestApp, slug: &str) -> Shop {
+    shop_with(app, slug, POLICY).await
+}
+
+/// Alice (requester, engineering) and Bob (approver, sre) in tenant `slug` under `policy`.
+pub(crate) async fn shop_with(app: TestApp, slug: &str, policy: &str) -> Shop {
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), slug).await;
-    elevate::policy::apply(&store, &ctx(clock.as_ref()), &tenant, POLICY)
+    elevate::policy::apply(&store, &ctx(clock.as_ref()), &tenant, policy)
         .await
         .unwrap();
     let alice = seed_user(
@@ -153,7 +158,7 @@ impl Shop {
         (key, cert, issued)
     }
 
-    async fn revoke(&self, id: &str) {
+    pub async fn revoke(&self, id: &str) {
         let (s, r) = self
             .post(
                 &self.bob,
@@ -165,7 +170,7 @@ impl Shop {
         assert_eq!(r["state"], "revoked");
     }
 
-    async fn actions(&self) -> Vec<(String, Value)> {
+    pub async fn actions(&self) -> Vec<(String, Value)> {
         let mut tx = self
             .app
             .store()

@@ -1,6 +1,7 @@
 //! The JSON API under `/api/v1` (DESIGN §8). The bearer token fixes the tenant.
 
 pub mod audit;
+mod db;
 mod me;
 mod policy;
 mod requests;
@@ -19,4 +20,5 @@ pub fn router() -> Router<AppState> {
         .merge(policy::router())
         .merge(requests::router())
         .merge(ssh::router())
+        .merge(db::router())
 }

@@ -202,6 +202,8 @@ async fn run(
         event,
     )
     .await?;
+    // A transition may have ended database logins: drop them now, not at the next pass.
+    state.reaper_wake.notify_one();
     let (stored, profile) = service::load(&state.store, &p.tenant, &p.user, id).await?;
     Ok(Json(request_json(&stored, &profile)))
 }

@@ -27,6 +27,7 @@ pub fn router() -> Router<AppState> {
         .route("/requests/{id}", get(detail))
         .route("/requests/{id}/{action}", post(act))
         .route("/requests/{id}/certificates", post(issue_certificate))
+        .route("/requests/{id}/db-login", post(issue_db_login))
         .route(
             "/requests/{id}/certificates/{serial}",
             get(download_certificate),
@@ -195,6 +196,35 @@ struct DetailPage {
     can_issue_ssh: bool,
     ssh_login: String,
     certs: Vec<CertRow>,
+    can_issue_db: bool,
+    db_logins: Vec<DbRow>,
+}
+
+/// One database login of the request (never its password).
+struct DbRow {
+    role: String,
+    target: String,
+    valid_until: String,
+    status: String,
+}
+
+fn db_row(c: &crate::store::DbLoginRecord, now: time::OffsetDateTime) -> DbRow {
+    let status = match (&c.cleaned_up_at, &c.last_error) {
+        (Some(at), _) => format!("dropped {}", when(*at)),
+        (None, Some(e)) => format!(
+            "cleanup failing after {} attempts ({e}); next try {}",
+            c.cleanup_attempts,
+            c.next_attempt_at.map(when).unwrap_or_default()
+        ),
+        (None, None) if c.is_live(now) => "active".into(),
+        (None, None) => "being dropped".into(),
+    };
+    DbRow {
+        role: c.role_name.clone(),
+        target: c.target_name.clone(),
+        valid_until: when(c.valid_before),
+        status,
+    }
 }
 
 /// One issued SSH certificate on the request page.
@@ -288,6 +318,12 @@ async fn detail(
         .iter()
         .map(|c| cert_row(c, now))
         .collect();
+    let db_logins = tx
+        .db_logins_for_request(id)
+        .await?
+        .iter()
+        .map(|c| db_row(c, now))
+        .collect();
     tx.commit().await?;
     let r = &stored.request;
     let me = person(&who.user);
@@ -328,6 +364,8 @@ async fn detail(
             .as_ref()
             .and_then(|s| s.principals.first().cloned())
             .unwrap_or_default(),
+        can_issue_db: mine && r.state == RequestState::Active && profile.database.is_some(),
+        db_logins,
         certs,
     })
 }
@@ -382,6 +420,7 @@ async fn act(
         event,
     )
     .await?;
+    state.reaper_wake.notify_one();
     Ok(Redirect::to(&format!("/requests/{id}")))
 }
 
@@ -414,6 +453,51 @@ async fn issue_certificate(
         "/requests/{id}#cert-{}",
         issued.serial
     )))
+}
+
+#[derive(Deserialize)]
+struct NoFields {}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "requests/db_login.html")]
+struct DbLoginPage {
+    nav: Nav,
+    id: String,
+    profile: String,
+    login: crate::db_targets::issue::IssuedLogin,
+    expires: String,
+    psql: String,
+}
+
+/// Creates a login and shows it on this response only: the password is not kept anywhere.
+async fn issue_db_login(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Path(id): Path<String>,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> AppResult<DbLoginPage> {
+    let request_id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::NotFound("no such request".into()))?;
+    let (stored, _) = service::load(&state.store, &who.tenant, &who.user, request_id).await?;
+    let login = crate::db_targets::issue::issue(
+        &state.store,
+        &state.master_key,
+        &who.ctx(state.clock.now()),
+        &who.tenant,
+        &who.user,
+        request_id,
+    )
+    .await?;
+    let psql = crate::db_targets::client_hint(&login);
+    Ok(DbLoginPage {
+        nav: Nav::of(&who),
+        id,
+        profile: stored.request.profile,
+        expires: when(login.expires_at),
+        psql,
+        login,
+    })
 }
 
 /// The certificate as a file (`id_ed25519-cert.pub`): public data, for anyone who may see the

@@ -1,0 +1,194 @@
+//! Issuing a database login for a grant. Order matters: the record and its audit event are
+//! committed before the role exists (so a crash can never leave a role elevate does not know),
+//! the record is re-checked under the target's lock for the role (so a grant that ended meanwhile
+//! gets no role), and the password is returned once and never stored.
+
+use serde_json::json;
+use time::OffsetDateTime;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::{TargetSpec, names};
+use crate::admin::Ctx;
+use crate::crypto::MasterKey;
+use crate::error::{AppError, AppResult};
+use crate::model::{Tenant, User};
+use crate::store::{DbLoginRecord, Store};
+use crate::workflow::service::{self, profile_of};
+
+/// A login just created: shown to the requester once.
+pub struct IssuedLogin {
+    pub target: String,
+    pub kind: crate::model::TargetKind,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+    pub username: String,
+    pub password: Zeroizing<String>,
+    pub expires_at: OffsetDateTime,
+    /// The profile's roles the login inherits (MariaDB: `SET ROLE` the first one).
+    pub roles: Vec<String>,
+}
+
+impl std::fmt::Debug for IssuedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedLogin")
+            .field("target", &self.target)
+            .field("username", &self.username)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Creates a login on the profile's target for request `id` of `user`.
+pub async fn issue(
+    store: &Store,
+    master: &MasterKey,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    user: &User,
+    id: Uuid,
+) -> AppResult<IssuedLogin> {
+    service::load(store, tenant, user, id).await?;
+    let now = ctx.now;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    tx.lock_request_wait(id).await?;
+    let stored = tx
+        .request(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+    let profile = profile_of(&mut tx, &stored).await?;
+    let r = &stored.request;
+    let target = match &profile.database {
+        Some(db) => tx.target_by_name(&db.target).await?,
+        None => None,
+    };
+    let refusal = service::credential_refusal(
+        r,
+        user,
+        profile.database.is_some(),
+        "database",
+        &profile.name,
+        now,
+    )
+    .or_else(|| {
+        target.is_none().then(|| {
+            AppError::Conflict(format!(
+                "database target {} is not configured (elevate admin target set)",
+                profile
+                    .database
+                    .as_ref()
+                    .map(|d| d.target.as_str())
+                    .unwrap_or("?")
+            ))
+        })
+    });
+    if let Some(err) = refusal {
+        tx.rollback().await?;
+        return service::refuse_credential(store, tenant, ctx, id, "db.login_refused", err).await;
+    }
+    let (Some(db), Some(grant), Some(target)) = (&profile.database, &r.grant, target) else {
+        return Err(AppError::internal(anyhow::anyhow!("checked above")));
+    };
+    let spec = TargetSpec::open(&target, master).map_err(AppError::Internal)?;
+    let record = DbLoginRecord {
+        id: Uuid::now_v7(),
+        request_id: id,
+        target_name: target.name.clone(),
+        role_name: names::role_name(tenant.tenant_id, id).map_err(AppError::internal)?,
+        owner_role: db.owner.clone(),
+        valid_after: now,
+        valid_before: grant.not_after,
+        revoked_at: None,
+        cleaned_up_at: None,
+        cleanup_attempts: 0,
+        next_attempt_at: Some(grant.not_after),
+        last_error: None,
+        created_at: now,
+    };
+    tx.insert_db_login(&record).await?;
+    tx.append_audit(
+        &ctx.event("db.login_issued", &profile.name)
+            .request(id)
+            .details(json!({
+                "target": target.name,
+                "role": record.role_name,
+                "roles": db.roles,
+                "valid_until": grant.not_after.unix_timestamp(),
+            })),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+
+    let password = names::password().map_err(AppError::internal)?;
+    match create(store, tenant, &spec, &record, &db.roles, &password, now).await {
+        Ok(()) => Ok(IssuedLogin {
+            target: target.name,
+            kind: spec.kind,
+            host: spec.host(),
+            port: spec.port(),
+            database: spec.database(),
+            username: record.role_name,
+            password,
+            expires_at: record.valid_before,
+            roles: db.roles.clone(),
+        }),
+        Err(err) => {
+            // The role may half-exist: the reaper makes sure it does not.
+            let mut tx = store.tenant(tenant.tenant_id).await?;
+            tx.abandon_db_login(record.id, &err.to_string(), now)
+                .await?;
+            tx.append_audit(
+                &ctx.event("db.login_failed", &profile.name)
+                    .request(id)
+                    .details(json!({
+                        "target": record.target_name,
+                        "role": record.role_name,
+                        "reason": err.to_string(),
+                    })),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            Err(err)
+        }
+    }
+}
+
+/// Creates the role under the target's lock for it, if its record is still live.
+async fn create(
+    store: &Store,
+    tenant: &Tenant,
+    spec: &TargetSpec,
+    record: &DbLoginRecord,
+    roles: &[String],
+    password: &str,
+    now: OffsetDateTime,
+) -> AppResult<()> {
+    let unavailable = |e: super::TargetError| {
+        tracing::warn!(target = %spec.name, error = %e, "database target failed");
+        AppError::Unavailable(format!("database target {} failed: {e}", spec.name))
+    };
+    let mut conn = spec.connect().await.map_err(unavailable)?;
+    let result = async {
+        conn.lock(&record.role_name).await.map_err(unavailable)?;
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let live = tx
+            .db_login(record.id)
+            .await?
+            .is_some_and(|c| c.is_live(now));
+        tx.commit().await?;
+        if !live {
+            return Err(AppError::Conflict(
+                "the grant ended while its login was being made".into(),
+            ));
+        }
+        conn.create_login(&record.role_name, password, record.valid_before, roles)
+            .await
+            .map_err(unavailable)
+    }
+    .await;
+    conn.close().await;
+    result
+}

@@ -1,0 +1,167 @@
+//! MariaDB/MySQL targets. Account and role names are quoted by the server's `QUOTE()` and the
+//! statements run over the text protocol (account management is not preparable everywhere).
+//! MySQL has no `VALID UNTIL`: the reaper's `DROP USER` is what ends a login.
+
+use std::str::FromStr;
+
+use sqlx::mysql::MySqlConnectOptions;
+use sqlx::{Connection, MySqlConnection};
+
+use super::{Ended, TargetCheck, TargetError, TargetResult, TargetSpec};
+
+pub async fn connect(spec: &TargetSpec) -> TargetResult<MySqlConnection> {
+    let mut url = spec.url.clone();
+    // sqlx knows `mysql://`; `mariadb://` is accepted as a spelling of the same.
+    if url.scheme() == "mariadb" {
+        let rest = url.as_str().trim_start_matches("mariadb");
+        url = url::Url::parse(&format!("mysql{rest}"))
+            .map_err(|e| TargetError(format!("invalid target URL: {e}")))?;
+    }
+    // The database in the URL is the one logins use; the admin login needs no rights on it.
+    url.set_path("");
+    let options = MySqlConnectOptions::from_str(url.as_str())?.password(spec.password());
+    Ok(MySqlConnection::connect_with(&options).await?)
+}
+
+async fn quote(c: &mut MySqlConnection, s: &str) -> TargetResult<String> {
+    Ok(sqlx::query_scalar("SELECT QUOTE(?)")
+        .bind(s)
+        .fetch_one(&mut *c)
+        .await?)
+}
+
+/// `'name'@'%'`, quoted by the server.
+async fn account(c: &mut MySqlConnection, user: &str) -> TargetResult<String> {
+    Ok(format!("{}@'%'", quote(c, user).await?))
+}
+
+async fn run(c: &mut MySqlConnection, built: String) -> TargetResult<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(built))
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub async fn check(c: &mut MySqlConnection) -> TargetResult<TargetCheck> {
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&mut *c)
+        .await?;
+    let grants: Vec<String> = sqlx::query_scalar("SHOW GRANTS").fetch_all(&mut *c).await?;
+    let can = grants.iter().any(|g| {
+        let g = g.to_ascii_uppercase();
+        g.starts_with("GRANT ALL PRIVILEGES ON *.*") || g.contains("CREATE USER")
+    });
+    Ok(TargetCheck {
+        version: format!("MariaDB/MySQL {version}"),
+        can_create_roles: can,
+    })
+}
+
+fn lock_key(role: &str) -> String {
+    format!("elevate:role:{role}")
+}
+
+pub async fn lock(c: &mut MySqlConnection, role: &str) -> TargetResult<()> {
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 15)")
+        .bind(lock_key(role))
+        .fetch_one(&mut *c)
+        .await?;
+    match got {
+        Some(1) => Ok(()),
+        _ => Err(TargetError(format!("could not lock {role} on the target"))),
+    }
+}
+
+pub async fn release(c: &mut MySqlConnection, role: &str) -> TargetResult<()> {
+    sqlx::query("SELECT RELEASE_LOCK(?)")
+        .bind(lock_key(role))
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub async fn create_login(
+    c: &mut MySqlConnection,
+    role: &str,
+    password: &str,
+    roles: &[String],
+) -> TargetResult<()> {
+    let user = account(c, role).await?;
+    let secret = quote(c, password).await?;
+    run(c, format!("CREATE USER {user} IDENTIFIED BY {secret}")).await?;
+    for granted in roles {
+        let granted = quote(c, granted).await?;
+        run(c, format!("GRANT {granted} TO {user}")).await?;
+    }
+    // A login uses its first role without `SET ROLE` (MariaDB has one default role). MariaDB
+    // lets only a login with UPDATE on the `mysql` schema (root, in effect) set another user's
+    // default role; without that the login runs `SET ROLE` itself (`elevate db --exec` does).
+    if let Some(first) = roles.first() {
+        let first = quote(c, first).await?;
+        match run(c, format!("SET DEFAULT ROLE {first} FOR {user}")).await {
+            Ok(()) => {}
+            Err(e) if e.0.contains("Access denied") => {
+                tracing::debug!(role, "no default role: the admin login may not set one");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+async fn kill_sessions(c: &mut MySqlConnection, role: &str) -> TargetResult<u64> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE USER = ? AND ID <> CONNECTION_ID()",
+    )
+    .bind(role)
+    .fetch_all(&mut *c)
+    .await?;
+    let mut killed = 0;
+    for id in ids {
+        // The id is a number from the server; a session that ended meanwhile is fine.
+        match run(c, format!("KILL CONNECTION {id}")).await {
+            Ok(()) => killed += 1,
+            Err(e) if e.0.contains("Unknown thread id") => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(killed)
+}
+
+pub async fn end_login(c: &mut MySqlConnection, role: &str) -> TargetResult<Ended> {
+    let exists: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = '%'")
+            .bind(role)
+            .fetch_one(&mut *c)
+            .await?;
+    if exists == 0 {
+        // A session may outlive its account; end those too.
+        let killed = kill_sessions(c, role).await?;
+        return Ok(Ended {
+            existed: false,
+            sessions_terminated: killed,
+        });
+    }
+    let user = account(c, role).await?;
+    run(c, format!("ALTER USER {user} ACCOUNT LOCK")).await?;
+    let mut killed = kill_sessions(c, role).await?;
+    run(c, format!("DROP USER IF EXISTS {user}")).await?;
+    killed += kill_sessions(c, role).await?;
+    Ok(Ended {
+        existed: true,
+        sessions_terminated: killed,
+    })
+}
+
+pub async fn logins_with_prefix(
+    c: &mut MySqlConnection,
+    prefix: &str,
+) -> TargetResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT CAST(User AS CHAR) FROM mysql.user WHERE Host = '%' AND LEFT(User, CHAR_LENGTH(?)) = ? ORDER BY User",
+    )
+    .bind(prefix)
+    .bind(prefix)
+    .fetch_all(&mut *c)
+    .await?)
+}

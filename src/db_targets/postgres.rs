@@ -1,0 +1,159 @@
+//! PostgreSQL targets. Every statement that names a role is built by the server's own
+//! `format('%I', ...)` / `%L` quoting from bound values, then executed; nothing from a request
+//! reaches SQL text (role names are generated, profile roles validated by the policy).
+
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+use time::OffsetDateTime;
+
+use super::{Ended, TargetCheck, TargetResult, TargetSpec, names};
+
+pub async fn connect(spec: &TargetSpec) -> TargetResult<PgConnection> {
+    // sqlx only knows the `postgres`/`postgresql` schemes, which `parse_url` allows.
+    let options = PgConnectOptions::from_str(spec.url.as_str())?
+        .password(spec.password())
+        .application_name("elevate");
+    Ok(PgConnection::connect_with(&options).await?)
+}
+
+/// Runs a statement that `format(...)` built on the server from the bound arguments.
+async fn run_formatted(c: &mut PgConnection, built: String) -> TargetResult<()> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(built))
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub async fn check(c: &mut PgConnection) -> TargetResult<TargetCheck> {
+    let (version, can): (String, bool) = sqlx::query_as(
+        "SELECT current_setting('server_version'), rolcreaterole OR rolsuper
+         FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut *c)
+    .await?;
+    Ok(TargetCheck {
+        version: format!("PostgreSQL {version}"),
+        can_create_roles: can,
+    })
+}
+
+fn lock_key(role: &str) -> String {
+    format!("elevate:role:{role}")
+}
+
+pub async fn lock(c: &mut PgConnection, role: &str) -> TargetResult<()> {
+    sqlx::query("SELECT pg_advisory_lock(hashtextextended($1, 0))")
+        .bind(lock_key(role))
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub async fn release(c: &mut PgConnection, role: &str) -> TargetResult<()> {
+    sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+        .bind(lock_key(role))
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+pub async fn create_login(
+    c: &mut PgConnection,
+    role: &str,
+    password: &str,
+    until: OffsetDateTime,
+    roles: &[String],
+) -> TargetResult<()> {
+    let verifier = names::scram_sha256_verifier(password)
+        .map_err(|e| super::TargetError(format!("cannot hash the password: {e}")))?;
+    let built: String = sqlx::query_scalar(
+        "SELECT format('CREATE ROLE %I LOGIN INHERIT PASSWORD %L VALID UNTIL %L IN ROLE %s',
+                       $1::text, $2::text, $3::timestamptz,
+                       (SELECT string_agg(format('%I', r), ', ') FROM unnest($4::text[]) AS r))",
+    )
+    .bind(role)
+    .bind(&verifier)
+    .bind(until)
+    .bind(roles)
+    .fetch_one(&mut *c)
+    .await?;
+    run_formatted(c, built).await
+}
+
+pub async fn end_login(
+    c: &mut PgConnection,
+    role: &str,
+    owner: Option<&str>,
+) -> TargetResult<Ended> {
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
+        .bind(role)
+        .fetch_optional(&mut *c)
+        .await?;
+    if exists.is_none() {
+        return Ok(Ended::default());
+    }
+    let format_role =
+        |template: &'static str| sqlx::query_scalar::<_, String>(template).bind(role.to_owned());
+    // No new sessions from here on.
+    let built = format_role("SELECT format('ALTER ROLE %I NOLOGIN', $1::text)")
+        .fetch_one(&mut *c)
+        .await?;
+    run_formatted(c, built).await?;
+    // Membership lets a non-superuser admin terminate its sessions and reassign its objects.
+    let built = format_role(
+        "SELECT format('GRANT %I TO CURRENT_USER', $1::text)
+         WHERE NOT pg_has_role(current_user, $1::text, 'USAGE')",
+    )
+    .fetch_optional(&mut *c)
+    .await?;
+    if let Some(built) = built {
+        run_formatted(c, built).await?;
+    }
+    // `usename` is the session (login) role, so sessions that ran `SET ROLE` are included.
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (
+            SELECT pg_terminate_backend(pid, 5000) AS done FROM pg_stat_activity
+            WHERE usename = $1 AND pid <> pg_backend_pid()) t WHERE done",
+    )
+    .bind(role)
+    .fetch_one(&mut *c)
+    .await?;
+    let built: String = match owner {
+        Some(owner) => {
+            sqlx::query_scalar("SELECT format('REASSIGN OWNED BY %I TO %I', $1::text, $2::text)")
+                .bind(role)
+                .bind(owner)
+                .fetch_one(&mut *c)
+                .await?
+        }
+        None => {
+            format_role("SELECT format('REASSIGN OWNED BY %I TO CURRENT_USER', $1::text)")
+                .fetch_one(&mut *c)
+                .await?
+        }
+    };
+    run_formatted(c, built).await?;
+    let built = format_role("SELECT format('DROP OWNED BY %I', $1::text)")
+        .fetch_one(&mut *c)
+        .await?;
+    run_formatted(c, built).await?;
+    let built = format_role("SELECT format('DROP ROLE IF EXISTS %I', $1::text)")
+        .fetch_one(&mut *c)
+        .await?;
+    run_formatted(c, built).await?;
+    Ok(Ended {
+        existed: true,
+        sessions_terminated: u64::try_from(terminated).unwrap_or(0),
+    })
+}
+
+pub async fn logins_with_prefix(c: &mut PgConnection, prefix: &str) -> TargetResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT rolname::text FROM pg_roles WHERE starts_with(rolname::text, $1) ORDER BY rolname",
+    )
+    .bind(prefix)
+    .fetch_all(&mut *c)
+    .await?)
+}

@@ -1,0 +1,180 @@
+//! `GET /metrics`: Prometheus text exposition, computed at scrape time from the store and the
+//! reaper's status (so every replica reports the shared truth, and nothing is kept in memory).
+
+use std::fmt::Write;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use super::AppState;
+use crate::error::AppResult;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// Prometheus text format 0.0.4: one `# HELP`/`# TYPE` per family, then its samples.
+#[derive(Default)]
+pub struct Exposition {
+    out: String,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Exposition {
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{}}}", labels.join(","))
+        };
+        let _ = writeln!(self.out, "{name}{labels} {value}");
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> AppResult<impl IntoResponse> {
+    let now = state.clock.now();
+    let mut m = Exposition::default();
+    let reaper = state.reaper.lock().map(|s| s.clone()).unwrap_or_default();
+    m.family(
+        "elevate_reaper_last_pass_age_seconds",
+        "gauge",
+        "Seconds since the reaper's last successful pass (-1: none yet).",
+    );
+    let age = reaper
+        .last_pass
+        .map_or(-1.0, |t| (now - t).as_seconds_f64());
+    m.sample("elevate_reaper_last_pass_age_seconds", &[], age);
+    m.family(
+        "elevate_reaper_consecutive_failures",
+        "gauge",
+        "Reaper passes that failed in a row.",
+    );
+    m.sample(
+        "elevate_reaper_consecutive_failures",
+        &[],
+        f64::from(reaper.consecutive_failures),
+    );
+
+    let mut per_tenant = Vec::new();
+    for tenant in state.store.tenants().await? {
+        let mut tx = state.store.tenant(tenant.tenant_id).await?;
+        let counts = tx.db_cleanup_counts(now).await?;
+        let failing = tx.failing_notifications().await?;
+        tx.commit().await?;
+        per_tenant.push((tenant.slug, counts, failing));
+    }
+    type Count = fn(&crate::store::CleanupCounts) -> i64;
+    let families: [(&str, &str, Count); 3] = [
+        (
+            "elevate_db_logins_open",
+            "Database logins whose role may still exist (not cleaned up yet).",
+            |c| c.open,
+        ),
+        (
+            "elevate_db_cleanups_due",
+            "Database logins whose grant ended and whose role is not dropped yet.",
+            |c| c.due,
+        ),
+        (
+            "elevate_db_cleanups_stuck",
+            "Database login cleanups that failed at least once and are being retried.",
+            |c| c.stuck,
+        ),
+    ];
+    for (name, help, value) in families {
+        m.family(name, "gauge", help);
+        for (slug, counts, _) in &per_tenant {
+            m.sample(name, &[("tenant", slug)], value(counts) as f64);
+        }
+    }
+    m.family(
+        "elevate_notifications_failing",
+        "gauge",
+        "Notifications that failed at least once and are still undelivered.",
+    );
+    for (slug, _, failing) in &per_tenant {
+        m.sample(
+            "elevate_notifications_failing",
+            &[("tenant", slug)],
+            *failing as f64,
+        );
+    }
+    audit_sinks(&mut m, &crate::audit::sinks::lags(&state.store, now).await?);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        m.finish(),
+    ))
+}
+
+/// How far each audit sink is behind (the log is delivered from a cursor per sink).
+fn audit_sinks(m: &mut Exposition, lags: &[crate::audit::sinks::Lag]) {
+    type Value = fn(&crate::audit::sinks::Lag) -> i64;
+    let families: [(&str, &str, Value); 3] = [
+        (
+            "elevate_audit_sink_lag_events",
+            "Audit events written but not yet delivered to the sink.",
+            |l| l.events,
+        ),
+        (
+            "elevate_audit_sink_lag_seconds",
+            "Age in seconds of the oldest audit event not yet delivered to the sink (0: caught up).",
+            |l| l.seconds,
+        ),
+        (
+            "elevate_audit_sink_failed_attempts",
+            "Deliveries to the sink that failed in a row.",
+            |l| l.attempts,
+        ),
+    ];
+    for (name, help, value) in families {
+        m.family(name, "gauge", help);
+        for l in lags {
+            let sink = l.sink_id.to_string();
+            m.sample(
+                name,
+                &[("tenant", &l.tenant), ("sink", &sink), ("kind", &l.kind)],
+                value(l) as f64,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_escapes_label_values() {
+        let mut m = Exposition::default();
+        m.family("x_total", "counter", "An example.");
+        m.sample("x_total", &[("tenant", "a\"b\\c\nd")], 2.0);
+        m.sample("x_total", &[], 1.5);
+        assert_eq!(
+            m.finish(),
+            "# HELP x_total An example.\n# TYPE x_total counter\nx_total{tenant=\"a\\\"b\\\\c\\nd\"} 2\nx_total 1.5\n"
+        );
+    }
+}

@@ -1,0 +1,633 @@
+//! Database logins end to end on real Postgres and MariaDB: issued for an approved grant, able
+//! to do exactly what the profile's roles allow, and gone — sessions included — when the grant
+//! expires or is revoked, after a target outage, and after a crash.
+
+use elevate::clock::{Clock, SharedClock};
+use elevate::db_targets::targets::{NewTarget, set_target};
+use elevate::model::TargetKind;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::Connection;
+
+use crate::db_fixtures::{MyTarget, PgTarget, Proxy};
+use crate::helpers::{TestApp, TestDb, ctx};
+use crate::ssh::{Shop, shop_with};
+
+fn policy(pg: &PgTarget, my: Option<&MyTarget>) -> String {
+    let mut p = format!(
+        r#"
+[[profile]]
+name = "orders-read"
+requesters = ["engineering"]
+approvers = ["sre"]
+max_duration = "4h"
+[profile.database]
+target = "orders"
+roles = ["{read}"]
+
+[[profile]]
+name = "orders-write"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "orders"
+roles = ["{write}"]
+owner = "{owner}"
+
+[[profile]]
+name = "shell"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.ssh]
+principals = ["deploy"]
+
+[[profile]]
+name = "nowhere"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "missing"
+roles = ["{read}"]
+"#,
+        read = pg.read,
+        write = pg.write,
+        owner = pg.owner,
+    );
+    if let Some(my) = my {
+        p.push_str(&format!(
+            r#"
+[[profile]]
+name = "shop-read"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "shop"
+roles = ["{read}"]
+"#,
+            read = my.read
+        ));
+    }
+    p
+}
+
+async fn add_target(shop: &Shop, name: &str, kind: TargetKind, url: &str, password: &str) {
+    set_target(
+        shop.app.store(),
+        &shop.app.master,
+        &ctx(shop.app.clock.as_ref()),
+        &shop.tenant,
+        NewTarget {
+            name,
+            kind,
+            url,
+            password,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn org(db: TestDb, pg: &PgTarget, my: Option<&MyTarget>) -> Shop {
+    let shop = shop_with(TestApp::spawn(db).await, "acme", &policy(pg, my)).await;
+    add_target(
+        &shop,
+        "orders",
+        TargetKind::Postgres,
+        &pg.admin_url(),
+        &pg.admin_password,
+    )
+    .await;
+    if let Some(my) = my {
+        add_target(
+            &shop,
+            "shop",
+            TargetKind::Mysql,
+            &my.admin_url(),
+            &my.admin_password,
+        )
+        .await;
+    }
+    shop
+}
+
+impl Shop {
+    async fn db_login(&self, token: &str, id: &str) -> (StatusCode, Value) {
+        self.post(
+            token,
+            &format!("/api/v1/requests/{id}/db-credentials"),
+            json!({}),
+        )
+        .await
+    }
+
+    /// A login for a fresh approved grant of `profile`: (request id, login).
+    async fn login_for(&self, profile: &str) -> (String, Value) {
+        let id = self.granted(profile).await;
+        let (s, login) = self.db_login(&self.alice, &id).await;
+        assert_eq!(s, StatusCode::CREATED, "{login}");
+        (id, login)
+    }
+
+    /// One reaper pass: transitions, then database login cleanups.
+    async fn reap(&self) -> elevate::db_targets::cleanup::Pass {
+        let clock: SharedClock = self.app.clock.clone();
+        elevate::reaper::run_once(self.app.store(), &clock, &self.app.base)
+            .await
+            .unwrap();
+        elevate::reaper::clean_db_logins(self.app.store(), &self.app.master, clock.now())
+            .await
+            .unwrap()
+    }
+
+    async fn counts(&self) -> elevate::store::CleanupCounts {
+        let mut tx = self
+            .app
+            .store()
+            .tenant(self.tenant.tenant_id)
+            .await
+            .unwrap();
+        let c = tx.db_cleanup_counts(self.app.clock.now()).await.unwrap();
+        tx.commit().await.unwrap();
+        c
+    }
+}
+
+fn user_and_password(login: &Value) -> (String, String) {
+    (
+        login["username"].as_str().unwrap().to_owned(),
+        login["password"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn expiry_ends_postgres_logins(db: TestDb) {
+    let pg = PgTarget::new().await;
+    let shop = org(db, &pg, None).await;
+    let (id, login) = shop.login_for("orders-read").await;
+    let (user, password) = user_and_password(&login);
+    assert_eq!(login["target"], "orders");
+    assert_eq!(login["host"], "127.0.0.1");
+    assert_eq!(login["port"], 5432);
+    assert_eq!(login["database"], pg.database.as_str());
+    assert!(password.len() >= 24, "{password}");
+    assert!(user.starts_with("elv_"), "{user}");
+    assert!(
+        user.contains(&id.replace('-', "")[24..]),
+        "{user} carries the request id"
+    );
+
+    // The role exists with VALID UNTIL at the grant's end.
+    let mut su = pg.superuser().await;
+    let until: time::OffsetDateTime =
+        sqlx::query_scalar("SELECT rolvaliduntil FROM pg_roles WHERE rolname = $1")
+            .bind(&user)
+            .fetch_one(&mut su)
+            .await
+            .unwrap();
+    let expires = time::OffsetDateTime::parse(
+        login["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(until, expires);
+
+    // Exactly what the profile's role allows.
+    let mut plain = pg.login(&user, &password).await.unwrap();
+    let items: Vec<String> = sqlx::query_scalar("SELECT item FROM orders ORDER BY id")
+        .fetch_all(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(items, ["widget", "gadget"]);
+    for forbidden in [
+        "INSERT INTO orders VALUES (3, 'x')",
+        "SELECT * FROM secrets",
+        "CREATE TABLE public.mine (x int)",
+        "CREATE TABLE work.mine (x int)",
+    ] {
+        let err = sqlx::raw_sql(sqlx::AssertSqlSafe(forbidden.to_owned()))
+            .execute(&mut plain)
+            .await
+            .expect_err(forbidden);
+        assert!(
+            err.to_string().contains("permission denied"),
+            "{forbidden}: {err}"
+        );
+    }
+    // The password is checked (scram), so a wrong one is refused.
+    let wrong = pg.login(&user, "not-the-password-at-all-0123").await;
+    assert!(
+        wrong.is_err(),
+        "Postgres accepted a wrong password: add 'host all +elevate_password_logins 127.0.0.1/32 scram-sha-256' to pg_hba.conf (scripts/test.sh does)"
+    );
+    // A second session that changed role is still the login's session.
+    let mut switched = pg.login(&user, &password).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET ROLE {}", pg.read)))
+        .execute(&mut switched)
+        .await
+        .unwrap();
+    assert_eq!(pg.sessions_of(&user).await, 2);
+
+    // Not yet: a pass before the end leaves it alone.
+    assert_eq!(shop.reap().await.cleaned, 0);
+    assert!(pg.role_exists(&user).await);
+
+    shop.app
+        .clock
+        .advance(time::Duration::hours(1) + time::Duration::seconds(1));
+    let pass = shop.reap().await;
+    assert_eq!(pass.cleaned, 1, "{pass:?}");
+    assert!(pg.sessions_gone(&user, 5).await, "sessions survived expiry");
+    assert!(!pg.role_exists(&user).await);
+    assert!(pg.login(&user, &password).await.is_err());
+    for session in [&mut plain, &mut switched] {
+        assert!(
+            sqlx::query("SELECT 1")
+                .execute(&mut *session)
+                .await
+                .is_err()
+        );
+    }
+
+    let actions = shop.actions().await;
+    let issued = actions
+        .iter()
+        .find(|(a, _)| a == "db.login_issued")
+        .expect("issue audited");
+    assert_eq!(issued.1["role"], user.as_str());
+    assert_eq!(issued.1["target"], "orders");
+    let dropped = actions
+        .iter()
+        .find(|(a, _)| a == "db.login_dropped")
+        .expect("drop audited");
+    assert_eq!(dropped.1["sessions_terminated"], 2);
+    // Expiry made it due (no separate "ended" event: the role was due at the grant's end).
+    assert!(actions.iter().any(|(a, _)| a == "grant.expired"));
+    assert!(!actions.iter().any(|(a, _)| a == "db.logins_ended"));
+    // Nothing anywhere holds the password.
+    let everything = format!("{actions:?}");
+    assert!(!everything.contains(&password));
+
+    // The request page lists the login as dropped; a second pass has nothing to do.
+    assert_eq!(shop.reap().await, Default::default());
+    assert_eq!(shop.counts().await.open, 0);
+}
+
+crate::on_both_backends!(expiry_ends_postgres_logins);
+
+#[tokio::test]
+async fn revocation_ends_the_login_and_its_sessions_at_once() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let (id, login) = shop.login_for("orders-read").await;
+    let (user, password) = user_and_password(&login);
+    let (_, second) = shop.db_login(&shop.alice, &id).await;
+    let (user2, password2) = user_and_password(&second);
+    assert_ne!(user, user2, "each call makes a new login");
+    let mut open = pg.login(&user, &password).await.unwrap();
+    let _open2 = pg.login(&user2, &password2).await.unwrap();
+
+    shop.revoke(&id).await;
+    // Revoked, not yet dropped: due now.
+    assert_eq!(shop.counts().await.due, 2);
+    let pass = shop.reap().await;
+    assert_eq!(pass.cleaned, 2);
+    assert!(pg.sessions_gone(&user, 5).await);
+    assert!(pg.sessions_gone(&user2, 5).await);
+    assert!(!pg.role_exists(&user).await && !pg.role_exists(&user2).await);
+    assert!(sqlx::query("SELECT 1").execute(&mut open).await.is_err());
+
+    // No new login for a revoked grant; the refusal is audited.
+    let (s, r) = shop.db_login(&shop.alice, &id).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    let ended = shop
+        .actions()
+        .await
+        .into_iter()
+        .find(|(a, _)| a == "db.logins_ended")
+        .unwrap();
+    assert_eq!(ended.1["state"], "revoked");
+    assert_eq!(ended.1["roles"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_table_made_during_the_grant_survives_cleanup() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let (id, login) = shop.login_for("orders-write").await;
+    let (user, password) = user_and_password(&login);
+    let mut c = pg.login(&user, &password).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE work.fixes (id int, note text); INSERT INTO work.fixes VALUES (1, 'kept')",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    c.close().await.unwrap();
+
+    shop.revoke(&id).await;
+    assert_eq!(shop.reap().await.cleaned, 1);
+    assert!(!pg.role_exists(&user).await);
+    let mut su = pg.superuser().await;
+    let (owner, note): (String, String) = sqlx::query_as(
+        "SELECT tableowner::text, (SELECT note FROM work.fixes) FROM pg_tables
+         WHERE schemaname = 'work' AND tablename = 'fixes'",
+    )
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(owner, pg.owner, "the profile's owner role got the table");
+    assert_eq!(note, "kept");
+}
+
+#[tokio::test]
+async fn refusals_are_clear_and_audited() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    // Pending: not yet.
+    let (s, pending) = shop
+        .post(
+            &shop.alice,
+            "/api/v1/requests",
+            json!({"profile": "orders-read", "duration": "1h", "justification": "look"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let pending_id = pending["id"].as_str().unwrap();
+    let (s, r) = shop.db_login(&shop.alice, pending_id).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not active")
+    );
+    // Someone else's grant: an approver's token may not ask at all, another requester (who can
+    // see it as an admin) is refused by the core.
+    let id = shop.granted("orders-read").await;
+    let (s, _) = shop.db_login(&shop.bob, &id).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let clock = shop.app.clock.clone();
+    let carol = crate::helpers::seed_user(
+        shop.app.store(),
+        clock.as_ref(),
+        &shop.tenant,
+        "carol@acme.example",
+        &[elevate::model::Role::Requester, elevate::model::Role::Admin],
+        &["engineering"],
+    )
+    .await;
+    let carol = crate::helpers::seed_token(shop.app.store(), clock.as_ref(), &carol, &[]).await;
+    let (s, r) = shop.db_login(&carol, &id).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only the requester")
+    );
+    // A profile without a database.
+    let shell = shop.granted("shell").await;
+    let (s, r) = shop.db_login(&shop.alice, &shell).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("grants no database")
+    );
+    // A target nobody configured.
+    let nowhere = shop.granted("nowhere").await;
+    let (s, r) = shop.db_login(&shop.alice, &nowhere).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not configured")
+    );
+    // Not a request id at all.
+    let (s, _) = shop.db_login(&shop.alice, "nope").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let refused = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "db.login_refused")
+        .count();
+    assert_eq!(refused, 4, "{:?}", shop.actions().await);
+    assert_eq!(shop.counts().await.open, 0, "a refusal records no login");
+}
+
+#[tokio::test]
+async fn cleanup_waits_out_a_target_outage_and_shows_it() {
+    let mut pg = PgTarget::new().await;
+    let proxy = Proxy::start(5432).await;
+    pg.port = proxy.port;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let (_, login) = shop.login_for("orders-read").await;
+    let (user, password) = user_and_password(&login);
+    assert_eq!(login["port"], proxy.port);
+    let _open = pg.login(&user, &password).await.unwrap();
+
+    // The target goes away, the grant expires: the cleanup fails, is retried, and is visible.
+    proxy.down();
+    let issue_while_down = shop.granted("orders-read").await;
+    let (s, r) = shop.db_login(&shop.alice, &issue_while_down).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{r}");
+    assert!(r["error"]["message"].as_str().unwrap().contains("orders"));
+    shop.app.clock.advance(time::Duration::hours(2));
+    for _ in 0..3 {
+        let pass = shop.reap().await;
+        assert_eq!(pass.cleaned, 0);
+        shop.app.clock.advance(time::Duration::seconds(61));
+    }
+    let counts = shop.counts().await;
+    assert_eq!(counts.stuck, 2, "{counts:?} {:?}", shop.actions().await);
+    assert!(pg.role_exists(&user).await, "nothing could reach it");
+
+    let ready: Value = shop
+        .app
+        .client
+        .get(shop.app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["db_cleanups"]["stuck"], 2, "{ready}");
+    let metrics = shop
+        .app
+        .client
+        .get(shop.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("elevate_db_cleanups_stuck{tenant=\"acme\"} 2"),
+        "{metrics}"
+    );
+    let failures = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "db.cleanup_failed")
+        .count();
+    assert_eq!(
+        failures, 6,
+        "every failed attempt (3 passes x 2 logins) is audited"
+    );
+
+    // Back: the next due attempt finishes both (the login that was never made included).
+    proxy.up().await;
+    shop.app
+        .clock
+        .advance(elevate::db_targets::cleanup::MAX_BACKOFF);
+    let pass = shop.reap().await;
+    assert_eq!(pass.cleaned, 2, "{pass:?}");
+    assert!(pg.sessions_gone(&user, 5).await);
+    assert!(!pg.role_exists(&user).await);
+    assert_eq!(shop.counts().await, Default::default());
+    let ready: Value = shop
+        .app
+        .client
+        .get(shop.app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["db_cleanups"]["stuck"], 0, "{ready}");
+}
+
+#[tokio::test]
+async fn the_sweep_drops_only_this_tenants_unknown_roles() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let (_, login) = shop.login_for("orders-read").await;
+    let (live, _) = user_and_password(&login);
+    let prefix = elevate::db_targets::names::tenant_prefix(shop.tenant.tenant_id);
+    let orphan = format!("{prefix}deadbeef_orphan");
+    let foreign = format!(
+        "{}deadbeef_foreign",
+        elevate::db_targets::names::tenant_prefix(uuid::Uuid::now_v7())
+    );
+    let mut su = pg.superuser().await;
+    for role in [&orphan, &foreign] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE ROLE {role} LOGIN PASSWORD 'x' IN ROLE {}",
+            pg.read
+        )))
+        .execute(&mut su)
+        .await
+        .unwrap();
+    }
+    let complete =
+        elevate::reaper::sweep_db_roles(shop.app.store(), &shop.app.master, shop.app.clock.now())
+            .await
+            .unwrap();
+    assert!(complete);
+    assert!(
+        !pg.role_exists(&orphan).await,
+        "unknown role with our prefix dropped"
+    );
+    assert!(pg.role_exists(&live).await, "a live login is kept");
+    assert!(
+        pg.role_exists(&foreign).await,
+        "another tenant's role is not ours"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE {foreign}")))
+        .execute(&mut su)
+        .await
+        .unwrap();
+    let swept = shop
+        .actions()
+        .await
+        .into_iter()
+        .find(|(a, _)| a == "db.orphan_dropped")
+        .unwrap();
+    assert_eq!(swept.1["role"], orphan.as_str());
+}
+
+#[tokio::test]
+async fn mariadb_logins_do_what_the_role_allows_and_die_with_their_sessions() {
+    let pg = PgTarget::new().await;
+    let my = MyTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, Some(&my)).await;
+    let (id, login) = shop.login_for("shop-read").await;
+    let (user, password) = user_and_password(&login);
+    assert_eq!(login["kind"], "mysql");
+    assert_eq!(login["port"], 3306);
+    assert!(my.user_exists(&user).await);
+
+    // The minimal admin cannot give the login a default role (MariaDB wants root-like rights for
+    // that): without its role the login may not even open the database; with it, it may read.
+    assert!(my.login(&user, &password).await.is_err());
+    let mut c = my.login_without_database(&user, &password).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET ROLE {}; USE {}",
+        my.read, my.database
+    )))
+    .execute(&mut c)
+    .await
+    .unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    for forbidden in [
+        "INSERT INTO orders VALUES (3, 'x')",
+        "SELECT * FROM secrets",
+    ] {
+        let err = sqlx::raw_sql(sqlx::AssertSqlSafe(forbidden.to_owned()))
+            .execute(&mut c)
+            .await
+            .expect_err(forbidden);
+        assert!(err.to_string().contains("denied"), "{forbidden}: {err}");
+    }
+    assert!(
+        my.login_without_database(&user, "wrong-password-0123456789abc")
+            .await
+            .is_err()
+    );
+    assert_eq!(my.sessions_of(&user).await, 1);
+
+    shop.revoke(&id).await;
+    let pass = shop.reap().await;
+    assert_eq!(
+        pass.cleaned,
+        1,
+        "{pass:?} {:?}",
+        shop.actions().await.last()
+    );
+    assert!(!my.user_exists(&user).await);
+    assert_eq!(my.sessions_of(&user).await, 0);
+    assert!(sqlx::query("SELECT 1").execute(&mut c).await.is_err());
+    assert!(my.login_without_database(&user, &password).await.is_err());
+    // A second cleanup of the same login is a no-op (idempotent).
+    let mut admin = elevate::db_targets::TargetSpec::open(
+        &{
+            let mut tx = shop
+                .app
+                .store()
+                .tenant(shop.tenant.tenant_id)
+                .await
+                .unwrap();
+            let t = tx.target_by_name("shop").await.unwrap().unwrap();
+            tx.commit().await.unwrap();
+            t
+        },
+        &shop.app.master,
+    )
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    let again = admin.end_login(&user, None).await.unwrap();
+    assert!(!again.existed);
+    admin.close().await;
+}
