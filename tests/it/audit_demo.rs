@@ -1,7 +1,8 @@
 //! The demo tenant end to end with the real binary: an auditor downloads the log with the CLI and
 //! verifies it with nothing but the public key (and a single edited byte is found and named);
-//! and after a full demo flow, no secret handed out appears in the database, the server log or
-//! the audit export.
+//! and after a full demo flow (sign-in link, session, API tokens, SSH certificate, database login,
+//! webhook secrets), no secret handed out appears in the database, the server log or the audit
+//! export.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -446,8 +447,67 @@ async fn after_a_full_demo_flow_no_secret_is_in_the_database_the_log_or_the_expo
             .starts_with("ssh-ed25519-cert-v01@openssh.com ")
     );
 
-    // Webhook secrets, given on stdin to the operator commands.
+    // A database login: a real Postgres target (its admin password on stdin), a profile for it,
+    // and a login issued to alice.
     let db = format!("sqlite:{}", dir.join("elevate.db").display());
+    let pg = crate::db_fixtures::PgTarget::new().await;
+    let policy = format!(
+        "{}\n[[profile]]\nname = \"orders-read\"\nrequesters = [\"engineering\"]\napprovers = [\"sre\"]\n[profile.database]\ntarget = \"orders\"\nroles = [\"{}\"]\n",
+        elevate::demo::POLICY,
+        pg.read
+    );
+    std::fs::write(dir.join("policy.toml"), policy).unwrap();
+    let out = elevate(&dir)
+        .args([
+            "policy",
+            "apply",
+            "--tenant",
+            "demo",
+            "policy.toml",
+            "--database",
+            &db,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut cmd = elevate(&dir);
+    cmd.args([
+        "admin",
+        "target",
+        "set",
+        "--tenant",
+        "demo",
+        "orders",
+        "--kind",
+        "postgres",
+        "--url",
+        &pg.admin_url(),
+        "--database",
+        &db,
+    ]);
+    let out = run_with_stdin(cmd, &format!("{}\n", pg.admin_password));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    secrets.push(("database target admin password", pg.admin_password.clone()));
+    let r = post(
+        &alice,
+        "/requests",
+        json!({"profile": "orders-read", "duration": "30m", "justification": "check an order"}),
+    )
+    .await;
+    let id = r["id"].as_str().unwrap().to_owned();
+    let r = post(&bob, &format!("/requests/{id}/approve"), json!({})).await;
+    assert_eq!(r["state"], "active");
+    let login = post(&alice, &format!("/requests/{id}/db-credentials"), json!({})).await;
+    let password = login["password"].as_str().unwrap().to_owned();
+    assert!(
+        pg.login(login["username"].as_str().unwrap(), &password)
+            .await
+            .is_ok(),
+        "the login works"
+    );
+    secrets.push(("database login password", password));
+
+    // Webhook secrets, given on stdin to the operator commands.
     let hook_secret = "whsec-notification-0123456789abcdef";
     let mut cmd = elevate(&dir);
     cmd.args([
