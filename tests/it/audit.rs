@@ -169,7 +169,20 @@ async fn checkpoints_sign_the_head_and_an_export_verifies_offline(db: TestDb) {
     assert_eq!(count("action=test.event").await, 250);
     let today = app.clock.now().date();
     assert_eq!(count(&format!("action=test.event&from={today}")).await, 250);
-    assert_eq!(count(&format!("action=test.event&to={today}")).await, 0);
+    assert_eq!(
+        count(&format!("action=test.event&to={today}")).await,
+        250,
+        "a bare date as the end includes that day"
+    );
+    let tomorrow = today.next_day().unwrap();
+    assert_eq!(
+        count(&format!("action=test.event&from={tomorrow}")).await,
+        0
+    );
+    assert_eq!(
+        count(&format!("action=test.event&to={today}T00:00")).await,
+        0
+    );
     for bad in [
         "/api/v1/audit?after=x",
         "/api/v1/audit?limit=-1",

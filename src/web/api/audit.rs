@@ -28,7 +28,8 @@ pub fn router() -> Router<AppState> {
 }
 
 /// Filters as query parameters, shared with the auditor's page. Times are RFC 3339, or
-/// `YYYY-MM-DD[THH:MM]` read as UTC (what browsers' date inputs send).
+/// `YYYY-MM-DD[THH:MM]` read as UTC (what browsers' date inputs send); `from` is inclusive,
+/// `to` exclusive, except that a bare date for `to` includes that day.
 #[derive(Debug, Default, Deserialize)]
 pub struct FilterQuery {
     pub actor: Option<String>,
@@ -75,8 +76,17 @@ impl FilterQuery {
             from: non_empty(&self.from)
                 .map(|s| parse_time("from", s))
                 .transpose()?,
+            // A bare date as the end means "through that day" (what a date picker means).
             to: non_empty(&self.to)
-                .map(|s| parse_time("to", s))
+                .map(|s| {
+                    parse_time("to", s).map(|t| {
+                        if s.len() == 10 {
+                            t + time::Duration::DAY
+                        } else {
+                            t
+                        }
+                    })
+                })
                 .transpose()?,
         })
     }
