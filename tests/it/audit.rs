@@ -603,10 +603,54 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
 
 #[tokio::test]
 async fn without_audit_inserts_nothing_is_approved_or_issued() {
-    let shop = crate::ssh::shop(TestDb::postgres().await).await;
-    let granted = shop.granted("prod-shell").await;
+    let pg = crate::db_fixtures::PgTarget::new().await;
+    let policy = format!(
+        r#"
+[[profile]]
+name = "prod-shell"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.ssh]
+principals = ["deploy"]
+
+[[profile]]
+name = "orders-read"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "orders"
+roles = ["{}"]
+"#,
+        pg.read
+    );
+    let shop = crate::ssh::shop_with(
+        TestApp::spawn(TestDb::postgres().await).await,
+        "acme",
+        &policy,
+    )
+    .await;
+    elevate::db_targets::targets::set_target(
+        shop.app.store(),
+        &shop.app.master,
+        &ctx(shop.app.clock.as_ref()),
+        &shop.tenant,
+        elevate::db_targets::targets::NewTarget {
+            name: "orders",
+            kind: elevate::model::TargetKind::Postgres,
+            url: &pg.admin_url(),
+            password: &pg.admin_password,
+        },
+    )
+    .await
+    .unwrap();
+    let ssh_grant = shop.granted("prod-shell").await;
+    let db_grant = shop.granted("orders-read").await;
     let (s, pending) = shop
-        .post(&shop.alice, "/api/v1/requests", json!({"profile": "prod-shell", "duration": "1h", "justification": "fix the deploy", "ticket": "INC-8"}))
+        .post(
+            &shop.alice,
+            "/api/v1/requests",
+            json!({"profile": "prod-shell", "duration": "1h", "justification": "fix the deploy"}),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{pending}");
     let pending_id = pending["id"].as_str().unwrap().to_owned();
@@ -616,12 +660,25 @@ async fn without_audit_inserts_nothing_is_approved_or_issued() {
             .unwrap();
         sqlx::query_scalar(sql).fetch_one(&mut c).await.unwrap()
     };
-    let before = (
-        count("SELECT count(*) FROM requests").await,
-        count("SELECT count(*) FROM credentials").await,
-        count("SELECT count(*) FROM approvals").await,
-        count("SELECT count(*) FROM audit_events").await,
-    );
+    let prefix = elevate::db_targets::names::tenant_prefix(shop.tenant.tenant_id);
+    let target_roles = async || -> i64 {
+        let mut c = pg.superuser().await;
+        sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE starts_with(rolname, $1)")
+            .bind(&prefix)
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+    let snapshot = async || {
+        (
+            count("SELECT count(*) FROM requests").await,
+            count("SELECT count(*) FROM credentials").await,
+            count("SELECT count(*) FROM approvals").await,
+            count("SELECT count(*) FROM audit_events").await,
+            target_roles().await,
+        )
+    };
+    let before = snapshot().await;
     shop.app
         .db
         .owner_exec("REVOKE INSERT ON audit_events FROM elevate_app")
@@ -634,22 +691,31 @@ async fn without_audit_inserts_nothing_is_approved_or_issued() {
             json!({}),
         )
         .await;
-    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{r}");
-    let (s, r) = shop.issue_new_key(&granted).await;
-    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{r}");
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "approve: {r}");
+    let (s, r) = shop.issue_new_key(&ssh_grant).await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "SSH certificate: {r}");
+    assert!(r.get("certificate").is_none());
     let (s, r) = shop
-        .post(&shop.alice, "/api/v1/requests", json!({"profile": "prod-shell", "duration": "1h", "justification": "again", "ticket": "INC-9"}))
+        .post(
+            &shop.alice,
+            &format!("/api/v1/requests/{db_grant}/db-credentials"),
+            json!({}),
+        )
         .await;
-    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "{r}");
-    let after = (
-        count("SELECT count(*) FROM requests").await,
-        count("SELECT count(*) FROM credentials").await,
-        count("SELECT count(*) FROM approvals").await,
-        count("SELECT count(*) FROM audit_events").await,
-    );
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "database login: {r}");
+    assert!(r.get("password").is_none());
+    let (s, r) = shop
+        .post(
+            &shop.alice,
+            "/api/v1/requests",
+            json!({"profile": "prod-shell", "duration": "1h", "justification": "again"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "new request: {r}");
     assert_eq!(
-        before, after,
-        "something was created without its audit record"
+        before,
+        snapshot().await,
+        "(requests, credentials, approvals, audit events, roles on the target) changed without an audit record"
     );
     let state: String = {
         let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&shop.app.db.owner_url)
