@@ -394,6 +394,36 @@ fn parse_parallel(lines: &[String], threads: usize) -> Vec<Parsed> {
     })
 }
 
+/// Each record's hash over its canonical form, on all cores.
+fn hash_parallel(records: &[Record]) -> Vec<Option<[u8; 32]>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 16);
+    let one = |r: &Record| r.compute_hash().ok();
+    if threads <= 1 || records.len() < 256 {
+        return records.iter().map(one).collect();
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| {
+                (
+                    part.len(),
+                    s.spawn(move || part.iter().map(one).collect::<Vec<_>>()),
+                )
+            })
+            .collect();
+        let mut out = Vec::with_capacity(records.len());
+        for (len, h) in handles {
+            // `None` makes the verifier hash the event itself, so a lost thread costs time only.
+            out.extend(h.join().unwrap_or_else(|_| vec![None; len]));
+        }
+        out
+    })
+}
+
 /// Checks events that continue a chain after (`from_seq`, `from_hash`) — what the checkpointer
 /// checks before it signs.
 pub fn verify_segment(from_seq: i64, from_hash: &[u8], records: &[Record]) -> Result<(), Broken> {
@@ -432,9 +462,16 @@ pub async fn verify_store(
         if events.is_empty() {
             break;
         }
+        // Hashing is the costly part and independent per event: all cores, off the runtime.
+        let (events, hashes) = tokio::task::spawn_blocking(move || {
+            let hashes = hash_parallel(&events);
+            (events, hashes)
+        })
+        .await
+        .map_err(crate::error::AppError::internal)?;
         let mut cps = checkpoints.iter().peekable();
-        for e in events.iter().filter(|e| e.seq <= upto) {
-            if let Err(b) = v.event(e, None) {
+        for (e, h) in events.iter().zip(hashes).filter(|(e, _)| e.seq <= upto) {
+            if let Err(b) = v.event(e, h) {
                 return Ok(Err(b));
             }
             while let Some(c) = cps.next_if(|c| c.seq <= e.seq) {
