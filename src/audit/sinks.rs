@@ -29,6 +29,8 @@ use crate::store::{AuditSink, Store};
 
 /// Events per delivery.
 const BATCH: i64 = 200;
+/// Largest syslog datagram sent over UDP.
+const UDP_MAX: usize = 8192;
 /// A sink gets this long per delivery attempt.
 const TIMEOUT: StdDuration = StdDuration::from_secs(10);
 
@@ -268,7 +270,13 @@ async fn send_syslog_udp(addr: &str, msgs: &[String]) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     for m in msgs {
-        sock.send_to(m.as_bytes(), peer)
+        // RFC 5426 lets receivers truncate; cut here (at a character boundary) rather than have
+        // one oversized event fail the sink forever.
+        let mut end = m.len().min(UDP_MAX);
+        while !m.is_char_boundary(end) {
+            end -= 1;
+        }
+        sock.send_to(&m.as_bytes()[..end], peer)
             .await
             .map_err(|e| format!("syslog send to {addr} failed: {e}"))?;
     }

@@ -592,6 +592,30 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
     )
     .await
     .unwrap_err();
+    let status = elevate::audit::checkpoint::SharedStatus::default();
+    elevate::audit::checkpoint::run_once(
+        app.store(),
+        &app.master,
+        every(5),
+        app.clock.now(),
+        &status,
+    )
+    .await
+    .unwrap();
+    assert!(
+        status.lock().unwrap().broken.contains_key("acme"),
+        "the broken tenant is reported"
+    );
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["checks"]["audit"]["sinks"], json!([]), "{ready}");
     assert!(
         format!("{refused:?}").contains("not signing a broken chain"),
         "{refused:?}"
@@ -925,6 +949,15 @@ async fn sinks_stream_events_and_checkpoints_and_a_down_sink_only_falls_behind()
         checkpoints += v["checkpoints"].as_array().unwrap().len();
     }
     assert_eq!((events as i64, checkpoints), (head, 2));
+    // The copy outside elevate checks out with the public key alone.
+    let keys = public_keys(&app, "acme").await;
+    for (_, body) in &deliveries {
+        let v: Value = serde_json::from_slice(body).unwrap();
+        for c in v["checkpoints"].as_array().unwrap() {
+            let cp: Checkpoint = serde_json::from_value(c.clone()).unwrap();
+            cp.verify(Kind::Checkpoint, &keys).unwrap();
+        }
+    }
     let lags = elevate::audit::sinks::lags(app.store(), app.clock.now())
         .await
         .unwrap();
