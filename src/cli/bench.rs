@@ -25,6 +25,8 @@ use crate::web::{self, AppState};
 pub enum BenchCommand {
     /// Certificate issuance: raw signing vs. the HTTP endpoint vs. ssh-keygen.
     Ssh(SshBench),
+    /// Database logins: raw CREATE/DROP ROLE vs. elevate's issue + cleanup on one Postgres.
+    Db(super::bench_db::DbBench),
 }
 
 #[derive(Debug, Args)]
@@ -51,7 +53,10 @@ principals = ["deploy"]
 "#;
 
 pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
-    let BenchCommand::Ssh(args) = command;
+    let args = match command {
+        BenchCommand::Ssh(args) => args,
+        BenchCommand::Db(args) => return super::bench_db::run(args).await,
+    };
     let window = Duration::from_secs(args.seconds.max(1));
     let raw = raw_signing(window)?;
     println!("raw Ed25519 certificate signing:  {raw:>9.0} certificates/s");

@@ -2,6 +2,7 @@
 
 mod admin;
 mod bench;
+mod bench_db;
 mod client;
 mod db;
 mod host;

@@ -631,3 +631,141 @@ async fn mariadb_logins_do_what_the_role_allows_and_die_with_their_sessions() {
     assert!(!again.existed);
     admin.close().await;
 }
+
+#[tokio::test]
+async fn the_request_page_shows_a_login_once_in_chromium() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let id = shop.granted("orders-read").await;
+    let session = shop
+        .app
+        .session_for(&shop.user("alice@acme.example").await)
+        .await;
+    let report = crate::browser::run_script(
+        "db_login.mjs",
+        vec![shop.app.base.clone(), id.clone(), session],
+    )
+    .await;
+    assert_eq!(report["error"], Value::Null, "{report}");
+    assert_eq!(report["cspViolations"], json!([]), "{report}");
+    assert_eq!(report["consoleErrors"], json!([]), "{report}");
+    let user = report["user"].as_str().unwrap();
+    let password = report["password"].as_str().unwrap();
+    assert!(user.starts_with("elv_") && password.len() >= 24, "{report}");
+    assert!(
+        report["command"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("user={user}"))
+            && !report["command"].as_str().unwrap().contains(password),
+        "{report}"
+    );
+    // The login shown works; the request page lists it afterwards, without its password.
+    let mut c = pg.login(user, password).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let listed = report["requestPage"].as_str().unwrap();
+    assert!(
+        listed.contains(user) && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains(password), "{listed}");
+}
+
+#[tokio::test]
+async fn admins_see_targets_test_them_and_see_stuck_cleanups() {
+    let mut pg = PgTarget::new().await;
+    let proxy = Proxy::start(5432).await;
+    pg.port = proxy.port;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let clock = shop.app.clock.clone();
+    let carol = crate::helpers::seed_user(
+        shop.app.store(),
+        clock.as_ref(),
+        &shop.tenant,
+        "carol@acme.example",
+        &[elevate::model::Role::Admin],
+        &[],
+    )
+    .await;
+    let admin = shop.app.signed_in(&carol).await;
+    let (id, _) = shop.login_for("orders-read").await;
+
+    let page = admin
+        .get(shop.app.url("/admin/targets"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&pg.admin_url()), "{page}");
+    assert!(!page.contains(&pg.admin_password));
+    let csrf = crate::helpers::csrf_in(&page);
+    let test = |csrf: String| {
+        let admin = admin.clone();
+        let url = shop.app.url("/admin/targets/orders/test");
+        async move {
+            let r = admin
+                .post(url)
+                .form(&[("csrf", csrf)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    let ok = test(csrf.clone()).await;
+    assert!(
+        ok.contains("may create roles") && ok.contains("PostgreSQL"),
+        "{ok}"
+    );
+
+    proxy.down();
+    let failed = test(csrf.clone()).await;
+    assert!(failed.contains("cannot connect"), "{failed}");
+    let ready: Value = shop
+        .app
+        .client
+        .get(shop.app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["checks"]["targets_unreachable"][0]["target"], "orders",
+        "{ready}"
+    );
+    shop.revoke(&id).await;
+    shop.reap().await;
+    let status = admin
+        .get(shop.app.url("/admin/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.contains(&id) && status.contains("Connection refused"),
+        "{status}"
+    );
+    // Not for requesters.
+    let alice = shop
+        .app
+        .signed_in(&shop.user("alice@acme.example").await)
+        .await;
+    let r = alice
+        .get(shop.app.url("/admin/targets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    proxy.up().await;
+}

@@ -1,5 +1,6 @@
-//! Operations at a glance for admins: the reaper's last pass and error, and notifications that
-//! keep failing (a failed cleanup or delivery is never silently given up).
+//! Operations at a glance for admins: the reaper's last pass and error, and notifications and
+//! database login cleanups that keep failing (a failed cleanup or delivery is never silently
+//! given up).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -32,6 +33,7 @@ struct StatusPage {
     reaper_lag_secs: i64,
     reaper_error: String,
     failing: Vec<Failing>,
+    stuck: Vec<super::targets::StuckRow>,
 }
 
 async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> AppResult<StatusPage> {
@@ -41,8 +43,15 @@ async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> App
     let due = tx
         .due_notifications(now + time::Duration::days(3650), 200)
         .await?;
+    let stuck = tx
+        .stuck_db_logins()
+        .await?
+        .iter()
+        .map(super::targets::StuckRow::of)
+        .collect();
     tx.commit().await?;
     Ok(StatusPage {
+        stuck,
         nav: Nav::of(&who),
         reaper_last_pass: reaper
             .last_pass
