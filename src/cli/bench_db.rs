@@ -51,9 +51,9 @@ async fn admin_conn(url: &str, password: &str) -> anyhow::Result<sqlx::PgConnect
     if !password.is_empty() {
         options = options.password(password);
     }
-    Ok(sqlx::PgConnection::connect_with(&options)
+    sqlx::PgConnection::connect_with(&options)
         .await
-        .with_context(|| format!("connecting to {}", crate::store::redact_url(url)))?)
+        .with_context(|| format!("connecting to {}", crate::store::redact_url(url)))
 }
 
 pub async fn run(args: DbBench) -> anyhow::Result<()> {
