@@ -769,3 +769,36 @@ async fn admins_see_targets_test_them_and_see_stuck_cleanups() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     proxy.up().await;
 }
+
+/// Two replicas' reapers at once on the shared Postgres store: every login is dropped and
+/// recorded exactly once.
+#[tokio::test]
+async fn concurrent_reapers_drop_each_login_once() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::postgres().await, &pg, None).await;
+    let id = shop.granted("orders-read").await;
+    let mut users = Vec::new();
+    for _ in 0..6 {
+        let (s, login) = shop.db_login(&shop.alice, &id).await;
+        assert_eq!(s, StatusCode::CREATED, "{login}");
+        users.push(login["username"].as_str().unwrap().to_owned());
+    }
+    shop.revoke(&id).await;
+    let now = shop.app.clock.now();
+    let (store, master) = (shop.app.store(), &shop.app.master);
+    let (a, b) = tokio::join!(
+        elevate::reaper::clean_db_logins(store, master, now),
+        elevate::reaper::clean_db_logins(store, master, now),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.cleaned + b.cleaned, 6, "{a:?} {b:?}");
+    assert_eq!(a.failed + b.failed, 0);
+    assert_eq!(pg.existing_roles(&users).await, 0);
+    let dropped = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "db.login_dropped")
+        .count();
+    assert_eq!(dropped, 6);
+}
