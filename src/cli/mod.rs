@@ -285,6 +285,20 @@ fn init_tracing(format: LogFormat) {
     };
 }
 
+impl StoreArgs {
+    /// The store (see [`open_store`]) and the master key that opens its sealed secrets.
+    pub async fn open_with_key(&self) -> anyhow::Result<(Store, MasterKey)> {
+        let store = open_store(&self.database).await?;
+        let key = master_key(
+            self.master_key_file.as_deref(),
+            &crate::store::data_dir_for(&self.database),
+            &store,
+        )
+        .await?;
+        Ok((store, key))
+    }
+}
+
 /// Connects and makes sure the schema is current: SQLite migrates itself (it is embedded and
 /// owned by us); Postgres must already be migrated by the owner role.
 pub async fn open_store(database: &str) -> anyhow::Result<Store> {

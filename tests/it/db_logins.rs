@@ -128,6 +128,33 @@ impl Shop {
         (id, login)
     }
 
+    async fn ready(&self) -> Value {
+        let r = self
+            .app
+            .client
+            .get(self.app.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    async fn count_actions(&self, action: &str) -> usize {
+        self.actions()
+            .await
+            .iter()
+            .filter(|(a, _)| a == action)
+            .count()
+    }
+
+    /// Asks for a login and expects `status` with `reason` in the message.
+    async fn refused(&self, token: &str, id: &str, status: StatusCode, reason: &str) {
+        let (s, r) = self.db_login(token, id).await;
+        assert_eq!(s, status, "{r}");
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{r}");
+    }
+
     /// One reaper pass: transitions, then database login cleanups.
     async fn reap(&self) -> elevate::db_targets::cleanup::Pass {
         let clock: SharedClock = self.app.clock.clone();
@@ -352,14 +379,8 @@ async fn refusals_are_clear_and_audited() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let pending_id = pending["id"].as_str().unwrap();
-    let (s, r) = shop.db_login(&shop.alice, pending_id).await;
-    assert_eq!(s, StatusCode::CONFLICT, "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not active")
-    );
+    shop.refused(&shop.alice, pending_id, StatusCode::CONFLICT, "not active")
+        .await;
     // Someone else's grant: an approver's token may not ask at all, another requester (who can
     // see it as an admin) is refused by the core.
     let id = shop.granted("orders-read").await;
@@ -376,43 +397,30 @@ async fn refusals_are_clear_and_audited() {
     )
     .await;
     let carol = crate::helpers::seed_token(shop.app.store(), clock.as_ref(), &carol, &[]).await;
-    let (s, r) = shop.db_login(&carol, &id).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("only the requester")
-    );
+    shop.refused(&carol, &id, StatusCode::FORBIDDEN, "only the requester")
+        .await;
     // A profile without a database.
     let shell = shop.granted("shell").await;
-    let (s, r) = shop.db_login(&shop.alice, &shell).await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("grants no database")
-    );
+    shop.refused(
+        &shop.alice,
+        &shell,
+        StatusCode::CONFLICT,
+        "grants no database",
+    )
+    .await;
     // A target nobody configured.
     let nowhere = shop.granted("nowhere").await;
-    let (s, r) = shop.db_login(&shop.alice, &nowhere).await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not configured")
-    );
+    shop.refused(
+        &shop.alice,
+        &nowhere,
+        StatusCode::CONFLICT,
+        "not configured",
+    )
+    .await;
     // Not a request id at all.
     let (s, _) = shop.db_login(&shop.alice, "nope").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let refused = shop
-        .actions()
-        .await
-        .into_iter()
-        .filter(|(a, _)| a == "db.login_refused")
-        .count();
+    let refused = shop.count_actions("db.login_refused").await;
     assert_eq!(refused, 4, "{:?}", shop.actions().await);
     assert_eq!(shop.counts().await.open, 0, "a refusal records no login");
 }
@@ -444,16 +452,7 @@ async fn cleanup_waits_out_a_target_outage_and_shows_it() {
     assert_eq!(counts.stuck, 2, "{counts:?} {:?}", shop.actions().await);
     assert!(pg.role_exists(&user).await, "nothing could reach it");
 
-    let ready: Value = shop
-        .app
-        .client
-        .get(shop.app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = shop.ready().await;
     assert_eq!(ready["checks"]["db_cleanups"]["stuck"], 2, "{ready}");
     let metrics = shop
         .app
@@ -469,12 +468,7 @@ async fn cleanup_waits_out_a_target_outage_and_shows_it() {
         metrics.contains("elevate_db_cleanups_stuck{tenant=\"acme\"} 2"),
         "{metrics}"
     );
-    let failures = shop
-        .actions()
-        .await
-        .into_iter()
-        .filter(|(a, _)| a == "db.cleanup_failed")
-        .count();
+    let failures = shop.count_actions("db.cleanup_failed").await;
     assert_eq!(
         failures, 6,
         "every failed attempt (3 passes x 2 logins) is audited"
@@ -490,16 +484,7 @@ async fn cleanup_waits_out_a_target_outage_and_shows_it() {
     assert!(pg.sessions_gone(&user, 5).await);
     assert!(!pg.role_exists(&user).await);
     assert_eq!(shop.counts().await, Default::default());
-    let ready: Value = shop
-        .app
-        .client
-        .get(shop.app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = shop.ready().await;
     assert_eq!(ready["checks"]["db_cleanups"]["stuck"], 0, "{ready}");
 }
 
@@ -728,16 +713,7 @@ async fn admins_see_targets_test_them_and_see_stuck_cleanups() {
     proxy.down();
     let failed = test(csrf.clone()).await;
     assert!(failed.contains("cannot connect"), "{failed}");
-    let ready: Value = shop
-        .app
-        .client
-        .get(shop.app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = shop.ready().await;
     assert_eq!(
         ready["checks"]["targets_unreachable"][0]["target"], "orders",
         "{ready}"
@@ -794,11 +770,6 @@ async fn concurrent_reapers_drop_each_login_once() {
     assert_eq!(a.cleaned + b.cleaned, 6, "{a:?} {b:?}");
     assert_eq!(a.failed + b.failed, 0);
     assert_eq!(pg.existing_roles(&users).await, 0);
-    let dropped = shop
-        .actions()
-        .await
-        .into_iter()
-        .filter(|(a, _)| a == "db.login_dropped")
-        .count();
+    let dropped = shop.count_actions("db.login_dropped").await;
     assert_eq!(dropped, 6);
 }
