@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 
-use super::{StoreArgs, master_key, open_store};
+use super::{StoreArgs, open_store};
 use crate::admin::{self, Ctx};
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SystemClock};
@@ -198,13 +198,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                     store: args,
                 },
         } => {
-            let store = open_store(&args.database).await?;
-            let key = master_key(
-                args.master_key_file.as_deref(),
-                &crate::store::data_dir_for(&args.database),
-                &store,
-            )
-            .await?;
+            let (store, key) = args.open_with_key().await?;
             let tenant = admin::create_tenant(&store, &key, &ctx(), &slug, &name).await?;
             println!("created tenant {} ({})", tenant.slug, tenant.tenant_id);
             store.close().await;
@@ -267,13 +261,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
 async fn add_webhook(tenant: String, url: String, args: StoreArgs) -> anyhow::Result<()> {
     let mut secret = String::new();
     std::io::stdin().read_line(&mut secret)?;
-    let store = open_store(&args.database).await?;
-    let key = master_key(
-        args.master_key_file.as_deref(),
-        &crate::store::data_dir_for(&args.database),
-        &store,
-    )
-    .await?;
+    let (store, key) = args.open_with_key().await?;
     let tenant = admin::tenant_by_slug(&store, &tenant).await?;
     let id = admin::add_webhook(&store, &key, &ctx(), &tenant, &url, &secret).await?;
     println!("added webhook {id} for {}", tenant.slug);
@@ -282,13 +270,7 @@ async fn add_webhook(tenant: String, url: String, args: StoreArgs) -> anyhow::Re
 }
 
 async fn rotate_ca(tenant: String, args: StoreArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.database).await?;
-    let key = master_key(
-        args.master_key_file.as_deref(),
-        &crate::store::data_dir_for(&args.database),
-        &store,
-    )
-    .await?;
+    let (store, key) = args.open_with_key().await?;
     let tenant = admin::tenant_by_slug(&store, &tenant).await?;
     let details = crate::ssh::ca::rotate(&store, &key, &ctx(), &tenant).await?;
     println!(
@@ -332,13 +314,7 @@ async fn target(command: TargetCommand) -> anyhow::Result<()> {
             store: args,
         } => {
             let password = secret_from_stdin("the target admin password")?;
-            let store = open_store(&args.database).await?;
-            let key = master_key(
-                args.master_key_file.as_deref(),
-                &crate::store::data_dir_for(&args.database),
-                &store,
-            )
-            .await?;
+            let (store, key) = args.open_with_key().await?;
             let tenant = admin::tenant_by_slug(&store, &tenant).await?;
             let target = db_targets::set_target(
                 &store,
@@ -372,13 +348,7 @@ async fn target(command: TargetCommand) -> anyhow::Result<()> {
             name,
             store: args,
         } => {
-            let store = open_store(&args.database).await?;
-            let key = master_key(
-                args.master_key_file.as_deref(),
-                &crate::store::data_dir_for(&args.database),
-                &store,
-            )
-            .await?;
+            let (store, key) = args.open_with_key().await?;
             let tenant = admin::tenant_by_slug(&store, &tenant).await?;
             let mut tx = store.tenant(tenant.tenant_id).await?;
             let found = tx.target_by_name(&name).await?;

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 
-use super::{StoreArgs, master_key, open_store};
+use super::{StoreArgs, open_store};
 use crate::admin::{self, Ctx};
 use crate::audit::checkpoint::parse_public_keys;
 use crate::audit::export::Filter;
@@ -141,13 +141,7 @@ async fn export(
             out.flush()?;
         }
         Some(slug) => {
-            let store = open_store(&args.database).await?;
-            let key = master_key(
-                args.master_key_file.as_deref(),
-                &crate::store::data_dir_for(&args.database),
-                &store,
-            )
-            .await?;
+            let (store, key) = args.open_with_key().await?;
             let tenant = admin::tenant_by_slug(&store, &slug).await?;
             let c = ctx();
             let mut tx = store.tenant(tenant.tenant_id).await?;
@@ -242,13 +236,7 @@ async fn add_sink(
     } else {
         None
     };
-    let store = open_store(&args.database).await?;
-    let key = master_key(
-        args.master_key_file.as_deref(),
-        &crate::store::data_dir_for(&args.database),
-        &store,
-    )
-    .await?;
+    let (store, key) = args.open_with_key().await?;
     let tenant = admin::tenant_by_slug(&store, &tenant).await?;
     let id = crate::audit::sinks::add_sink(
         &store,

@@ -27,6 +27,8 @@ pub enum BenchCommand {
     Ssh(SshBench),
     /// Offline audit verification: writes a signed export of N events, then verifies it.
     Audit(super::audit_bench::AuditBench),
+    /// Database logins: raw CREATE/DROP ROLE vs. elevate's issue + cleanup on one Postgres.
+    Db(super::bench_db::DbBench),
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +58,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
     let args = match command {
         BenchCommand::Ssh(args) => args,
         BenchCommand::Audit(args) => return super::audit_bench::run(args),
+        BenchCommand::Db(args) => return super::bench_db::run(args).await,
     };
     let window = Duration::from_secs(args.seconds.max(1));
     let raw = raw_signing(window)?;

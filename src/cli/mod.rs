@@ -4,6 +4,7 @@ mod admin;
 mod audit;
 mod audit_bench;
 mod bench;
+mod bench_db;
 mod client;
 mod db;
 mod host;
@@ -290,6 +291,20 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+impl StoreArgs {
+    /// The store (see [`open_store`]) and the master key that opens its sealed secrets.
+    pub async fn open_with_key(&self) -> anyhow::Result<(Store, MasterKey)> {
+        let store = open_store(&self.database).await?;
+        let key = master_key(
+            self.master_key_file.as_deref(),
+            &crate::store::data_dir_for(&self.database),
+            &store,
+        )
+        .await?;
+        Ok((store, key))
+    }
 }
 
 /// Connects and makes sure the schema is current: SQLite migrates itself (it is embedded and

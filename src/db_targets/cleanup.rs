@@ -83,7 +83,8 @@ pub async fn run_due(
         };
         for login in &logins {
             match end_one(&mut conn, store, tenant, login, now).await {
-                Ok(()) => pass.cleaned += 1,
+                Ok(true) => pass.cleaned += 1,
+                Ok(false) => {}
                 Err(error) => {
                     failed(store, tenant, login, &error, now).await?;
                     pass.failed += 1;
@@ -96,26 +97,39 @@ pub async fn run_due(
 }
 
 /// Ends one login under the target's lock for it and records that, still under the lock.
+/// False when another replica finished it first.
 async fn end_one(
     conn: &mut AdminConn,
     store: &Store,
     tenant: &Tenant,
     login: &DbLoginRecord,
     now: OffsetDateTime,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     conn.lock(&login.role_name).await.map_err(|e| e.0)?;
-    let ended = conn
-        .end_login(&login.role_name, login.owner_role.as_deref())
-        .await
-        .map_err(|e| e.0);
-    let recorded = match ended {
-        Ok(ended) => record_cleaned(store, tenant, login, ended, now)
+    let result = async {
+        let open = {
+            let mut tx = store
+                .tenant(tenant.tenant_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let current = tx.db_login(login.id).await.map_err(|e| e.to_string())?;
+            tx.commit().await.map_err(|e| e.to_string())?;
+            current.is_some_and(|c| c.cleaned_up_at.is_none())
+        };
+        if !open {
+            return Ok(false);
+        }
+        let ended = conn
+            .end_login(&login.role_name, login.owner_role.as_deref())
             .await
-            .map_err(|e| format!("recording the cleanup: {e}")),
-        Err(e) => Err(e),
-    };
+            .map_err(|e| e.0)?;
+        record_cleaned(store, tenant, login, ended, now)
+            .await
+            .map_err(|e| format!("recording the cleanup: {e}"))
+    }
+    .await;
     let _ = conn.release(&login.role_name).await;
-    recorded
+    result
 }
 
 async fn record_cleaned(
@@ -124,9 +138,10 @@ async fn record_cleaned(
     login: &DbLoginRecord,
     ended: super::Ended,
     now: OffsetDateTime,
-) -> AppResult<()> {
+) -> AppResult<bool> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    if tx.mark_db_login_cleaned(login.id, now).await? {
+    let marked = tx.mark_db_login_cleaned(login.id, now).await?;
+    if marked {
         tx.append_audit(
             &NewEvent::new(Actor::System, "db.login_dropped", login.target_name.clone())
                 .request(login.request_id)
@@ -143,7 +158,7 @@ async fn record_cleaned(
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(marked)
 }
 
 /// Records a failed attempt, audited like every change (at most one event per login per

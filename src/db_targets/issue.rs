@@ -14,7 +14,7 @@ use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{Tenant, User};
 use crate::store::{DbLoginRecord, Store};
-use crate::workflow::service::{self, profile_of};
+use crate::workflow::service;
 
 /// A login just created: shown to the requester once.
 pub struct IssuedLogin {
@@ -52,12 +52,7 @@ pub async fn issue(
     service::load(store, tenant, user, id).await?;
     let now = ctx.now;
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    tx.lock_request_wait(id).await?;
-    let stored = tx
-        .request(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
-    let profile = profile_of(&mut tx, &stored).await?;
+    let (stored, profile) = service::lock_with_profile(&mut tx, id).await?;
     let r = &stored.request;
     let target = match &profile.database {
         Some(db) => tx.target_by_name(&db.target).await?,

@@ -12,7 +12,7 @@ use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{KeyPurpose, Tenant, User};
 use crate::store::{SshCertRecord, Store};
-use crate::workflow::service::{self, profile_of};
+use crate::workflow::service;
 
 /// A signed certificate and what the caller shows about it.
 #[derive(Debug, Clone)]
@@ -56,12 +56,7 @@ pub async fn issue(
         cert::parse_user_key(public_key).map_err(|e| AppError::Unprocessable(e.to_string()))?;
     service::load(store, tenant, user, id).await?;
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    tx.lock_request_wait(id).await?;
-    let stored = tx
-        .request(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
-    let profile = profile_of(&mut tx, &stored).await?;
+    let (stored, profile) = service::lock_with_profile(&mut tx, id).await?;
     let r = &stored.request;
     let now = ctx.now;
     if let Some(err) =

@@ -427,6 +427,21 @@ pub async fn file(
     })
 }
 
+/// Locks request `id` in `tx` (waiting for another holder) and loads it with the profile it was
+/// decided under: what every action on one request starts with.
+pub(crate) async fn lock_with_profile(
+    tx: &mut TenantTx,
+    id: Uuid,
+) -> AppResult<(StoredRequest, Profile)> {
+    tx.lock_request_wait(id).await?;
+    let stored = tx
+        .request(id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
+    let profile = profile_of(tx, &stored).await?;
+    Ok((stored, profile))
+}
+
 /// The profile a stored request was decided under.
 pub(crate) async fn profile_of(tx: &mut TenantTx, stored: &StoredRequest) -> AppResult<Profile> {
     tx.profiles_at(stored.policy_version)
@@ -544,12 +559,7 @@ pub async fn act(
     // Visibility first: acting on a request you cannot see is a 404, not a 403.
     load(store, tenant, actor, id).await?;
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    tx.lock_request_wait(id).await?;
-    let stored = tx
-        .request(id)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
-    let profile = profile_of(&mut tx, &stored).await?;
+    let (stored, profile) = lock_with_profile(&mut tx, id).await?;
     let requester = tx
         .user_by_id(stored.request.requester)
         .await?

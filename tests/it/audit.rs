@@ -1128,6 +1128,16 @@ async fn the_audit_page_filters_links_requests_and_shows_its_proof() {
     let key = public_keys(app, "acme").await[0].to_openssh().unwrap();
     assert!(status.contains(&key), "{status}");
     assert!(status.contains("/t/acme/audit/public-key"));
+    let main = &status[status.find("<main").unwrap()..];
+    assert!(
+        main.contains(&key),
+        "the key is in the page body, not its title"
+    );
+    assert!(
+        status.contains("<title>Status &middot; elevate</title>")
+            || status.contains("<title>Status · elevate</title>"),
+        "{status}"
+    );
 
     // Requesters are turned away; looking was recorded.
     let other = app.signed_in(&alice).await;

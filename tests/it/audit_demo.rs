@@ -452,7 +452,7 @@ async fn after_a_full_demo_flow_no_secret_is_in_the_database_the_log_or_the_expo
     let db = format!("sqlite:{}", dir.join("elevate.db").display());
     let pg = crate::db_fixtures::PgTarget::new().await;
     let policy = format!(
-        "{}\n[[profile]]\nname = \"orders-read\"\nrequesters = [\"engineering\"]\napprovers = [\"sre\"]\n[profile.database]\ntarget = \"orders\"\nroles = [\"{}\"]\n",
+        "{}\n[[profile]]\nname = \"scan-orders\"\nrequesters = [\"engineering\"]\napprovers = [\"sre\"]\n[profile.database]\ntarget = \"orders\"\nroles = [\"{}\"]\n",
         elevate::demo::POLICY,
         pg.read
     );
@@ -491,7 +491,7 @@ async fn after_a_full_demo_flow_no_secret_is_in_the_database_the_log_or_the_expo
     let r = post(
         &alice,
         "/requests",
-        json!({"profile": "orders-read", "duration": "30m", "justification": "check an order"}),
+        json!({"profile": "scan-orders", "duration": "30m", "justification": "check an order"}),
     )
     .await;
     let id = r["id"].as_str().unwrap().to_owned();

@@ -10,8 +10,9 @@ use serde_json::Value;
 
 use crate::helpers::{TestApp, TestDb, seed_tenant, seed_user};
 
-#[tokio::test]
-async fn a_person_signs_in_through_the_demo_outbox_in_chromium() {
+/// Runs `tests/support/browser/<script>` in node (playwright-core driving the system Chromium)
+/// and returns the one JSON line it reports.
+pub async fn run_script(script: &str, args: Vec<String>) -> Value {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/browser");
     assert!(
         std::path::Path::new(dir)
@@ -20,6 +21,27 @@ async fn a_person_signs_in_through_the_demo_outbox_in_chromium() {
             && std::path::Path::new("/usr/bin/chromium").exists(),
         "browser tests need Chromium and playwright-core: apt-get install -y chromium; (cd tests/support/browser && npm ci) — scripts/test.sh does both"
     );
+    let script = format!("{dir}/{script}");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(script)
+            .args(args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "no report from the browser ({e}): {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_person_signs_in_through_the_demo_outbox_in_chromium() {
     let app = TestApp::spawn_with(TestDb::sqlite().await, |c| c.demo = true).await;
     let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "demo").await;
     seed_user(
@@ -36,23 +58,11 @@ async fn a_person_signs_in_through_the_demo_outbox_in_chromium() {
         .await
         .unwrap();
 
-    let base = app.base.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(format!("{dir}/signin.mjs"))
-            .args([base.as_str(), "demo", "alice@example.com"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "no report from the browser ({e}): {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = run_script(
+        "signin.mjs",
+        vec![app.base.clone(), "demo".into(), "alice@example.com".into()],
+    )
+    .await;
     assert_eq!(report["error"], Value::Null, "{report}");
     assert_eq!(report["loginTitle"], "Sign in · elevate");
     assert_eq!(

@@ -353,6 +353,37 @@ async fn logins_die_after_a_crash_and_elevate_db_runs_psql() {
         String::new(),
     ));
 
+    // A revocation reaches the target within seconds (the reaper is woken), open session included.
+    let (revoked_user, revoked_password) = logins.remove(19);
+    let mut revoked_session = pg.login(&revoked_user, &revoked_password).await.unwrap();
+    let revoked_id = ids.remove(19);
+    let (s, r) = post(
+        &client,
+        format!("{base}/api/v1/requests/{revoked_id}/revoke"),
+        &bob,
+        json!({"reason": "done early"}),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let revoked_at = Instant::now();
+    while pg.role_exists(&revoked_user).await && revoked_at.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !pg.role_exists(&revoked_user).await,
+        "still there 5 s after the revocation"
+    );
+    assert!(
+        sqlx::query("SELECT 1")
+            .execute(&mut revoked_session)
+            .await
+            .is_err()
+    );
+    println!(
+        "revoked login dropped {:?} after the revocation",
+        revoked_at.elapsed()
+    );
+
     let mut open = pg.login(&logins[0].0, &logins[0].1).await.unwrap();
     // Crash: no shutdown, no cleanup.
     server.kill().unwrap();

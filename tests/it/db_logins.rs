@@ -128,6 +128,33 @@ impl Shop {
         (id, login)
     }
 
+    async fn ready(&self) -> Value {
+        let r = self
+            .app
+            .client
+            .get(self.app.url("/readyz"))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    async fn count_actions(&self, action: &str) -> usize {
+        self.actions()
+            .await
+            .iter()
+            .filter(|(a, _)| a == action)
+            .count()
+    }
+
+    /// Asks for a login and expects `status` with `reason` in the message.
+    async fn refused(&self, token: &str, id: &str, status: StatusCode, reason: &str) {
+        let (s, r) = self.db_login(token, id).await;
+        assert_eq!(s, status, "{r}");
+        let message = r["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(reason), "{r}");
+    }
+
     /// One reaper pass: transitions, then database login cleanups.
     async fn reap(&self) -> elevate::db_targets::cleanup::Pass {
         let clock: SharedClock = self.app.clock.clone();
@@ -352,14 +379,8 @@ async fn refusals_are_clear_and_audited() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let pending_id = pending["id"].as_str().unwrap();
-    let (s, r) = shop.db_login(&shop.alice, pending_id).await;
-    assert_eq!(s, StatusCode::CONFLICT, "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not active")
-    );
+    shop.refused(&shop.alice, pending_id, StatusCode::CONFLICT, "not active")
+        .await;
     // Someone else's grant: an approver's token may not ask at all, another requester (who can
     // see it as an admin) is refused by the core.
     let id = shop.granted("orders-read").await;
@@ -376,43 +397,30 @@ async fn refusals_are_clear_and_audited() {
     )
     .await;
     let carol = crate::helpers::seed_token(shop.app.store(), clock.as_ref(), &carol, &[]).await;
-    let (s, r) = shop.db_login(&carol, &id).await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("only the requester")
-    );
+    shop.refused(&carol, &id, StatusCode::FORBIDDEN, "only the requester")
+        .await;
     // A profile without a database.
     let shell = shop.granted("shell").await;
-    let (s, r) = shop.db_login(&shop.alice, &shell).await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("grants no database")
-    );
+    shop.refused(
+        &shop.alice,
+        &shell,
+        StatusCode::CONFLICT,
+        "grants no database",
+    )
+    .await;
     // A target nobody configured.
     let nowhere = shop.granted("nowhere").await;
-    let (s, r) = shop.db_login(&shop.alice, &nowhere).await;
-    assert_eq!(s, StatusCode::CONFLICT);
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("not configured")
-    );
+    shop.refused(
+        &shop.alice,
+        &nowhere,
+        StatusCode::CONFLICT,
+        "not configured",
+    )
+    .await;
     // Not a request id at all.
     let (s, _) = shop.db_login(&shop.alice, "nope").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
-    let refused = shop
-        .actions()
-        .await
-        .into_iter()
-        .filter(|(a, _)| a == "db.login_refused")
-        .count();
+    let refused = shop.count_actions("db.login_refused").await;
     assert_eq!(refused, 4, "{:?}", shop.actions().await);
     assert_eq!(shop.counts().await.open, 0, "a refusal records no login");
 }
@@ -444,16 +452,7 @@ async fn cleanup_waits_out_a_target_outage_and_shows_it() {
     assert_eq!(counts.stuck, 2, "{counts:?} {:?}", shop.actions().await);
     assert!(pg.role_exists(&user).await, "nothing could reach it");
 
-    let ready: Value = shop
-        .app
-        .client
-        .get(shop.app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = shop.ready().await;
     assert_eq!(ready["checks"]["db_cleanups"]["stuck"], 2, "{ready}");
     let metrics = shop
         .app
@@ -469,12 +468,7 @@ async fn cleanup_waits_out_a_target_outage_and_shows_it() {
         metrics.contains("elevate_db_cleanups_stuck{tenant=\"acme\"} 2"),
         "{metrics}"
     );
-    let failures = shop
-        .actions()
-        .await
-        .into_iter()
-        .filter(|(a, _)| a == "db.cleanup_failed")
-        .count();
+    let failures = shop.count_actions("db.cleanup_failed").await;
     assert_eq!(
         failures, 6,
         "every failed attempt (3 passes x 2 logins) is audited"
@@ -490,16 +484,7 @@ async fn cleanup_waits_out_a_target_outage_and_shows_it() {
     assert!(pg.sessions_gone(&user, 5).await);
     assert!(!pg.role_exists(&user).await);
     assert_eq!(shop.counts().await, Default::default());
-    let ready: Value = shop
-        .app
-        .client
-        .get(shop.app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = shop.ready().await;
     assert_eq!(ready["checks"]["db_cleanups"]["stuck"], 0, "{ready}");
 }
 
@@ -630,4 +615,161 @@ async fn mariadb_logins_do_what_the_role_allows_and_die_with_their_sessions() {
     let again = admin.end_login(&user, None).await.unwrap();
     assert!(!again.existed);
     admin.close().await;
+}
+
+#[tokio::test]
+async fn the_request_page_shows_a_login_once_in_chromium() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let id = shop.granted("orders-read").await;
+    let session = shop
+        .app
+        .session_for(&shop.user("alice@acme.example").await)
+        .await;
+    let report = crate::browser::run_script(
+        "db_login.mjs",
+        vec![shop.app.base.clone(), id.clone(), session],
+    )
+    .await;
+    assert_eq!(report["error"], Value::Null, "{report}");
+    assert_eq!(report["cspViolations"], json!([]), "{report}");
+    assert_eq!(report["consoleErrors"], json!([]), "{report}");
+    let user = report["user"].as_str().unwrap();
+    let password = report["password"].as_str().unwrap();
+    assert!(user.starts_with("elv_") && password.len() >= 24, "{report}");
+    assert!(
+        report["command"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("user={user}"))
+            && !report["command"].as_str().unwrap().contains(password),
+        "{report}"
+    );
+    // The login shown works; the request page lists it afterwards, without its password.
+    let mut c = pg.login(user, password).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let listed = report["requestPage"].as_str().unwrap();
+    assert!(
+        listed.contains(user) && listed.contains("active"),
+        "{listed}"
+    );
+    assert!(!listed.contains(password), "{listed}");
+}
+
+#[tokio::test]
+async fn admins_see_targets_test_them_and_see_stuck_cleanups() {
+    let mut pg = PgTarget::new().await;
+    let proxy = Proxy::start(5432).await;
+    pg.port = proxy.port;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let clock = shop.app.clock.clone();
+    let carol = crate::helpers::seed_user(
+        shop.app.store(),
+        clock.as_ref(),
+        &shop.tenant,
+        "carol@acme.example",
+        &[elevate::model::Role::Admin],
+        &[],
+    )
+    .await;
+    let admin = shop.app.signed_in(&carol).await;
+    let (id, _) = shop.login_for("orders-read").await;
+
+    let page = admin
+        .get(shop.app.url("/admin/targets"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&pg.admin_url()), "{page}");
+    assert!(!page.contains(&pg.admin_password));
+    let csrf = crate::helpers::csrf_in(&page);
+    let test = |csrf: String| {
+        let admin = admin.clone();
+        let url = shop.app.url("/admin/targets/orders/test");
+        async move {
+            let r = admin
+                .post(url)
+                .form(&[("csrf", csrf)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.text().await.unwrap()
+        }
+    };
+    let ok = test(csrf.clone()).await;
+    assert!(
+        ok.contains("may create roles") && ok.contains("PostgreSQL"),
+        "{ok}"
+    );
+
+    proxy.down();
+    let failed = test(csrf.clone()).await;
+    assert!(failed.contains("cannot connect"), "{failed}");
+    let ready = shop.ready().await;
+    assert_eq!(
+        ready["checks"]["targets_unreachable"][0]["target"], "orders",
+        "{ready}"
+    );
+    shop.revoke(&id).await;
+    shop.reap().await;
+    let status = admin
+        .get(shop.app.url("/admin/status"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.contains(&id) && status.contains("Connection refused"),
+        "{status}"
+    );
+    // Not for requesters.
+    let alice = shop
+        .app
+        .signed_in(&shop.user("alice@acme.example").await)
+        .await;
+    let r = alice
+        .get(shop.app.url("/admin/targets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    proxy.up().await;
+}
+
+/// Two replicas' reapers at once on the shared Postgres store: every login is dropped and
+/// recorded exactly once.
+#[tokio::test]
+async fn concurrent_reapers_drop_each_login_once() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::postgres().await, &pg, None).await;
+    let id = shop.granted("orders-read").await;
+    let mut users = Vec::new();
+    for _ in 0..6 {
+        let (s, login) = shop.db_login(&shop.alice, &id).await;
+        assert_eq!(s, StatusCode::CREATED, "{login}");
+        users.push(login["username"].as_str().unwrap().to_owned());
+    }
+    shop.revoke(&id).await;
+    let now = shop.app.clock.now();
+    let (store, master) = (shop.app.store(), &shop.app.master);
+    let (a, b) = tokio::join!(
+        elevate::reaper::clean_db_logins(store, master, now),
+        elevate::reaper::clean_db_logins(store, master, now),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.cleaned + b.cleaned, 6, "{a:?} {b:?}");
+    assert_eq!(a.failed + b.failed, 0);
+    assert_eq!(pg.existing_roles(&users).await, 0);
+    let dropped = shop.count_actions("db.login_dropped").await;
+    assert_eq!(dropped, 6);
 }

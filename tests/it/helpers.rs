@@ -273,6 +273,24 @@ impl TestApp {
 
     /// A browser already signed in as `user` (session made directly in the store).
     pub async fn signed_in(&self, user: &User) -> reqwest::Client {
+        let secret = self.session_for(user).await;
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+        let url: reqwest::Url = self.base.parse().unwrap();
+        jar.add_cookie_str(
+            &format!("__Host-elevate={secret}; Path=/; Secure; HttpOnly"),
+            &url,
+        );
+        let cert = std::fs::read(self.db.dir.join(web::tls::DEV_CERT_FILE)).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+            .cookie_provider(jar)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// A session cookie value for `user` (session made directly in the store, sign-in audited).
+    pub async fn session_for(&self, user: &User) -> String {
         let mut tx = self.db.store.tenant(user.tenant_id).await.unwrap();
         let (secret, _) = elevate::auth::session::start_session(
             &mut tx,
@@ -290,22 +308,7 @@ impl TestApp {
         .await
         .unwrap();
         tx.commit().await.unwrap();
-        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-        let url: reqwest::Url = self.base.parse().unwrap();
-        jar.add_cookie_str(
-            &format!(
-                "__Host-elevate={}; Path=/; Secure; HttpOnly",
-                secret.expose()
-            ),
-            &url,
-        );
-        let cert = std::fs::read(self.db.dir.join(web::tls::DEV_CERT_FILE)).unwrap();
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
-            .cookie_provider(jar)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap()
+        secret.expose().to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {

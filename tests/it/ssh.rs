@@ -158,6 +158,18 @@ impl Shop {
         (key, cert, issued)
     }
 
+    pub async fn user(&self, email: &str) -> elevate::model::User {
+        let mut tx = self
+            .app
+            .store()
+            .tenant(self.tenant.tenant_id)
+            .await
+            .unwrap();
+        let u = tx.user_by_email(email).await.unwrap().unwrap();
+        tx.commit().await.unwrap();
+        u
+    }
+
     pub async fn revoke(&self, id: &str) {
         let (s, r) = self
             .post(
@@ -777,72 +789,23 @@ impl Drop for Agent {
 
 #[tokio::test]
 async fn the_request_page_issues_and_offers_a_certificate_in_chromium() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/browser");
-    assert!(
-        Path::new(dir).join("node_modules/playwright-core").exists(),
-        "browser tests need playwright-core: scripts/test.sh installs it"
-    );
     let shop = shop(TestDb::sqlite().await).await;
     let id = shop.granted("prod-shell").await;
-    let alice = {
-        let mut tx = shop
-            .app
-            .store()
-            .tenant(shop.tenant.tenant_id)
-            .await
-            .unwrap();
-        let u = tx
-            .user_by_email("alice@acme.example")
-            .await
-            .unwrap()
-            .unwrap();
-        tx.commit().await.unwrap();
-        u
-    };
-    let session = {
-        let mut tx = shop
-            .app
-            .store()
-            .tenant(shop.tenant.tenant_id)
-            .await
-            .unwrap();
-        let (secret, _) = elevate::auth::session::start_session(
-            &mut tx,
-            &alice,
-            time::Duration::hours(1),
-            &elevate::audit::Origin::default(),
-            shop.app.clock.now(),
-        )
-        .await
-        .unwrap();
-        tx.append_audit(
-            &ctx(shop.app.clock.as_ref()).event("signin.succeeded", &alice.email),
-            shop.app.clock.now(),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        secret.expose().to_owned()
-    };
+    let session = shop
+        .app
+        .session_for(&shop.user("alice@acme.example").await)
+        .await;
     let (_, public) = user_key(&shop.dir, "ecdsa:256");
-    let (base, id2, public2) = (shop.app.base.clone(), id.clone(), public.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(format!("{dir}/certificate.mjs"))
-            .args([base.as_str(), id2.as_str(), session.as_str()])
-            .arg(&public2)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "no report ({e}): {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = crate::browser::run_script(
+        "certificate.mjs",
+        vec![
+            shop.app.base.clone(),
+            id.clone(),
+            session,
+            public.display().to_string(),
+        ],
+    )
+    .await;
     assert_eq!(report["error"], Value::Null, "{report}");
     assert_eq!(report["filledFromFile"], true, "{report}");
     assert_eq!(report["cspViolations"], json!([]), "{report}");

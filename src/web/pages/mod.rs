@@ -9,6 +9,7 @@ mod people;
 mod policy;
 mod requests;
 mod status;
+mod targets;
 mod tokens;
 
 use askama::Template;
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .merge(policy::router())
         .merge(requests::router())
         .merge(status::router())
+        .merge(targets::router())
         .merge(tokens::router())
         .merge(dev::router())
 }

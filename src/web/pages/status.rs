@@ -1,5 +1,6 @@
-//! Operations at a glance for admins: the reaper's last pass and error, and notifications that
-//! keep failing (a failed cleanup or delivery is never silently given up).
+//! Operations at a glance for admins: the reaper's last pass and error, and notifications and
+//! database login cleanups that keep failing (a failed cleanup or delivery is never silently
+//! given up).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -35,6 +36,7 @@ struct StatusPage {
     /// The tenant's audit public keys (OpenSSH), for verifying exports offline.
     audit_keys: Vec<String>,
     audit_checkpoint: String,
+    stuck: Vec<super::targets::StuckRow>,
 }
 
 async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> AppResult<StatusPage> {
@@ -50,8 +52,15 @@ async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> App
         .await?
         .map(|c| format!("seq {} signed {}", c.seq, when(c.at)))
         .unwrap_or_else(|| "none signed yet".into());
+    let stuck = tx
+        .stuck_db_logins()
+        .await?
+        .iter()
+        .map(super::targets::StuckRow::of)
+        .collect();
     tx.commit().await?;
     Ok(StatusPage {
+        stuck,
         nav: Nav::of(&who),
         reaper_last_pass: reaper
             .last_pass

@@ -1,0 +1,210 @@
+//! `elevate bench db`: in one run against one Postgres target, raw `CREATE ROLE` + `DROP ROLE`
+//! round trips per second versus elevate issuing logins (record + audit + role, through the
+//! issuance core on a fresh SQLite store) and cleaning them up (lock, NOLOGIN, terminate,
+//! REASSIGN/DROP OWNED, DROP ROLE, record + audit).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use sqlx::Connection;
+
+use crate::admin::{self, Ctx};
+use crate::audit::{Actor, Origin};
+use crate::clock::{Clock, SystemClock};
+use crate::crypto::MasterKey;
+use crate::db_targets::targets::{NewTarget, set_target};
+use crate::model::{Role, TargetKind};
+use crate::store::Store;
+use crate::workflow::{Event, NewRequest};
+
+#[derive(Debug, Args)]
+pub struct DbBench {
+    /// An admin URL of a Postgres target (no password; set ELEVATE_BENCH_TARGET_PASSWORD if it
+    /// needs one). Roles named elv_bench* and elevate_bench_role are created and dropped there.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    target_url: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+}
+
+const ROLE: &str = "elevate_bench_role";
+
+const POLICY: &str = r#"
+[[profile]]
+name = "bench-db"
+max_duration = "24h"
+default_duration = "24h"
+requesters = ["engineering"]
+approvers = ["sre"]
+require_justification = false
+auto_approve_groups = ["engineering"]
+[profile.database]
+target = "bench"
+roles = ["elevate_bench_role"]
+"#;
+
+async fn admin_conn(url: &str, password: &str) -> anyhow::Result<sqlx::PgConnection> {
+    let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    if !password.is_empty() {
+        options = options.password(password);
+    }
+    sqlx::PgConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("connecting to {}", crate::store::redact_url(url)))
+}
+
+pub async fn run(args: DbBench) -> anyhow::Result<()> {
+    let window = Duration::from_secs(args.seconds.max(1));
+    let password = std::env::var("ELEVATE_BENCH_TARGET_PASSWORD").unwrap_or_default();
+    let mut admin = admin_conn(&args.target_url, &password).await?;
+    sqlx::raw_sql(
+        "DO $$ BEGIN CREATE ROLE elevate_bench_role NOLOGIN;
+         EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+    )
+    .execute(&mut admin)
+    .await?;
+
+    let raw = raw_round_trips(&mut admin, window).await?;
+    println!("raw CREATE ROLE + DROP ROLE:            {raw:>8.0} round trips/s");
+    let dir = std::env::temp_dir().join(format!("elevate-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let measured = elevate_logins(&dir, &args.target_url, &password, window).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (issued, cleaned) = measured?;
+    let pair = 1.0 / (1.0 / issued + 1.0 / cleaned);
+    println!("elevate issue (record, audit, role):    {issued:>8.0} logins/s");
+    println!("elevate cleanup (end, drop, audit):     {cleaned:>8.0} logins/s");
+    println!("elevate issue + cleanup:                {pair:>8.0} logins/s");
+    println!();
+    println!(
+        "ratio raw / elevate issue+cleanup:      {:>8.1}x",
+        raw / pair
+    );
+    sqlx::raw_sql("DROP ROLE IF EXISTS elevate_bench_role")
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    Ok(())
+}
+
+async fn raw_round_trips(admin: &mut sqlx::PgConnection, window: Duration) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let mut n: u64 = 0;
+    while start.elapsed() < window {
+        let name = format!("elv_bench_raw_{n}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE ROLE {name} LOGIN PASSWORD 'bench-password-0123456789' \
+             VALID UNTIL 'infinity' IN ROLE {ROLE}; DROP ROLE {name}"
+        )))
+        .execute(&mut *admin)
+        .await?;
+        n += 1;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// (issued per second, cleaned up per second).
+async fn elevate_logins(
+    dir: &std::path::Path,
+    target_url: &str,
+    password: &str,
+    window: Duration,
+) -> anyhow::Result<(f64, f64)> {
+    let store = Store::connect(&format!("sqlite:{}", dir.join("bench.db").display())).await?;
+    store.migrate().await?;
+    let master = Arc::new(MasterKey::generate()?);
+    let ctx = || Ctx {
+        actor: Actor::System,
+        origin: Origin::default(),
+        now: SystemClock.now(),
+    };
+    let tenant = admin::create_tenant(&store, &master, &ctx(), "bench", "bench").await?;
+    crate::policy::apply(&store, &ctx(), &tenant, POLICY).await?;
+    set_target(
+        &store,
+        &master,
+        &ctx(),
+        &tenant,
+        NewTarget {
+            name: "bench",
+            kind: TargetKind::Postgres,
+            url: target_url,
+            // Trust auth takes any password; the target refuses an empty one in `set_target`.
+            password: if password.is_empty() {
+                "unused"
+            } else {
+                password
+            },
+        },
+    )
+    .await?;
+    let user = admin::create_user(
+        &store,
+        &ctx(),
+        &tenant,
+        "bench@example.com",
+        None,
+        &[Role::Requester, Role::Admin],
+        &["engineering".into()],
+    )
+    .await?;
+    let links = "http://localhost";
+    let request = crate::workflow::service::file(
+        &store,
+        &ctx(),
+        links,
+        &tenant,
+        &user,
+        "bench-db",
+        NewRequest {
+            duration: None,
+            justification: String::new(),
+            ticket: None,
+            starts_at: None,
+            break_glass: false,
+        },
+    )
+    .await?;
+    let id = request.request.id;
+
+    let start = Instant::now();
+    let mut issued: u64 = 0;
+    while start.elapsed() < window {
+        crate::db_targets::issue::issue(&store, &master, &ctx(), &tenant, &user, id).await?;
+        issued += 1;
+    }
+    let issue_rate = issued as f64 / start.elapsed().as_secs_f64();
+
+    crate::workflow::service::act(
+        &store,
+        &ctx(),
+        links,
+        &tenant,
+        &user,
+        id,
+        Event::Revoke {
+            by: crate::workflow::service::person(&user),
+            reason: "benchmark done".into(),
+        },
+    )
+    .await?;
+    let start = Instant::now();
+    let mut cleaned = 0;
+    while (cleaned as u64) < issued {
+        let pass = crate::db_targets::cleanup::run_due(&store, &master, &tenant, SystemClock.now())
+            .await?;
+        if pass.failed > 0 {
+            bail!("{} cleanups failed during the benchmark", pass.failed);
+        }
+        if pass.cleaned == 0 {
+            bail!("cleanup stalled after {cleaned} of {issued} logins");
+        }
+        cleaned += pass.cleaned;
+    }
+    let clean_rate = cleaned as f64 / start.elapsed().as_secs_f64();
+    store.close().await;
+    Ok((issue_rate, clean_rate))
+}
