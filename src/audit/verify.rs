@@ -436,21 +436,25 @@ pub fn verify_segment(from_seq: i64, from_hash: &[u8], records: &[Record]) -> Re
     Ok(())
 }
 
-/// Verifies the live chain of a tenant in the store against its own audit public keys: the
-/// same checks as for an export, minus the signed head (the store has none; events after the
-/// latest checkpoint are reported as `head_seq - signed_through`).
+/// Verifies the live chain of a tenant in the store: the same checks as for an export, minus the
+/// signed head (the store has none; events after the latest checkpoint are reported as
+/// `head_seq - signed_through`). Checkpoints are checked against `pinned` keys when given —
+/// someone who can write the database could also swap the public key stored beside the log —
+/// else against the tenant's stored audit keys.
 pub async fn verify_store(
     store: &crate::store::Store,
     tenant_id: Uuid,
+    pinned: Option<Vec<PublicKey>>,
 ) -> crate::error::AppResult<Result<Summary, Broken>> {
     let mut tx = store.tenant(tenant_id).await?;
     let keys = super::checkpoint::public_keys(&mut tx).await?;
     let head = tx.audit_head().await?.map_or(0, |h| h.0);
     tx.commit().await?;
-    let trusted = keys
-        .iter()
-        .filter_map(|(_, k)| PublicKey::from_openssh(k).ok())
-        .collect();
+    let trusted = pinned.unwrap_or_else(|| {
+        keys.iter()
+            .filter_map(|(_, k)| PublicKey::from_openssh(k).ok())
+            .collect()
+    });
     let mut v = Verifier::new(trusted, false);
     let mut after = 0;
     while after < head {

@@ -38,8 +38,9 @@ pub enum AuditCommand {
         /// An export (`-` for stdin) to verify offline.
         #[arg(long, value_name = "FILE", requires = "public_key")]
         file: Option<PathBuf>,
-        /// The tenant's audit public key(s), OpenSSH format, one per line.
-        #[arg(long, value_name = "FILE", requires = "file")]
+        /// The tenant's audit public key(s), OpenSSH format, one per line. For the live store,
+        /// pins the key instead of trusting the one stored beside the log.
+        #[arg(long, value_name = "FILE")]
         public_key: Option<PathBuf>,
         /// Without --file: the tenant to check in the live store [default: the only one].
         #[arg(long, conflicts_with = "file")]
@@ -100,7 +101,12 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
             public_key: Some(key),
             ..
         } => verify_file(&file, &key),
-        AuditCommand::Verify { tenant, store, .. } => verify_live(tenant, store).await,
+        AuditCommand::Verify {
+            tenant,
+            store,
+            public_key,
+            ..
+        } => verify_live(tenant, public_key, store).await,
         AuditCommand::Sink {
             command:
                 SinkCommand::Add {
@@ -166,11 +172,14 @@ async fn export(
     Ok(())
 }
 
-fn verify_file(file: &PathBuf, key: &PathBuf) -> anyhow::Result<()> {
+fn read_keys(key: &PathBuf) -> anyhow::Result<Vec<ssh_key::PublicKey>> {
     let keys = std::fs::read_to_string(key)
         .with_context(|| format!("reading the public key {}", key.display()))?;
-    let keys = parse_public_keys(&keys)
-        .map_err(|e| anyhow::anyhow!("public key file {}: {e}", key.display()))?;
+    parse_public_keys(&keys).map_err(|e| anyhow::anyhow!("public key file {}: {e}", key.display()))
+}
+
+fn verify_file(file: &PathBuf, key: &PathBuf) -> anyhow::Result<()> {
+    let keys = read_keys(key)?;
     let started = std::time::Instant::now();
     let result = if file.as_os_str() == "-" {
         verify_reader(std::io::stdin().lock(), keys)
@@ -188,7 +197,12 @@ fn verify_file(file: &PathBuf, key: &PathBuf) -> anyhow::Result<()> {
     }
 }
 
-async fn verify_live(tenant: Option<String>, args: StoreArgs) -> anyhow::Result<()> {
+async fn verify_live(
+    tenant: Option<String>,
+    key: Option<PathBuf>,
+    args: StoreArgs,
+) -> anyhow::Result<()> {
+    let pinned = key.as_ref().map(read_keys).transpose()?;
     let store = open_store(&args.database).await?;
     let tenant = match tenant {
         Some(slug) => admin::tenant_by_slug(&store, &slug).await?,
@@ -203,7 +217,7 @@ async fn verify_live(tenant: Option<String>, args: StoreArgs) -> anyhow::Result<
             all.remove(0)
         }
     };
-    let result = verify_store(&store, tenant.tenant_id).await?;
+    let result = verify_store(&store, tenant.tenant_id, pinned).await?;
     store.close().await;
     match result {
         Ok(s) => {

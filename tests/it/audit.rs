@@ -216,7 +216,7 @@ async fn checkpoints_sign_the_head_and_an_export_verifies_offline(db: TestDb) {
     );
 
     // The live store verifies too.
-    let live = elevate::audit::verify::verify_store(app.store(), tenant.tenant_id)
+    let live = elevate::audit::verify::verify_store(app.store(), tenant.tenant_id, None)
         .await
         .unwrap()
         .unwrap();
@@ -548,7 +548,7 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
             .to_string();
         assert!(e.contains("permission denied"), "{sql}: {e}");
     }
-    let live = elevate::audit::verify::verify_store(app.store(), tenant.tenant_id)
+    let live = elevate::audit::verify::verify_store(app.store(), tenant.tenant_id, None)
         .await
         .unwrap()
         .unwrap();
@@ -561,7 +561,7 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
     .execute(&mut owner)
     .await
     .unwrap();
-    let broken = elevate::audit::verify::verify_store(app.store(), tenant.tenant_id)
+    let broken = elevate::audit::verify::verify_store(app.store(), tenant.tenant_id, None)
         .await
         .unwrap()
         .unwrap_err();

@@ -262,6 +262,17 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
     );
     let out = auditor(&["audit", "verify", "--file", "demo.jsonl"]);
     assert_eq!(out.status.code(), Some(2), "--file needs --public-key");
+    let out = auditor(&[
+        "audit",
+        "verify",
+        "--file",
+        "demo.jsonl",
+        "--public-key",
+        "audit.pub",
+        "--tenant",
+        "demo",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "--tenant is for the live store");
 
     // On the server, the operator checks the live store.
     let db = format!("sqlite:{}", dir.join("elevate.db").display());
@@ -274,6 +285,38 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
         text(&out.stdout).contains("tenant demo"),
         "{}",
         text(&out.stdout)
+    );
+    // With the key pinned: the auditor's copy of the key, not the one beside the log.
+    let pinned = home.join("audit.pub");
+    let out = elevate(&dir)
+        .args([
+            "audit",
+            "verify",
+            "--database",
+            &db,
+            "--public-key",
+            pinned.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let other = home.join("other.pub");
+    let out = elevate(&dir)
+        .args([
+            "audit",
+            "verify",
+            "--database",
+            &db,
+            "--public-key",
+            other.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not the tenant's audit key"),
+        "{}",
+        text(&out.stderr)
     );
     let out = elevate(&dir)
         .args([

@@ -107,7 +107,7 @@ async fn page(
     .await?;
     tx.commit().await?;
     let (verified, verification) =
-        match crate::audit::verify::verify_store(&state.store, tenant_id).await? {
+        match crate::audit::verify::verify_store(&state.store, tenant_id, None).await? {
             Ok(s) => (
                 true,
                 format!(
