@@ -233,6 +233,20 @@ pub async fn checkpoint_tenant(
         tx.commit().await?;
         return Ok(0);
     };
+    // The anchor must be one of ours: a row slipped into the table is not built upon.
+    if let Some(c) = &last {
+        let trusted: Vec<PublicKey> = public_keys(&mut tx)
+            .await?
+            .iter()
+            .filter_map(|(_, k)| PublicKey::from_openssh(k).ok())
+            .collect();
+        c.verify(Kind::Checkpoint, &trusted).map_err(|e| {
+            AppError::internal(anyhow::anyhow!(
+                "not signing a broken chain: the checkpoint at seq {}: {e}",
+                c.seq
+            ))
+        })?;
+    }
     let events = tx.audit_events(from_seq, upto - from_seq).await?;
     crate::audit::verify::verify_segment(from_seq, &from_hash, &events)
         .map_err(|b| AppError::internal(anyhow::anyhow!("not signing a broken chain: {b}")))?;

@@ -621,8 +621,37 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
         "{refused:?}"
     );
     let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
-    assert_eq!(tx.latest_checkpoint().await.unwrap().unwrap().seq, before);
+    let latest = tx.latest_checkpoint().await.unwrap().unwrap();
+    assert_eq!(latest.seq, before);
     tx.commit().await.unwrap();
+
+    // Nor over a checkpoint row it did not sign (the app role may INSERT checkpoints).
+    let other = ssh_key::PrivateKey::random(&mut OsRng, ssh_key::Algorithm::Ed25519).unwrap();
+    let forged = Checkpoint::unsigned(
+        tenant.tenant_id,
+        latest.seq + 1,
+        &[9; 32],
+        app.clock.now(),
+        latest.signing_key_id,
+    )
+    .sign(Kind::Checkpoint, &other)
+    .unwrap();
+    let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
+    assert!(tx.insert_checkpoint(&forged).await.unwrap());
+    tx.commit().await.unwrap();
+    let refused = checkpoint_tenant(
+        app.store(),
+        &app.master,
+        tenant.tenant_id,
+        every(5),
+        app.clock.now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("not the tenant's audit key"),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
