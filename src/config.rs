@@ -412,6 +412,40 @@ mod tests {
     }
 
     #[test]
+    fn audit_checkpoints_are_configured_in_their_table() {
+        let load = |text: &str| {
+            let path = write(text);
+            let r = Config::load(
+                &Overrides {
+                    config: Some(path.clone()),
+                    ..Default::default()
+                },
+                None,
+            );
+            std::fs::remove_file(path).unwrap();
+            r
+        };
+        let d = Config::default().audit.schedule();
+        assert_eq!(
+            (d.every_events, d.every),
+            (1000, time::Duration::seconds(60))
+        );
+        let c = load("[audit]\ncheckpoint_every_events = 5\ncheckpoint_every = \"2m\"\n").unwrap();
+        let s = c.audit.schedule();
+        assert_eq!((s.every_events, s.every), (5, time::Duration::minutes(2)));
+        let e = load("[audit]\ncheckpoint_every_events = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("checkpoint_every_events"), "{e}");
+        let e = load("[audit]\ncheckpoint_every = \"soon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("audit.checkpoint_every"), "{e}");
+        let e = load("[audit]\nevery = 1\n").unwrap_err().to_string();
+        assert!(e.contains("every"), "{e}");
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug() {
         let o = Overrides {
             database_url: Some("postgres://app:hunter2@db/elevate".into()),
