@@ -84,6 +84,10 @@ pub async fn set_target(
 /// roles.
 pub async fn check(target: &Target, master: &MasterKey) -> Result<TargetCheck, TargetError> {
     let spec = TargetSpec::open(target, master).map_err(|e| TargetError(format!("{e:#}")))?;
+    check_spec(&spec).await
+}
+
+async fn check_spec(spec: &TargetSpec) -> Result<TargetCheck, TargetError> {
     let mut conn = spec.connect().await?;
     let checked = conn.check().await;
     conn.close().await;
@@ -95,16 +99,31 @@ pub async fn unreachable(
     store: &Store,
     master: &MasterKey,
 ) -> AppResult<Vec<(String, String, String)>> {
-    let mut out = Vec::new();
+    // All at once: one slow target must not make the probe wait for the others in turn.
+    let mut checks = tokio::task::JoinSet::new();
     for tenant in store.tenants().await? {
         let mut tx = store.tenant(tenant.tenant_id).await?;
         let targets = tx.targets().await?;
         tx.commit().await?;
         for t in targets {
-            if let Err(e) = check(&t, master).await {
-                out.push((tenant.slug.clone(), t.name, e.0));
+            let slug = tenant.slug.clone();
+            match TargetSpec::open(&t, master) {
+                Ok(spec) => {
+                    checks.spawn(async move {
+                        check_spec(&spec)
+                            .await
+                            .err()
+                            .map(|e| (slug, spec.name, e.0))
+                    });
+                }
+                Err(e) => {
+                    checks.spawn(async move { Some((slug, t.name, format!("{e:#}"))) });
+                }
             }
         }
     }
+    let mut out: Vec<(String, String, String)> =
+        checks.join_all().await.into_iter().flatten().collect();
+    out.sort();
     Ok(out)
 }
