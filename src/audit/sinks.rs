@@ -13,8 +13,8 @@ use std::time::Duration as StdDuration;
 
 use secrecy::ExposeSecret;
 use serde_json::json;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use time::{Duration, OffsetDateTime};
 use tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
@@ -305,34 +305,7 @@ async fn send_webhook(
         "checkpoints": b.checkpoints,
     }))
     .map_err(|e| e.to_string())?;
-    let timestamp = now.unix_timestamp();
-    let client = reqwest::Client::builder()
-        .timeout(TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
-    let res = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("x-elevate-timestamp", timestamp.to_string())
-        .header(
-            "x-elevate-signature",
-            crate::notify::outbox::signature(secret.expose_secret(), timestamp, &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| format!("cannot reach the webhook: {e}"))?;
-    if res.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("webhook answered {}", res.status()))
-    }
-}
-
-fn backoff(attempts: i64) -> Duration {
-    let secs = 10i64.saturating_mul(1i64 << attempts.clamp(0, 20));
-    Duration::seconds(secs.min(3600))
+    crate::notify::outbox::post_signed(url, secret.expose_secret(), body, now).await
 }
 
 /// Delivers one batch to one sink; `Ok(true)` when it was full (more is waiting).
@@ -376,8 +349,12 @@ async fn deliver_sink(
         }
         Err(e) => {
             tracing::warn!(%tenant, sink = %sink.id, target = %sink.target, error = %e, attempts = sink.attempts + 1, "audit sink not delivered; will retry");
-            tx.audit_sink_failed(sink.id, &e, now + backoff(sink.attempts))
-                .await?;
+            tx.audit_sink_failed(
+                sink.id,
+                &e,
+                now + crate::notify::outbox::backoff(sink.attempts),
+            )
+            .await?;
             false
         }
     };

@@ -39,6 +39,17 @@ async fn post_webhook(
         )
         .map_err(|e| format!("cannot unseal the webhook secret: {e}"))?;
     let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
+    post_signed(&hook.url, secret.expose_secret(), body, now).await
+}
+
+/// POSTs a JSON body with `X-Elevate-Timestamp` and `X-Elevate-Signature` (see [`signature`]),
+/// following no redirects, within 10 s. Notification webhooks and audit sinks both deliver so.
+pub(crate) async fn post_signed(
+    url: &str,
+    secret: &[u8],
+    body: Vec<u8>,
+    now: OffsetDateTime,
+) -> Result<(), String> {
     let timestamp = now.unix_timestamp();
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(10))
@@ -46,13 +57,10 @@ async fn post_webhook(
         .build()
         .map_err(|e| e.to_string())?;
     let res = client
-        .post(&hook.url)
+        .post(url)
         .header("content-type", "application/json")
         .header("x-elevate-timestamp", timestamp.to_string())
-        .header(
-            "x-elevate-signature",
-            signature(secret.expose_secret(), timestamp, &body),
-        )
+        .header("x-elevate-signature", signature(secret, timestamp, &body))
         .body(body)
         .send()
         .await
@@ -64,7 +72,8 @@ async fn post_webhook(
     }
 }
 
-fn backoff(attempts: i64) -> Duration {
+/// 10 s doubling per failed attempt, at most an hour.
+pub(crate) fn backoff(attempts: i64) -> Duration {
     let secs = 10i64.saturating_mul(1i64 << attempts.clamp(0, 20));
     Duration::seconds(secs.min(3600))
 }
