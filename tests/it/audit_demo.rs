@@ -4,16 +4,16 @@
 //! webhook secrets), no secret handed out appears in the database, the server log or the audit
 //! export.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::cli::{Server, elevate};
-use crate::helpers::temp_dir;
+use crate::helpers::{run_with_stdin, temp_dir};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -79,22 +79,6 @@ async fn first_checkpoint(base: &str) -> Value {
         assert!(Instant::now() < deadline, "no checkpoint was signed");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

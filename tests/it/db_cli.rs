@@ -2,7 +2,6 @@
 //! from the command line, `elevate db` printing a login and running psql with it, and a server
 //! killed with SIGKILL whose logins are all gone within seconds of its restart.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -51,20 +50,7 @@ impl Install {
     }
 
     fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        crate::helpers::run_with_stdin(self.command(args), stdin)
     }
 
     fn ok(&self, args: &[&str]) -> String {
