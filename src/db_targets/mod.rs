@@ -157,12 +157,25 @@ pub fn client_hint(login: &issue::IssuedLogin) -> String {
             "psql \"host={} port={} dbname={} user={}\"",
             login.host, login.port, login.database, login.username
         ),
-        TargetKind::Mysql => format!(
-            "mariadb -h {} -P {} -u {} -p {}",
-            login.host, login.port, login.username, login.database
-        )
-        .trim_end()
-        .to_owned(),
+        // The login may have no default role (see mysql.rs): take it, then open the database.
+        TargetKind::Mysql => {
+            let mut init: Vec<String> = login
+                .roles
+                .first()
+                .map(|r| format!("SET ROLE `{r}`"))
+                .into_iter()
+                .collect();
+            if !login.database.is_empty() {
+                init.push(format!("USE `{}`", login.database));
+            }
+            format!(
+                "mariadb -h {} -P {} -u {} -p --init-command='{}'",
+                login.host,
+                login.port,
+                login.username,
+                init.join("; ")
+            )
+        }
     }
 }
 
