@@ -50,6 +50,23 @@ pub fn open_signing_key(master: &MasterKey, key: &CaKey) -> Result<PrivateKey, S
     PrivateKey::from_openssh(text).map_err(|_| SealError::Malformed)
 }
 
+/// The tenant's active key for `purpose`, unsealed: what SSH issuance and the audit signer sign
+/// with.
+pub async fn active_signing_key(
+    tx: &mut TenantTx,
+    master: &MasterKey,
+    purpose: KeyPurpose,
+) -> AppResult<(Uuid, PrivateKey)> {
+    let key = tx.active_ca_key(purpose).await?.ok_or_else(|| {
+        AppError::internal(anyhow::anyhow!(
+            "the tenant has no active {} key",
+            purpose.as_str()
+        ))
+    })?;
+    let private = open_signing_key(master, &key)?;
+    Ok((key.id, private))
+}
+
 /// Start-up check: the master key must open every tenant's active keys. A wrong key file ends
 /// start-up here with a message naming the tenant and key ids, not at the first signature.
 pub async fn verify_master_key(store: &Store, master: &MasterKey) -> anyhow::Result<usize> {

@@ -14,7 +14,9 @@ use crate::error::{AppError, AppResult};
 use crate::model::{ApiToken, Role, Scope, Tenant, User, normalize_email, validate_slug};
 use crate::store::{NewUser, Store, UserChange};
 
-pub use keys::{add_signing_key, generate_signing_key, open_signing_key, verify_master_key};
+pub use keys::{
+    active_signing_key, add_signing_key, generate_signing_key, open_signing_key, verify_master_key,
+};
 
 /// Who is acting and from where, for the audit record.
 #[derive(Debug, Clone)]

@@ -153,18 +153,6 @@ pub async fn public_keys(tx: &mut TenantTx) -> AppResult<Vec<(Uuid, String)>> {
     Ok(keys.into_iter().map(|k| (k.id, k.public_key)).collect())
 }
 
-/// The active audit signing key, unsealed.
-pub async fn signing_key(tx: &mut TenantTx, master: &MasterKey) -> AppResult<(Uuid, PrivateKey)> {
-    let key = tx
-        .active_ca_key(KeyPurpose::AuditSigning)
-        .await?
-        .ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!("the tenant has no audit signing key"))
-        })?;
-    let private = crate::admin::open_signing_key(master, &key).map_err(AppError::internal)?;
-    Ok((key.id, private))
-}
-
 /// When to sign.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
@@ -250,7 +238,8 @@ pub async fn checkpoint_tenant(
     let events = tx.audit_events(from_seq, upto - from_seq).await?;
     crate::audit::verify::verify_segment(from_seq, &from_hash, &events)
         .map_err(|b| AppError::internal(anyhow::anyhow!("not signing a broken chain: {b}")))?;
-    let (key_id, key) = signing_key(&mut tx, master).await?;
+    let (key_id, key) =
+        crate::admin::active_signing_key(&mut tx, master, KeyPurpose::AuditSigning).await?;
     let mut stored = 0;
     for seq in targets {
         let Some(event) = events.iter().find(|e| e.seq == seq) else {

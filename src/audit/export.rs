@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc::Sender;
 use uuid::Uuid;
 
-use super::checkpoint::{Checkpoint, Kind, signing_key};
+use super::checkpoint::{Checkpoint, Kind};
 use super::verify::{LineRef, to_line};
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
@@ -97,7 +97,12 @@ pub async fn produce(
     }
     if signed {
         let mut tx = store.tenant(tenant_id).await?;
-        let (key_id, key) = signing_key(&mut tx, master).await?;
+        let (key_id, key) = crate::admin::active_signing_key(
+            &mut tx,
+            master,
+            crate::model::KeyPurpose::AuditSigning,
+        )
+        .await?;
         tx.commit().await?;
         let mut h = Checkpoint::unsigned(tenant_id, head_seq, &head_hash, now, key_id);
         h.checkpoints = Some(emitted);

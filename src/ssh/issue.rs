@@ -7,7 +7,6 @@ use uuid::Uuid;
 
 use super::cert::{self, CertSpec};
 use crate::admin::Ctx;
-use crate::admin::open_signing_key;
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{KeyPurpose, Tenant, User};
@@ -69,11 +68,8 @@ pub async fn issue(
     let (Some(ssh), Some(grant)) = (&profile.ssh, &r.grant) else {
         return Err(AppError::internal(anyhow::anyhow!("checked above")));
     };
-    let ca = tx
-        .active_ca_key(KeyPurpose::SshUserCa)
-        .await?
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("tenant has no active SSH user CA")))?;
-    let ca_private = open_signing_key(master, &ca)?;
+    let (ca_key_id, ca_private) =
+        crate::admin::active_signing_key(&mut tx, master, KeyPurpose::SshUserCa).await?;
     let (valid_after, valid_before) = cert::validity(
         now,
         grant.not_after,
@@ -104,7 +100,7 @@ pub async fn issue(
         key_id: spec.key_id.clone(),
         fingerprint: fingerprint.clone(),
         principals: sqlx::types::Json(ssh.principals.clone()),
-        ca_key_id: Some(ca.id),
+        ca_key_id: Some(ca_key_id),
         certificate: Some(text.clone()),
         valid_after,
         valid_before,
