@@ -44,8 +44,16 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (Some(_), None) => "stale",
         (None, None) => "starting",
     };
-    let failing = failing_notifications(&state).await;
-    let cleanups = db_cleanups(&state).await;
+    let backlogs = backlogs(&state).await.ok();
+    let failing = backlogs
+        .as_ref()
+        .map(|b| b.iter().map(|t| t.failing_notifications).sum::<usize>());
+    let cleanups = backlogs.as_ref().map(|b| {
+        let sum = |f: fn(&crate::store::CleanupCounts) -> i64| {
+            b.iter().map(|t| f(&t.cleanups)).sum::<i64>()
+        };
+        json!({ "open": sum(|c| c.open), "due": sum(|c| c.due), "stuck": sum(|c| c.stuck) })
+    });
     let targets = unreachable_targets(&state).await;
     let ready =
         store == "ok" && master_key == "ok" && reaper_state != "failing" && reaper_state != "stale";
@@ -78,30 +86,29 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     res
 }
 
-/// Notifications that have failed at least once and are still undelivered, over all tenants.
-async fn failing_notifications(state: &AppState) -> Option<usize> {
-    let mut failing = 0;
-    for tenant in state.store.tenants().await.ok()? {
-        let mut tx = state.store.tenant(tenant.tenant_id).await.ok()?;
-        failing += tx.failing_notifications().await.ok()?;
-        tx.commit().await.ok()?;
-    }
-    Some(failing)
+/// What keeps failing in one tenant: read by `/readyz` (summed) and `/metrics` (per tenant).
+pub struct TenantBacklog {
+    pub slug: String,
+    pub cleanups: crate::store::CleanupCounts,
+    /// Notifications that failed at least once and are still undelivered.
+    pub failing_notifications: usize,
 }
 
-/// Open, due and stuck database login cleanups over all tenants.
-async fn db_cleanups(state: &AppState) -> Option<serde_json::Value> {
+pub async fn backlogs(state: &AppState) -> crate::error::AppResult<Vec<TenantBacklog>> {
     let now = state.clock.now();
-    let (mut open, mut due, mut stuck) = (0, 0, 0);
-    for tenant in state.store.tenants().await.ok()? {
-        let mut tx = state.store.tenant(tenant.tenant_id).await.ok()?;
-        let c = tx.db_cleanup_counts(now).await.ok()?;
-        tx.commit().await.ok()?;
-        open += c.open;
-        due += c.due;
-        stuck += c.stuck;
+    let mut out = Vec::new();
+    for tenant in state.store.tenants().await? {
+        let mut tx = state.store.tenant(tenant.tenant_id).await?;
+        let cleanups = tx.db_cleanup_counts(now).await?;
+        let failing_notifications = tx.failing_notifications().await?;
+        tx.commit().await?;
+        out.push(TenantBacklog {
+            slug: tenant.slug,
+            cleanups,
+            failing_notifications,
+        });
     }
-    Some(json!({ "open": open, "due": due, "stuck": stuck }))
+    Ok(out)
 }
 
 /// The result of checking every target, and when it was taken.

@@ -75,14 +75,7 @@ async fn metrics(State(state): State<AppState>) -> AppResult<impl IntoResponse> 
         f64::from(reaper.consecutive_failures),
     );
 
-    let mut per_tenant = Vec::new();
-    for tenant in state.store.tenants().await? {
-        let mut tx = state.store.tenant(tenant.tenant_id).await?;
-        let counts = tx.db_cleanup_counts(now).await?;
-        let failing = tx.failing_notifications().await?;
-        tx.commit().await?;
-        per_tenant.push((tenant.slug, counts, failing));
-    }
+    let per_tenant = super::health::backlogs(&state).await?;
     type Count = fn(&crate::store::CleanupCounts) -> i64;
     let families: [(&str, &str, Count); 3] = [
         (
@@ -103,8 +96,8 @@ async fn metrics(State(state): State<AppState>) -> AppResult<impl IntoResponse> 
     ];
     for (name, help, value) in families {
         m.family(name, "gauge", help);
-        for (slug, counts, _) in &per_tenant {
-            m.sample(name, &[("tenant", slug)], value(counts) as f64);
+        for t in &per_tenant {
+            m.sample(name, &[("tenant", &t.slug)], value(&t.cleanups) as f64);
         }
     }
     m.family(
@@ -112,11 +105,11 @@ async fn metrics(State(state): State<AppState>) -> AppResult<impl IntoResponse> 
         "gauge",
         "Notifications that failed at least once and are still undelivered.",
     );
-    for (slug, _, failing) in &per_tenant {
+    for t in &per_tenant {
         m.sample(
             "elevate_notifications_failing",
-            &[("tenant", slug)],
-            *failing as f64,
+            &[("tenant", &t.slug)],
+            t.failing_notifications as f64,
         );
     }
     audit_sinks(&mut m, &crate::audit::sinks::lags(&state.store, now).await?);
