@@ -92,36 +92,12 @@ impl Api {
         if let Some(body) = body {
             req = req.json(&body);
         }
+        Ok(self.send(req).await?.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Sends a request; a non-2xx answer becomes an error carrying the server's message.
+    async fn send(&self, req: reqwest::RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let res = req
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {}", self.server))?;
-        let status = res.status();
-        let body: Value = res.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = body["error"]["message"]
-                .as_str()
-                .unwrap_or("request failed");
-            bail!("{message} (HTTP {})", status.as_u16());
-        }
-        Ok(body)
-    }
-
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-
-    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    /// A GET whose body the caller streams (exports); an hour instead of the usual timeout.
-    pub async fn get_streaming(&self, path: &str) -> anyhow::Result<reqwest::Response> {
-        let res = self
-            .http
-            .get(format!("{}/api/v1{path}", self.server))
-            .bearer_auth(&self.token)
-            .timeout(Duration::from_secs(3600))
             .send()
             .await
             .with_context(|| format!("cannot reach {}", self.server))?;
@@ -134,6 +110,24 @@ impl Api {
             bail!("{message} (HTTP {})", status.as_u16());
         }
         Ok(res)
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// A GET whose body the caller streams (exports); an hour instead of the usual timeout.
+    pub async fn get_streaming(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let req = self
+            .http
+            .get(format!("{}/api/v1{path}", self.server))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(3600));
+        self.send(req).await
     }
 }
 
