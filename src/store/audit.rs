@@ -33,10 +33,8 @@ impl TenantTx {
                 .execute(&mut **c)
                 .await?;
         }
-        let head = sql!(fetch_optional Head; self,
-            "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id)?;
-        let (seq, prev_hash) = match head {
-            Some(h) => (h.seq + 1, h.hash),
+        let (seq, prev_hash) = match self.audit_head().await? {
+            Some((seq, hash)) => (seq + 1, hash),
             None => (1, GENESIS_HASH.to_vec()),
         };
         let mut record = Record {

@@ -56,16 +56,6 @@ impl TenantTx {
              FROM audit_sinks WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id)?)
     }
 
-    pub async fn delete_audit_sink(&mut self, id: Uuid) -> StoreResult<()> {
-        let tenant_id = self.tenant_id;
-        let n = sql!(exec self, "DELETE FROM audit_sinks WHERE tenant_id = $1 AND id = $2", tenant_id, id)?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        self.mark_changed();
-        Ok(())
-    }
-
     /// Delivery bookkeeping (not a change of access state, so not audited). Only moves forward,
     /// so two replicas delivering the same batch cannot move a cursor back.
     pub async fn audit_sink_delivered(
