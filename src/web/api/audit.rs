@@ -100,24 +100,14 @@ impl FilterQuery {
             ("from", &self.from),
             ("to", &self.to),
         ];
-        pairs
-            .iter()
-            .filter_map(|(k, v)| non_empty(v).map(|v| format!("{k}={}", urlencode(v))))
-            .collect::<Vec<_>>()
-            .join("&")
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            if let Some(v) = non_empty(v) {
+                query.append_pair(k, v);
+            }
         }
+        query.finish()
     }
-    out
 }
 
 pub fn filter_details(f: &Filter) -> Value {
