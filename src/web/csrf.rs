@@ -60,6 +60,10 @@ struct CsrfField {
 /// A form posted by a signed-in user, accepted only with the session's CSRF token.
 pub struct CsrfForm<T>(pub T);
 
+/// The body of a form that carries nothing but its CSRF token (a button).
+#[derive(Debug, serde::Deserialize)]
+pub struct NoFields {}
+
 impl<T: DeserializeOwned> FromRequest<AppState> for CsrfForm<T> {
     type Rejection = AppError;
 

@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::policy::Profile;
 use crate::store::StoredRequest;
 use crate::web::AppState;
-use crate::web::csrf::CsrfForm;
+use crate::web::csrf::{CsrfForm, NoFields};
 use crate::workflow::service::{self, person};
 use crate::workflow::{Event, NewRequest, Shortcut, State as RequestState};
 
@@ -454,9 +454,6 @@ async fn issue_certificate(
         issued.serial
     )))
 }
-
-#[derive(Deserialize)]
-struct NoFields {}
 
 #[derive(Template, WebTemplate)]
 #[template(path = "requests/db_login.html")]

@@ -6,14 +6,13 @@ use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
-use serde::Deserialize;
 
 use super::{Nav, when};
 use crate::auth::session::AdminUser;
 use crate::db_targets::targets;
 use crate::error::{AppError, AppResult};
 use crate::web::AppState;
-use crate::web::csrf::CsrfForm;
+use crate::web::csrf::{CsrfForm, NoFields};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -102,9 +101,6 @@ async fn page(
 async fn list(State(state): State<AppState>, AdminUser(who): AdminUser) -> AppResult<TargetsPage> {
     page(&state, &who, None).await
 }
-
-#[derive(Deserialize)]
-struct NoFields {}
 
 async fn test(
     State(state): State<AppState>,
