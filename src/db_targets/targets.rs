@@ -9,14 +9,6 @@ use crate::error::{AppError, AppResult};
 use crate::model::{Target, TargetKind, Tenant};
 use crate::store::Store;
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 /// A target as an admin describes it.
 pub struct NewTarget<'a> {
     pub name: &'a str,
@@ -40,7 +32,7 @@ pub async fn set_target(
         url,
         password,
     } = new;
-    if !valid_name(name) {
+    if !crate::policy::name_ok(name, 64) {
         return Err(AppError::Unprocessable(format!(
             "invalid target name {name:?} (letters, digits, '-', '_', '.'; at most 64)"
         )));

@@ -134,7 +134,8 @@ struct RawDatabase {
 #[error("invalid policy:\n  {}", .0.join("\n  "))]
 pub struct PolicyError(pub Vec<String>);
 
-fn name_ok(s: &str, max: usize) -> bool {
+/// Names of profiles, targets and database roles: ASCII letters, digits, `-`, `_`, `.`.
+pub(crate) fn name_ok(s: &str, max: usize) -> bool {
     !s.is_empty()
         && s.len() <= max
         && s.chars()
