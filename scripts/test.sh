@@ -10,6 +10,24 @@ missing=()
 
 say() { printf '==> %s\n' "$*"; }
 
+ensure_packages() {
+    # A fresh machine of this kind lacks sshd and Chromium (and maybe more): install what is missing
+    # from Debian's packages when we may (root with apt-get); otherwise the checks below name it.
+    local need=()
+    command -v psql >/dev/null || need+=(postgresql postgresql-client)
+    command -v mysqladmin >/dev/null || need+=(mariadb-server mariadb-client)
+    command -v python3 >/dev/null || need+=(python3 python3-pip)
+    command -v node >/dev/null || need+=(nodejs npm)
+    [ -x /usr/bin/chromium ] || need+=(chromium)
+    { [ -x /usr/sbin/sshd ] && command -v ssh-keygen >/dev/null; } || need+=(openssh-server openssh-client)
+    [ ${#need[@]} -gt 0 ] || return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        say "installing ${need[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null || true
+    fi
+}
+
 pg_up() { psql "$PG_URL" -XAtqc 'SELECT 1' >/dev/null 2>&1; }
 
 ensure_postgres() {
@@ -136,6 +154,7 @@ ensure_openssh() {
     done
 }
 
+ensure_packages
 command -v cargo >/dev/null || missing+=("Rust (cargo), from https://rustup.rs")
 ensure_openssh
 ensure_smtp_server
