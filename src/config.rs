@@ -88,6 +88,9 @@ pub struct AuditConfig {
     pub checkpoint_every_events: i64,
     /// ... and the head once its oldest unsigned event is this old (default `60s`).
     pub checkpoint_every: String,
+    /// Where this replica keeps its audit anchors (a directory the service can write but the
+    /// database cannot reach) [default: beside the master key file].
+    pub anchor_dir: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -95,6 +98,7 @@ impl Default for AuditConfig {
         Self {
             checkpoint_every_events: 1000,
             checkpoint_every: "60s".into(),
+            anchor_dir: None,
         }
     }
 }

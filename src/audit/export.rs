@@ -97,6 +97,32 @@ pub async fn produce(
     }
     if signed {
         let mut tx = store.tenant(tenant_id).await?;
+        // Checkpoints beyond the head go into the export too (the verifier then names them):
+        // read before the current head, so one signed for a later event is not taken for one.
+        let beyond = tx.checkpoints_between(head_seq, i64::MAX).await?;
+        let (_, _, known) =
+            super::checkpoint::known_points(&mut tx, master, tenant_id).await?;
+        let now_head = tx.audit_head().await?.map_or(0, |h| h.0);
+        let mut buf = String::new();
+        for c in beyond.iter().filter(|c| c.seq > now_head) {
+            push(&mut buf, LineRef::Checkpoint(c))?;
+        }
+        if !buf.is_empty() && out.send(Ok(Bytes::from(buf))).await.is_err() {
+            return Ok(());
+        }
+        // The head is signed only if the chain still passes through every point this replica
+        // knows of, the exported head included: elevate never vouches for a cut or rewritten log.
+        super::checkpoint::check_known(&mut tx, &known, now_head).await?;
+        super::checkpoint::check_known(
+            &mut tx,
+            &[super::checkpoint::Known {
+                seq: head_seq,
+                hash: head_hash.clone(),
+                what: "the exported head",
+            }],
+            now_head,
+        )
+        .await?;
         let (key_id, key) = crate::admin::active_signing_key(
             &mut tx,
             master,

@@ -106,8 +106,28 @@ async fn page(
     )
     .await?;
     tx.commit().await?;
+    // The chain must also pass through what this replica saw (its anchor): a log cut short or
+    // rewritten behind the signer's back shows as broken here.
+    let anchor = state
+        .master_key
+        .anchor_dir()
+        .map(|d| crate::audit::anchor::load(d, tenant_id));
+    let pins = match anchor {
+        Some(Ok(Some(a))) => vec![crate::audit::verify::Pin {
+            seq: a.seq,
+            hash: a.hash,
+            what: "this replica's anchor".into(),
+        }],
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "audit anchor unreadable");
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
     let (verified, verification) =
-        match crate::audit::verify::verify_store(&state.store, tenant_id, None).await? {
+        match crate::audit::verify::verify_store_pinned(&state.store, tenant_id, None, pins)
+            .await?
+        {
             Ok(s) => (
                 true,
                 format!(
