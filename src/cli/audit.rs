@@ -13,9 +13,9 @@ use clap::Subcommand;
 
 use super::{StoreArgs, open_store};
 use crate::admin::{self, Ctx};
+use crate::audit::anchor::Restored;
 use crate::audit::checkpoint::parse_public_keys;
 use crate::audit::export::Filter;
-use crate::audit::anchor::Restored;
 use crate::audit::verify::{Pin, parse_pins, verify_reader_pinned, verify_store_pinned};
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SystemClock};

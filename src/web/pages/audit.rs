@@ -125,8 +125,7 @@ async fn page(
         _ => Vec::new(),
     };
     let (verified, verification) =
-        match crate::audit::verify::verify_store_pinned(&state.store, tenant_id, None, pins)
-            .await?
+        match crate::audit::verify::verify_store_pinned(&state.store, tenant_id, None, pins).await?
         {
             Ok(s) => (
                 true,
