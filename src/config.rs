@@ -213,6 +213,13 @@ pub struct Overrides {
         hide_env_values = true
     )]
     pub smtp_url: Option<String>,
+    /// Where this replica keeps its audit anchors [default: beside the master key file].
+    #[arg(
+        long = "audit-anchor-dir",
+        env = "ELEVATE_AUDIT_ANCHOR_DIR",
+        value_name = "DIR"
+    )]
+    pub audit_anchor_dir: Option<PathBuf>,
     /// Seed the demo tenant and print sign-in tokens.
     #[arg(long, env = "ELEVATE_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
@@ -254,6 +261,7 @@ impl Config {
         if let Some(v) = o.smtp_url {
             config.smtp_url = Some(SecretString::from(v));
         }
+        config.audit.anchor_dir = o.audit_anchor_dir.or(config.audit.anchor_dir);
         config.demo |= o.demo;
         if let Some(v) = log_format {
             config.log_format = v;

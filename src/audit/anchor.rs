@@ -230,3 +230,40 @@ pub async fn restored(
         event_seq: record.seq,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn anchor(tenant_id: Uuid, seq: i64, signed_seq: i64) -> Anchor {
+        Anchor {
+            tenant_id,
+            seq,
+            hash: vec![seq as u8; 32],
+            signed_seq,
+            at: time::macros::datetime!(2030-01-01 00:00:00 UTC),
+        }
+    }
+
+    #[test]
+    fn anchors_only_move_forward_and_a_bad_file_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("elevate-anchor-{}", Uuid::new_v4().simple()));
+        let t = Uuid::new_v4();
+        assert_eq!(load(&dir, t).unwrap(), None);
+        advance(&dir, &anchor(t, 10, 10)).unwrap();
+        advance(&dir, &anchor(t, 5, 0)).unwrap();
+        assert_eq!(load(&dir, t).unwrap(), Some(anchor(t, 10, 10)));
+        advance(&dir, &anchor(t, 12, 0)).unwrap();
+        assert_eq!(load(&dir, t).unwrap(), Some(anchor(t, 12, 10)));
+        reset(&dir, &anchor(t, 3, 0)).unwrap();
+        assert_eq!(load(&dir, t).unwrap(), Some(anchor(t, 3, 0)));
+        std::fs::write(file(&dir, t), "{").unwrap();
+        assert!(load(&dir, t).is_err());
+        let other = Uuid::new_v4();
+        std::fs::copy(file(&dir, t), file(&dir, other)).unwrap();
+        reset(&dir, &anchor(t, 3, 0)).unwrap();
+        std::fs::copy(file(&dir, t), file(&dir, other)).unwrap();
+        assert!(load(&dir, other).is_err(), "another tenant's anchor");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

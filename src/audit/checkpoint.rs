@@ -340,13 +340,9 @@ pub async fn checkpoint_tenant(
     // A long backlog (the signer was down) is worked off over several passes, so one pass never
     // holds more than this many events in memory; nothing beyond what was verified is signed.
     let reach = seen_seq.min(from_seq.saturating_add(MAX_EVENTS_PER_PASS.max(every)));
-    let mut targets: Vec<i64> = if reach > from_seq {
-        (from_seq / every + 1).saturating_mul(every)..=reach
-    } else {
-        1..=0
-    }
-    .step_by(usize::try_from(every).unwrap_or(usize::MAX))
-    .collect();
+    let mut targets: Vec<i64> = ((from_seq / every + 1).saturating_mul(every)..=reach)
+        .step_by(usize::try_from(every).unwrap_or(usize::MAX))
+        .collect();
     let covered = targets.last().copied().unwrap_or(from_seq);
     if covered < reach {
         let oldest_unsigned = tx.audit_events(covered, 1).await?;

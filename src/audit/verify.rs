@@ -690,6 +690,28 @@ mod tests {
     }
 
     #[test]
+    fn pins_beyond_the_head_or_off_the_chain_are_named() {
+        let (text, key) = export(10, 5);
+        let Ok(Line::Event(e7)) = serde_json::from_str::<Line>(text.lines().nth(7).unwrap()) else {
+            panic!("line 8 is event 7")
+        };
+        assert_eq!(e7.seq, 7);
+        let pin = |seq, hash: &[u8]| Pin {
+            seq,
+            hash: hash.to_vec(),
+            what: "the published checkpoint".into(),
+        };
+        let run = |pins| verify_reader_pinned(text.as_bytes(), vec![key.clone()], pins).unwrap();
+        run(vec![pin(7, &e7.hash)]).unwrap();
+        let e = run(vec![pin(7, &[1; 32])]).unwrap_err();
+        assert_eq!(e.seq, 7, "{e}");
+        assert!(e.what.contains("disagrees with the chain"), "{e}");
+        let e = run(vec![pin(7, &e7.hash), pin(12, &[1; 32])]).unwrap_err();
+        assert_eq!(e.seq, 12, "{e}");
+        assert!(e.what.contains("events 11..=12 were removed"), "{e}");
+    }
+
+    #[test]
     fn truncation_and_a_missing_event_are_named() {
         let (text, key) = export(10, 5);
         let lines: Vec<&str> = text.lines().collect();
