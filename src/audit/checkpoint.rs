@@ -223,10 +223,14 @@ pub async fn known_points(
     let mut known = Vec::new();
     let last = tx.latest_checkpoint().await?;
     if let Some(c) = &last {
-        let trusted: Vec<PublicKey> = public_keys(tx)
+        // Only keys whose private half the master key unseals: a public key written into the
+        // table (or swapped) by someone who can write the database vouches for nothing here.
+        let trusted: Vec<PublicKey> = tx
+            .ca_keys(KeyPurpose::AuditSigning)
             .await?
             .iter()
-            .filter_map(|(_, k)| PublicKey::from_openssh(k).ok())
+            .filter_map(|k| crate::admin::open_signing_key(master, k).ok())
+            .map(|k| k.public_key().clone())
             .collect();
         c.verify(Kind::Checkpoint, &trusted).map_err(|e| Refusal {
             seq: c.seq,
