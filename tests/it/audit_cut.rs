@@ -560,6 +560,17 @@ async fn an_out_of_range_date_filter_is_a_400_with_a_message() {
         let html = r.text().await.unwrap();
         assert!(html.contains("out of range"), "{html}");
     }
+    // The page keeps its form and says what is wrong beside it.
+    let html = browser
+        .get(app.url("/audit?to=9999-12-31"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains(r#"id="filter-error""#), "{html}");
+    assert!(html.contains(r#"action="/audit""#), "{html}");
     // The last representable day still works as a start.
     let r = app.get_as(&token, "/api/v1/audit?from=9999-12-31").await;
     assert_eq!(r.status(), StatusCode::OK);
