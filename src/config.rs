@@ -88,6 +88,9 @@ pub struct AuditConfig {
     pub checkpoint_every_events: i64,
     /// ... and the head once its oldest unsigned event is this old (default `60s`).
     pub checkpoint_every: String,
+    /// Where this replica keeps its audit anchors (a directory the service can write but the
+    /// database cannot reach) [default: beside the master key file].
+    pub anchor_dir: Option<PathBuf>,
 }
 
 impl Default for AuditConfig {
@@ -95,6 +98,7 @@ impl Default for AuditConfig {
         Self {
             checkpoint_every_events: 1000,
             checkpoint_every: "60s".into(),
+            anchor_dir: None,
         }
     }
 }
@@ -209,6 +213,13 @@ pub struct Overrides {
         hide_env_values = true
     )]
     pub smtp_url: Option<String>,
+    /// Where this replica keeps its audit anchors [default: beside the master key file].
+    #[arg(
+        long = "audit-anchor-dir",
+        env = "ELEVATE_AUDIT_ANCHOR_DIR",
+        value_name = "DIR"
+    )]
+    pub audit_anchor_dir: Option<PathBuf>,
     /// Seed the demo tenant and print sign-in tokens.
     #[arg(long, env = "ELEVATE_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
@@ -250,6 +261,7 @@ impl Config {
         if let Some(v) = o.smtp_url {
             config.smtp_url = Some(SecretString::from(v));
         }
+        config.audit.anchor_dir = o.audit_anchor_dir.or(config.audit.anchor_dir);
         config.demo |= o.demo;
         if let Some(v) = log_format {
             config.log_format = v;

@@ -20,6 +20,8 @@ use crate::error::{AppError, AppResult};
 use crate::model::KeyPurpose;
 use crate::store::{Store, TenantTx};
 
+use super::anchor::Anchor;
+
 /// The SSHSIG namespace: a signature made for anything else never verifies as a checkpoint.
 pub const NAMESPACE: &str = "elevate-audit@elevate";
 
@@ -162,13 +164,16 @@ pub struct Schedule {
     pub every: time::Duration,
 }
 
-/// The last outcome per tenant, for the auditor's page and `/readyz`.
+/// The last outcome per tenant, for the auditor's page, `/readyz` and `/metrics`.
 #[derive(Debug, Clone, Default)]
 pub struct Status {
     pub last_pass: Option<OffsetDateTime>,
     /// Tenant slug → why signing stopped (a broken chain is never signed over).
     pub broken: std::collections::BTreeMap<String, String>,
+    /// The last failure that was not a refusal (the store was unreachable, ...).
     pub last_error: Option<String>,
+    /// Passes that refused to sign a tenant's head, since start.
+    pub refusals: u64,
 }
 
 pub type SharedStatus = Arc<Mutex<Status>>;
@@ -176,9 +181,126 @@ pub type SharedStatus = Arc<Mutex<Status>>;
 /// Events checked and signed over in one pass, at most.
 const MAX_EVENTS_PER_PASS: i64 = 50_000;
 
+/// Why the signer will not sign: the chain does not pass through a point it knows of, or does
+/// not link. Carried inside [`AppError::Internal`]; see [`refusal_of`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not signing a broken chain: seq {seq}: {why}")]
+pub struct Refusal {
+    pub seq: i64,
+    pub why: String,
+}
+
+impl From<Refusal> for AppError {
+    fn from(r: Refusal) -> Self {
+        AppError::internal(r)
+    }
+}
+
+/// The refusal inside an error, if it is one.
+pub fn refusal_of(e: &AppError) -> Option<&Refusal> {
+    match e {
+        AppError::Internal(cause) => cause.downcast_ref::<Refusal>(),
+        _ => None,
+    }
+}
+
+/// A point the chain is known to pass through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Known {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    /// What vouches for it ("the signed checkpoint", "this replica's anchor").
+    pub what: &'static str,
+}
+
+/// What the signer knows of a tenant's chain: the newest stored checkpoint (its signature must
+/// verify: a row slipped into the table is not built upon) and this replica's anchor.
+pub async fn known_points(
+    tx: &mut TenantTx,
+    master: &MasterKey,
+    tenant_id: Uuid,
+) -> AppResult<(Option<Checkpoint>, Option<Anchor>, Vec<Known>)> {
+    let mut known = Vec::new();
+    let last = tx.latest_checkpoint().await?;
+    if let Some(c) = &last {
+        // Only keys whose private half the master key unseals: a public key written into the
+        // table (or swapped) by someone who can write the database vouches for nothing here.
+        let trusted: Vec<PublicKey> = tx
+            .ca_keys(KeyPurpose::AuditSigning)
+            .await?
+            .iter()
+            .filter_map(|k| crate::admin::open_signing_key(master, k).ok())
+            .map(|k| k.public_key().clone())
+            .collect();
+        c.verify(Kind::Checkpoint, &trusted).map_err(|e| Refusal {
+            seq: c.seq,
+            why: format!("the newest stored checkpoint is refused: {e}"),
+        })?;
+        known.push(Known {
+            seq: c.seq,
+            hash: c.head_hash.clone(),
+            what: "the newest signed checkpoint",
+        });
+    }
+    let anchor = match master.anchor_dir() {
+        Some(dir) => super::anchor::load(dir, tenant_id).map_err(|e| Refusal {
+            seq: 0,
+            why: e.to_string(),
+        })?,
+        None => None,
+    };
+    if let Some(a) = &anchor {
+        known.push(Known {
+            seq: a.seq,
+            hash: a.hash.clone(),
+            what: "this replica's anchor",
+        });
+    }
+    Ok((last, anchor, known))
+}
+
+/// Refuses unless the chain, whose head is at `head_seq`, passes through every known point.
+pub async fn check_known(tx: &mut TenantTx, known: &[Known], head_seq: i64) -> AppResult<()> {
+    for k in known {
+        if k.seq > head_seq {
+            return Err(Refusal {
+                seq: k.seq,
+                why: format!(
+                    "{} is at seq {} but the log ends at seq {head_seq}: events {}..={} were removed",
+                    k.what,
+                    k.seq,
+                    head_seq + 1,
+                    k.seq
+                ),
+            }
+            .into());
+        }
+        if k.seq == 0 {
+            continue;
+        }
+        let event = tx.audit_events(k.seq - 1, 1).await?;
+        if !event
+            .first()
+            .is_some_and(|e| e.seq == k.seq && e.hash == k.hash)
+        {
+            return Err(Refusal {
+                seq: k.seq,
+                why: format!(
+                    "{} at seq {} disagrees with the chain: events up to seq {} were rewritten",
+                    k.what, k.seq, k.seq
+                ),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Signs what is due for one tenant; returns how many checkpoints were stored. Before signing,
-/// the events since the previous checkpoint are checked to link to it: elevate never vouches for
-/// a chain that is already broken.
+/// the chain must pass through every point this replica knows of (the newest stored checkpoint
+/// and its anchor) and the events after them must link: elevate never vouches for a chain that
+/// is cut short, rewritten or broken. Each pass also moves the anchor to the verified head, so a
+/// rewrite of events this replica has already seen is refused even before they are signed.
 pub async fn checkpoint_tenant(
     store: &Store,
     master: &MasterKey,
@@ -187,24 +309,42 @@ pub async fn checkpoint_tenant(
     now: OffsetDateTime,
 ) -> AppResult<usize> {
     let mut tx = store.tenant(tenant_id).await?;
-    let Some((head_seq, _)) = tx.audit_head().await? else {
-        tx.commit().await?;
-        return Ok(0);
+    // What is known first, then the head: a checkpoint another replica signs in between is then
+    // never beyond the head read here.
+    let (last, anchor, known) = known_points(&mut tx, master, tenant_id).await?;
+    let head_seq = tx.audit_head().await?.map_or(0, |h| h.0);
+    check_known(&mut tx, &known, head_seq).await?;
+    let (base_seq, base_hash) = known
+        .iter()
+        .max_by_key(|k| k.seq)
+        .map_or((0, crate::audit::GENESIS_HASH.to_vec()), |k| {
+            (k.seq, k.hash.clone())
+        });
+    // Events new to this replica: they must link to what it knew.
+    let fresh_to = head_seq.min(base_seq.saturating_add(MAX_EVENTS_PER_PASS));
+    let (seen_seq, seen_hash) = if fresh_to > base_seq {
+        let fresh = tx.audit_events(base_seq, fresh_to - base_seq).await?;
+        crate::audit::verify::verify_segment(base_seq, &base_hash, &fresh).map_err(|b| {
+            Refusal {
+                seq: b.seq,
+                why: b.what.clone(),
+            }
+        })?;
+        fresh
+            .last()
+            .map_or((base_seq, base_hash.clone()), |e| (e.seq, e.hash.clone()))
+    } else {
+        (base_seq, base_hash.clone())
     };
-    let last = tx.latest_checkpoint().await?;
     let (from_seq, from_hash) = match &last {
         Some(c) => (c.seq, c.head_hash.clone()),
         None => (0, crate::audit::GENESIS_HASH.to_vec()),
     };
-    if head_seq <= from_seq {
-        tx.commit().await?;
-        return Ok(0);
-    }
     let every = schedule.every_events.max(1);
     // A long backlog (the signer was down) is worked off over several passes, so one pass never
-    // holds more than this many events in memory.
-    let reach = head_seq.min(from_seq.saturating_add(MAX_EVENTS_PER_PASS.max(every)));
-    let mut targets: Vec<i64> = ((from_seq / every + 1) * every..=reach)
+    // holds more than this many events in memory; nothing beyond what was verified is signed.
+    let reach = seen_seq.min(from_seq.saturating_add(MAX_EVENTS_PER_PASS.max(every)));
+    let mut targets: Vec<i64> = ((from_seq / every + 1).saturating_mul(every)..=reach)
         .step_by(usize::try_from(every).unwrap_or(usize::MAX))
         .collect();
     let covered = targets.last().copied().unwrap_or(from_seq);
@@ -217,45 +357,52 @@ pub async fn checkpoint_tenant(
             targets.push(reach);
         }
     }
-    let Some(&upto) = targets.last() else {
-        tx.commit().await?;
-        return Ok(0);
-    };
-    // The anchor must be one of ours: a row slipped into the table is not built upon.
-    if let Some(c) = &last {
-        let trusted: Vec<PublicKey> = public_keys(&mut tx)
-            .await?
-            .iter()
-            .filter_map(|(_, k)| PublicKey::from_openssh(k).ok())
-            .collect();
-        c.verify(Kind::Checkpoint, &trusted).map_err(|e| {
-            AppError::internal(anyhow::anyhow!(
-                "not signing a broken chain: the checkpoint at seq {}: {e}",
-                c.seq
-            ))
-        })?;
-    }
-    let events = tx.audit_events(from_seq, upto - from_seq).await?;
-    crate::audit::verify::verify_segment(from_seq, &from_hash, &events)
-        .map_err(|b| AppError::internal(anyhow::anyhow!("not signing a broken chain: {b}")))?;
-    let (key_id, key) =
-        crate::admin::active_signing_key(&mut tx, master, KeyPurpose::AuditSigning).await?;
     let mut stored = 0;
-    for seq in targets {
-        let Some(event) = events.iter().find(|e| e.seq == seq) else {
-            continue;
-        };
-        let cp = Checkpoint::unsigned(tenant_id, seq, &event.hash, now, key_id)
-            .sign(Kind::Checkpoint, &key)?;
-        if tx.insert_checkpoint(&cp).await? {
-            stored += 1;
+    let mut signed_seq = anchor.as_ref().map_or(0, |a| a.signed_seq);
+    if let Some(&upto) = targets.last() {
+        let events = tx.audit_events(from_seq, upto - from_seq).await?;
+        crate::audit::verify::verify_segment(from_seq, &from_hash, &events).map_err(|b| {
+            Refusal {
+                seq: b.seq,
+                why: b.what.clone(),
+            }
+        })?;
+        let (key_id, key) =
+            crate::admin::active_signing_key(&mut tx, master, KeyPurpose::AuditSigning).await?;
+        for seq in targets {
+            let Some(event) = events.iter().find(|e| e.seq == seq) else {
+                continue;
+            };
+            let cp = Checkpoint::unsigned(tenant_id, seq, &event.hash, now, key_id)
+                .sign(Kind::Checkpoint, &key)?;
+            if tx.insert_checkpoint(&cp).await? {
+                stored += 1;
+            }
+            signed_seq = signed_seq.max(seq);
         }
     }
     tx.commit().await?;
+    if let Some(dir) = master.anchor_dir() {
+        let next = Anchor {
+            tenant_id,
+            seq: seen_seq,
+            hash: seen_hash,
+            signed_seq,
+            at: now,
+        };
+        let moved = anchor
+            .as_ref()
+            .is_none_or(|a| a.seq != next.seq || a.signed_seq != next.signed_seq);
+        if moved {
+            super::anchor::advance(dir, &next).map_err(AppError::internal)?;
+        }
+    }
     Ok(stored)
 }
 
-/// One pass over every tenant.
+/// One pass over every tenant. A refusal is loud: an error in the log, the tenant in
+/// [`Status::broken`] (readiness degraded, the audit page), and [`Status::refusals`] counted
+/// (`/metrics`).
 pub async fn run_once(
     store: &Store,
     master: &MasterKey,
@@ -265,21 +412,50 @@ pub async fn run_once(
 ) -> AppResult<usize> {
     let mut stored = 0;
     let mut broken = std::collections::BTreeMap::new();
+    let mut failed = None;
     for tenant in store.tenants().await? {
         match checkpoint_tenant(store, master, tenant.tenant_id, schedule, now).await {
             Ok(n) => stored += n,
-            Err(e) => {
-                tracing::error!(tenant = %tenant.slug, error = %e, "audit checkpoint not signed");
-                broken.insert(tenant.slug.clone(), e.to_string());
-            }
+            Err(e) => match refusal_of(&e) {
+                Some(r) => {
+                    tracing::error!(tenant = %tenant.slug, seq = r.seq, reason = %r.why,
+                        "audit chain does not extend what this replica knew: checkpoint refused");
+                    broken.insert(tenant.slug.clone(), r.to_string());
+                }
+                None => {
+                    let cause = match &e {
+                        AppError::Internal(c) => format!("{c:#}"),
+                        other => other.to_string(),
+                    };
+                    tracing::warn!(tenant = %tenant.slug, error = %cause, "audit checkpoint not signed; retrying");
+                    failed.get_or_insert(format!("{}: {cause}", tenant.slug));
+                }
+            },
         }
     }
     if let Ok(mut s) = status.lock() {
         s.last_pass = Some(now);
+        s.refusals += broken.len() as u64;
         s.broken = broken;
-        s.last_error = None;
+        s.last_error = failed;
     }
     Ok(stored)
+}
+
+/// Signs every tenant's head now, whatever the schedule (at shutdown, so the unsigned window
+/// stays short).
+pub async fn sign_heads(
+    store: &Store,
+    master: &MasterKey,
+    schedule: Schedule,
+    now: OffsetDateTime,
+    status: &SharedStatus,
+) -> AppResult<usize> {
+    let now_due = Schedule {
+        every: time::Duration::ZERO,
+        ..schedule
+    };
+    run_once(store, master, now_due, now, status).await
 }
 
 /// Signs checkpoints every second, forever; store failures are logged and retried.

@@ -97,6 +97,46 @@ pub async fn produce(
     }
     if signed {
         let mut tx = store.tenant(tenant_id).await?;
+        // Checkpoints beyond the head go into the export too (the verifier then names them):
+        // read before the current head, so one signed for a later event is not taken for one.
+        let beyond = tx.checkpoints_between(head_seq, i64::MAX).await?;
+        let known = super::checkpoint::known_points(&mut tx, master, tenant_id)
+            .await
+            .map(|(_, _, known)| known);
+        let now_head = tx.audit_head().await?.map_or(0, |h| h.0);
+        let mut buf = String::new();
+        for c in beyond.iter().filter(|c| c.seq > now_head) {
+            push(&mut buf, LineRef::Checkpoint(c))?;
+        }
+        if !buf.is_empty() && out.send(Ok(Bytes::from(buf))).await.is_err() {
+            return Ok(());
+        }
+        // The head is signed only if the chain still passes through every point this replica
+        // knows of, the exported head included: elevate never vouches for a cut or rewritten log.
+        // A refused export ends without its signed head (the verifier names the first problem:
+        // a checkpoint beyond the head, or the missing head); the body is not aborted, so the
+        // lines before it reach the auditor.
+        let head_known = super::checkpoint::Known {
+            seq: head_seq,
+            hash: head_hash.clone(),
+            what: "the exported head",
+        };
+        let mut checked = match &known {
+            Ok(known) => super::checkpoint::check_known(&mut tx, known, now_head).await,
+            Err(_) => known.map(|_| ()),
+        };
+        if checked.is_ok() {
+            checked = super::checkpoint::check_known(&mut tx, &[head_known], now_head).await;
+        }
+        if let Err(e) = checked {
+            let Some(r) = super::checkpoint::refusal_of(&e) else {
+                return Err(e);
+            };
+            tracing::error!(tenant = %tenant_id, seq = r.seq, reason = %r.why,
+                "audit export left unsigned: the chain does not extend what this replica knew");
+            tx.commit().await?;
+            return Ok(());
+        }
         let (key_id, key) = crate::admin::active_signing_key(
             &mut tx,
             master,

@@ -3,6 +3,7 @@
 //! appends records inside the transaction of the change they describe; this module owns the
 //! event shape and the hashing so the writer and any verifier agree byte for byte.
 
+pub mod anchor;
 pub mod checkpoint;
 pub mod export;
 pub mod sinks;
@@ -41,9 +42,11 @@ pub fn spawn_tasks(state: &crate::web::AppState) -> Vec<tokio::task::JoinHandle<
     ]
 }
 
-/// What `/readyz` says about the audit log: whether checkpoints are being signed (a broken
-/// chain stops signing) and how far each sink is behind. Reported, never a reason to stop
-/// serving: refusing every request would not un-break the log.
+/// What `/readyz` says about the audit log: whether the chains extend what this replica knew and
+/// checkpoints are being signed (a broken chain stops signing) and how far each sink is behind.
+/// A broken chain is reported as degraded (and alerts through `/metrics`), never a reason to stop
+/// serving: refusing every request would not un-break the log (DESIGN §8 keeps "unready" for the
+/// store and the signing keys).
 pub async fn readiness(state: &crate::web::AppState) -> serde_json::Value {
     let status = state.audit.lock().map(|s| s.clone()).unwrap_or_default();
     let sinks = match sinks::lags(&state.store, state.clock.now()).await {
@@ -60,13 +63,26 @@ pub async fn readiness(state: &crate::web::AppState) -> serde_json::Value {
         ),
         Err(_) => serde_json::Value::Null,
     };
+    let broken = !status.broken.is_empty();
     serde_json::json!({
-        "checkpoints": if !status.broken.is_empty() { "broken chain: not signing" }
+        "state": if broken { "degraded" } else { "ok" },
+        "chain": if broken { "broken" } else if status.last_pass.is_some() { "ok" } else { "starting" },
+        "checkpoints": if broken { "broken chain: not signing" }
             else if status.last_error.is_some() { "failing" }
             else if status.last_pass.is_some() { "ok" } else { "starting" },
         "broken_tenants": status.broken.keys().collect::<Vec<_>>(),
         "sinks": sinks,
     })
+}
+
+/// The aggregate audit gauges for `/metrics` (no tenant names): tenants whose chain the signer
+/// refuses, and refused passes since start.
+pub fn metrics(state: &crate::web::AppState) -> (usize, u64) {
+    state
+        .audit
+        .lock()
+        .map(|s| (s.broken.len(), s.refusals))
+        .unwrap_or_default()
 }
 
 /// The hash that precedes a tenant's first event.

@@ -145,6 +145,41 @@ fn parse(text: &str) -> Parsed {
     }
 }
 
+/// A point the chain must pass through, known from outside the log being verified: a checkpoint
+/// published earlier (kept by an auditor, delivered to a sink) or a replica's anchor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+    /// What vouches for it, as the report names it ("the published checkpoint").
+    pub what: String,
+}
+
+/// Published checkpoints (JSON lines as `GET /t/{tenant}/audit/checkpoint` serves them, or
+/// checkpoint lines of an export) as pins; each must be signed by one of `trusted`.
+pub fn parse_pins(text: &str, trusted: &[PublicKey]) -> Result<Vec<Pin>, String> {
+    let mut pins = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let c = match serde_json::from_str::<Line>(line) {
+            Ok(Line::Checkpoint(c)) => c,
+            Ok(_) => return Err(format!("line {}: not a checkpoint", i + 1)),
+            Err(e) => return Err(format!("line {}: not a checkpoint: {e}", i + 1)),
+        };
+        c.verify(Kind::Checkpoint, trusted)
+            .map_err(|e| format!("line {}: checkpoint for seq {} refused: {e}", i + 1, c.seq))?;
+        pins.push(Pin {
+            seq: c.seq,
+            hash: c.head_hash,
+            what: "the published checkpoint".into(),
+        });
+    }
+    Ok(pins)
+}
+
 /// The serial part of verification: a fold over lines in order.
 #[derive(Debug, Clone)]
 pub struct Verifier {
@@ -158,6 +193,7 @@ pub struct Verifier {
     checkpoints: u64,
     signed_through: i64,
     head_seen: bool,
+    pins: std::collections::BTreeMap<i64, Pin>,
 }
 
 impl Verifier {
@@ -174,7 +210,16 @@ impl Verifier {
             checkpoints: 0,
             signed_through: 0,
             head_seen: false,
+            pins: Default::default(),
         }
+    }
+
+    /// Points the chain must pass through (see [`Pin`]); checked as events go by and at the end.
+    pub fn pin(mut self, pins: impl IntoIterator<Item = Pin>) -> Self {
+        for p in pins {
+            self.pins.insert(p.seq, p);
+        }
+        self
     }
 
     fn broken(&self, seq: i64, what: impl Into<String>) -> Broken {
@@ -226,6 +271,17 @@ impl Verifier {
         };
         if computed.as_ref().map(|h| h.as_slice()) != Some(r.hash.as_slice()) {
             return Err(self.broken(r.seq, "content does not match its hash (event edited)"));
+        }
+        if let Some(p) = self.pins.get(&r.seq)
+            && p.hash != r.hash
+        {
+            return Err(self.broken(
+                r.seq,
+                format!(
+                    "{} at seq {} disagrees with the chain: events up to seq {} were rewritten",
+                    p.what, p.seq, p.seq
+                ),
+            ));
         }
         self.next_seq += 1;
         self.prev_hash.clone_from(&r.hash);
@@ -300,6 +356,20 @@ impl Verifier {
     }
 
     pub fn finish(self) -> Result<Summary, Broken> {
+        let head = self.next_seq - 1;
+        if let Some(p) = self.pins.range(head + 1..).next().map(|(_, p)| p) {
+            return Err(Broken {
+                seq: p.seq,
+                line: self.line,
+                what: format!(
+                    "{} is at seq {} but the log ends at seq {head}: events {}..={} were removed",
+                    p.what,
+                    p.seq,
+                    head + 1,
+                    p.seq
+                ),
+            });
+        }
         if self.require_head && !self.head_seen {
             return Err(Broken {
                 seq: self.next_seq - 1,
@@ -327,20 +397,36 @@ pub fn verify_reader(
     reader: impl BufRead,
     trusted: Vec<PublicKey>,
 ) -> std::io::Result<Result<Summary, Broken>> {
+    verify_reader_pinned(reader, trusted, Vec::new())
+}
+
+/// [`verify_reader`], and the chain must pass through every pin.
+pub fn verify_reader_pinned(
+    reader: impl BufRead,
+    trusted: Vec<PublicKey>,
+    pins: Vec<Pin>,
+) -> std::io::Result<Result<Summary, Broken>> {
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .clamp(1, 16);
-    verify_reader_threads(reader, trusted, threads)
+    verify_lines(reader, Verifier::new(trusted, true).pin(pins), threads)
 }
 
 /// [`verify_reader`] on a given number of threads (the benchmark compares them).
 pub fn verify_reader_threads(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     trusted: Vec<PublicKey>,
     threads: usize,
 ) -> std::io::Result<Result<Summary, Broken>> {
-    let mut v = Verifier::new(trusted, true);
+    verify_lines(reader, Verifier::new(trusted, true), threads)
+}
+
+fn verify_lines(
+    mut reader: impl BufRead,
+    mut v: Verifier,
+    threads: usize,
+) -> std::io::Result<Result<Summary, Broken>> {
     let mut batch: Vec<String> = Vec::with_capacity(BATCH);
     loop {
         batch.clear();
@@ -438,13 +524,25 @@ pub fn verify_segment(from_seq: i64, from_hash: &[u8], records: &[Record]) -> Re
 
 /// Verifies the live chain of a tenant in the store: the same checks as for an export, minus the
 /// signed head (the store has none; events after the latest checkpoint are reported as
-/// `head_seq - signed_through`). Checkpoints are checked against `pinned` keys when given —
-/// someone who can write the database could also swap the public key stored beside the log —
-/// else against the tenant's stored audit keys.
+/// `head_seq - signed_through`). A stored checkpoint beyond the head (events removed behind it)
+/// is a break too. Checkpoints are checked against `pinned` keys when given — someone who can
+/// write the database could also swap the public key stored beside the log — else against the
+/// tenant's stored audit keys.
 pub async fn verify_store(
     store: &crate::store::Store,
     tenant_id: Uuid,
     pinned: Option<Vec<PublicKey>>,
+) -> crate::error::AppResult<Result<Summary, Broken>> {
+    verify_store_pinned(store, tenant_id, pinned, Vec::new()).await
+}
+
+/// [`verify_store`], and the chain must pass through every pin (published checkpoints, this
+/// replica's anchor).
+pub async fn verify_store_pinned(
+    store: &crate::store::Store,
+    tenant_id: Uuid,
+    pinned: Option<Vec<PublicKey>>,
+    pins: Vec<Pin>,
 ) -> crate::error::AppResult<Result<Summary, Broken>> {
     let mut tx = store.tenant(tenant_id).await?;
     let keys = super::checkpoint::public_keys(&mut tx).await?;
@@ -455,7 +553,7 @@ pub async fn verify_store(
             .filter_map(|(_, k)| PublicKey::from_openssh(k).ok())
             .collect()
     });
-    let mut v = Verifier::new(trusted, false);
+    let mut v = Verifier::new(trusted, false).pin(pins);
     let mut after = 0;
     while after < head {
         let mut tx = store.tenant(tenant_id).await?;
@@ -492,6 +590,24 @@ pub async fn verify_store(
             }));
         }
         after = upto;
+    }
+    // Checkpoints signed beyond the head: read them before the current head, so one signed for
+    // an event appended meanwhile is never mistaken for a cut.
+    let mut tx = store.tenant(tenant_id).await?;
+    let beyond = tx.checkpoints_between(head, i64::MAX).await?;
+    let now_head = tx.audit_head().await?.map_or(0, |h| h.0);
+    tx.commit().await?;
+    if let Some(c) = beyond.iter().find(|c| c.seq > now_head) {
+        return Ok(Err(Broken {
+            seq: c.seq,
+            line: 0,
+            what: format!(
+                "a stored checkpoint is at seq {} but the log ends at seq {now_head}: events {}..={} were removed",
+                c.seq,
+                now_head + 1,
+                c.seq
+            ),
+        }));
     }
     Ok(v.finish())
 }
@@ -571,6 +687,28 @@ mod tests {
             let edited = String::from_utf8_lossy(&edited).into_owned();
             assert!(check(&edited, &key).is_err(), "byte {i} edit not found");
         }
+    }
+
+    #[test]
+    fn pins_beyond_the_head_or_off_the_chain_are_named() {
+        let (text, key) = export(10, 5);
+        let Ok(Line::Event(e7)) = serde_json::from_str::<Line>(text.lines().nth(7).unwrap()) else {
+            panic!("line 8 is event 7")
+        };
+        assert_eq!(e7.seq, 7);
+        let pin = |seq, hash: &[u8]| Pin {
+            seq,
+            hash: hash.to_vec(),
+            what: "the published checkpoint".into(),
+        };
+        let run = |pins| verify_reader_pinned(text.as_bytes(), vec![key.clone()], pins).unwrap();
+        run(vec![pin(7, &e7.hash)]).unwrap();
+        let e = run(vec![pin(7, &[1; 32])]).unwrap_err();
+        assert_eq!(e.seq, 7, "{e}");
+        assert!(e.what.contains("disagrees with the chain"), "{e}");
+        let e = run(vec![pin(7, &e7.hash), pin(12, &[1; 32])]).unwrap_err();
+        assert_eq!(e.seq, 12, "{e}");
+        assert!(e.what.contains("events 11..=12 were removed"), "{e}");
     }
 
     #[test]

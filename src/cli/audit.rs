@@ -13,9 +13,10 @@ use clap::Subcommand;
 
 use super::{StoreArgs, open_store};
 use crate::admin::{self, Ctx};
+use crate::audit::anchor::Restored;
 use crate::audit::checkpoint::parse_public_keys;
 use crate::audit::export::Filter;
-use crate::audit::verify::{verify_reader, verify_store};
+use crate::audit::verify::{Pin, parse_pins, verify_reader_pinned, verify_store_pinned};
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SystemClock};
 use crate::store::Store;
@@ -45,6 +46,29 @@ pub enum AuditCommand {
         /// Without --file: the tenant to check in the live store [default: the only one].
         #[arg(long, conflicts_with = "file")]
         tenant: Option<String>,
+        /// Checkpoints published earlier (JSON lines, as `/t/{tenant}/audit/checkpoint` serves
+        /// them): the chain must pass through each. Repeatable.
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+        /// Live store: this replica's audit anchors [default: beside the master key]; the chain
+        /// must pass through the tenant's anchor.
+        #[arg(long, value_name = "DIR", conflicts_with = "file")]
+        anchor_dir: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// After restoring the database from a backup: record the events this replica's audit
+    /// anchor knew but the log no longer holds (`audit.restored`), reset the anchor and sign the
+    /// head. Without it the signer refuses a log shorter than what it has seen.
+    Restored {
+        #[arg(long)]
+        tenant: String,
+        /// Why (recorded in the event), e.g. the backup restored.
+        #[arg(long)]
+        reason: Option<String>,
+        /// This replica's audit anchors [default: beside the master key].
+        #[arg(long, value_name = "DIR")]
+        anchor_dir: Option<PathBuf>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -99,14 +123,23 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::Verify {
             file: Some(file),
             public_key: Some(key),
+            checkpoint,
             ..
-        } => verify_file(&file, &key),
+        } => verify_file(&file, &key, &checkpoint),
         AuditCommand::Verify {
             tenant,
             store,
             public_key,
+            checkpoint,
+            anchor_dir,
             ..
-        } => verify_live(tenant, public_key, store).await,
+        } => verify_live(tenant, public_key, &checkpoint, anchor_dir, store).await,
+        AuditCommand::Restored {
+            tenant,
+            reason,
+            anchor_dir,
+            store,
+        } => restored(tenant, reason, anchor_dir, store).await,
         AuditCommand::Sink {
             command:
                 SinkCommand::Add {
@@ -178,14 +211,26 @@ fn read_keys(key: &PathBuf) -> anyhow::Result<Vec<ssh_key::PublicKey>> {
     parse_public_keys(&keys).map_err(|e| anyhow::anyhow!("public key file {}: {e}", key.display()))
 }
 
-fn verify_file(file: &PathBuf, key: &PathBuf) -> anyhow::Result<()> {
+/// Published checkpoints from `--checkpoint` files, each checked against `keys`.
+fn read_pins(files: &[PathBuf], keys: &[ssh_key::PublicKey]) -> anyhow::Result<Vec<Pin>> {
+    let mut pins = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("reading the checkpoint {}", f.display()))?;
+        pins.extend(parse_pins(&text, keys).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?);
+    }
+    Ok(pins)
+}
+
+fn verify_file(file: &PathBuf, key: &PathBuf, checkpoints: &[PathBuf]) -> anyhow::Result<()> {
     let keys = read_keys(key)?;
+    let pins = read_pins(checkpoints, &keys)?;
     let started = std::time::Instant::now();
     let result = if file.as_os_str() == "-" {
-        verify_reader(std::io::stdin().lock(), keys)
+        verify_reader_pinned(std::io::stdin().lock(), keys, pins)
     } else {
         let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-        verify_reader(BufReader::with_capacity(1 << 20, f), keys)
+        verify_reader_pinned(BufReader::with_capacity(1 << 20, f), keys, pins)
     }
     .with_context(|| format!("reading {}", file.display()))?;
     match result {
@@ -197,12 +242,27 @@ fn verify_file(file: &PathBuf, key: &PathBuf) -> anyhow::Result<()> {
     }
 }
 
+/// Where this replica's anchors are: `--anchor-dir`, else beside the master key file (the same
+/// default as `elevate serve`).
+fn anchor_dir(explicit: Option<PathBuf>, args: &StoreArgs) -> PathBuf {
+    explicit.unwrap_or_else(|| match &args.master_key_file {
+        Some(f) => f
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf),
+        None => crate::store::data_dir_for(&args.database),
+    })
+}
+
 async fn verify_live(
     tenant: Option<String>,
     key: Option<PathBuf>,
+    checkpoints: &[PathBuf],
+    anchors: Option<PathBuf>,
     args: StoreArgs,
 ) -> anyhow::Result<()> {
     let pinned = key.as_ref().map(read_keys).transpose()?;
+    let anchors = anchor_dir(anchors, &args);
     let store = open_store(&args.database).await?;
     let tenant = match tenant {
         Some(slug) => admin::tenant_by_slug(&store, &slug).await?,
@@ -217,7 +277,29 @@ async fn verify_live(
             all.remove(0)
         }
     };
-    let result = verify_store(&store, tenant.tenant_id, pinned).await?;
+    let mut pins = Vec::new();
+    if !checkpoints.is_empty() {
+        let keys = match &pinned {
+            Some(k) => k.clone(),
+            None => {
+                let mut tx = store.tenant(tenant.tenant_id).await?;
+                let keys = crate::audit::checkpoint::public_keys(&mut tx).await?;
+                tx.commit().await?;
+                keys.iter()
+                    .filter_map(|(_, k)| ssh_key::PublicKey::from_openssh(k).ok())
+                    .collect()
+            }
+        };
+        pins = read_pins(checkpoints, &keys)?;
+    }
+    if let Some(a) = crate::audit::anchor::load(&anchors, tenant.tenant_id)? {
+        pins.push(Pin {
+            seq: a.seq,
+            hash: a.hash,
+            what: "this replica's anchor".into(),
+        });
+    }
+    let result = verify_store_pinned(&store, tenant.tenant_id, pinned, pins).await?;
     store.close().await;
     match result {
         Ok(s) => {
@@ -230,6 +312,36 @@ async fn verify_live(
         }
         Err(broken) => bail!("tenant {}: {broken}", tenant.slug),
     }
+}
+
+async fn restored(
+    tenant: String,
+    reason: Option<String>,
+    anchors: Option<PathBuf>,
+    args: StoreArgs,
+) -> anyhow::Result<()> {
+    let dir = anchor_dir(anchors, &args);
+    let (store, key) = args.open_with_key().await?;
+    let key = key.with_anchor_dir(dir);
+    let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+    let result =
+        crate::audit::anchor::restored(&store, &key, &ctx(), &tenant, reason.as_deref()).await;
+    store.close().await;
+    match result? {
+        Restored::NothingLost { head_seq } => println!(
+            "tenant {}: the audit anchor agrees with the log (head seq {head_seq}); nothing was lost, nothing recorded",
+            tenant.slug
+        ),
+        Restored::Reset {
+            lost_from,
+            lost_to,
+            event_seq,
+        } => println!(
+            "tenant {}: events {lost_from}..={lost_to} are not in the restored log; recorded as audit.restored (seq {event_seq}), anchor reset and signed",
+            tenant.slug
+        ),
+    }
+    Ok(())
 }
 
 async fn add_sink(

@@ -39,7 +39,10 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     store.check_role_safety().await?;
 
     let data_dir = config.data_dir();
-    let master = master_key(config.master_key_file.as_deref(), &data_dir, &store).await?;
+    let mut master = master_key(config.master_key_file.as_deref(), &data_dir, &store).await?;
+    if let Some(dir) = &config.audit.anchor_dir {
+        master = master.with_anchor_dir(dir.clone());
+    }
     let checked = crate::admin::verify_master_key(&store, &master).await?;
     tracing::info!(master_key_id = %master.active_key_id(), sealed_keys_checked = checked, "master key loaded");
     if config
@@ -99,6 +102,10 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let reaper_status = state.reaper.clone();
     let reaper_key = state.master_key.clone();
     let audit_tasks = crate::audit::spawn_tasks(&state);
+    let audit_status = state.audit.clone();
+    let audit_schedule = state.config.audit.schedule();
+    let audit_key = state.master_key.clone();
+    let audit_clock = state.clock.clone();
     let reaper_wake = state.reaper_wake.clone();
     let app = web::router(state);
 
@@ -124,6 +131,24 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     reaper.abort();
     for task in audit_tasks {
         task.abort();
+    }
+    // Sign every head before leaving, so the unsigned window stays short (bounded: a store that
+    // does not answer does not keep the process alive).
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        crate::audit::checkpoint::sign_heads(
+            &store,
+            &audit_key,
+            audit_schedule,
+            audit_clock.now(),
+            &audit_status,
+        ),
+    )
+    .await
+    {
+        Ok(Ok(n)) => tracing::info!(checkpoints = n, "audit heads signed at shutdown"),
+        Ok(Err(e)) => tracing::error!(error = %e, "audit heads not signed at shutdown"),
+        Err(_) => tracing::error!("audit heads not signed at shutdown: timed out"),
     }
     store.close().await;
     tracing::info!("stopped");

@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -46,6 +46,9 @@ struct KeyEntry {
 /// The set of master keys: the first seals, all open.
 pub struct MasterKey {
     keys: Vec<KeyEntry>,
+    /// Where this replica keeps local state that must stay outside the database (the audit
+    /// anchors, see `audit::anchor`): beside the key file unless set otherwise.
+    anchor_dir: Option<PathBuf>,
 }
 
 impl fmt::Debug for MasterKey {
@@ -77,7 +80,32 @@ impl MasterKey {
                 }
             })
             .collect();
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            anchor_dir: None,
+        })
+    }
+
+    /// The directory for this replica's audit anchors (`None`: a key that lives only in memory,
+    /// which keeps no anchor).
+    pub fn anchor_dir(&self) -> Option<&Path> {
+        self.anchor_dir.as_deref()
+    }
+
+    /// Keeps the audit anchors in `dir` instead of beside the key file (a read-only secret
+    /// mount, for one).
+    pub fn with_anchor_dir(mut self, dir: PathBuf) -> Self {
+        self.anchor_dir = Some(dir);
+        self
+    }
+
+    fn beside(mut self, path: &Path) -> Self {
+        self.anchor_dir = Some(
+            path.parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        );
+        self
     }
 
     /// A fresh random key (development and tests).
@@ -117,7 +145,7 @@ impl MasterKey {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        Self::parse(&text, &path.display().to_string())
+        Ok(Self::parse(&text, &path.display().to_string())?.beside(path))
     }
 
     /// Writes a new random key to `path` with mode 0600, refusing to overwrite an existing file.
@@ -139,7 +167,7 @@ impl MasterKey {
         );
         file.write_all(text.as_bytes()).map_err(io)?;
         file.sync_all().map_err(io)?;
-        Self::from_raw(&[SecretBox::new(Box::new(raw))])
+        Ok(Self::from_raw(&[SecretBox::new(Box::new(raw))])?.beside(path))
     }
 
     pub fn active_key_id(&self) -> String {

@@ -65,6 +65,23 @@ impl TenantTx {
         Ok(record)
     }
 
+    /// Whether `actor` has an `action` event at or after `since` (reading the log is recorded
+    /// once per reader and hour, so a poller does not feed the log it reads).
+    pub async fn audit_recorded_since(
+        &mut self,
+        action: &str,
+        actor: &str,
+        since: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let found = sql!(fetch_optional (i64,); self,
+            "SELECT seq FROM audit_events
+             WHERE tenant_id = $1 AND action = $2 AND at >= $3 AND actor = $4
+             ORDER BY at DESC LIMIT 1",
+            tenant_id, action, ts(since), actor)?;
+        Ok(found.is_some())
+    }
+
     /// Events after `after_seq`, oldest first.
     pub async fn audit_events(&mut self, after_seq: i64, limit: i64) -> StoreResult<Vec<Record>> {
         let tenant_id = self.tenant_id;

@@ -113,6 +113,19 @@ async fn metrics(State(state): State<AppState>) -> AppResult<impl IntoResponse> 
         );
     }
     audit_sinks(&mut m, &crate::audit::sinks::lags(&state.store, now).await?);
+    let (chains_broken, refusals) = crate::audit::metrics(&state);
+    m.family(
+        "elevate_audit_chain_broken",
+        "gauge",
+        "Tenants whose audit chain is cut short, rewritten or broken: the signer refuses it (alert on > 0).",
+    );
+    m.sample("elevate_audit_chain_broken", &[], chains_broken as f64);
+    m.family(
+        "elevate_audit_signing_refusals_total",
+        "counter",
+        "Checkpoint passes that refused to sign a tenant's head, since start.",
+    );
+    m.sample("elevate_audit_signing_refusals_total", &[], refusals as f64);
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -210,6 +210,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// What the (not running) reaper reports on /readyz; tests set it.
     pub reaper: elevate::reaper::SharedStatus,
+    /// What the (not running) audit checkpointer reports; tests pass it to `run_once`.
+    pub audit: elevate::audit::checkpoint::SharedStatus,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -237,6 +239,7 @@ impl TestApp {
         configure(&mut config);
         let state = AppState::new(db.store.clone(), clock.clone(), master.clone(), config).unwrap();
         let reaper = state.reaper.clone();
+        let audit = state.audit.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = web::router(state);
         tokio::spawn(web::serve(listener, app, Some(tls), async {
@@ -255,6 +258,7 @@ impl TestApp {
             master,
             client,
             reaper,
+            audit,
             _shutdown: tx,
         }
     }

@@ -4,6 +4,7 @@
 //! a SQLite file in a temp dir or a fresh Postgres database — so tests run in parallel.
 
 mod audit;
+mod audit_cut;
 mod audit_demo;
 mod browser;
 mod cli;

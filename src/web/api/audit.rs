@@ -1,6 +1,7 @@
 //! The audit log over the API (DESIGN §8): `GET /audit?after=SEQ&limit=N` pages through events
 //! oldest first (for a SIEM to poll), `GET /audit/export` streams the JSON-lines export. Both
-//! need the `audit` scope (and so the auditor role), and reading is itself recorded.
+//! need the `audit` scope (and so the auditor role), and reading is itself recorded (an export
+//! each time, paging once per reader and hour).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -43,21 +44,35 @@ fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// The times a filter may name: the years the store and the clock can hold (an end date of
+/// 9999-12-31 "through that day" is past them).
+const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
 pub fn parse_time(name: &str, s: &str) -> AppResult<OffsetDateTime> {
-    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
-        return Ok(t);
-    }
-    let minute = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
-    if let Ok(t) = time::PrimitiveDateTime::parse(s, &minute) {
-        return Ok(t.assume_utc());
-    }
-    let day = time::macros::format_description!("[year]-[month]-[day]");
-    if let Ok(d) = time::Date::parse(s, &day) {
-        return Ok(d.midnight().assume_utc());
-    }
-    Err(AppError::BadRequest(format!(
-        "{name}: {s:?} is not a time (use RFC 3339 or YYYY-MM-DD)"
-    )))
+    let parsed = OffsetDateTime::parse(s, &Rfc3339).ok().or_else(|| {
+        let minute = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+        let day = time::macros::format_description!("[year]-[month]-[day]");
+        time::PrimitiveDateTime::parse(s, &minute)
+            .map(|t| t.assume_utc())
+            .or_else(|_| time::Date::parse(s, &day).map(|d| d.midnight().assume_utc()))
+            .ok()
+    });
+    let Some(t) = parsed else {
+        return Err(AppError::BadRequest(format!(
+            "{name}: {s:?} is not a time (use RFC 3339 or YYYY-MM-DD)"
+        )));
+    };
+    t.checked_to_offset(time::UtcOffset::UTC)
+        .filter(|t| YEARS.contains(&t.year()))
+        .ok_or_else(|| out_of_range(name, s))
+}
+
+fn out_of_range(name: &str, s: &str) -> AppError {
+    AppError::BadRequest(format!(
+        "{name}: {s:?} is out of range (years {} to {})",
+        YEARS.start(),
+        YEARS.end()
+    ))
 }
 
 impl FilterQuery {
@@ -79,13 +94,14 @@ impl FilterQuery {
             // A bare date as the end means "through that day" (what a date picker means).
             to: non_empty(&self.to)
                 .map(|s| {
-                    parse_time("to", s).map(|t| {
-                        if s.len() == 10 {
-                            t + time::Duration::DAY
-                        } else {
-                            t
-                        }
-                    })
+                    let t = parse_time("to", s)?;
+                    if s.len() == 10 {
+                        t.checked_add(time::Duration::DAY)
+                            .filter(|t| YEARS.contains(&t.year()))
+                            .ok_or_else(|| out_of_range("to", s))
+                    } else {
+                        Ok(t)
+                    }
                 })
                 .transpose()?,
         })
@@ -117,6 +133,9 @@ pub fn filter_details(f: &Filter) -> Value {
         "to": f.to.and_then(|t| t.format(&Rfc3339).ok()),
     })
 }
+
+/// How often one reader's paging through the log is recorded (`audit.read`).
+const READ_RECORDED_EVERY: time::Duration = time::Duration::HOUR;
 
 #[derive(Debug, Deserialize)]
 struct ListQuery {
@@ -151,16 +170,25 @@ async fn list(
     let events = tx
         .audit_events_matching(&filter, after, i64::MAX, limit)
         .await?;
-    let mut details = filter_details(&filter);
-    details["after"] = json!(after);
-    details["returned"] = json!(events.len());
-    tx.append_audit(
-        &p.ctx(origin, now)
-            .event("audit.read", p.tenant.slug.clone())
-            .details(details),
-        now,
-    )
-    .await?;
+    // Reading is recorded once per reader and hour, not per page: a SIEM polling `after=` the
+    // last seq must reach an empty page, which it never would if each read appended an event.
+    let ctx = p.ctx(origin, now);
+    let actor = ctx.actor.render();
+    if !tx
+        .audit_recorded_since("audit.read", &actor, now - READ_RECORDED_EVERY)
+        .await?
+    {
+        let mut details = filter_details(&filter);
+        details["after"] = json!(after);
+        details["returned"] = json!(events.len());
+        details["recorded_once_per"] = json!("1h");
+        tx.append_audit(
+            &ctx.event("audit.read", p.tenant.slug.clone())
+                .details(details),
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
     let next_after = events.last().map_or(after, |e| e.seq);
     Ok(Json(json!({

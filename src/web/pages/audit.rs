@@ -7,7 +7,8 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
@@ -64,6 +65,8 @@ struct SinkRow {
 #[template(path = "audit/log.html")]
 struct AuditPage {
     nav: Nav,
+    /// Why the filter was refused (the page then answers 400 and lists no events).
+    filter_error: String,
     tenant: String,
     actor: String,
     action: String,
@@ -87,27 +90,60 @@ async fn page(
     State(state): State<AppState>,
     who: SessionUser,
     Query(q): Query<PageQuery>,
-) -> AppResult<AuditPage> {
+) -> AppResult<Response> {
     require_auditor(&who)?;
-    let filter = q.filter.filter()?;
+    // A filter that does not parse (a date out of range) is a 400 that still shows the page,
+    // with the message beside the form and no events.
+    let (filter, filter_error) = match q.filter.filter() {
+        Ok(f) => (Some(f), String::new()),
+        Err(AppError::BadRequest(m)) => (None, m),
+        Err(e) => return Err(e),
+    };
     let now = state.clock.now();
     let tenant_id = who.tenant.tenant_id;
     let mut tx = state.store.tenant(tenant_id).await?;
-    let events = tx
-        .audit_events_newest(&filter, q.before.unwrap_or(i64::MAX), PAGE_ROWS)
-        .await?;
+    let events = match &filter {
+        Some(f) => {
+            tx.audit_events_newest(f, q.before.unwrap_or(i64::MAX), PAGE_ROWS)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let filter = filter.unwrap_or_default();
     let checkpoint = tx.latest_checkpoint().await?;
     let keys = crate::audit::checkpoint::public_keys(&mut tx).await?;
-    tx.append_audit(
-        &who.ctx(now)
-            .event("audit.viewed", who.tenant.slug.clone())
-            .details(filter_details(&filter)),
-        now,
-    )
-    .await?;
+    // A refused filter shows no event, so there is no viewing to record.
+    if filter_error.is_empty() {
+        tx.append_audit(
+            &who.ctx(now)
+                .event("audit.viewed", who.tenant.slug.clone())
+                .details(filter_details(&filter)),
+            now,
+        )
+        .await?;
+    }
     tx.commit().await?;
+    // The chain must also pass through what this replica saw (its anchor): a log cut short or
+    // rewritten behind the signer's back shows as broken here.
+    let anchor = state
+        .master_key
+        .anchor_dir()
+        .map(|d| crate::audit::anchor::load(d, tenant_id));
+    let pins = match anchor {
+        Some(Ok(Some(a))) => vec![crate::audit::verify::Pin {
+            seq: a.seq,
+            hash: a.hash,
+            what: "this replica's anchor".into(),
+        }],
+        Some(Err(e)) => {
+            tracing::error!(error = %e, "audit anchor unreadable");
+            Vec::new()
+        }
+        _ => Vec::new(),
+    };
     let (verified, verification) =
-        match crate::audit::verify::verify_store(&state.store, tenant_id, None).await? {
+        match crate::audit::verify::verify_store_pinned(&state.store, tenant_id, None, pins).await?
+        {
             Ok(s) => (
                 true,
                 format!(
@@ -142,7 +178,9 @@ async fn page(
         .then(|| events.last().map(|e| e.seq))
         .flatten();
     let text = |s: &Option<String>| s.clone().unwrap_or_default();
-    Ok(AuditPage {
+    let bad = !filter_error.is_empty();
+    let page = AuditPage {
+        filter_error,
         nav: Nav::of(&who),
         tenant: who.tenant.slug.clone(),
         actor: text(&q.filter.actor),
@@ -177,7 +215,14 @@ async fn page(
         }),
         public_keys: keys.into_iter().map(|(_, k)| k).collect(),
         sinks,
-    })
+    };
+    if !bad {
+        return Ok(page.into_response());
+    }
+    let mut res = (StatusCode::BAD_REQUEST, page).into_response();
+    // The page is the answer: the shared error rendering leaves it as it is.
+    res.extensions_mut().insert(crate::web::error::KeepBody);
+    Ok(res)
 }
 
 async fn export(
