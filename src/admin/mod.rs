@@ -126,6 +126,8 @@ pub async fn create_user(
         .filter(|n| !n.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
+    crate::text::check("display name", &display_name, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     let new = NewUser {
         email: email.clone(),
         display_name,
@@ -196,6 +198,8 @@ pub async fn create_token(
             "token name must be 1-100 characters".into(),
         ));
     }
+    crate::text::check("token name", name, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     if ttl <= Duration::ZERO || ttl > MAX_TOKEN_TTL {
         return Err(AppError::Unprocessable(
             "token lifetime must be between 1s and 365d".into(),
