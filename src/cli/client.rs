@@ -107,7 +107,12 @@ impl Api {
             let message = body["error"]["message"]
                 .as_str()
                 .unwrap_or("request failed");
-            bail!("{message} (HTTP {})", status.as_u16());
+            // Messages may quote what someone typed: shown, not replayed to the terminal.
+            bail!(
+                "{} (HTTP {})",
+                crate::text::shown(message),
+                status.as_u16()
+            );
         }
         Ok(res)
     }
@@ -165,16 +170,19 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
 }
 
 /// One line a person can read about a request.
+/// One line about a request for a terminal. Text is shown through [`crate::text::shown`]: a
+/// bidirectional override or control character from the server cannot rewrite the line.
 pub fn describe(r: &Value) -> String {
-    let state = r["state"].as_str().unwrap_or("?");
+    let field = |k: &str| crate::text::shown(r[k].as_str().unwrap_or("?")).into_owned();
+    let state = field("state");
     let mut line = format!(
         "{} {} {} for {}",
-        r["id"].as_str().unwrap_or("?"),
-        r["profile"].as_str().unwrap_or("?"),
+        field("id"),
+        field("profile"),
         state,
-        r["duration"].as_str().unwrap_or("?")
+        field("duration")
     );
-    match state {
+    match state.as_str() {
         "pending" => line.push_str(&format!(
             " (approvals {}/{})",
             r["approvals"].as_array().map_or(0, Vec::len),
@@ -265,5 +273,26 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
             bail!("request {}", r["state"].as_str().unwrap_or("?"))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_lines_show_overrides_and_control_characters() {
+        let line = describe(&json!({
+            "id": "r1",
+            "profile": "prod\u{202E}llehs",
+            "state": "pending",
+            "duration": "1h\u{1b}[2K",
+            "approvals": [],
+            "approvals_required": 1,
+        }));
+        assert_eq!(
+            line,
+            "r1 prod[U+202E]llehs pending for 1h[U+001B][2K (approvals 0/1)"
+        );
     }
 }

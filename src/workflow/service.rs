@@ -14,6 +14,7 @@ use crate::error::{AppError, AppResult};
 use crate::model::{Role, Tenant, User};
 use crate::policy::{self, Profile};
 use crate::store::{Cursor, RequestFilter, Store, StoredRequest, TenantTx};
+use crate::text::shown;
 
 pub fn person(u: &User) -> Person {
     Person {
@@ -256,16 +257,18 @@ async fn notify(
     now: OffsetDateTime,
 ) -> AppResult<()> {
     let link = format!("{}/requests/{}", links.trim_end_matches('/'), req.id);
+    // What people read (mail, webhook text) shows typed text through `text::shown`, so a
+    // bidirectional override or an invisible character cannot change how it reads.
+    let who = shown(&requester.email);
     let what = format!(
         "{} for {}",
-        req.profile,
+        shown(&req.profile),
         crate::duration::format(req.duration)
     );
     let ask = format!(
-        "{} asks for {what}.\n\nJustification: {}\nTicket: {}\n\nDecide at {link}\n",
-        requester.email,
-        req.justification,
-        req.ticket.as_deref().unwrap_or("-")
+        "{who} asks for {what}.\n\nJustification: {}\nTicket: {}\n\nDecide at {link}\n",
+        shown(&req.justification),
+        shown(req.ticket.as_deref().unwrap_or("-"))
     );
     // Every webhook of the tenant hears every transition, with a Slack-compatible `text`.
     let hooks = tx.webhooks().await?;
@@ -282,9 +285,7 @@ async fn notify(
         }
         for event in events {
             let text = format!(
-                "[elevate] {event}: {} {} ({}) {link}",
-                requester.email,
-                what,
+                "[elevate] {event}: {who} {what} ({}) {link}",
                 req.state.as_str()
             );
             let payload = json!({
@@ -304,7 +305,7 @@ async fn notify(
             tx,
             profile,
             requester,
-            &format!("elevate: {} requests {what}", requester.email),
+            &format!("elevate: {who} requests {what}"),
             &ask,
             req.id,
             now,
@@ -319,7 +320,7 @@ async fn notify(
                 shortcut: Some(super::Shortcut::BreakGlass),
                 ..
             } => {
-                let subject = format!("elevate: BREAK-GLASS {} activated {what}", requester.email);
+                let subject = format!("elevate: BREAK-GLASS {who} activated {what}");
                 notify_approvers(
                     tx,
                     profile,
@@ -337,7 +338,7 @@ async fn notify(
                 tx.enqueue(
                     "email",
                     &requester.email,
-                    &to_requester(format!("elevate: {} is active", req.profile), body),
+                    &to_requester(format!("elevate: {} is active", shown(&req.profile)), body),
                     Some(req.id),
                     now,
                 )
@@ -348,7 +349,7 @@ async fn notify(
                 tx.enqueue(
                     "email",
                     &requester.email,
-                    &to_requester(format!("elevate: {} was denied", req.profile), body),
+                    &to_requester(format!("elevate: {} was denied", shown(&req.profile)), body),
                     Some(req.id),
                     now,
                 )
@@ -356,9 +357,8 @@ async fn notify(
             }
             Effect::ExtensionRequested { added } => {
                 let subject = format!(
-                    "elevate: {} asks to extend {} by {}",
-                    requester.email,
-                    req.profile,
+                    "elevate: {who} asks to extend {} by {}",
+                    shown(&req.profile),
                     crate::duration::format(*added)
                 );
                 notify_approvers(tx, profile, requester, &subject, &ask, req.id, now).await?;

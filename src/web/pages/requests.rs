@@ -288,11 +288,8 @@ fn note(item: &crate::store::OutboxItem) -> Note {
         (None, None) => "queued".into(),
     };
     Note {
-        to: item.recipient.clone(),
-        subject: item.payload.0["subject"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        to: shown_owned(&item.recipient),
+        subject: shown_owned(item.payload.0["subject"].as_str().unwrap_or_default()),
         status,
     }
 }
@@ -338,7 +335,7 @@ async fn detail(
     Ok(DetailPage {
         nav: Nav::of(&who),
         r: row(&stored, &requester),
-        ticket: r.ticket.clone().unwrap_or_default(),
+        ticket: shown_owned(r.ticket.as_deref().unwrap_or_default()),
         grants: grants(&profile),
         approvals: format!(
             "{}/{}",
@@ -349,9 +346,9 @@ async fn detail(
             .into_iter()
             .map(|e| Step {
                 at: when(e.at),
-                actor: e.actor,
+                actor: shown_owned(&e.actor),
                 action: e.action,
-                details: e.details.0.to_string(),
+                details: shown_owned(&e.details.0.to_string()),
             })
             .collect(),
         can_decide: approver && (r.state == RequestState::Pending || r.extension.is_some()),
