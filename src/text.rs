@@ -119,10 +119,20 @@ mod tests {
             ("a\u{2028}b", Lines::Many),
         ] {
             let err = check("ticket", value, lines).unwrap_err();
-            assert!(err.starts_with("ticket contains a control character (U+"), "{err}");
+            assert!(
+                err.starts_with("ticket contains a control character (U+"),
+                "{err}"
+            );
             assert!(!err.contains('\0'));
         }
-        assert!(check("justification", "line one\r\nline two\n\tindented", Lines::Many).is_ok());
+        assert!(
+            check(
+                "justification",
+                "line one\r\nline two\n\tindented",
+                Lines::Many
+            )
+            .is_ok()
+        );
         assert!(check("ticket", "INC-42 (ünïcødé, 日本)", Lines::One).is_ok());
         // Invisible characters are not refused here: they are neutralised when shown.
         assert!(check("ticket", "INC\u{200B}-42", Lines::One).is_ok());
@@ -130,10 +140,7 @@ mod tests {
 
     #[test]
     fn bidi_overrides_and_zero_width_characters_are_shown_visibly() {
-        assert_eq!(
-            shown("approve \u{202E}gnp.exe"),
-            "approve [U+202E]gnp.exe"
-        );
+        assert_eq!(shown("approve \u{202E}gnp.exe"), "approve [U+202E]gnp.exe");
         assert_eq!(shown("a\u{2066}b\u{2069}c"), "a[U+2066]b[U+2069]c");
         assert_eq!(shown("bob\u{200B}@x.com"), "bob[U+200B]@x.com");
         assert_eq!(shown("\u{FEFF}x\u{2060}"), "[U+FEFF]x[U+2060]");

@@ -108,11 +108,7 @@ impl Api {
                 .as_str()
                 .unwrap_or("request failed");
             // Messages may quote what someone typed: shown, not replayed to the terminal.
-            bail!(
-                "{} (HTTP {})",
-                crate::text::shown(message),
-                status.as_u16()
-            );
+            bail!("{} (HTTP {})", crate::text::shown(message), status.as_u16());
         }
         Ok(res)
     }

@@ -372,7 +372,10 @@ impl TenantTx {
     /// The WHERE clause of a list (None: nothing can match, e.g. `reviewable` for a non-approver).
     fn list_where(&self, f: &RequestFilter, sql: &mut Sql) -> Option<String> {
         let backend = self.backend();
-        let mut conds = vec![format!("r.tenant_id = {}", sql.arg(Arg::Uuid(self.tenant_id)))];
+        let mut conds = vec![format!(
+            "r.tenant_id = {}",
+            sql.arg(Arg::Uuid(self.tenant_id))
+        )];
         let me = sql.arg(Arg::Uuid(f.viewer));
         // The viewer approves this request's profile, as it was when the request was decided.
         let approves = |sql: &mut Sql| -> Option<String> {
@@ -409,7 +412,10 @@ impl TenantTx {
         }
         match f.states.as_slice() {
             [] => {}
-            [one] => conds.push(format!("r.state = {}", sql.arg(Arg::Text(one.as_str().into())))),
+            [one] => conds.push(format!(
+                "r.state = {}",
+                sql.arg(Arg::Text(one.as_str().into()))
+            )),
             many => {
                 let list: Vec<String> = many
                     .iter()
@@ -464,9 +470,7 @@ impl TenantTx {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
-            let mine: Vec<ApprovalRow> = approvals
-                .remove(&row.request.id)
-                .unwrap_or_default();
+            let mine: Vec<ApprovalRow> = approvals.remove(&row.request.id).unwrap_or_default();
             out.push(ListedRequest {
                 requester_email: row.requester_email.unwrap_or_default(),
                 stored: assemble(row.request, mine)?,

@@ -547,9 +547,8 @@ pub async fn visible(
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         let version = row.stored.policy_version;
-        if !profiles.contains_key(&version) {
-            let at = tx.profiles_at(version).await?;
-            profiles.insert(version, at);
+        if let std::collections::hash_map::Entry::Vacant(e) = profiles.entry(version) {
+            e.insert(tx.profiles_at(version).await?);
         }
         let Some(profile) = profiles
             .get(&version)

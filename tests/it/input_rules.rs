@@ -27,9 +27,14 @@ async fn org(db: TestDb) -> Org {
     let app = TestApp::spawn(db).await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::policy::apply(&store, &ctx(clock.as_ref()), &tenant, crate::workflow::POLICY)
-        .await
-        .unwrap();
+    elevate::policy::apply(
+        &store,
+        &ctx(clock.as_ref()),
+        &tenant,
+        crate::workflow::POLICY,
+    )
+    .await
+    .unwrap();
     let alice = seed_user(
         &store,
         clock.as_ref(),
@@ -140,7 +145,10 @@ async fn control_characters_are_refused_with_422(db: TestDb) {
             json!({"comment": "fine\nby me"}),
         )
         .await;
-    assert_eq!((status, r["state"].as_str()), (StatusCode::OK, Some("active")));
+    assert_eq!(
+        (status, r["state"].as_str()),
+        (StatusCode::OK, Some("active"))
+    );
     let (status, r) = o
         .post(
             &o.alice_token,
@@ -255,7 +263,10 @@ async fn overrides_and_invisible_characters_are_shown_visibly(db: TestDb) {
         .expect("bob is asked to decide");
     let body = to_bob.payload.0["body"].as_str().unwrap();
     assert!(body.contains("[U+202E]txt.exe"), "{body}");
-    assert!(!body.contains('\u{202E}') && !body.contains('\u{200B}'), "{body}");
+    assert!(
+        !body.contains('\u{202E}') && !body.contains('\u{200B}'),
+        "{body}"
+    );
 }
 
 /// `bob\u{200b}@example.com` is not a second bob: refused at every entry point (core, admin page,
@@ -318,7 +329,11 @@ async fn emails_have_one_normal_form(db: TestDb) {
     let csrf = csrf_in(&page);
     let res = admin
         .post(o.app.url("/admin/users"))
-        .form(&[("csrf", csrf.as_str()), ("email", twin), ("role", "approver")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", twin),
+            ("role", "approver"),
+        ])
         .send()
         .await
         .unwrap();
@@ -348,7 +363,11 @@ async fn emails_have_one_normal_form(db: TestDb) {
             "--email",
             "Bob@ACME.example ",
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     // Asking for a sign-in link for the twin sends nothing and stores nothing.

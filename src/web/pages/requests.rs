@@ -553,7 +553,9 @@ impl PageQuery {
         let after = match self.after.trim() {
             "" => None,
             a => Some(Cursor::parse(a).ok_or_else(|| {
-                AppError::Unprocessable("this page link is not valid: start from the first page".into())
+                AppError::Unprocessable(
+                    "this page link is not valid: start from the first page".into(),
+                )
             })?),
         };
         Ok(service::ListQuery {
