@@ -613,8 +613,19 @@ pub async fn act(
     event: Event,
 ) -> AppResult<StoredRequest> {
     // Visibility first: acting on a request you cannot see is a 404, not a 403.
-    load(store, tenant, actor, id).await?;
-    super::check_event_text(&event)?;
+    let (seen, _) = load(store, tenant, actor, id).await?;
+    if let Err(refusal) = super::check_event_text(&event) {
+        audit_refusal(
+            store,
+            tenant,
+            ctx,
+            Some(id),
+            &seen.request.profile,
+            &refusal,
+        )
+        .await?;
+        return Err(refusal.into());
+    }
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let (stored, profile) = lock_with_profile(&mut tx, id).await?;
     let requester = tx

@@ -201,6 +201,26 @@ async fn control_characters_are_refused_with_422(db: TestDb) {
     let text = res.text().await.unwrap();
     assert!(text.contains("control character"), "{text}");
     assert_eq!(o.count_requests().await, 1);
+
+    // Every refusal is audited, naming the code point, never the character itself.
+    let mut tx = o.app.store().tenant(o.tenant.tenant_id).await.unwrap();
+    let refused: Vec<String> = tx
+        .audit_events(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "request.refused")
+        .map(|e| e.details.0["reason"].as_str().unwrap().to_owned())
+        .collect();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|r| r.contains("control character (U+"))
+            .count(),
+        9,
+        "{refused:?}"
+    );
 }
 
 /// A ticket longer than 128 characters is refused (a 250,000-character one made a certificate
