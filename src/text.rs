@@ -78,22 +78,33 @@ pub fn check(field: &str, value: &str, lines: Lines) -> Result<(), String> {
 
 /// Text as it is shown to people: bidirectional controls and invisible characters become a
 /// visible `[U+XXXX]` marker, and control characters (which [`check`] keeps out of new input, but
-/// older rows may hold) are marked the same way, except newline and tab. Borrowed when nothing
-/// needs changing.
+/// older rows may hold) are marked the same way, except line breaks (LF, CR LF) and tab.
+/// Borrowed when nothing needs changing.
 pub fn shown(s: &str) -> Cow<'_, str> {
-    let needs = |c: char| is_invisible(c) || (c.is_control() && c != '\n' && c != '\t');
-    if !s.chars().any(needs) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 16);
-    for c in s.chars() {
-        if needs(c) {
+    let needs = |c: char, next: Option<char>| {
+        is_invisible(c)
+            || (c.is_control() && c != '\n' && c != '\t' && !(c == '\r' && next == Some('\n')))
+    };
+    let mut chars = s.chars().peekable();
+    let mut out: Option<String> = None;
+    let mut at = 0;
+    while let Some(c) = chars.next() {
+        if needs(c, chars.peek().copied()) {
+            let out = out.get_or_insert_with(|| {
+                let mut o = String::with_capacity(s.len() + 16);
+                o.push_str(&s[..at]);
+                o
+            });
             out.push_str(&format!("[U+{:04X}]", u32::from(c)));
-        } else {
+        } else if let Some(out) = &mut out {
             out.push(c);
         }
+        at += c.len_utf8();
     }
-    Cow::Owned(out)
+    match out {
+        Some(o) => Cow::Owned(o),
+        None => Cow::Borrowed(s),
+    }
 }
 
 /// [`shown`] into an owned string, for view structs.
@@ -145,6 +156,8 @@ mod tests {
         assert_eq!(shown("bob\u{200B}@x.com"), "bob[U+200B]@x.com");
         assert_eq!(shown("\u{FEFF}x\u{2060}"), "[U+FEFF]x[U+2060]");
         assert_eq!(shown("old\0row"), "old[U+0000]row");
+        assert_eq!(shown("over\rwrite\r\nnext"), "over[U+000D]write\r\nnext");
+        assert_eq!(shown("ends\r"), "ends[U+000D]");
         for c in ['\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}'] {
             assert!(shown(&c.to_string()).starts_with("[U+202"));
         }
@@ -152,7 +165,7 @@ mod tests {
             assert!(shown(&c.to_string()).starts_with("[U+206"));
         }
         // Ordinary text, line breaks and non-Latin scripts are untouched (and not copied).
-        let plain = "deploy hotfix\n\tfor INC-42 — ünïcødé, العربية, 日本";
+        let plain = "deploy hotfix\r\n\tfor INC-42 — ünïcødé, العربية, 日本";
         assert!(matches!(shown(plain), Cow::Borrowed(_)));
         assert_eq!(shown(plain), plain);
     }

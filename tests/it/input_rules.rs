@@ -274,6 +274,22 @@ async fn overrides_and_invisible_characters_are_shown_visibly(db: TestDb) {
         assert!(!page.contains(c), "raw {c:?} on the page");
     }
 
+    // Line breaks as a browser sends them (CR LF) are line breaks, not markers.
+    let (_, r) = o.ask("first line\r\nsecond line", "INC-9").await;
+    let crlf = bob
+        .get(
+            o.app
+                .url(&format!("/requests/{}", r["id"].as_str().unwrap())),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(crlf.contains("first line\r\nsecond line"), "{crlf}");
+    assert!(!crlf.contains("[U+"), "{crlf}");
+
     let mut tx = o.app.store().tenant(o.tenant.tenant_id).await.unwrap();
     let mail = tx.notifications_for(id.parse().unwrap()).await.unwrap();
     tx.commit().await.unwrap();
