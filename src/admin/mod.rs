@@ -41,6 +41,8 @@ pub async fn create_tenant(
     name: &str,
 ) -> AppResult<Tenant> {
     validate_slug(slug).map_err(AppError::Unprocessable)?;
+    crate::text::check("tenant name", name.trim(), crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     let name = if name.trim().is_empty() {
         slug
     } else {
@@ -348,6 +350,8 @@ pub async fn add_webhook(
     secret: &str,
 ) -> AppResult<Uuid> {
     let url = url.trim();
+    crate::text::check("webhook URL", url, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 12 {
         return Err(AppError::Unprocessable(format!(
             "webhook URL {url:?} must be an http(s) URL"

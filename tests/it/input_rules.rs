@@ -202,6 +202,25 @@ async fn control_characters_are_refused_with_422(db: TestDb) {
     assert!(text.contains("control character"), "{text}");
     assert_eq!(o.count_requests().await, 1);
 
+    // Other free text that reaches the store: webhook URLs and tenant names.
+    let c = ctx(o.app.clock.as_ref());
+    let err = elevate::admin::add_webhook(
+        o.app.store(),
+        &o.app.master,
+        &c,
+        &o.tenant,
+        "https://hooks.example/\u{0}x",
+        "a-long-enough-webhook-secret",
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, AppError::Unprocessable(_)), "{err:?}");
+    let err =
+        elevate::admin::create_tenant(o.app.store(), &o.app.master, &c, "nul-org", "Nul\u{0} Org")
+            .await
+            .unwrap_err();
+    assert!(matches!(err, AppError::Unprocessable(_)), "{err:?}");
+
     // Every refusal is audited, naming the code point, never the character itself.
     let mut tx = o.app.store().tenant(o.tenant.tenant_id).await.unwrap();
     let refused: Vec<String> = tx
