@@ -117,6 +117,22 @@ impl Api {
         self.call(reqwest::Method::GET, path, None).await
     }
 
+    /// A request list with every page (following `next`, at most `max_pages` pages), as one
+    /// `{"requests": [...]}`.
+    pub async fn get_all_pages(&self, path: &str, max_pages: usize) -> anyhow::Result<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut page = self.get(path).await?;
+        let mut all: Vec<Value> = page["requests"].as_array().cloned().unwrap_or_default();
+        for _ in 1..max_pages {
+            let Some(next) = page["next"].as_str().map(str::to_owned) else {
+                break;
+            };
+            page = self.get(&format!("{path}{sep}after={next}")).await?;
+            all.extend(page["requests"].as_array().cloned().unwrap_or_default());
+        }
+        Ok(json!({ "requests": all }))
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(reqwest::Method::POST, path, Some(body)).await
     }
