@@ -145,7 +145,12 @@ pub fn validate_slug(slug: &str) -> Result<(), String> {
     }
 }
 
-/// Emails are compared case-insensitively, so they are stored lowercased and trimmed.
+/// Emails are compared case-insensitively, so they are stored lowercased and trimmed. Every entry
+/// point (admin CLI and pages, invitations, sign-in links, single sign-on claims, token creation)
+/// goes through here, so one person has one address. Whitespace, control characters and invisible
+/// characters (zero-width spaces and joiners, bidirectional controls, see
+/// [`crate::text::is_invisible`]) are refused: they would make a second account that looks like
+/// the first.
 pub fn normalize_email(email: &str) -> Result<String, String> {
     let e = email.trim().to_lowercase();
     let valid = e.len() <= 254
@@ -155,11 +160,16 @@ pub fn normalize_email(email: &str) -> Result<String, String> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || crate::text::is_invisible(c));
     if valid {
         Ok(e)
     } else {
-        Err(format!("invalid email address {email:?}"))
+        Err(format!(
+            "invalid email address {:?}",
+            crate::text::shown(email.trim())
+        ))
     }
 }
 
@@ -340,6 +350,22 @@ mod tests {
         for bad in ["alice", "@x.com", "a@b", "a@.com", "a b@x.com", "a@x.com."] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }
+        // Invisible characters would make a look-alike second person.
+        for bad in [
+            "bob\u{200b}@example.com",
+            "bob@exa\u{200d}mple.com",
+            "\u{feff}bob@example.com",
+            "bob\u{202e}@example.com",
+            "bob\u{2060}@example.com",
+            "bob\0@example.com",
+        ] {
+            let err = normalize_email(bad).unwrap_err();
+            assert!(err.contains("[U+"), "{err}");
+        }
+        assert_eq!(
+            normalize_email("Bob@EXAMPLE.com ").unwrap(),
+            "bob@example.com"
+        );
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub async fn create_tenant(
     name: &str,
 ) -> AppResult<Tenant> {
     validate_slug(slug).map_err(AppError::Unprocessable)?;
+    crate::text::check("tenant name", name.trim(), crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     let name = if name.trim().is_empty() {
         slug
     } else {
@@ -126,6 +128,8 @@ pub async fn create_user(
         .filter(|n| !n.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
+    crate::text::check("display name", &display_name, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     let new = NewUser {
         email: email.clone(),
         display_name,
@@ -196,6 +200,8 @@ pub async fn create_token(
             "token name must be 1-100 characters".into(),
         ));
     }
+    crate::text::check("token name", name, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     if ttl <= Duration::ZERO || ttl > MAX_TOKEN_TTL {
         return Err(AppError::Unprocessable(
             "token lifetime must be between 1s and 365d".into(),
@@ -344,6 +350,8 @@ pub async fn add_webhook(
     secret: &str,
 ) -> AppResult<Uuid> {
     let url = url.trim();
+    crate::text::check("webhook URL", url, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 12 {
         return Err(AppError::Unprocessable(format!(
             "webhook URL {url:?} must be an http(s) URL"

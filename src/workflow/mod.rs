@@ -234,6 +234,33 @@ impl From<Refusal> for crate::error::AppError {
     }
 }
 
+/// Longest ticket reference accepted (it is carried in every SSH certificate of the grant).
+pub const MAX_TICKET_CHARS: usize = 128;
+
+/// Refuses control characters in the free text of an event (comments, revocation reasons), as
+/// [`submit`] does for justifications: checked before any transition, whatever the front end.
+pub fn check_event_text(event: &Event) -> Result<(), Refusal> {
+    let text = match event {
+        Event::Approve {
+            comment: Some(c), ..
+        }
+        | Event::Deny { comment: c, .. } => Some(("comment", c)),
+        Event::Revoke { reason, .. } => Some(("reason", reason)),
+        _ => None,
+    };
+    match text {
+        Some((field, value)) => {
+            if value.len() > 2000 {
+                return Err(Refusal::Invalid(format!(
+                    "{field} is longer than 2000 characters"
+                )));
+            }
+            crate::text::check(field, value, crate::text::Lines::Many).map_err(Refusal::Invalid)
+        }
+        None => Ok(()),
+    }
+}
+
 /// How far ahead a request may be scheduled.
 pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(30);
 
@@ -287,10 +314,21 @@ pub fn submit(
             "justification is longer than 2000 characters".into(),
         ));
     }
+    crate::text::check("justification", &justification, crate::text::Lines::Many)
+        .map_err(Refusal::Invalid)?;
     let ticket = new
         .ticket
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty());
+    if let Some(t) = &ticket {
+        // The ticket goes into the SSH certificate: a long one makes a certificate sshd refuses.
+        if t.chars().count() > MAX_TICKET_CHARS {
+            return Err(Refusal::Invalid(format!(
+                "ticket is longer than {MAX_TICKET_CHARS} characters"
+            )));
+        }
+        crate::text::check("ticket", t, crate::text::Lines::One).map_err(Refusal::Invalid)?;
+    }
     if let Some(pattern) = &profile.ticket_pattern {
         let re = regex::Regex::new(pattern)
             .map_err(|_| Refusal::Invalid("the profile's ticket_pattern is invalid".into()))?;

@@ -14,6 +14,8 @@ mod db_fixtures;
 mod db_logins;
 mod helpers;
 mod http;
+mod input_rules;
+mod listing;
 mod notify;
 mod policy;
 mod rls;

@@ -39,8 +39,9 @@ impl From<&User> for UserRow {
     fn from(u: &User) -> Self {
         UserRow {
             id: u.id.to_string(),
-            email: u.email.clone(),
-            name: u.display_name.clone(),
+            // Shown, so an account made before addresses were normalised cannot pass for another.
+            email: crate::text::shown_owned(&u.email),
+            name: crate::text::shown_owned(&u.display_name),
             roles: u
                 .roles
                 .0
