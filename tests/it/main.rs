@@ -11,6 +11,7 @@ mod cli_client;
 mod db_cli;
 mod db_fixtures;
 mod db_logins;
+mod hardening_edge;
 mod helpers;
 mod http;
 mod notify;

@@ -1,0 +1,314 @@
+//! Issue 13, the edges: passwords kept out of target logs and target URLs, RSA keys nobody
+//! should certify, what anonymous `/readyz` and `/metrics` say, and the client address behind a
+//! TLS-terminating proxy.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use elevate::db_targets::targets::{NewTarget, set_target};
+use elevate::model::TargetKind;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::Connection;
+
+use crate::db_fixtures::{MyTarget, PgTarget};
+use crate::helpers::{TestApp, TestDb, ctx, temp_dir};
+use crate::ssh::{Shop, shop_with};
+
+// ---------------------------------------------------------------------------------------------
+// Item 4: database login passwords never reach the log.
+
+/// Everything `tracing` writes on this thread (the test's current-thread runtime runs the server
+/// too), at debug level.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || sink.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+}
+
+impl Write for CapturedLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn db_policy(pg: Option<&PgTarget>, my: Option<&MyTarget>) -> String {
+    let mut p = String::new();
+    if let Some(pg) = pg {
+        p.push_str(&format!(
+            "[[profile]]\nname = \"orders-read\"\nrequesters = [\"engineering\"]\napprovers = [\"sre\"]\n\
+             [profile.database]\ntarget = \"orders\"\nroles = [\"{}\"]\n\n",
+            pg.read
+        ));
+    }
+    if let Some(my) = my {
+        p.push_str(&format!(
+            "[[profile]]\nname = \"shop-read\"\nrequesters = [\"engineering\"]\napprovers = [\"sre\"]\n\
+             [profile.database]\ntarget = \"shop\"\nroles = [\"{}\"]\n\n",
+            my.read
+        ));
+    }
+    p
+}
+
+async fn add_target(shop: &Shop, name: &str, kind: TargetKind, url: &str, password: &str) {
+    set_target(
+        shop.app.store(),
+        &shop.app.master,
+        &ctx(shop.app.clock.as_ref()),
+        &shop.tenant,
+        NewTarget {
+            name,
+            kind,
+            url,
+            password,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+async fn db_login(shop: &Shop, id: &str) -> (String, String) {
+    let (s, login) = shop
+        .post(
+            &shop.alice,
+            &format!("/api/v1/requests/{id}/db-credentials"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{login}");
+    (
+        login["username"].as_str().unwrap().to_owned(),
+        login["password"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn mariadb_passwords_stay_out_of_the_log_of_a_slow_issuance() {
+    let my = MyTarget::new().await;
+    // From here on (the fixture's own set-up statements name the admin password).
+    let log = CapturedLog::default();
+    let _guard = log.install();
+    let shop = shop_with(
+        TestApp::spawn(TestDb::sqlite().await).await,
+        "acme",
+        &db_policy(None, Some(&my)),
+    )
+    .await;
+    add_target(&shop, "shop", TargetKind::Mysql, &my.admin_url(), &my.admin_password).await;
+    let id = shop.granted("shop-read").await;
+
+    // Another session holds the accounts table for two seconds: `CREATE USER` waits behind it,
+    // which is what makes sqlx log a statement as slow (at warn, with its text).
+    let mut root = my.root().await;
+    sqlx::raw_sql("LOCK TABLES mysql.global_priv WRITE")
+        .execute(&mut root)
+        .await
+        .unwrap();
+    let unlock = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        sqlx::raw_sql("UNLOCK TABLES")
+            .execute(&mut root)
+            .await
+            .unwrap();
+        root.close().await.unwrap();
+    });
+    let started = Instant::now();
+    let (user, password) = db_login(&shop, &id).await;
+    let took = started.elapsed();
+    unlock.await.unwrap();
+    assert!(took >= Duration::from_millis(1900), "not slow: {took:?}");
+
+    let text = log.text();
+    // The capture works: the test's own `LOCK TABLES` (same thread as the server) is logged.
+    assert!(text.contains("LOCK TABLES"), "nothing captured");
+    assert!(!text.contains(&password), "password in the log:\n{text}");
+    let hash = native_hash(&password);
+    assert!(!text.contains(&hash), "password hash in the log");
+    assert!(!text.contains(&my.admin_password), "admin password in the log");
+    // The account was made from the hash, and the password still opens it.
+    let mut c = my.root().await;
+    let stored: String = sqlx::query_scalar(
+        "SELECT CAST(JSON_VALUE(Priv, '$.authentication_string') AS CHAR) FROM mysql.global_priv WHERE User = ?",
+    )
+    .bind(&user)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(stored, hash);
+    let mut session = my.login_without_database(&user, &password).await.unwrap();
+    let me: String = sqlx::query_scalar("SELECT CURRENT_USER()")
+        .fetch_one(&mut session)
+        .await
+        .unwrap();
+    assert!(me.starts_with(&user), "{me}");
+    assert!(my.login_without_database(&user, "wrong").await.is_err());
+}
+
+/// `*HEX(SHA1(SHA1(password)))`, computed here independently by the server's `PASSWORD()`.
+fn native_hash(password: &str) -> String {
+    let out = std::process::Command::new("mariadb")
+        .args(["-h", "127.0.0.1", "-u", "root", "-N", "-B", "-e"])
+        .arg(format!("SELECT PASSWORD('{password}')"))
+        .output()
+        .expect("the mariadb client (apt-get install mariadb-client)");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn postgres_login_statements_stay_out_of_the_debug_log() {
+    let pg = PgTarget::new().await;
+    let log = CapturedLog::default();
+    let _guard = log.install();
+    let shop = shop_with(
+        TestApp::spawn(TestDb::sqlite().await).await,
+        "acme",
+        &db_policy(Some(&pg), None),
+    )
+    .await;
+    add_target(&shop, "orders", TargetKind::Postgres, &pg.admin_url(), &pg.admin_password).await;
+    let id = shop.granted("orders-read").await;
+    let (user, password) = db_login(&shop, &id).await;
+    // The capture works: a statement on this thread (where the server runs too) is logged.
+    let mut probe = pg.superuser().await;
+    sqlx::raw_sql("SELECT 'capture-probe'")
+        .execute(&mut probe)
+        .await
+        .unwrap();
+    let text = log.text();
+    assert!(text.contains("capture-probe"), "nothing captured");
+    assert!(!text.contains(&password));
+    assert!(!text.contains("SCRAM-SHA-256$"), "a verifier in the log");
+    assert!(!text.contains("CREATE ROLE"), "target statements are logged");
+    assert!(pg.login(&user, &password).await.is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 12: no password anywhere in a target URL.
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn target_set_refuses_a_password_anywhere_in_the_url() {
+    let dir = temp_dir("target-url");
+    let run = |args: &[&str], stdin: &str| {
+        let mut cmd = crate::cli::elevate(&dir);
+        cmd.args(args);
+        crate::helpers::run_with_stdin(cmd, stdin)
+    };
+    let out = run(&["admin", "tenant", "create", "acme"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for url in [
+        "postgres://admin@127.0.0.1:5432/orders?password=hunter2",
+        "postgres://admin@127.0.0.1:5432/orders?sslmode=disable&PASSWORD=hunter2",
+        "postgres://admin@127.0.0.1:5432/orders?sslpassword=hunter2",
+        "postgres://admin@127.0.0.1:5432/orders?pwd=hunter2",
+        "postgres://admin@127.0.0.1:5432/orders?pass%77ord=hunter2",
+        "postgres://admin%3Ahunter2@127.0.0.1:5432/orders",
+        "postgres://admin@127.0.0.1:5432/orders#hunter2",
+        "postgres://admin@127.0.0.1:5432/orders?options=hunter2",
+    ] {
+        let out = run(
+            &[
+                "admin", "target", "set", "--tenant", "acme", "orders", "--kind", "postgres",
+                "--url", url,
+            ],
+            "pw\n",
+        );
+        assert!(!out.status.success(), "{url} accepted");
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"), "{stderr}");
+        assert!(
+            stderr.contains("target URL") || stderr.contains("not in the URL"),
+            "{url}: {stderr}"
+        );
+    }
+    for url in [
+        "mysql://admin@127.0.0.1:3306/shop?password=hunter2",
+        "mariadb://admin@127.0.0.1:3306/shop?Pass=hunter2",
+    ] {
+        let out = run(
+            &[
+                "admin", "target", "set", "--tenant", "acme", "shop", "--kind", "mysql", "--url",
+                url,
+            ],
+            "pw\n",
+        );
+        assert!(!out.status.success(), "{url} accepted");
+        assert!(text(&out.stderr).contains("stdin"), "{}", text(&out.stderr));
+    }
+    // Nothing was stored or audited.
+    let out = run(&["admin", "target", "list", "--tenant", "acme"], "");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!text(&out.stdout).contains("orders"), "{}", text(&out.stdout));
+    let raw = std::fs::read(dir.join("elevate.db")).unwrap();
+    assert!(!raw.windows(7).any(|w| w == b"hunter2"));
+    // A URL with the parameters sqlx reads for TLS is fine.
+    let out = run(
+        &[
+            "admin", "target", "set", "--tenant", "acme", "orders", "--kind", "postgres", "--url",
+            "postgres://admin@127.0.0.1:1/orders?sslmode=disable",
+        ],
+        "pw\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+async fn target_core_refuses_query_passwords(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let tenant = crate::helpers::seed_tenant(
+        app.store(),
+        &app.master,
+        app.clock.as_ref(),
+        "acme",
+    )
+    .await;
+    let err = set_target(
+        app.store(),
+        &app.master,
+        &ctx(app.clock.as_ref()),
+        &tenant,
+        NewTarget {
+            name: "orders",
+            kind: TargetKind::Postgres,
+            url: "postgres://admin@db/orders?Password=hunter2",
+            password: "pw",
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("stdin"), "{err}");
+    let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
+    assert!(tx.targets().await.unwrap().is_empty());
+    let events = tx.audit_events(0, 1000).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(events.iter().all(|e| e.action != "target.set"));
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.details.0.to_string().contains("hunter2"))
+    );
+}
+
+crate::on_both_backends!(target_core_refuses_query_passwords);
+
