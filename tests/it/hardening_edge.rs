@@ -16,6 +16,11 @@ use crate::db_fixtures::{MyTarget, PgTarget};
 use crate::helpers::{TestApp, TestDb, ctx, temp_dir};
 use crate::ssh::{Shop, shop_with};
 
+crate::on_both_backends!(
+    target_core_refuses_query_passwords,
+    unsafe_rsa_keys_get_no_certificate,
+);
+
 // ---------------------------------------------------------------------------------------------
 // Item 4: database login passwords never reach the log.
 
@@ -310,5 +315,91 @@ async fn target_core_refuses_query_passwords(db: TestDb) {
     );
 }
 
-crate::on_both_backends!(target_core_refuses_query_passwords);
 
+
+// ---------------------------------------------------------------------------------------------
+// Item 10: RSA keys with a bad exponent or a huge modulus get no certificate.
+
+/// An OpenSSH RSA public key with exponent `e` and a `bits`-bit modulus (not a real key pair:
+/// nothing in the check needs one).
+fn rsa_key(e: u64, bits: usize) -> String {
+    use ssh_key::public::{KeyData, RsaPublicKey};
+    use ssh_key::{Mpint, PublicKey};
+    let mut n = vec![0x5au8; bits.div_ceil(8)];
+    n[0] = 0x80 | 0x35;
+    *n.last_mut().unwrap() |= 1;
+    let e_bytes: Vec<u8> = e
+        .to_be_bytes()
+        .into_iter()
+        .skip_while(|b| *b == 0)
+        .collect();
+    let key = RsaPublicKey {
+        e: Mpint::from_positive_bytes(&e_bytes).unwrap(),
+        n: Mpint::from_positive_bytes(&n).unwrap(),
+    };
+    PublicKey::new(KeyData::Rsa(key), "crafted@test")
+        .to_openssh()
+        .unwrap()
+}
+
+async fn unsafe_rsa_keys_get_no_certificate(db: TestDb) {
+    let shop = crate::ssh::shop(db).await;
+    let id = shop.granted("prod-shell").await;
+    for (e, bits, needle) in [
+        (1, 3072, "exponent"),
+        (3, 3072, "exponent"),
+        (65536, 3072, "exponent"),
+        (65538, 4096, "exponent"),
+        (65537, 65536, "16384"),
+        (65537, 16392, "16384"),
+    ] {
+        let (s, r) = shop.issue(&shop.alice, &id, &rsa_key(e, bits)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "e={e} bits={bits}: {r}");
+        let msg = r["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "e={e} bits={bits}: {msg}");
+    }
+    // The limits themselves pass (65537 and 16384 bits; a larger odd exponent too).
+    for (e, bits) in [(65537, 16384), (65537, 3072), (4_294_967_297, 4096)] {
+        let (s, r) = shop.issue(&shop.alice, &id, &rsa_key(e, bits)).await;
+        assert_eq!(s, StatusCode::CREATED, "e={e} bits={bits}: {r}");
+    }
+}
+
+
+// The CLI runs on this thread while the in-process server answers on another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_says_why_an_rsa_key_is_refused() {
+    let shop = crate::ssh::shop(TestDb::sqlite().await).await;
+    let id = shop.granted("prod-shell").await;
+    let home = temp_dir("cli-rsa");
+    let cli = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_elevate"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("XDG_CONFIG_HOME", &home)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let cert = shop.app.db.dir.join(elevate::web::tls::DEV_CERT_FILE);
+    let out = cli(&[
+        "login",
+        "--server",
+        &shop.app.base,
+        "--token",
+        &shop.alice,
+        "--ca-cert",
+        cert.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = home.join("id_rsa.pub");
+    std::fs::write(&key, rsa_key(1, 3072)).unwrap();
+    let out = cli(&["ssh-cert", &id, "--key", key.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("public exponent"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!home.join("id_rsa-cert.pub").exists());
+}
