@@ -403,3 +403,97 @@ async fn the_cli_says_why_an_rsa_key_is_refused() {
     );
     assert!(!home.join("id_rsa-cert.pub").exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 13: the client address behind a trusted proxy.
+
+async fn ask_as(app: &TestApp, forwarded_for: &str, email: &str) -> StatusCode {
+    app.browser()
+        .post(app.url("/login"))
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[("tenant", "acme"), ("email", email)])
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Asks for links (distinct addresses, so only the per-client limit applies) until refused:
+/// how many passed (the limit lets 20 through at once, then one every 6 s).
+async fn asks_until_refused(app: &TestApp, forwarded_for: &str, tag: &str) -> usize {
+    for i in 0..40 {
+        let email = format!("{tag}{i}@acme.example");
+        match ask_as(app, forwarded_for, &email).await {
+            StatusCode::OK => {}
+            StatusCode::TOO_MANY_REQUESTS => return i,
+            other => panic!("ask {i}: {other}"),
+        }
+    }
+    40
+}
+
+async fn proxied_app(proxies: &str) -> TestApp {
+    let proxies = elevate::config::TrustedProxies::parse_list(proxies).unwrap();
+    let app = TestApp::spawn_with(TestDb::sqlite().await, |c| c.trusted_proxies = proxies).await;
+    crate::helpers::seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
+    app
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_sign_in_limit() {
+    // The test client connects from 127.0.0.1: the "proxy".
+    let app = proxied_app("127.0.0.0/8,::1").await;
+    let first = asks_until_refused(&app, "198.51.100.7", "a").await;
+    assert!((20..=22).contains(&first), "{first}");
+    // Another client behind the same proxy is not locked out by the first.
+    assert_eq!(ask_as(&app, "198.51.100.8", "b0@acme.example").await, StatusCode::OK);
+    // A client cannot escape its limit by making up hops left of what the proxy appended.
+    assert_eq!(
+        ask_as(&app, "203.0.113.1, 198.51.100.7", "c0@acme.example").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // The audit records the client, not the proxy.
+    let tenant = app.store().tenant_by_slug("acme").await.unwrap().unwrap();
+    let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
+    let events = tx.audit_events(0, 1000).await.unwrap();
+    tx.commit().await.unwrap();
+    let ips: std::collections::BTreeSet<Option<String>> = events
+        .iter()
+        .filter(|e| e.action == "signin.requested")
+        .map(|e| e.ip.clone())
+        .collect();
+    assert_eq!(
+        ips,
+        [Some("198.51.100.7".to_owned()), Some("198.51.100.8".to_owned())].into()
+    );
+}
+
+#[tokio::test]
+async fn without_trusted_proxies_x_forwarded_for_is_ignored() {
+    // Trusting some other network is the same as trusting none for this peer.
+    for proxies in ["", "10.0.0.0/8"] {
+        let app = proxied_app(proxies).await;
+        let mut passed = 0;
+        for i in 0..40 {
+            // A new made-up address each time: it must not buy a new allowance.
+            let spoofed = format!("198.51.100.{i}");
+            match ask_as(&app, &spoofed, &format!("s{i}@acme.example")).await {
+                StatusCode::OK => passed += 1,
+                StatusCode::TOO_MANY_REQUESTS => break,
+                other => panic!("{other}"),
+            }
+        }
+        assert!((20..=22).contains(&passed), "{proxies:?}: {passed}");
+        let tenant = app.store().tenant_by_slug("acme").await.unwrap().unwrap();
+        let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
+        let events = tx.audit_events(0, 1000).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            events
+                .iter()
+                .filter(|e| e.action == "signin.requested")
+                .all(|e| e.ip.as_deref() == Some("127.0.0.1")),
+            "{proxies:?}"
+        );
+    }
+}
