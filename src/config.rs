@@ -156,7 +156,9 @@ impl TryFrom<Vec<String>> for TrustedProxies {
                 item.parse::<ipnet::IpNet>()
                     .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
                     .map(|net| net.trunc())
-                    .map_err(|_| format!("trusted_proxies: {item:?} is not a CIDR (10.0.0.0/8) or address"))
+                    .map_err(|_| {
+                        format!("trusted_proxies: {item:?} is not a CIDR (10.0.0.0/8) or address")
+                    })
             })
             .collect::<Result<Vec<_>, _>>()
             .map(TrustedProxies)
@@ -590,7 +592,10 @@ mod tests {
             client("::ffff:10.0.0.2", &["198.51.100.1:4711", "10.9.9.9"]),
             ip("198.51.100.1")
         );
-        assert_eq!(client("10.0.0.2", &["[2001:db8::1]:443"]), ip("2001:db8::1"));
+        assert_eq!(
+            client("10.0.0.2", &["[2001:db8::1]:443"]),
+            ip("2001:db8::1")
+        );
         // Nothing forwarded, or only proxies: the leftmost proxy.
         assert_eq!(client("10.0.0.2", &[]), ip("10.0.0.2"));
         assert_eq!(client("10.0.0.2", &["10.0.0.7"]), ip("10.0.0.7"));

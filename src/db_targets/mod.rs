@@ -371,10 +371,19 @@ mod tests {
     fn no_password_anywhere_in_a_target_url() {
         let (pg, my) = (TargetKind::Postgres, TargetKind::Mysql);
         assert!(parse_url(pg, "postgres://admin@db/orders?sslmode=require").is_ok());
-        assert!(parse_url(my, "mysql://admin@db/shop?ssl-mode=REQUIRED&charset=utf8mb4").is_ok());
+        assert!(
+            parse_url(
+                my,
+                "mysql://admin@db/shop?ssl-mode=REQUIRED&charset=utf8mb4"
+            )
+            .is_ok()
+        );
         for (kind, url) in [
             (pg, "postgres://admin@db/orders?password=hunter2"),
-            (pg, "postgres://admin@db/orders?sslmode=require&PassWord=hunter2"),
+            (
+                pg,
+                "postgres://admin@db/orders?sslmode=require&PassWord=hunter2",
+            ),
             (pg, "postgres://admin@db/orders?pass=hunter2"),
             (pg, "postgres://admin@db/orders?PWD=hunter2"),
             (pg, "postgres://admin@db/orders?sslpassword=hunter2"),

@@ -4,8 +4,8 @@
 
 use std::str::FromStr;
 
-use sqlx::mysql::MySqlConnectOptions;
 use sha1::{Digest, Sha1};
+use sqlx::mysql::MySqlConnectOptions;
 use sqlx::{ConnectOptions, Connection, MySqlConnection};
 
 use super::{Ended, TargetCheck, TargetError, TargetResult, TargetSpec};
@@ -129,7 +129,11 @@ async fn create_user(c: &mut MySqlConnection, user: &str, password: &str) -> Tar
         .await?;
     let hash = quote(c, &native_password_hash(password)).await?;
     if version.contains("MariaDB") {
-        return run(c, format!("CREATE USER {user} IDENTIFIED BY PASSWORD {hash}")).await;
+        return run(
+            c,
+            format!("CREATE USER {user} IDENTIFIED BY PASSWORD {hash}"),
+        )
+        .await;
     }
     match run(
         c,

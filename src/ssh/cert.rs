@@ -268,7 +268,14 @@ mod tests {
         assert!(rsa_exponent_ok(&[0x01, 0x00, 0x01])); // 65537
         assert!(rsa_exponent_ok(&[0x00, 0x01, 0x00, 0x01]));
         assert!(rsa_exponent_ok(&[0x01, 0x00, 0x00, 0x00, 0x01]));
-        for bad in [&[][..], &[1], &[3], &[0x01, 0x00, 0x00], &[0xff, 0xff], &[0x02, 0x00, 0x00]] {
+        for bad in [
+            &[][..],
+            &[1],
+            &[3],
+            &[0x01, 0x00, 0x00],
+            &[0xff, 0xff],
+            &[0x02, 0x00, 0x00],
+        ] {
             assert!(!rsa_exponent_ok(bad), "{bad:?}");
         }
     }

@@ -19,6 +19,7 @@ use crate::ssh::{Shop, shop_with};
 crate::on_both_backends!(
     target_core_refuses_query_passwords,
     unsafe_rsa_keys_get_no_certificate,
+    monitoring_shows_tenants_only_to_their_metrics_token,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -34,15 +35,40 @@ impl CapturedLog {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
+    /// Captures until the guard drops. Tests that capture run one at a time.
+    ///
+    /// `tracing` caches per-callsite interest process-wide. With a single registered dispatcher
+    /// it rebuilds that cache from the thread's default at registration — before `set_default`,
+    /// so callsites other tests already hit (sqlx's statement log among them) would stay
+    /// disabled. A second, silent dispatcher makes the cache ask every registered one instead.
+    async fn install(&self) -> Capture {
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let turn = ONE_AT_A_TIME.lock().await;
         let sink = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
+        let mine = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::DEBUG)
+                .with_ansi(false)
+                .with_writer(move || sink.clone())
+                .finish(),
+        );
+        let silent = tracing::Dispatch::new(
+            tracing_subscriber::fmt()
+                .with_max_level(tracing_subscriber::filter::LevelFilter::OFF)
+                .finish(),
+        );
+        Capture {
+            _default: tracing::dispatcher::set_default(&mine),
+            _silent: silent,
+            _turn: turn,
+        }
     }
+}
+
+struct Capture {
+    _default: tracing::dispatcher::DefaultGuard,
+    _silent: tracing::Dispatch,
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Write for CapturedLog {
@@ -111,14 +137,21 @@ async fn mariadb_passwords_stay_out_of_the_log_of_a_slow_issuance() {
     let my = MyTarget::new().await;
     // From here on (the fixture's own set-up statements name the admin password).
     let log = CapturedLog::default();
-    let _guard = log.install();
+    let _guard = log.install().await;
     let shop = shop_with(
         TestApp::spawn(TestDb::sqlite().await).await,
         "acme",
         &db_policy(None, Some(&my)),
     )
     .await;
-    add_target(&shop, "shop", TargetKind::Mysql, &my.admin_url(), &my.admin_password).await;
+    add_target(
+        &shop,
+        "shop",
+        TargetKind::Mysql,
+        &my.admin_url(),
+        &my.admin_password,
+    )
+    .await;
     let id = shop.granted("shop-read").await;
 
     // Another session holds the accounts table for two seconds: `CREATE USER` waits behind it,
@@ -148,7 +181,10 @@ async fn mariadb_passwords_stay_out_of_the_log_of_a_slow_issuance() {
     assert!(!text.contains(&password), "password in the log:\n{text}");
     let hash = native_hash(&password);
     assert!(!text.contains(&hash), "password hash in the log");
-    assert!(!text.contains(&my.admin_password), "admin password in the log");
+    assert!(
+        !text.contains(&my.admin_password),
+        "admin password in the log"
+    );
     // The account was made from the hash, and the password still opens it.
     let mut c = my.root().await;
     let stored: String = sqlx::query_scalar(
@@ -182,14 +218,21 @@ fn native_hash(password: &str) -> String {
 async fn postgres_login_statements_stay_out_of_the_debug_log() {
     let pg = PgTarget::new().await;
     let log = CapturedLog::default();
-    let _guard = log.install();
+    let _guard = log.install().await;
     let shop = shop_with(
         TestApp::spawn(TestDb::sqlite().await).await,
         "acme",
         &db_policy(Some(&pg), None),
     )
     .await;
-    add_target(&shop, "orders", TargetKind::Postgres, &pg.admin_url(), &pg.admin_password).await;
+    add_target(
+        &shop,
+        "orders",
+        TargetKind::Postgres,
+        &pg.admin_url(),
+        &pg.admin_password,
+    )
+    .await;
     let id = shop.granted("orders-read").await;
     let (user, password) = db_login(&shop, &id).await;
     // The capture works: a statement on this thread (where the server runs too) is logged.
@@ -202,7 +245,10 @@ async fn postgres_login_statements_stay_out_of_the_debug_log() {
     assert!(text.contains("capture-probe"), "nothing captured");
     assert!(!text.contains(&password));
     assert!(!text.contains("SCRAM-SHA-256$"), "a verifier in the log");
-    assert!(!text.contains("CREATE ROLE"), "target statements are logged");
+    assert!(
+        !text.contains("CREATE ROLE"),
+        "target statements are logged"
+    );
     assert!(pg.login(&user, &password).await.is_ok());
 }
 
@@ -242,7 +288,10 @@ fn target_set_refuses_a_password_anywhere_in_the_url() {
         );
         assert!(!out.status.success(), "{url} accepted");
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"), "{stderr}");
+        assert!(
+            !stderr.contains("hunter2") && !stdout.contains("hunter2"),
+            "{stderr}"
+        );
         assert!(
             stderr.contains("target URL") || stderr.contains("not in the URL"),
             "{url}: {stderr}"
@@ -265,13 +314,25 @@ fn target_set_refuses_a_password_anywhere_in_the_url() {
     // Nothing was stored or audited.
     let out = run(&["admin", "target", "list", "--tenant", "acme"], "");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(!text(&out.stdout).contains("orders"), "{}", text(&out.stdout));
+    assert!(
+        !text(&out.stdout).contains("orders"),
+        "{}",
+        text(&out.stdout)
+    );
     let raw = std::fs::read(dir.join("elevate.db")).unwrap();
     assert!(!raw.windows(7).any(|w| w == b"hunter2"));
     // A URL with the parameters sqlx reads for TLS is fine.
     let out = run(
         &[
-            "admin", "target", "set", "--tenant", "acme", "orders", "--kind", "postgres", "--url",
+            "admin",
+            "target",
+            "set",
+            "--tenant",
+            "acme",
+            "orders",
+            "--kind",
+            "postgres",
+            "--url",
             "postgres://admin@127.0.0.1:1/orders?sslmode=disable",
         ],
         "pw\n",
@@ -281,13 +342,8 @@ fn target_set_refuses_a_password_anywhere_in_the_url() {
 
 async fn target_core_refuses_query_passwords(db: TestDb) {
     let app = TestApp::spawn(db).await;
-    let tenant = crate::helpers::seed_tenant(
-        app.store(),
-        &app.master,
-        app.clock.as_ref(),
-        "acme",
-    )
-    .await;
+    let tenant =
+        crate::helpers::seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
     let err = set_target(
         app.store(),
         &app.master,
@@ -314,8 +370,6 @@ async fn target_core_refuses_query_passwords(db: TestDb) {
             .any(|e| e.details.0.to_string().contains("hunter2"))
     );
 }
-
-
 
 // ---------------------------------------------------------------------------------------------
 // Item 10: RSA keys with a bad exponent or a huge modulus get no certificate.
@@ -354,7 +408,11 @@ async fn unsafe_rsa_keys_get_no_certificate(db: TestDb) {
         (65537, 16392, "16384"),
     ] {
         let (s, r) = shop.issue(&shop.alice, &id, &rsa_key(e, bits)).await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "e={e} bits={bits}: {r}");
+        assert_eq!(
+            s,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "e={e} bits={bits}: {r}"
+        );
         let msg = r["error"]["message"].as_str().unwrap();
         assert!(msg.contains(needle), "e={e} bits={bits}: {msg}");
     }
@@ -364,7 +422,6 @@ async fn unsafe_rsa_keys_get_no_certificate(db: TestDb) {
         assert_eq!(s, StatusCode::CREATED, "e={e} bits={bits}: {r}");
     }
 }
-
 
 // The CLI runs on this thread while the in-process server answers on another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,7 +503,10 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_sign_in_limit() {
     let first = asks_until_refused(&app, "198.51.100.7", "a").await;
     assert!((20..=22).contains(&first), "{first}");
     // Another client behind the same proxy is not locked out by the first.
-    assert_eq!(ask_as(&app, "198.51.100.8", "b0@acme.example").await, StatusCode::OK);
+    assert_eq!(
+        ask_as(&app, "198.51.100.8", "b0@acme.example").await,
+        StatusCode::OK
+    );
     // A client cannot escape its limit by making up hops left of what the proxy appended.
     assert_eq!(
         ask_as(&app, "203.0.113.1, 198.51.100.7", "c0@acme.example").await,
@@ -464,7 +524,11 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_sign_in_limit() {
         .collect();
     assert_eq!(
         ips,
-        [Some("198.51.100.7".to_owned()), Some("198.51.100.8".to_owned())].into()
+        [
+            Some("198.51.100.7".to_owned()),
+            Some("198.51.100.8".to_owned())
+        ]
+        .into()
     );
 }
 
@@ -496,4 +560,146 @@ async fn without_trusted_proxies_x_forwarded_for_is_ignored() {
             "{proxies:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 11: anonymous /readyz and /metrics carry aggregates only.
+
+async fn observed(app: &TestApp, path: &str, token: Option<&str>) -> (StatusCode, String) {
+    let mut req = app.client.get(app.url(path));
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+async fn monitoring_shows_tenants_only_to_their_metrics_token(db: TestDb) {
+    use elevate::model::{Role, Scope};
+    let app = TestApp::spawn(db).await;
+    let (store, clock) = (app.store().clone(), app.clock.clone());
+    let mut tokens = Vec::new();
+    for slug in ["zebracorp", "yakcorp"] {
+        let tenant = crate::helpers::seed_tenant(&store, &app.master, clock.as_ref(), slug).await;
+        // A target nothing listens on: unreachable, with the driver's error text.
+        set_target(
+            &store,
+            &app.master,
+            &ctx(clock.as_ref()),
+            &tenant,
+            NewTarget {
+                name: &format!("{slug}-db"),
+                kind: TargetKind::Postgres,
+                url: "postgres://admin@127.0.0.1:1/orders",
+                password: "pw",
+            },
+        )
+        .await
+        .unwrap();
+        let ops = crate::helpers::seed_user(
+            &store,
+            clock.as_ref(),
+            &tenant,
+            &format!("ops@{slug}.example"),
+            &[Role::Admin],
+            &[],
+        )
+        .await;
+        let metrics =
+            crate::helpers::seed_token(&store, clock.as_ref(), &ops, &[Scope::Metrics]).await;
+        let read = crate::helpers::seed_token(&store, clock.as_ref(), &ops, &[Scope::Read]).await;
+        tokens.push((metrics, read));
+    }
+    let secret_words = [
+        "zebracorp",
+        "yakcorp",
+        "zebracorp-db",
+        "yakcorp-db",
+        "refused",
+        "onnect",
+    ];
+
+    // Anonymous: aggregate status, no tenant, target or error text.
+    let (s, ready) = observed(&app, "/readyz", None).await;
+    assert_eq!(s, StatusCode::OK, "{ready}");
+    for w in secret_words {
+        assert!(!ready.contains(w), "{w} in anonymous /readyz: {ready}");
+    }
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["checks"]["targets_unreachable"], 2, "{ready}");
+    assert_eq!(ready["checks"]["store"], "ok");
+    let (s, metrics) = observed(&app, "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    for w in secret_words {
+        assert!(!metrics.contains(w), "{w} in anonymous /metrics: {metrics}");
+    }
+    assert!(!metrics.contains("tenant="), "{metrics}");
+    assert!(
+        metrics.contains("\nelevate_db_logins_open 0\n"),
+        "{metrics}"
+    );
+
+    // With the metrics scope: that tenant's details and series, and no other tenant's.
+    let (zebra, zebra_read) = &tokens[0];
+    let (s, ready) = observed(&app, "/readyz", Some(zebra)).await;
+    assert_eq!(s, StatusCode::OK, "{ready}");
+    assert!(!ready.contains("yakcorp"), "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["tenant"], "zebracorp");
+    let unreachable = ready["checks"]["targets_unreachable"].as_array().unwrap();
+    assert_eq!(unreachable.len(), 1, "{ready}");
+    assert_eq!(unreachable[0]["target"], "zebracorp-db");
+    assert!(
+        !unreachable[0]["error"].as_str().unwrap().is_empty(),
+        "{ready}"
+    );
+    let (s, metrics) = observed(&app, "/metrics", Some(zebra)).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        metrics.contains("elevate_db_logins_open{tenant=\"zebracorp\"} 0"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("yakcorp"), "{metrics}");
+    let (_, metrics) = observed(&app, "/metrics", Some(&tokens[1].0)).await;
+    assert!(metrics.contains("tenant=\"yakcorp\""), "{metrics}");
+    assert!(!metrics.contains("zebracorp"), "{metrics}");
+
+    // A token without the scope, or no valid token, is refused rather than answered anonymously.
+    for path in ["/readyz", "/metrics"] {
+        let (s, body) = observed(&app, path, Some(zebra_read)).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {body}");
+        assert!(body.contains("metrics"), "{body}");
+        let (s, _) = observed(&app, path, Some("elv_nonsense")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn only_admins_get_the_metrics_scope() {
+    use elevate::model::{Role, Scope};
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let clock = app.clock.clone();
+    let tenant =
+        crate::helpers::seed_tenant(app.store(), &app.master, clock.as_ref(), "acme").await;
+    let auditor = crate::helpers::seed_user(
+        app.store(),
+        clock.as_ref(),
+        &tenant,
+        "audit@acme.example",
+        &[Role::Auditor],
+        &[],
+    )
+    .await;
+    let err = elevate::admin::create_token(
+        app.store(),
+        &ctx(clock.as_ref()),
+        &auditor,
+        "prometheus",
+        &[Scope::Metrics],
+        elevate::admin::DEFAULT_TOKEN_TTL,
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("admin"), "{err}");
 }
