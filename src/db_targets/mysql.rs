@@ -122,32 +122,26 @@ pub(crate) fn native_password_hash(password: &str) -> String {
 
 /// Creates the account with a password hash where the server takes one: MariaDB (`IDENTIFIED BY
 /// PASSWORD`), MySQL with `mysql_native_password` loaded (`IDENTIFIED WITH ... AS`). A MySQL
-/// without that plugin (8.4 and later by default) gets the password itself.
+/// without that plugin (8.4 and later by default), or a MariaDB whose password-validation plugin
+/// runs with `strict_password_validation` (it must see the password), gets the password itself;
+/// statement logging is off on this connection either way.
 async fn create_user(c: &mut MySqlConnection, user: &str, password: &str) -> TargetResult<()> {
     let version: String = sqlx::query_scalar("SELECT VERSION()")
         .fetch_one(&mut *c)
         .await?;
     let hash = quote(c, &native_password_hash(password)).await?;
-    if version.contains("MariaDB") {
-        return run(
-            c,
-            format!("CREATE USER {user} IDENTIFIED BY PASSWORD {hash}"),
-        )
-        .await;
-    }
-    match run(
-        c,
-        format!("CREATE USER {user} IDENTIFIED WITH mysql_native_password AS {hash}"),
-    )
-    .await
-    {
-        Ok(()) => Ok(()),
-        // ER_PLUGIN_IS_NOT_LOADED and friends: fall back to the server's default plugin.
-        Err(e) if e.0.contains("plugin") => {
+    let hashed = if version.contains("MariaDB") {
+        format!("CREATE USER {user} IDENTIFIED BY PASSWORD {hash}")
+    } else {
+        format!("CREATE USER {user} IDENTIFIED WITH mysql_native_password AS {hash}")
+    };
+    match run(c, hashed).await {
+        // ER_PLUGIN_IS_NOT_LOADED and friends; ER_OPTION_PREVENTS_STATEMENT.
+        Err(e) if e.0.contains("plugin") || e.0.contains("strict-password-validation") => {
             let secret = quote(c, password).await?;
             run(c, format!("CREATE USER {user} IDENTIFIED BY {secret}")).await
         }
-        Err(e) => Err(e),
+        done => done,
     }
 }
 
