@@ -381,7 +381,8 @@ async fn target(command: TargetCommand) -> anyhow::Result<()> {
             let targets = tx.targets().await?;
             tx.commit().await?;
             for t in targets {
-                println!("{}\t{}\t{}", t.name, t.kind, t.url);
+                let url = crate::db_targets::shown_url(&t.kind, &t.url);
+                println!("{}\t{}\t{url}", t.name, t.kind);
             }
             store.close().await;
         }

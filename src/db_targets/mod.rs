@@ -148,6 +148,27 @@ pub fn parse_url(kind: TargetKind, url: &str) -> Result<Url, String> {
     Ok(parsed)
 }
 
+/// A stored target URL as pages and the CLI show it: as stored when it passes [`parse_url`];
+/// otherwise (a row from before the checks were tightened, which may hold a password) only its
+/// scheme and host, with a hint to set it again.
+pub fn shown_url(kind: &str, url: &str) -> String {
+    let ok = kind
+        .parse::<TargetKind>()
+        .ok()
+        .and_then(|k| parse_url(k, url).ok());
+    match ok {
+        Some(parsed) => parsed.to_string(),
+        None => match Url::parse(url.trim()) {
+            Ok(u) => format!(
+                "{}://{} (invalid URL hidden: set the target again)",
+                u.scheme(),
+                u.host_str().unwrap_or("?")
+            ),
+            Err(_) => "(invalid URL hidden: set the target again)".into(),
+        },
+    }
+}
+
 /// A target ready to connect to: its URL and opened admin password.
 pub struct TargetSpec {
     pub name: String,
@@ -365,6 +386,21 @@ mod tests {
         let my = TargetKind::Mysql;
         assert!(parse_url(my, "mysql://admin@127.0.0.1:3306").is_ok());
         assert!(parse_url(my, "postgres://admin@db/x").is_err());
+    }
+
+    #[test]
+    fn stored_urls_with_passwords_are_not_shown() {
+        let shown = shown_url("postgres", "postgres://admin@db/orders?password=hunter2");
+        assert_eq!(
+            shown,
+            "postgres://db (invalid URL hidden: set the target again)"
+        );
+        let shown = shown_url("mysql", "mysql://admin:hunter2@db/shop");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(
+            shown_url("postgres", "postgres://admin@db/orders"),
+            "postgres://admin@db/orders"
+        );
     }
 
     #[test]

@@ -369,6 +369,47 @@ async fn target_core_refuses_query_passwords(db: TestDb) {
             .iter()
             .any(|e| e.details.0.to_string().contains("hunter2"))
     );
+
+    // A row stored before the check (edited in here by the owner) is not shown to admins.
+    set_target(
+        app.store(),
+        &app.master,
+        &ctx(app.clock.as_ref()),
+        &tenant,
+        NewTarget {
+            name: "orders",
+            kind: TargetKind::Postgres,
+            url: "postgres://admin@db.internal/orders",
+            password: "pw",
+        },
+    )
+    .await
+    .unwrap();
+    app.db
+        .owner_exec(
+            "UPDATE targets SET url = 'postgres://admin@db.internal/orders?password=hunter2'",
+        )
+        .await;
+    let admin = crate::helpers::seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &tenant,
+        "ops@acme.example",
+        &[elevate::model::Role::Admin],
+        &[],
+    )
+    .await;
+    let page = app
+        .signed_in(&admin)
+        .await
+        .get(app.url("/admin/targets"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(!page.contains("hunter2"), "{page}");
+    assert!(page.contains("set the target again"), "{page}");
 }
 
 // ---------------------------------------------------------------------------------------------
