@@ -147,9 +147,10 @@ async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoRespo
 
 /// The audit part of `/readyz` as `viewer` may see it. `crate::audit::readiness` reports for
 /// every tenant; here each list is cut to the viewer's tenant (entries that are its slug, or
-/// objects whose `tenant` is its slug) or, anonymously, to its length; text under a key naming
-/// an error is left out anonymously; objects are treated the same way, field by field. So a new
-/// field that names tenants is covered as long as tenants appear in lists, never as keys.
+/// objects whose `tenant` is its slug, kept whole) or, anonymously, to its length; text under a
+/// key naming an error outside such an entry is left out (it may name any tenant); objects are
+/// treated the same way, field by field. So a new field that names tenants is covered as long as
+/// tenants appear in lists, never as keys.
 fn audit_view(full: Value, viewer: &Viewer) -> Value {
     let mine = |v: &Value, slug: &str| match v {
         Value::String(s) => s == slug,
@@ -160,7 +161,7 @@ fn audit_view(full: Value, viewer: &Viewer) -> Value {
         Value::Object(fields) => Value::Object(
             fields
                 .into_iter()
-                .filter(|(key, _)| viewer.tenant().is_some() || !key.contains("error"))
+                .filter(|(key, _)| !key.contains("error"))
                 .map(|(key, value)| (key, audit_view(value, viewer)))
                 .collect(),
         ),
@@ -228,4 +229,34 @@ async fn unreachable_targets(state: &AppState) -> Option<Vec<serde_json::Value>>
         unreachable: unreachable.clone(),
     });
     Some(unreachable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_check_names_tenants_only_to_their_own_token() {
+        let full = json!({
+            "checkpoints": "broken chain: not signing",
+            "broken_tenants": ["acme", "globex"],
+            "sinks": [
+                { "tenant": "acme", "kind": "webhook", "last_error": "refused by hooks.acme" },
+                { "tenant": "globex", "kind": "syslog", "last_error": null },
+            ],
+            "last_error": "globex: seq 7 does not match",
+        });
+        assert_eq!(
+            audit_view(full.clone(), &Viewer::Anonymous),
+            json!({ "checkpoints": "broken chain: not signing", "broken_tenants": 2, "sinks": 2 })
+        );
+        assert_eq!(
+            audit_view(full, &Viewer::Tenant("acme".into())),
+            json!({
+                "checkpoints": "broken chain: not signing",
+                "broken_tenants": ["acme"],
+                "sinks": [{ "tenant": "acme", "kind": "webhook", "last_error": "refused by hooks.acme" }],
+            })
+        );
+    }
 }
