@@ -457,6 +457,44 @@ async fn unsafe_rsa_keys_get_no_certificate(db: TestDb) {
         let msg = r["error"]["message"].as_str().unwrap();
         assert!(msg.contains(needle), "e={e} bits={bits}: {msg}");
     }
+    // The request page says the same, as a 422 page.
+    let alice = {
+        let mut tx = shop
+            .app
+            .store()
+            .tenant(shop.tenant.tenant_id)
+            .await
+            .unwrap();
+        let u = tx
+            .user_by_email("alice@acme.example")
+            .await
+            .unwrap()
+            .unwrap();
+        tx.commit().await.unwrap();
+        u
+    };
+    let browser = shop.app.signed_in(&alice).await;
+    let page = browser
+        .get(shop.app.url(&format!("/requests/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = browser
+        .post(shop.app.url(&format!("/requests/{id}/certificates")))
+        .form(&[
+            ("csrf", crate::helpers::csrf_in(&page)),
+            ("public_key", rsa_key(1, 3072)),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("public exponent"), "{html}");
+
     // The limits themselves pass (65537 and 16384 bits; a larger odd exponent too).
     for (e, bits) in [(65537, 16384), (65537, 3072), (4_294_967_297, 4096)] {
         let (s, r) = shop.issue(&shop.alice, &id, &rsa_key(e, bits)).await;
