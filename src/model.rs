@@ -359,5 +359,8 @@ mod tests {
         );
         assert!("root".parse::<Role>().is_err());
         assert_eq!("approve".parse::<Scope>(), Ok(Scope::Approve));
+        assert_eq!("metrics".parse::<Scope>(), Ok(Scope::Metrics));
+        assert!(Scope::allowed_for(&[Role::Admin]).contains(&Scope::Metrics));
+        assert!(!Scope::allowed_for(&[Role::Auditor, Role::Approver]).contains(&Scope::Metrics));
     }
 }
