@@ -60,15 +60,18 @@ pub enum Scope {
     Approve,
     Admin,
     Audit,
+    /// Read this tenant's series on `/metrics` and its details on `/readyz` (monitoring).
+    Metrics,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Read,
         Scope::Request,
         Scope::Approve,
         Scope::Admin,
         Scope::Audit,
+        Scope::Metrics,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Scope {
             Scope::Approve => "approve",
             Scope::Admin => "admin",
             Scope::Audit => "audit",
+            Scope::Metrics => "metrics",
         }
     }
 
@@ -89,6 +93,8 @@ impl Scope {
             Scope::Approve => Some(Role::Approver),
             Scope::Admin => Some(Role::Admin),
             Scope::Audit => Some(Role::Auditor),
+            // Target names, connection errors and backlogs are what the admin pages show.
+            Scope::Metrics => Some(Role::Admin),
         }
     }
 
@@ -114,7 +120,9 @@ impl FromStr for Scope {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown scope {s:?} (expected read, request, approve, admin or audit)")
+                format!(
+                    "unknown scope {s:?} (expected read, request, approve, admin, audit or metrics)"
+                )
             })
     }
 }
@@ -377,5 +385,8 @@ mod tests {
         );
         assert!("root".parse::<Role>().is_err());
         assert_eq!("approve".parse::<Scope>(), Ok(Scope::Approve));
+        assert_eq!("metrics".parse::<Scope>(), Ok(Scope::Metrics));
+        assert!(Scope::allowed_for(&[Role::Admin]).contains(&Scope::Metrics));
+        assert!(!Scope::allowed_for(&[Role::Auditor, Role::Approver]).contains(&Scope::Metrics));
     }
 }

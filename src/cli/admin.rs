@@ -144,7 +144,7 @@ pub enum TokenCommand {
         tenant: String,
         #[arg(long)]
         email: String,
-        /// read, request, approve, admin or audit (repeatable) [default: all the user's roles allow].
+        /// read, request, approve, admin, audit or metrics (repeatable) [default: all the user's roles allow].
         #[arg(long = "scope", value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Lifetime, like 12h or 30d (at most 365d).
@@ -381,7 +381,8 @@ async fn target(command: TargetCommand) -> anyhow::Result<()> {
             let targets = tx.targets().await?;
             tx.commit().await?;
             for t in targets {
-                println!("{}\t{}\t{}", t.name, t.kind, t.url);
+                let url = crate::db_targets::shown_url(&t.kind, &t.url);
+                println!("{}\t{}\t{url}", t.name, t.kind);
             }
             store.close().await;
         }

@@ -57,6 +57,11 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         tracing::warn!(
             "serving plain HTTP (ELEVATE_INSECURE_HTTP): only behind a TLS-terminating proxy"
         );
+        if config.trusted_proxies.is_empty() {
+            tracing::warn!(
+                "no ELEVATE_TRUSTED_PROXIES: behind a proxy, sign-in rate limits and audit records see the proxy's address, not the client's"
+            );
+        }
         None
     } else {
         let (cert, key) = match (&config.tls_cert, &config.tls_key) {
