@@ -57,7 +57,8 @@ pub async fn issue(
     let mut tx = store.tenant(tenant.tenant_id).await?;
     if let Some(err) = service::lockdown_refusal(&mut tx).await? {
         tx.rollback().await?;
-        return service::refuse_credential(store, tenant, ctx, id, "ssh.certificate_refused", err).await;
+        return service::refuse_credential(store, tenant, ctx, id, "ssh.certificate_refused", err)
+            .await;
     }
     let (stored, profile) = service::lock_with_profile(&mut tx, id).await?;
     let r = &stored.request;

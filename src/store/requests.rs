@@ -198,7 +198,10 @@ impl TenantTx {
 impl TenantTx {
     /// Requests still open (pending, scheduled or active), of one requester or of the whole
     /// tenant, oldest first: what disabling a person or a lockdown walks.
-    pub async fn open_request_ids(&mut self, requester: Option<Uuid>) -> StoreResult<Vec<(Uuid, State)>> {
+    pub async fn open_request_ids(
+        &mut self,
+        requester: Option<Uuid>,
+    ) -> StoreResult<Vec<(Uuid, State)>> {
         let tenant_id = self.tenant_id;
         let rows: Vec<(Uuid, String)> = match requester {
             Some(who) => sql!(fetch_all (Uuid, String); self,

@@ -515,9 +515,8 @@ pub fn step(
             effects.push(Effect::Cancelled);
         }
         Event::Revoke { by, reason } => {
-            let allowed = by.id == req.requester
-                || (by.is_admin && !by.disabled)
-                || approver_of(by, profile);
+            let allowed =
+                by.id == req.requester || (by.is_admin && !by.disabled) || approver_of(by, profile);
             if !allowed {
                 return Err(Refusal::NotAllowed(
                     "only the requester, an approver or an admin can revoke".into(),
@@ -575,6 +574,11 @@ pub fn step(
             }
             if req.reviewed_by.is_some() {
                 return Err(Refusal::Conflict("already reviewed".into()));
+            }
+            if !by.is_approver {
+                return Err(Refusal::NotAllowed(
+                    "reviewing a break-glass activation needs the approver role".into(),
+                ));
             }
             require_approver(by, requester, profile).map_err(|_| {
                 Refusal::NotAllowed(
@@ -638,7 +642,11 @@ pub fn step(
 /// last approval, auto-approval, break-glass) is refused (409) with the lockdown's reason.
 pub fn refuse_in_lockdown(effects: &[Effect], lockdown: Option<&str>) -> Result<(), Refusal> {
     match lockdown {
-        Some(reason) if effects.iter().any(|e| matches!(e, Effect::Activated { .. })) => {
+        Some(reason)
+            if effects
+                .iter()
+                .any(|e| matches!(e, Effect::Activated { .. })) =>
+        {
             Err(Refusal::Conflict(format!(
                 "the organisation is in emergency lockdown ({reason}): no access is granted until an admin lifts it"
             )))

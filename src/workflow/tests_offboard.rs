@@ -22,10 +22,9 @@ fn profile(approvals: u32) -> Profile {
 /// `roles` among "approver" and "admin"; everyone here is in the groups given.
 fn person(name: &str, groups: &[&str], roles: &[&str]) -> Person {
     Person {
-        id: Uuid::from_u128(
-            name.bytes()
-                .fold(11u128, |h, b| h.wrapping_mul(31).wrapping_add(u128::from(b))),
-        ),
+        id: Uuid::from_u128(name.bytes().fold(11u128, |h, b| {
+            h.wrapping_mul(31).wrapping_add(u128::from(b))
+        })),
         email: format!("{name}@acme.example"),
         groups: groups.iter().map(|g| g.to_string()).collect(),
         is_approver: roles.contains(&"approver"),
@@ -188,7 +187,9 @@ fn the_last_approval_rechecks_eligibility() {
     let (r, effects) = step(&one, &moved, &approve(dave.clone()), &p, T0).unwrap();
     assert_eq!(r.state, State::Revoked);
     assert!(r.grant.is_none());
-    assert!(matches!(&effects[..], [Effect::Approved { .. }, Effect::Revoked { reason }] if reason.contains("not eligible")));
+    assert!(
+        matches!(&effects[..], [Effect::Approved { .. }, Effect::Revoked { reason }] if reason.contains("not eligible"))
+    );
 
     // Disabled while waiting: no grant.
     let disabled = Person {
@@ -211,7 +212,10 @@ fn withdrawal_cancels_pending_and_revokes_grants() {
         reason: "user disabled".into(),
     };
     let (r, effects) = step(&pending(&p), &alice(), &why(), &p, T0).unwrap();
-    assert_eq!((r.state, effects), (State::Cancelled, vec![Effect::Cancelled]));
+    assert_eq!(
+        (r.state, effects),
+        (State::Cancelled, vec![Effect::Cancelled])
+    );
 
     let later = T0 + Duration::minutes(10);
     let (r, effects) = step(&active(&p), &alice(), &why(), &p, later).unwrap();
@@ -260,7 +264,10 @@ fn a_lockdown_refuses_only_activations() {
     }];
     assert!(refuse_in_lockdown(&activated, None).is_ok());
     let m = refuse_in_lockdown(&activated, Some("incident 7")).unwrap_err();
-    assert!(matches!(&m, Refusal::Conflict(m) if m.contains("incident 7")), "{m:?}");
+    assert!(
+        matches!(&m, Refusal::Conflict(m) if m.contains("incident 7")),
+        "{m:?}"
+    );
     assert!(refuse_in_lockdown(&[Effect::Cancelled], Some("incident 7")).is_ok());
     assert!(refuse_in_lockdown(&[], Some("incident 7")).is_ok());
 }

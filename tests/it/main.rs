@@ -14,6 +14,7 @@ mod db_logins;
 mod helpers;
 mod http;
 mod notify;
+mod offboard;
 mod policy;
 mod rls;
 mod signin;

@@ -131,11 +131,13 @@ async fn lockdown(
     .await?;
     // Revoked database logins are due now: drop them and end their sessions at once.
     state.reaper_wake.notify_one();
-    Ok(Redirect::to(match &person {
-        Some(u) => format!("/admin/users/{}", u.id),
-        None => "/admin/status".to_owned(),
-    }
-    .as_str()))
+    Ok(Redirect::to(
+        match &person {
+            Some(u) => format!("/admin/users/{}", u.id),
+            None => "/admin/status".to_owned(),
+        }
+        .as_str(),
+    ))
 }
 
 async fn lift(
