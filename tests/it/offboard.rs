@@ -355,6 +355,33 @@ async fn disabling_ends_ssh_and_database_access_at_once(db: TestDb) {
     // And she gets nothing new: her token is dead.
     let (s, _) = o.get(&o.shop.alice, "/api/v1/me").await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // Enabled again during a tenant lockdown, she gets no database login either: the issuer
+    // refuses with the lockdown's reason before looking at the grant.
+    let ctx = ctx(app.clock.as_ref());
+    elevate::admin::set_user_disabled(app.store(), &ctx, None, &o.shop.tenant, alice.id, false)
+        .await
+        .unwrap();
+    elevate::admin::lockdown(app.store(), &ctx, None, &o.shop.tenant, None, "incident 9")
+        .await
+        .unwrap();
+    let (s, r) = o
+        .shop
+        .post(
+            &o.shop.alice,
+            &format!("/api/v1/requests/{orders}/db-credentials"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("incident 9"),
+        "{r}"
+    );
+    assert_eq!(o.count("db.login_refused").await, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
