@@ -170,6 +170,34 @@ impl TenantTx {
     }
 }
 
+impl TenantTx {
+    /// Requests still open (pending, scheduled or active), of one requester or of the whole
+    /// tenant, oldest first: what disabling a person or a lockdown walks.
+    pub async fn open_request_ids(
+        &mut self,
+        requester: Option<Uuid>,
+    ) -> StoreResult<Vec<(Uuid, State)>> {
+        let tenant_id = self.tenant_id;
+        let rows: Vec<(Uuid, String)> = match requester {
+            Some(who) => sql!(fetch_all (Uuid, String); self,
+                "SELECT id, state FROM requests
+                 WHERE tenant_id = $1 AND requester_id = $2 AND state IN ('pending', 'scheduled', 'active')
+                 ORDER BY created_at, id", tenant_id, who)?,
+            None => sql!(fetch_all (Uuid, String); self,
+                "SELECT id, state FROM requests
+                 WHERE tenant_id = $1 AND state IN ('pending', 'scheduled', 'active')
+                 ORDER BY created_at, id", tenant_id)?,
+        };
+        rows.into_iter()
+            .map(|(id, state)| {
+                State::parse(&state)
+                    .map(|s| (id, s))
+                    .ok_or_else(|| StoreError::Corrupt(format!("request state {state:?}")))
+            })
+            .collect()
+    }
+}
+
 fn assemble(row: RequestRow, approvals: Vec<ApprovalRow>) -> StoreResult<StoredRequest> {
     let state = State::parse(&row.state)
         .ok_or_else(|| StoreError::Corrupt(format!("request state {:?}", row.state)))?;

@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Effect, Event, NewRequest, Person, Refusal, Request, step, submit};
+use super::{
+    Effect, Event, NewRequest, Person, Refusal, Request, State, refuse_in_lockdown, step, submit,
+};
 use crate::admin::Ctx;
 use crate::audit::{Actor, NewEvent, Origin};
 use crate::error::{AppError, AppResult};
@@ -21,6 +23,7 @@ pub fn person(u: &User) -> Person {
         id: u.id,
         email: u.email.clone(),
         groups: u.group_names.0.clone(),
+        is_approver: u.has_role(Role::Approver),
         is_admin: u.has_role(Role::Admin),
         disabled: u.disabled,
     }
@@ -160,6 +163,96 @@ async fn audit_refusal(
     tx.append_audit(&event, ctx.now).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// The reason of the tenant's emergency lockdown, when one is in force. Read before locking any
+/// request (see `TenantTx::lockdown`).
+pub(crate) async fn lockdown_reason(tx: &mut TenantTx) -> AppResult<Option<String>> {
+    Ok(tx.lockdown().await?.map(|l| l.reason))
+}
+
+/// For credential issuers: a 409 while the tenant is in lockdown. Read before locking the request.
+pub(crate) async fn lockdown_refusal(tx: &mut TenantTx) -> AppResult<Option<AppError>> {
+    Ok(lockdown_reason(tx).await?.map(|reason| {
+        AppError::Conflict(format!(
+            "the organisation is in emergency lockdown ({reason}): no credentials are issued until an admin lifts it"
+        ))
+    }))
+}
+
+/// A requester whose account is gone: not eligible for anything.
+fn gone(id: Uuid) -> Person {
+    Person {
+        id,
+        email: String::new(),
+        groups: vec![],
+        is_approver: false,
+        is_admin: false,
+        disabled: true,
+    }
+}
+
+/// The profile as decided, with who may request it taken from the policy in force, for the
+/// eligibility check when the last approval decides a grant (as a scheduled activation does): a
+/// profile removed since leaves nobody eligible.
+async fn with_current_requesters(tx: &mut TenantTx, mut decided: Profile) -> AppResult<Profile> {
+    let current = match tx.latest_policy_version().await? {
+        Some(v) => tx
+            .profiles_at(v.version)
+            .await?
+            .into_iter()
+            .find(|p| p.name == decided.name),
+        None => None,
+    };
+    decided.requesters = current.map(|p| p.requesters).unwrap_or_default();
+    Ok(decided)
+}
+
+/// Ends the open requests of `requester` (or of the whole tenant) whose state is in `states`, in
+/// the caller's transaction: each goes through the state machine ([`Event::Withdraw`]: pending
+/// ones are cancelled, scheduled and active grants revoked), with its audit events, and its
+/// credentials end as on any revocation (certificates onto the KRL, database logins due for the
+/// reaper, which the caller wakes). `links` (the public URL) also tells webhooks; the operator's
+/// CLI has none. Returns the requests moved.
+pub(crate) async fn withdraw_open(
+    tx: &mut TenantTx,
+    ctx: &Ctx,
+    links: Option<&str>,
+    requester: Option<Uuid>,
+    states: &[State],
+    reason: &str,
+) -> AppResult<Vec<Uuid>> {
+    let mut moved = Vec::new();
+    for (id, state) in tx.open_request_ids(requester).await? {
+        if !states.contains(&state) {
+            continue;
+        }
+        let (stored, profile) = lock_with_profile(tx, id).await?;
+        if !states.contains(&stored.request.state) {
+            continue;
+        }
+        let owner = tx.user_by_id(stored.request.requester).await?;
+        let who = owner
+            .as_ref()
+            .map(person)
+            .unwrap_or_else(|| gone(stored.request.requester));
+        let event = Event::Withdraw {
+            reason: reason.to_owned(),
+        };
+        let (next, effects) = step(&stored.request, &who, &event, &profile, ctx.now)?;
+        tx.save_request(&stored.request, &next, ctx.now).await?;
+        for effect in &effects {
+            if let Some(event) = effect_event(&ctx.actor, &ctx.origin, &next, effect) {
+                tx.append_audit(&event, ctx.now).await?;
+            }
+        }
+        end_credentials(tx, &ctx.actor, &ctx.origin, &next, &effects, ctx.now).await?;
+        if let (Some(links), Some(owner)) = (links, &owner) {
+            notify(tx, links, &profile, owner, &next, &effects, ctx.now).await?;
+        }
+        moved.push(id);
+    }
+    Ok(moved)
 }
 
 /// Why `user` gets no credentials for request `r` now (None: they do): only the requester, only
@@ -395,6 +488,12 @@ pub async fn file(
             }
         };
     let mut tx = store.tenant(tenant.tenant_id).await?;
+    let locked = lockdown_reason(&mut tx).await?;
+    if let Err(refusal) = refuse_in_lockdown(&effects, locked.as_deref()) {
+        tx.rollback().await?;
+        audit_refusal(store, tenant, ctx, None, profile_name, &refusal).await?;
+        return Err(refusal.into());
+    }
     tx.insert_request(&request, version.version, ctx.now)
         .await?;
     tx.append_audit(
@@ -627,18 +726,27 @@ pub async fn act(
         return Err(refusal.into());
     }
     let mut tx = store.tenant(tenant.tenant_id).await?;
+    let locked = lockdown_reason(&mut tx).await?;
     let (stored, profile) = lock_with_profile(&mut tx, id).await?;
     let requester = tx
         .user_by_id(stored.request.requester)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("requester of {id} missing")))?;
+    let deciding = match &event {
+        Event::Approve { .. } => with_current_requesters(&mut tx, profile.clone()).await?,
+        _ => profile.clone(),
+    };
     let result = step(
         &stored.request,
         &person(&requester),
         &event,
-        &profile,
+        &deciding,
         ctx.now,
-    );
+    )
+    .and_then(|(next, effects)| {
+        refuse_in_lockdown(&effects, locked.as_deref())?;
+        Ok((next, effects))
+    });
     let (next, effects) = match result {
         Ok(ok) => ok,
         Err(refusal) => {
@@ -705,6 +813,7 @@ pub async fn tick_tenant(
     let mut moved = 0;
     for id in due {
         let mut tx = store.tenant(tenant.tenant_id).await?;
+        let locked = lockdown_reason(&mut tx).await?;
         if !tx.lock_request(id).await? {
             continue;
         }
@@ -728,22 +837,20 @@ pub async fn tick_tenant(
             None
         };
         let profile = current.unwrap_or(decided);
-        let requester_then = requester.as_ref().map(person).unwrap_or_else(|| Person {
-            id: stored.request.requester,
-            email: String::new(),
-            groups: vec![],
-            is_admin: false,
-            disabled: true,
-        });
-        let (next, effects) = step(
-            &stored.request,
-            &requester_then,
-            &Event::Tick {
+        let requester_then = requester
+            .as_ref()
+            .map(person)
+            .unwrap_or_else(|| gone(stored.request.requester));
+        // In a lockdown a scheduled grant whose time has come is not activated: it is revoked.
+        let event = match (&locked, stored.request.state) {
+            (Some(reason), State::Scheduled) => Event::Withdraw {
+                reason: format!("not activated: emergency lockdown ({reason})"),
+            },
+            _ => Event::Tick {
                 requester: requester_now,
             },
-            &profile,
-            now,
-        )?;
+        };
+        let (next, effects) = step(&stored.request, &requester_then, &event, &profile, now)?;
         if next == stored.request {
             tx.commit().await?;
             continue;

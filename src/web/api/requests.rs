@@ -228,8 +228,13 @@ async fn run(
     Ok(Json(request_json(&stored, &profile)))
 }
 
+/// The person a token acts as: its user, with the approver and admin roles only when the token
+/// also carries the matching scope (a `request` token of an approver decides nothing).
 fn me(p: &ApiPrincipal) -> crate::workflow::Person {
-    service::person(&p.user)
+    let mut me = service::person(&p.user);
+    me.is_approver &= p.require(Scope::Approve).is_ok();
+    me.is_admin &= p.require(Scope::Admin).is_ok();
+    me
 }
 
 async fn approve(
