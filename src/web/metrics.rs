@@ -190,7 +190,7 @@ async fn metrics(State(state): State<AppState>, viewer: Viewer) -> AppResult<imp
     m.family(
         "elevate_audit_signing_refusals_total",
         "counter",
-        "Checkpoint passes that refused to sign a tenant's head, since start.",
+        "Checkpoint passes that declined to sign a tenant's head, since start.",
     );
     m.sample("elevate_audit_signing_refusals_total", &[], refusals as f64);
     Ok((
