@@ -53,14 +53,24 @@ pub struct RestoreArgs {
 #[derive(Debug, clap::Args)]
 pub struct DrillArgs {
     /// A backup file, or a directory of backups (the newest manifest wins).
-    #[arg(long, value_name = "PATH", conflicts_with = "database", required_unless_present = "database")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with = "database",
+        required_unless_present = "database"
+    )]
     from: Option<PathBuf>,
     /// Take a fresh backup of this store first and drill that.
     #[arg(long = "database", value_name = "URL")]
     database: Option<String>,
     /// Postgres backups: a server URL on which the drill creates (and drops) a scratch database,
     /// connecting as a superuser [default: the --database URL's server and role].
-    #[arg(long, value_name = "URL", env = "ELEVATE_DRILL_POSTGRES_URL", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "ELEVATE_DRILL_POSTGRES_URL",
+        hide_env_values = true
+    )]
     scratch: Option<String>,
     /// Also write the report to this file.
     #[arg(long, value_name = "FILE")]
@@ -179,10 +189,8 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
 }
 
 pub async fn drill(args: DrillArgs) -> anyhow::Result<ExitCode> {
-    let work = std::env::temp_dir().join(format!(
-        "elevate-drill-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let work =
+        std::env::temp_dir().join(format!("elevate-drill-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let result = drill_in(&args, &work).await;
     let _ = std::fs::remove_dir_all(&work);

@@ -393,10 +393,10 @@ pub async fn load(
                 let store = Store::connect(database).await?;
                 let occupied = store.occupancy().await;
                 store.close().await;
-                if let Occupancy::Tenants(n) = occupied? {
-                    if !force {
-                        return Err(refuse(n));
-                    }
+                if let Occupancy::Tenants(n) = occupied?
+                    && !force
+                {
+                    return Err(refuse(n));
                 }
             }
             let tmp = partial_path(&path);
@@ -416,10 +416,10 @@ pub async fn load(
             let occupied = store.occupancy().await;
             store.close().await;
             let occupied = occupied?;
-            if let Occupancy::Tenants(n) = occupied {
-                if !force {
-                    return Err(refuse(n));
-                }
+            if let Occupancy::Tenants(n) = occupied
+                && !force
+            {
+                return Err(refuse(n));
             }
             let mut args: Vec<&std::ffi::OsStr> = vec![
                 "--exit-on-error".as_ref(),
@@ -502,10 +502,9 @@ pub async fn after_restore(
         let anchor = anchor::restored(store, master, ctx, &tenant, Some(&reason))
             .await
             .with_context(|| format!("tenant {}: resetting the audit anchor", t.slug))?;
-        let rotated =
-            crate::ssh::ca::rotate_after_restore(store, master, ctx, &tenant, &reason)
-                .await
-                .with_context(|| format!("tenant {}: rotating the SSH user CA", t.slug))?;
+        let rotated = crate::ssh::ca::rotate_after_restore(store, master, ctx, &tenant, &reason)
+            .await
+            .with_context(|| format!("tenant {}: rotating the SSH user CA", t.slug))?;
         let (orphans_dropped, sweep_failures) = if sweep {
             crate::db_targets::cleanup::sweep(store, master, &tenant, ctx.now).await?
         } else {

@@ -153,12 +153,7 @@ impl Recorder {
 
 /// Runs the drill on `backup`. Failures are checks in the report, not errors: the report is
 /// always written.
-pub async fn drill(
-    backup: &Path,
-    scratch: Scratch,
-    master: &MasterKey,
-    ctx: &Ctx,
-) -> Report {
+pub async fn drill(backup: &Path, scratch: Scratch, master: &MasterKey, ctx: &Ctx) -> Report {
     let started = Instant::now();
     let mut rec = Recorder { checks: Vec::new() };
     let t = Instant::now();
@@ -189,7 +184,10 @@ pub async fn drill(
             Scratch::Postgres(server) => {
                 let name = format!("elevate_drill_{}", Uuid::new_v4().simple());
                 let url = with_database(server, &name);
-                report.scratch = format!("Postgres database {name} on {} (dropped)", redact_url(server));
+                report.scratch = format!(
+                    "Postgres database {name} on {} (dropped)",
+                    redact_url(server)
+                );
                 let t = Instant::now();
                 let created = crate::store::backup::create_database(server, &name).await;
                 rec.record(
@@ -209,7 +207,12 @@ pub async fn drill(
             if let Some(store) = rec.record(
                 "restore into the scratch store",
                 t,
-                restored.map(|s| (s, "every tenant's audit head matches the manifest".to_owned())),
+                restored.map(|s| {
+                    (
+                        s,
+                        "every tenant's audit head matches the manifest".to_owned(),
+                    )
+                }),
             ) {
                 checks(&store, master, ctx, manifest, &mut rec).await;
                 store.close().await;
@@ -293,10 +296,13 @@ async fn checks(
                         t.head_seq
                     ));
                 }
-                Ok(((), format!(
-                    "{s}; {} events after the latest checkpoint",
-                    s.head_seq - s.signed_through
-                )))
+                Ok((
+                    (),
+                    format!(
+                        "{s}; {} events after the latest checkpoint",
+                        s.head_seq - s.signed_through
+                    ),
+                ))
             });
         rec.record(
             format!("audit chain and checkpoints of {}", t.slug),
@@ -367,7 +373,10 @@ async fn sealed_secrets_open(
         }
     }
     if failed.is_empty() {
-        Ok(((), format!("{opened} opened with master key {}", master.active_key_id())))
+        Ok((
+            (),
+            format!("{opened} opened with master key {}", master.active_key_id()),
+        ))
     } else {
         Err(anyhow!(
             "{} of {} do not open: {}",
@@ -390,7 +399,9 @@ async fn rotation_distrusts(
         let mut tx = store.tenant(tenant.tenant_id).await?;
         let keys = tx.ca_keys(KeyPurpose::SshUserCa).await?;
         tx.commit().await?;
-        keys.into_iter().map(|k| k.public_key.trim().to_owned()).collect()
+        keys.into_iter()
+            .map(|k| k.public_key.trim().to_owned())
+            .collect()
     };
     crate::ssh::ca::rotate_after_restore(store, master, ctx, tenant, "restore drill")
         .await
@@ -401,7 +412,10 @@ async fn rotation_distrusts(
         return Err(anyhow!(
             "after rotation user-ca.pub holds {} key(s), {} of them from the backup",
             lines.len(),
-            before.iter().filter(|k| lines.contains(&k.as_str())).count()
+            before
+                .iter()
+                .filter(|k| lines.contains(&k.as_str()))
+                .count()
         ));
     }
     Ok((

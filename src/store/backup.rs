@@ -52,7 +52,10 @@ impl Store {
         let target = path
             .to_str()
             .ok_or_else(|| StoreError::Corrupt(format!("path {} is not UTF-8", path.display())))?;
-        sqlx::query("VACUUM INTO $1").bind(target).execute(p).await?;
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(p)
+            .await?;
         Ok(())
     }
 
@@ -100,8 +103,7 @@ impl Store {
             let head = tx.audit_head().await?;
             let checkpoint = tx.latest_checkpoint().await?.map_or(0, |c| c.seq);
             tx.commit().await?;
-            let (head_seq, head_hash) =
-                head.unwrap_or((0, crate::audit::GENESIS_HASH.to_vec()));
+            let (head_seq, head_hash) = head.unwrap_or((0, crate::audit::GENESIS_HASH.to_vec()));
             out.push(TenantHead {
                 tenant_id: t.tenant_id,
                 slug: t.slug,
@@ -148,14 +150,12 @@ impl PgSnapshot {
             .bind(tenant_id)
             .fetch_optional(&mut *self.tx)
             .await?;
-            let checkpoint: Option<i64> = sqlx::query_scalar(
-                "SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = $1",
-            )
-            .bind(tenant_id)
-            .fetch_one(&mut *self.tx)
-            .await?;
-            let (head_seq, head_hash) =
-                head.unwrap_or((0, crate::audit::GENESIS_HASH.to_vec()));
+            let checkpoint: Option<i64> =
+                sqlx::query_scalar("SELECT MAX(seq) FROM audit_checkpoints WHERE tenant_id = $1")
+                    .bind(tenant_id)
+                    .fetch_one(&mut *self.tx)
+                    .await?;
+            let (head_seq, head_hash) = head.unwrap_or((0, crate::audit::GENESIS_HASH.to_vec()));
             out.push(TenantHead {
                 tenant_id,
                 slug,

@@ -52,21 +52,19 @@ async fn empty_target(backend: Backend, dir: &Path) -> String {
     }
 }
 
-fn checkpoint_all(app: &TestApp) -> impl std::future::Future<Output = ()> + '_ {
-    async move {
-        run_once(
-            app.store(),
-            &app.master,
-            Schedule {
-                every_events: 1_000_000,
-                every: time::Duration::ZERO,
-            },
-            app.clock.now(),
-            &SharedStatus::default(),
-        )
-        .await
-        .unwrap();
-    }
+async fn checkpoint_all(app: &TestApp) {
+    run_once(
+        app.store(),
+        &app.master,
+        Schedule {
+            every_events: 1_000_000,
+            every: time::Duration::ZERO,
+        },
+        app.clock.now(),
+        &SharedStatus::default(),
+    )
+    .await
+    .unwrap();
 }
 
 fn backup_cmd(dir: &Path, url: &str, out: &Path) -> Output {
@@ -180,7 +178,10 @@ async fn round_trip(db: TestDb) {
         .await
         .unwrap()
         .unwrap();
-    assert!(verified.head_seq > head, "the restore is recorded after the backup's head");
+    assert!(
+        verified.head_seq > head,
+        "the restore is recorded after the backup's head"
+    );
     let acts = actions(&restored, tenant.tenant_id).await;
     let names: Vec<&str> = acts.iter().map(|(a, _)| a.as_str()).collect();
     assert!(names.contains(&"ssh.ca_rotated"), "{names:?}");
@@ -200,7 +201,11 @@ async fn round_trip(db: TestDb) {
     // A store with tenants is refused unless --force.
     let refused = restore_cmd(&work, &file, &target, &key, &anchors);
     assert!(!refused.status.success());
-    assert!(text(&refused.stderr).contains("--force"), "{}", text(&refused.stderr));
+    assert!(
+        text(&refused.stderr).contains("--force"),
+        "{}",
+        text(&refused.stderr)
+    );
 
     // A damaged backup fails the drill (exit 1) and says why.
     let mut bytes = std::fs::read(&file).unwrap();
@@ -259,7 +264,12 @@ async fn backup_under_write_load(db: TestDb) {
     ok(&out);
     let manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(manifest_path(&file)).unwrap()).unwrap();
-    let mut tx = shop.app.store().tenant(shop.tenant.tenant_id).await.unwrap();
+    let mut tx = shop
+        .app
+        .store()
+        .tenant(shop.tenant.tenant_id)
+        .await
+        .unwrap();
     let (head, _) = tx.audit_head().await.unwrap().unwrap();
     tx.commit().await.unwrap();
     assert!(filed > 5, "the load filed {filed} requests");
@@ -273,7 +283,10 @@ async fn backup_under_write_load(db: TestDb) {
     let out = drill_cmd(&work, &file, &key, &report);
     let written = std::fs::read_to_string(&report).unwrap_or_default();
     assert!(out.status.success(), "{written}\n{}", text(&out.stderr));
-    assert!(written.contains("PASS  audit chain and checkpoints of acme"), "{written}");
+    assert!(
+        written.contains("PASS  audit chain and checkpoints of acme"),
+        "{written}"
+    );
 }
 
 crate::on_both_backends!(round_trip, backup_under_write_load);
@@ -312,16 +325,27 @@ async fn a_certificate_revoked_after_the_backup_stays_refused_after_the_restore(
         .arg(&master)
         .output()
         .unwrap());
-    assert!(out.contains("are lost; recorded as audit.restored"), "{out}");
+    assert!(
+        out.contains("are lost; recorded as audit.restored"),
+        "{out}"
+    );
 
     let store = Store::connect(&url).await.unwrap();
     let tenant = store.tenant_by_slug("acme").await.unwrap().unwrap();
     let acts = actions(&store, tenant.tenant_id).await;
     let (_, lost) = acts.iter().find(|(a, _)| a == "audit.restored").unwrap();
-    assert!(lost["lost_to"].as_i64().unwrap() >= lost["lost_from"].as_i64().unwrap(), "{lost}");
+    assert!(
+        lost["lost_to"].as_i64().unwrap() >= lost["lost_from"].as_i64().unwrap(),
+        "{lost}"
+    );
     // The restored store still believes the grant is active and the certificate good...
     let mut tx = store.tenant(tenant.tenant_id).await.unwrap();
-    assert!(tx.revoked_ssh_certs(shop.app.clock.now()).await.unwrap().is_empty());
+    assert!(
+        tx.revoked_ssh_certs(shop.app.clock.now())
+            .await
+            .unwrap()
+            .is_empty()
+    );
     tx.commit().await.unwrap();
     // ...and serves it to hosts.
     let served = TestApp::spawn(TestDb {
