@@ -172,6 +172,10 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
             "  {}: new SSH user CA {}; {} older key(s) distrusted now: hosts drop them at their next `elevate host sync`",
             t.slug, t.new_ca_fingerprint, t.distrusted_keys
         );
+        println!(
+            "  {}: revoked {} grant(s) active or scheduled in the backup (their holders ask again); ended {} session(s)",
+            t.slug, t.grants_revoked, t.sessions_ended
+        );
         if t.orphans_dropped > 0 {
             println!(
                 "  {}: dropped {} database login(s) no record accounts for",

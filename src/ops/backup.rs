@@ -8,8 +8,9 @@
 //!
 //! A restore loads the file into an empty store and then makes sure it brings no revoked access
 //! back ([`after_restore`]): revocations made after the backup are lost with it, so every
-//! tenant's user CA is rotated and the old keys distrusted at once, database targets are swept
-//! for logins no record accounts for, and the audit anchor is reset through
+//! tenant's user CA is rotated and the old keys distrusted at once, the grants the backup holds
+//! as active are revoked, sessions ended, database targets are swept for logins no record
+//! accounts for, and the audit anchor is reset through
 //! [`crate::audit::anchor::restored`], which records the range that was lost.
 
 use std::io::Read;
@@ -469,6 +470,9 @@ pub struct TenantRestored {
     pub anchor: Restored,
     pub new_ca_fingerprint: String,
     pub distrusted_keys: u64,
+    /// Grants active or scheduled in the backup, revoked (their state since is unknown).
+    pub grants_revoked: usize,
+    pub sessions_ended: u64,
     pub orphans_dropped: usize,
     /// Targets that could not be swept (name, error): the server's start-up sweep retries them.
     pub sweep_failures: Vec<(String, String)>,
@@ -476,9 +480,10 @@ pub struct TenantRestored {
 
 /// Makes a restored store safe to serve, per tenant, in this order: the audit anchor (through
 /// [`anchor::restored`], which records `audit.restored` with the range the anchor knew and the
-/// log no longer holds), a new user CA with every older key distrusted at once, a sweep of the
-/// database targets for logins no record accounts for (when `sweep`), and a `backup.restored`
-/// event naming the backup and what was done. `master` must carry the anchor directory of the
+/// log no longer holds), a new user CA with every older key distrusted at once, every grant
+/// that was active or scheduled in the backup revoked (any of them may have been revoked since),
+/// a sweep of the database targets for logins no record accounts for (when `sweep`), and, with
+/// every session ended, a `backup.restored` event naming the backup and what was done. `master` must carry the anchor directory of the
 /// replicas' key.
 pub async fn after_restore(
     store: &Store,
@@ -505,6 +510,10 @@ pub async fn after_restore(
         let rotated = crate::ssh::ca::rotate_after_restore(store, master, ctx, &tenant, &reason)
             .await
             .with_context(|| format!("tenant {}: rotating the SSH user CA", t.slug))?;
+        let grants_revoked =
+            crate::workflow::service::revoke_open_after_restore(store, ctx, &tenant, &reason)
+                .await
+                .with_context(|| format!("tenant {}: revoking the restored grants", t.slug))?;
         let (orphans_dropped, sweep_failures) = if sweep {
             crate::db_targets::cleanup::sweep(store, master, &tenant, ctx.now).await?
         } else {
@@ -521,6 +530,7 @@ pub async fn after_restore(
             }),
         };
         let mut tx = store.tenant(tenant.tenant_id).await?;
+        let sessions_ended = tx.delete_all_sessions().await?;
         tx.append_audit(
             &ctx.event("backup.restored", &t.slug).details(json!({
                 "backup": backup.display().to_string(),
@@ -531,6 +541,8 @@ pub async fn after_restore(
                 "lost": lost,
                 "ssh_user_ca": rotated["active"],
                 "distrusted_keys": rotated["distrusted_keys"],
+                "grants_revoked": grants_revoked.len(),
+                "sessions_ended": sessions_ended,
                 "orphan_logins_dropped": orphans_dropped,
                 "targets_not_swept": sweep_failures.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
                 "swept": sweep,
@@ -548,6 +560,8 @@ pub async fn after_restore(
                 .unwrap_or_default()
                 .to_owned(),
             distrusted_keys: rotated["distrusted_keys"].as_u64().unwrap_or(0),
+            grants_revoked: grants_revoked.len(),
+            sessions_ended,
             orphans_dropped,
             sweep_failures,
         });

@@ -188,6 +188,8 @@ async fn round_trip(db: TestDb) {
     let (_, rec) = acts.iter().find(|(a, _)| a == "backup.restored").unwrap();
     assert_eq!(rec["backup_head_seq"], json!(head));
     assert_eq!(rec["lost"]["from"], json!(head + 1));
+    assert_eq!(rec["grants_revoked"], json!(1), "{rec}");
+    assert!(names.contains(&"grant.revoked"), "{names:?}");
     let new_ca = elevate::ssh::ca::trusted_keys(&restored, &tenant, app.clock.now())
         .await
         .unwrap();
@@ -338,16 +340,11 @@ async fn a_certificate_revoked_after_the_backup_stays_refused_after_the_restore(
         lost["lost_to"].as_i64().unwrap() >= lost["lost_from"].as_i64().unwrap(),
         "{lost}"
     );
-    // The restored store still believes the grant is active and the certificate good...
+    // The restored store cannot know the grant was revoked: the restore revokes it again.
     let mut tx = store.tenant(tenant.tenant_id).await.unwrap();
-    assert!(
-        tx.revoked_ssh_certs(shop.app.clock.now())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let req = tx.request(id.parse().unwrap()).await.unwrap().unwrap();
     tx.commit().await.unwrap();
-    // ...and serves it to hosts.
+    assert_eq!(req.request.state.as_str(), "revoked");
     let served = TestApp::spawn(TestDb {
         store,
         backend: Backend::Sqlite,
@@ -356,6 +353,20 @@ async fn a_certificate_revoked_after_the_backup_stays_refused_after_the_restore(
         dir: temp_dir("restored-srv"),
     })
     .await;
+    let (_, public) = crate::sshd::user_key(&shop.dir, "ed25519");
+    let res = served
+        .client
+        .post(served.url(&format!("/api/v1/requests/{id}/ssh-certificate")))
+        .bearer_auth(&shop.alice)
+        .json(&json!({ "public_key": std::fs::read_to_string(public).unwrap() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        reqwest::StatusCode::CONFLICT,
+        "no new certificate for it"
+    );
     let out = host_sync(&served, "acme", &sshd.etc);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
