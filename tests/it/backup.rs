@@ -376,3 +376,95 @@ async fn a_certificate_revoked_after_the_backup_stays_refused_after_the_restore(
     let trusted = std::fs::read_to_string(sshd.etc.join("user-ca.pub")).unwrap();
     assert_eq!(trusted.lines().count(), 1, "only the new CA: {trusted}");
 }
+
+/// A database login made after the backup is unknown to the restored store: the restore's sweep
+/// drops it on the target. A login made before it belongs to a grant the restore revokes, so the
+/// restored server's reaper drops it too.
+#[tokio::test]
+async fn a_restore_drops_database_logins_the_backup_does_not_account_for() {
+    use crate::db_fixtures::PgTarget;
+    use elevate::db_targets::targets::{NewTarget, set_target};
+    let pg = PgTarget::new().await;
+    let policy = format!(
+        r#"
+[[profile]]
+name = "orders-read"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "orders"
+roles = ["{}"]
+"#,
+        pg.read
+    );
+    let shop = crate::ssh::shop_with(
+        TestApp::spawn(TestDb::sqlite().await).await,
+        "acme",
+        &policy,
+    )
+    .await;
+    set_target(
+        shop.app.store(),
+        &shop.app.master,
+        &ctx(shop.app.clock.as_ref()),
+        &shop.tenant,
+        NewTarget {
+            name: "orders",
+            kind: elevate::model::TargetKind::Postgres,
+            url: &pg.admin_url(),
+            password: &pg.admin_password,
+        },
+    )
+    .await
+    .unwrap();
+    let login = |id: String| {
+        let shop = &shop;
+        async move {
+            let (s, l) = shop
+                .post(
+                    &shop.alice,
+                    &format!("/api/v1/requests/{id}/db-credentials"),
+                    json!({}),
+                )
+                .await;
+            assert_eq!(s, reqwest::StatusCode::CREATED, "{l}");
+            l["username"].as_str().unwrap().to_owned()
+        }
+    };
+    let before = login(shop.granted("orders-read").await).await;
+    let work = temp_dir("backup-db");
+    let file = work.join("elevate.backup");
+    ok(&backup_cmd(&work, &shop.app.db.url, &file));
+    let after = login(shop.granted("orders-read").await).await;
+    assert!(pg.role_exists(&before).await && pg.role_exists(&after).await);
+
+    let url = format!(
+        "sqlite:{}",
+        temp_dir("restored-db").join("elevate.db").display()
+    );
+    let key = shop.app.db.dir.join("elevate.key");
+    let out = ok(&restore_cmd(&work, &file, &url, &key, &temp_dir("anchors")));
+    assert!(out.contains("dropped 1 database login(s)"), "{out}");
+    assert!(
+        !pg.role_exists(&after).await,
+        "the login made after the backup is gone"
+    );
+
+    let restored = Store::connect(&url).await.unwrap();
+    // The restore ran on the wall clock (the app's clock is a manual one).
+    let now = elevate::clock::SystemClock.now() + time::Duration::seconds(1);
+    elevate::reaper::clean_db_logins(&restored, &shop.app.master, now)
+        .await
+        .unwrap();
+    assert!(
+        !pg.role_exists(&before).await,
+        "the restored grant was revoked, so its login is dropped"
+    );
+    let tenant = restored.tenant_by_slug("acme").await.unwrap().unwrap();
+    let acts = actions(&restored, tenant.tenant_id).await;
+    assert!(
+        acts.iter()
+            .any(|(a, d)| a == "db.orphan_dropped" && d["role"] == after.as_str()),
+        "{acts:?}"
+    );
+}
