@@ -239,7 +239,7 @@ async fn drill_in(args: &DrillArgs, work: &Path) -> anyhow::Result<ExitCode> {
     // The drill never touches this replica's anchors: they stay where they are.
     let key = existing_master_key(args.master_key_file.as_deref(), &key_dir)?
         .with_anchor_dir(work.join("anchors"));
-    let report = drill::drill(&backup, scratch, &key, &ctx()).await;
+    let report = drill::drill(&backup, args.from.is_none(), scratch, &key, &ctx()).await;
     let text = report.render();
     print!("{text}");
     if let Some(path) = &args.report {

@@ -32,6 +32,8 @@ pub struct Check {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub backup: PathBuf,
+    /// The backup was taken by the drill itself (`--database`) and is deleted afterwards.
+    pub fresh: bool,
     pub manifest: Option<Manifest>,
     pub started_at: OffsetDateTime,
     pub scratch: String,
@@ -54,7 +56,15 @@ impl Report {
         let when = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
         let mut s = String::from("# elevate restore drill\n\n");
         s.push_str(&format!("started:  {}\n", when(self.started_at)));
-        s.push_str(&format!("backup:   {}\n", self.backup.display()));
+        s.push_str(&format!(
+            "backup:   {}{}\n",
+            self.backup.display(),
+            if self.fresh {
+                " (taken for this drill, then deleted)"
+            } else {
+                ""
+            }
+        ));
         if let Some(m) = &self.manifest {
             let age = self.started_at - m.taken_at;
             s.push_str(&format!(
@@ -97,6 +107,10 @@ impl Report {
                 c.detail
             ));
         }
+        s.push_str(
+            "\nnot exercised: the sweep of database targets and the reset of audit anchors (a real \
+             restore does both; they act outside the scratch store)\n",
+        );
         s.push_str(&format!(
             "\nresult: {} ({} of {} checks failed)\n",
             if self.ok() { "PASS" } else { "FAIL" },
@@ -153,7 +167,13 @@ impl Recorder {
 
 /// Runs the drill on `backup`. Failures are checks in the report, not errors: the report is
 /// always written.
-pub async fn drill(backup: &Path, scratch: Scratch, master: &MasterKey, ctx: &Ctx) -> Report {
+pub async fn drill(
+    backup: &Path,
+    fresh: bool,
+    scratch: Scratch,
+    master: &MasterKey,
+    ctx: &Ctx,
+) -> Report {
     let started = Instant::now();
     let mut rec = Recorder { checks: Vec::new() };
     let t = Instant::now();
@@ -167,6 +187,7 @@ pub async fn drill(backup: &Path, scratch: Scratch, master: &MasterKey, ctx: &Ct
     );
     let mut report = Report {
         backup: backup.to_path_buf(),
+        fresh,
         manifest: manifest.clone(),
         started_at: ctx.now,
         scratch: String::new(),

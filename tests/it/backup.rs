@@ -167,6 +167,20 @@ async fn round_trip(db: TestDb) {
         assert!(written.contains(want), "{want} in\n{written}");
     }
 
+    // `--database`: back up the live store now and drill that.
+    let out = ok(&elevate(&work)
+        .args([
+            "drill",
+            "--database",
+            &operator_url(&app.db),
+            "--master-key-file",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap());
+    assert!(out.contains("taken for this drill"), "{out}");
+    assert!(out.contains("result: PASS"), "{out}");
+
     // A real restore into an empty store.
     let target = empty_target(backend, &work).await;
     let anchors = temp_dir("anchors");
