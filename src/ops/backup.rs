@@ -105,6 +105,16 @@ fn partial_path(out: &Path) -> PathBuf {
     out.with_file_name(format!(".{name}.partial-{}", Uuid::new_v4().simple()))
 }
 
+fn owner_only(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let tmp = partial_path(path);
@@ -274,6 +284,8 @@ pub async fn backup(database: &str, out: &Path, now: OffsetDateTime) -> anyhow::
                 heads
             }
         };
+        // Sealed secrets and token hashes: readable by the operator only, like the master key.
+        owner_only(&tmp)?;
         let (sha256, bytes) = sha256_file(&tmp)?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;

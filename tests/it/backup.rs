@@ -139,6 +139,24 @@ async fn round_trip(db: TestDb) {
     let file = work.join("elevate.backup");
     let out = ok(&backup_cmd(&work, &operator_url(&app.db), &file));
     assert!(out.contains("acme: audit head seq"), "{out}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "a backup is readable by its owner only"
+        );
+        let names: Vec<String> = std::fs::read_dir(&work)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "the backup and its manifest, nothing left over: {names:?}"
+        );
+    }
     let manifest: Manifest =
         serde_json::from_str(&std::fs::read_to_string(manifest_path(&file)).unwrap()).unwrap();
     let mut tx = app.store().tenant(shop.tenant.tenant_id).await.unwrap();
