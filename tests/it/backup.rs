@@ -231,6 +231,34 @@ async fn round_trip(db: TestDb) {
         "the backup's CA is no longer published"
     );
     restored.close().await;
+    if backend == Backend::Postgres {
+        // The service can run on it as before: the app role, row-level security forced on every
+        // tenant table, owners kept.
+        let name = target.rsplit('/').next().unwrap();
+        let app_store = Store::connect(&pg_url(name, Some(crate::helpers::APP_LOGIN_ROLE)))
+            .await
+            .unwrap();
+        app_store.check_role_safety().await.unwrap();
+        app_store.check_migrations().await.unwrap();
+        assert!(app_store.tenant_by_slug("acme").await.unwrap().is_some());
+        app_store.close().await;
+        let mut su = <sqlx::PgConnection as sqlx::Connection>::connect(&target)
+            .await
+            .unwrap();
+        let weak: Vec<String> = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_class WHERE relname = ANY($1) AND relkind = 'r'
+               AND NOT (relrowsecurity AND relforcerowsecurity
+                        AND pg_get_userbyid(relowner) = 'elevate_owner')",
+        )
+        .bind(elevate::store::TENANT_TABLES.as_slice())
+        .fetch_all(&mut su)
+        .await
+        .unwrap();
+        assert!(
+            weak.is_empty(),
+            "tables without forced RLS or the owner: {weak:?}"
+        );
+    }
 
     // A store with tenants is refused unless --force.
     let refused = restore_cmd(&work, &file, &target, &key, &anchors);
