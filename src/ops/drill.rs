@@ -305,7 +305,18 @@ async fn checks(
             }
         };
         let started = Instant::now();
-        let verified = crate::audit::verify::verify_store(store, tenant.tenant_id, None)
+        let (pinned, how) = match audit_keys_unsealed(store, master, tenant.tenant_id).await {
+            Ok(p) => p,
+            Err(e) => {
+                rec.record::<()>(
+                    format!("audit chain and checkpoints of {}", t.slug),
+                    started,
+                    Err(e),
+                );
+                continue;
+            }
+        };
+        let verified = crate::audit::verify::verify_store(store, tenant.tenant_id, pinned)
             .await
             .map_err(anyhow::Error::from)
             .and_then(|r| r.map_err(|b| anyhow!("{b}")))
@@ -320,7 +331,7 @@ async fn checks(
                 Ok((
                     (),
                     format!(
-                        "{s}; {} events after the latest checkpoint",
+                        "{s}; {} events after the latest checkpoint; {how}",
                         s.head_seq - s.signed_through
                     ),
                 ))
@@ -341,6 +352,41 @@ async fn checks(
             rotated,
         );
     }
+}
+
+/// The tenant's audit public keys as the master key vouches for them (derived from the private
+/// halves it unseals), so a backup whose key table was swapped and chain re-signed does not pass;
+/// `None` (the stored public keys) when a key no longer has its private half.
+async fn audit_keys_unsealed(
+    store: &Store,
+    master: &MasterKey,
+    tenant_id: Uuid,
+) -> anyhow::Result<(Option<Vec<ssh_key::PublicKey>>, String)> {
+    let mut tx = store.tenant(tenant_id).await?;
+    let keys = tx.ca_keys(KeyPurpose::AuditSigning).await?;
+    tx.commit().await?;
+    if keys.iter().any(|k| k.private_sealed.is_empty()) {
+        return Ok((
+            None,
+            "checkpoints checked against the stored public keys (a retired audit key has no private half to vouch for it)".into(),
+        ));
+    }
+    let mut pinned = Vec::new();
+    for k in &keys {
+        let private = crate::admin::open_signing_key(master, k)
+            .map_err(|e| anyhow!("audit key {} does not open with the master key: {e}", k.id))?;
+        if private.public_key().to_openssh().ok().as_deref() != Some(k.public_key.trim()) {
+            return Err(anyhow!(
+                "the stored public half of audit key {} is not its private half's",
+                k.id
+            ));
+        }
+        pinned.push(private.public_key().clone());
+    }
+    Ok((
+        Some(pinned),
+        "checkpoints checked against the keys the master key unseals".into(),
+    ))
 }
 
 /// Every sealed secret of a tenant opens with the master key: signing keys that still have a
