@@ -15,6 +15,7 @@ pub mod error;
 pub mod files;
 pub mod model;
 pub mod notify;
+pub mod ops;
 pub mod policy;
 pub mod reaper;
 pub mod ssh;

@@ -244,7 +244,7 @@ fn verify_file(file: &PathBuf, key: &PathBuf, checkpoints: &[PathBuf]) -> anyhow
 
 /// Where this replica's anchors are: `--anchor-dir`, else beside the master key file (the same
 /// default as `elevate serve`).
-fn anchor_dir(explicit: Option<PathBuf>, args: &StoreArgs) -> PathBuf {
+pub(super) fn anchor_dir(explicit: Option<PathBuf>, args: &StoreArgs) -> PathBuf {
     explicit.unwrap_or_else(|| match &args.master_key_file {
         Some(f) => f
             .parent()

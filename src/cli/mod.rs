@@ -3,6 +3,7 @@
 mod admin;
 mod audit;
 mod audit_bench;
+mod backup;
 mod bench;
 mod bench_db;
 mod client;
@@ -135,6 +136,13 @@ enum Command {
         #[command(subcommand)]
         command: host::HostCommand,
     },
+    /// A consistent backup of the store while it serves, with a manifest beside it.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into an empty store; rotates every user CA, sweeps database targets and
+    /// records what was lost.
+    Restore(Box<backup::RestoreArgs>),
+    /// Restore the latest backup into a scratch store, verify it, and report (exit 1 on failure).
+    Drill(backup::DrillArgs),
 }
 
 /// Store options shared by operator commands.
@@ -188,6 +196,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Command::Ssh(args) => return ssh::ssh(*args).await,
         Command::Db(args) => return db::db(args).await,
+        Command::Drill(args) => return backup::drill(args).await,
         other => other,
     };
     run_command(command, cli.log_format)
@@ -269,8 +278,10 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         Command::Host { command } => host::run(command).await,
         Command::Bench { command } => bench::run(command).await,
         Command::Audit { command } => audit::run(command).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(*args).await,
         // Handled in `run` (they need the exit code).
-        Command::Ssh(_) | Command::Db(_) => Ok(()),
+        Command::Ssh(_) | Command::Db(_) | Command::Drill(_) => Ok(()),
     }
 }
 

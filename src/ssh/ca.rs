@@ -22,20 +22,53 @@ pub async fn rotate(
     ctx: &Ctx,
     tenant: &Tenant,
 ) -> AppResult<Value> {
+    rotate_with(store, master, ctx, tenant, None).await
+}
+
+/// After a restore from a backup: makes a new CA the signer and distrusts every older key at
+/// once — none stays in `user-ca.pub`, whatever certificates it signed — because the restored
+/// store knows neither the certificates issued nor the revocations made after the backup. Hosts
+/// stop trusting the old keys at their next `elevate host sync`; holders of a still-active grant
+/// ask for a new certificate.
+pub async fn rotate_after_restore(
+    store: &Store,
+    master: &MasterKey,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    reason: &str,
+) -> AppResult<Value> {
+    rotate_with(store, master, ctx, tenant, Some(reason)).await
+}
+
+async fn rotate_with(
+    store: &Store,
+    master: &MasterKey,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    distrust: Option<&str>,
+) -> AppResult<Value> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let old = tx.active_ca_key(KeyPurpose::SshUserCa).await?;
     let mut details = json!({});
     if let Some(old) = &old {
-        let publish_until = tx
-            .last_cert_end(old.id)
-            .await?
-            .map_or(ctx.now, |end| end.max(ctx.now));
+        let publish_until = match distrust {
+            Some(_) => ctx.now,
+            None => tx
+                .last_cert_end(old.id)
+                .await?
+                .map_or(ctx.now, |end| end.max(ctx.now)),
+        };
         tx.retire_ca_key(old.id, publish_until, ctx.now).await?;
         details["retired"] = json!({
             "key_id": old.id,
             "fingerprint": fingerprint_of(&old.public_key),
             "publish_until": publish_until.unix_timestamp(),
         });
+    }
+    if let Some(reason) = distrust {
+        let n = tx.distrust_user_ca_keys(ctx.now).await?;
+        details["distrusted_keys"] = json!(n);
+        details["reason"] = json!(reason);
     }
     let new = add_signing_key(
         &mut tx,

@@ -60,4 +60,20 @@ impl TenantTx {
         self.mark_changed();
         Ok(())
     }
+
+    /// After a restore: every user-CA key of the tenant that is not active stops being
+    /// published at once, whatever certificates it signed (the restored store does not know
+    /// what was issued or revoked after the backup). Returns how many keys this distrusted.
+    pub async fn distrust_user_ca_keys(&mut self, now: OffsetDateTime) -> StoreResult<u64> {
+        let tenant_id = self.tenant_id;
+        let n = sql!(exec self,
+            "UPDATE ca_keys SET distrusted_at = $3,
+                    publish_until = CASE WHEN publish_until IS NULL OR publish_until > $3 THEN $3 ELSE publish_until END
+             WHERE tenant_id = $1 AND purpose = $2 AND NOT active AND distrusted_at IS NULL",
+            tenant_id, KeyPurpose::SshUserCa.as_str(), ts(now))?;
+        if n > 0 {
+            self.mark_changed();
+        }
+        Ok(n)
+    }
 }

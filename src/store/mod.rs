@@ -42,6 +42,7 @@ macro_rules! sql {
 
 mod audit;
 mod audit_sinks;
+pub mod backup;
 mod db_logins;
 mod keys;
 mod outbox;

@@ -98,4 +98,13 @@ impl TenantTx {
         self.mark_changed();
         Ok(n)
     }
+
+    /// Ends every session of the tenant (after a restore: sign-outs made since the backup are
+    /// unknown); returns how many.
+    pub async fn delete_all_sessions(&mut self) -> StoreResult<u64> {
+        let tenant_id = self.tenant_id;
+        let n = sql!(exec self, "DELETE FROM sessions WHERE tenant_id = $1", tenant_id)?;
+        self.mark_changed();
+        Ok(n)
+    }
 }

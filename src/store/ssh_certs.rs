@@ -94,14 +94,15 @@ impl TenantTx {
     }
 
     /// User-CA keys hosts must trust now: the active one, and retired ones while a certificate
-    /// they signed can still be valid (or until their recorded `publish_until`).
+    /// they signed can still be valid (or until their recorded `publish_until`) — unless a
+    /// restore distrusted them (see [`TenantTx::distrust_user_ca_keys`]).
     pub async fn published_user_ca_keys(&mut self, now: OffsetDateTime) -> StoreResult<Vec<CaKey>> {
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_all CaKey; self,
             "SELECT k.tenant_id, k.id, k.purpose, k.public_key, k.private_sealed, k.active, k.created_at,
                     k.retired_at, k.publish_until
              FROM ca_keys k
-             WHERE k.tenant_id = $1 AND k.purpose = $2
+             WHERE k.tenant_id = $1 AND k.purpose = $2 AND k.distrusted_at IS NULL
                AND (k.active OR k.publish_until > $3 OR EXISTS (
                     SELECT 1 FROM credentials c
                     WHERE c.tenant_id = k.tenant_id AND c.ca_key_id = k.id AND c.valid_before > $3))

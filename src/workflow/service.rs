@@ -796,6 +796,77 @@ pub async fn act(
     })
 }
 
+/// After a restore from a backup (`ops::backup`): revokes every active and scheduled grant of
+/// the tenant, as `ctx.actor` with the rights of an admin. The restored store cannot know which of
+/// them were revoked after the backup was taken, so none is trusted; their holders ask again.
+/// Returns the ids revoked.
+pub async fn revoke_open_after_restore(
+    store: &Store,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    reason: &str,
+) -> AppResult<Vec<Uuid>> {
+    let ids = {
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let ids = tx
+            .request_ids(
+                None,
+                &[super::State::Active, super::State::Scheduled],
+                i64::MAX,
+            )
+            .await?;
+        tx.commit().await?;
+        ids
+    };
+    let restore = Person {
+        id: Uuid::nil(),
+        email: String::new(),
+        groups: vec![],
+        is_admin: true,
+        disabled: false,
+    };
+    let mut revoked = Vec::new();
+    for id in ids {
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let (stored, profile) = lock_with_profile(&mut tx, id).await?;
+        let requester = tx
+            .user_by_id(stored.request.requester)
+            .await?
+            .map(|u| person(&u))
+            .unwrap_or_else(|| Person {
+                id: stored.request.requester,
+                email: String::new(),
+                groups: vec![],
+                is_admin: false,
+                disabled: true,
+            });
+        let Ok((next, effects)) = step(
+            &stored.request,
+            &requester,
+            &Event::Revoke {
+                by: restore.clone(),
+                reason: reason.to_owned(),
+            },
+            &profile,
+            ctx.now,
+        ) else {
+            // Ended meanwhile: nothing to revoke.
+            tx.rollback().await?;
+            continue;
+        };
+        tx.save_request(&stored.request, &next, ctx.now).await?;
+        for effect in &effects {
+            if let Some(event) = effect_event(&ctx.actor, &ctx.origin, &next, effect) {
+                tx.append_audit(&event, ctx.now).await?;
+            }
+        }
+        end_credentials(&mut tx, &ctx.actor, &ctx.origin, &next, &effects, ctx.now).await?;
+        tx.commit().await?;
+        revoked.push(id);
+    }
+    Ok(revoked)
+}
+
 /// One pass of time-driven transitions over a tenant: lapse, activate, expire. Idempotent; a
 /// request another replica holds is skipped and picked up on the next pass.
 pub async fn tick_tenant(

@@ -6,6 +6,7 @@
 mod audit;
 mod audit_cut;
 mod audit_demo;
+mod backup;
 mod browser;
 mod cli;
 mod cli_client;
