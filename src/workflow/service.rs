@@ -808,13 +808,13 @@ pub async fn revoke_open_after_restore(
 ) -> AppResult<Vec<Uuid>> {
     let ids = {
         let mut tx = store.tenant(tenant.tenant_id).await?;
-        let ids = tx
-            .request_ids(
-                None,
-                &[super::State::Active, super::State::Scheduled],
-                i64::MAX,
-            )
-            .await?;
+        let ids: Vec<Uuid> = tx
+            .open_request_ids(None)
+            .await?
+            .into_iter()
+            .filter(|(_, state)| matches!(state, super::State::Active | super::State::Scheduled))
+            .map(|(id, _)| id)
+            .collect();
         tx.commit().await?;
         ids
     };
@@ -823,6 +823,7 @@ pub async fn revoke_open_after_restore(
         email: String::new(),
         groups: vec![],
         is_admin: true,
+        is_approver: false,
         disabled: false,
     };
     let mut revoked = Vec::new();
@@ -838,6 +839,7 @@ pub async fn revoke_open_after_restore(
                 email: String::new(),
                 groups: vec![],
                 is_admin: false,
+                is_approver: false,
                 disabled: true,
             });
         let Ok((next, effects)) = step(
