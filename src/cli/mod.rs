@@ -7,6 +7,7 @@ mod bench;
 mod bench_db;
 mod client;
 mod db;
+mod doctor;
 mod host;
 mod policy;
 mod serve;
@@ -130,6 +131,8 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Advisor checks of a deployment: what is wrong or risky, and how to fix it (exit 1 on errors).
+    Doctor(doctor::DoctorArgs),
     /// On SSH hosts: keep sshd's CA keys and KRL current.
     Host {
         #[command(subcommand)]
@@ -188,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = match cli.command {
         Command::Ssh(args) => return ssh::ssh(*args).await,
         Command::Db(args) => return db::db(args).await,
+        Command::Doctor(args) => return doctor::doctor(args, cli.log_format).await,
         other => other,
     };
     run_command(command, cli.log_format)
@@ -269,7 +273,7 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         Command::Bench { command } => bench::run(command).await,
         Command::Audit { command } => audit::run(command).await,
         // Handled in `run` (they need the exit code).
-        Command::Ssh(_) | Command::Db(_) => Ok(()),
+        Command::Ssh(_) | Command::Db(_) | Command::Doctor(_) => Ok(()),
     }
 }
 
