@@ -231,12 +231,16 @@ impl AdminConn {
         grantable: &[String],
         owners: &[String],
     ) -> TargetResult<TargetRights> {
-        bounded(STATEMENT_TIMEOUT, "reading the admin login's rights", async {
-            match self {
-                AdminConn::Postgres(c) => postgres::rights(c, grantable, owners).await,
-                AdminConn::Mysql(c) => mysql::rights(c, grantable).await,
-            }
-        })
+        bounded(
+            STATEMENT_TIMEOUT,
+            "reading the admin login's rights",
+            async {
+                match self {
+                    AdminConn::Postgres(c) => postgres::rights(c, grantable, owners).await,
+                    AdminConn::Mysql(c) => mysql::rights(c, grantable).await,
+                }
+            },
+        )
         .await
     }
 

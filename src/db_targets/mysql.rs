@@ -100,7 +100,9 @@ pub fn rights_of(grants: &[String], grantable: &[String]) -> TargetRights {
                 let target = on.split(" TO ").next().unwrap_or(on).trim();
                 let allowed = target == "`MYSQL`.`USER`" && privs.trim() == "SELECT";
                 if !allowed {
-                    rights.extra.push(format!("{} ON {}", privs.trim(), target.to_lowercase()));
+                    rights
+                        .extra
+                        .push(format!("{} ON {}", privs.trim(), target.to_lowercase()));
                 }
             }
             // A role grant: `GRANT `role`@`%` TO ... [WITH ADMIN OPTION]`.

@@ -81,7 +81,11 @@ pub async fn rights(
         .into_iter()
         .map(|r| format!("{r} WITH ADMIN OPTION"))
         .collect();
-    missing.extend(missing_member.into_iter().map(|r| format!("membership in {r}")));
+    missing.extend(
+        missing_member
+            .into_iter()
+            .map(|r| format!("membership in {r}")),
+    );
     Ok(TargetRights {
         superuser,
         can_create_roles: createrole || superuser,

@@ -47,10 +47,9 @@ pub async fn check(report: &mut Report, store: &Store, config: &Config, now: Off
             ),
         }
         match unsigned_since(store, tenant.tenant_id).await {
-            Ok(Some(since)) if now - since > limit => stale.push(format!(
-                "{slug} (events since {} unsigned)",
-                since.date()
-            )),
+            Ok(Some(since)) if now - since > limit => {
+                stale.push(format!("{slug} (events since {} unsigned)", since.date()))
+            }
             Ok(_) => {}
             Err(e) => stale.push(format!("{slug} (cannot read: {e})")),
         }
@@ -111,7 +110,10 @@ async fn unsigned_since(
     Ok(first.first().map(|e| e.at))
 }
 
-async fn stuck_cleanups(store: &Store, tenant_id: uuid::Uuid) -> crate::error::AppResult<Vec<String>> {
+async fn stuck_cleanups(
+    store: &Store,
+    tenant_id: uuid::Uuid,
+) -> crate::error::AppResult<Vec<String>> {
     let mut tx = store.tenant(tenant_id).await?;
     let stuck = tx.stuck_db_logins().await?;
     tx.commit().await?;

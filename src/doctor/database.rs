@@ -199,7 +199,10 @@ async fn definers(report: &mut Report, store: &Store) {
             if unpinned.is_empty() {
                 report.ok(
                     "store.security_definer",
-                    format!("{} SECURITY DEFINER functions, each pins search_path", f.len()),
+                    format!(
+                        "{} SECURITY DEFINER functions, each pins search_path",
+                        f.len()
+                    ),
                 );
             } else {
                 report.error(
@@ -269,10 +272,7 @@ async fn vacuum(report: &mut Report, store: &Store) {
         fine = false;
         report.warn(
             "store.autovacuum",
-            format!(
-                "autovacuum is disabled on {}",
-                list(&v.disabled_tables)
-            ),
+            format!("autovacuum is disabled on {}", list(&v.disabled_tables)),
             "ALTER TABLE ... RESET (autovacuum_enabled)",
         );
     }

@@ -106,10 +106,7 @@ pub async fn oidc(config: &Config, store: Option<&Store>) -> Report {
             ),
             Err(e) => report.error(
                 "oidc.discovery",
-                format!(
-                    "{tenant}: OpenID discovery at {} fails: {e}",
-                    issuer
-                ),
+                format!("{tenant}: OpenID discovery at {} fails: {e}", issuer),
                 "check [oidc.<tenant>] issuer (its /.well-known/openid-configuration must answer \
                  from this machine) and the provider's status",
             ),

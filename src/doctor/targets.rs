@@ -130,7 +130,9 @@ fn judge(report: &mut Report, name: &str, r: &TargetRights) {
         report.error(
             "targets.rights",
             format!("target {name}: the admin login may not create roles/users"),
-            format!("ALTER ROLE <admin> CREATEROLE (MariaDB: GRANT CREATE USER ON *.*); {RIGHTS_DOC}"),
+            format!(
+                "ALTER ROLE <admin> CREATEROLE (MariaDB: GRANT CREATE USER ON *.*); {RIGHTS_DOC}"
+            ),
         );
     }
     if !r.missing.is_empty() {
@@ -141,7 +143,9 @@ fn judge(report: &mut Report, name: &str, r: &TargetRights) {
                 "target {name}: the admin login lacks what its profiles need: {}",
                 list(&r.missing)
             ),
-            format!("GRANT <role> TO <admin> WITH ADMIN OPTION (and the owner roles); {RIGHTS_DOC}"),
+            format!(
+                "GRANT <role> TO <admin> WITH ADMIN OPTION (and the owner roles); {RIGHTS_DOC}"
+            ),
         );
     }
     if !r.extra.is_empty() {

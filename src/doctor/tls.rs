@@ -48,15 +48,14 @@ pub fn public_url(report: &mut Report, config: &Config) {
             ),
             "give elevate a DNS name (e.g. https://elevate.example.com) and a certificate for it",
         ),
-        Some(url::Host::Domain(d)) if d == "localhost" || d.ends_with(".localhost") => report
-            .warn(
-                "public_url.domain",
-                format!(
-                    "the public URL's host is {d}: only this machine can sign in, and links in \
+        Some(url::Host::Domain(d)) if d == "localhost" || d.ends_with(".localhost") => report.warn(
+            "public_url.domain",
+            format!(
+                "the public URL's host is {d}: only this machine can sign in, and links in \
                      mail point nowhere for anyone else"
-                ),
-                "set ELEVATE_PUBLIC_URL to the https URL people and hosts reach elevate at",
             ),
+            "set ELEVATE_PUBLIC_URL to the https URL people and hosts reach elevate at",
+        ),
         Some(url::Host::Domain(d)) => {
             report.ok("public_url.domain", format!("the public URL's host is {d}"));
         }
@@ -114,7 +113,10 @@ pub fn certificate(report: &mut Report, config: &Config, now: OffsetDateTime) {
         Err(e) => {
             report.error(
                 "tls.certificate",
-                format!("cannot read the TLS certificate {}: {e}", cert_path.display()),
+                format!(
+                    "cannot read the TLS certificate {}: {e}",
+                    cert_path.display()
+                ),
                 "set ELEVATE_TLS_CERT to a readable PEM certificate",
             );
             return;
@@ -124,7 +126,10 @@ pub fn certificate(report: &mut Report, config: &Config, now: OffsetDateTime) {
         Ok(cert) => judge(report, &cert, &cert_path, configured, host.as_deref(), now),
         Err(e) => report.error(
             "tls.certificate",
-            format!("the TLS certificate {} does not parse: {e}", cert_path.display()),
+            format!(
+                "the TLS certificate {} does not parse: {e}",
+                cert_path.display()
+            ),
             "set ELEVATE_TLS_CERT to a PEM file whose first block is the server certificate",
         ),
     }

@@ -163,11 +163,10 @@ impl Store {
         let Pool::Postgres(p) = &self.pool else {
             return Ok(None);
         };
-        let (autovacuum, track_counts): (String, String) = sqlx::query_as(
-            "SELECT current_setting('autovacuum'), current_setting('track_counts')",
-        )
-        .fetch_one(p)
-        .await?;
+        let (autovacuum, track_counts): (String, String) =
+            sqlx::query_as("SELECT current_setting('autovacuum'), current_setting('track_counts')")
+                .fetch_one(p)
+                .await?;
         let disabled_tables: Vec<String> = sqlx::query_scalar(
             "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE n.nspname = 'public' AND c.relname = ANY($1)

@@ -12,6 +12,7 @@ mod cli_client;
 mod db_cli;
 mod db_fixtures;
 mod db_logins;
+mod doctor;
 mod helpers;
 mod http;
 mod notify;

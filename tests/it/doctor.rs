@@ -1,0 +1,386 @@
+//! `elevate doctor` through the real binary: a deliberately bad deployment gets each finding with
+//! the right severity and exit 1; good ones (a demo-like SQLite set-up, Postgres with the
+//! non-owner app role) get no error and exit 0.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use elevate::clock::{Clock, ManualClock};
+use elevate::crypto::MasterKey;
+use elevate::db_targets::targets::{NewTarget, set_target};
+use elevate::model::{TargetKind, Tenant};
+use serde_json::Value;
+
+use crate::cli::elevate;
+use crate::db_fixtures::PgTarget;
+use crate::helpers::{TestDb, ctx, pg_url, seed_tenant, temp_dir};
+use crate::signin::SmtpSink;
+
+/// A certificate for `host` valid from `not_before` to `not_after` (self-signed, rcgen), written
+/// with its key (0600) into `dir`.
+pub(crate) fn write_certificate(
+    dir: &Path,
+    host: &str,
+    not_before: time::OffsetDateTime,
+    not_after: time::OffsetDateTime,
+) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec![host.to_owned()]).unwrap();
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let cert = params.self_signed(&key).unwrap();
+    let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    std::fs::set_permissions(&k, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (c, k)
+}
+
+/// A port nothing listens on.
+pub(crate) fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn doctor(dir: &Path, args: &[&str]) -> (Output, Value) {
+    let mut json_args = args.to_vec();
+    json_args.push("--json");
+    let out = elevate(dir)
+        .arg("doctor")
+        .args(&json_args)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "doctor --json printed no JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out, report)
+}
+
+/// The severity of the first finding with `id`, if any.
+fn severity<'a>(report: &'a Value, id: &str) -> Option<&'a str> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .and_then(|f| f["severity"].as_str())
+}
+
+fn errors(report: &Value) -> Vec<String> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| format!("{}: {}", f["id"], f["found"]))
+        .collect()
+}
+
+fn passed(report: &Value, id: &str) -> bool {
+    report["passed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["id"] == id)
+}
+
+async fn add_target(
+    store: &elevate::store::Store,
+    master: &MasterKey,
+    clock: &dyn Clock,
+    tenant: &Tenant,
+    name: &str,
+    url: &str,
+    password: &str,
+) {
+    set_target(
+        store,
+        master,
+        &ctx(clock),
+        tenant,
+        NewTarget {
+            name,
+            kind: TargetKind::Postgres,
+            url,
+            password,
+        },
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
+    let db = TestDb::postgres().await;
+    let clock = ManualClock::starting_now();
+    let keys = temp_dir("doctor-bad");
+    let key_path = keys.join("master.key");
+    let master = MasterKey::generate_file(&key_path).unwrap();
+    // Readable by everyone.
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let tenant = seed_tenant(&db.store, &master, &clock, "acme").await;
+    // A target administered by a superuser, and one that does not answer.
+    add_target(
+        &db.store,
+        &master,
+        &clock,
+        &tenant,
+        "everything",
+        &pg_url("postgres", Some("postgres")),
+        "unused",
+    )
+    .await;
+    add_target(
+        &db.store,
+        &master,
+        &clock,
+        &tenant,
+        "gone",
+        &format!("postgres://admin@127.0.0.1:{}/gone", closed_port()),
+        "pw",
+    )
+    .await;
+    let now = clock.now();
+    let (cert, key) = write_certificate(
+        &keys,
+        "elevate.example",
+        now - time::Duration::days(400),
+        now - time::Duration::days(1),
+    );
+    let smtp = format!("smtp://127.0.0.1:{}?tls=required", closed_port());
+    let args = [
+        // The superuser: the service would ignore row-level security.
+        "--database",
+        &db.owner_url,
+        "--master-key-file",
+        key_path.to_str().unwrap(),
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--public-url",
+        "https://elevate.example",
+        "--smtp-url",
+        &smtp,
+    ];
+    let (out, report) = doctor(&keys, &args);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    assert_eq!(report["ok"], false);
+    for (id, expected) in [
+        ("store.role.superuser", "error"),
+        ("store.role.owner", "error"),
+        ("master_key.mode", "error"),
+        ("tls.expiry", "error"),
+        ("mail.smtp", "error"),
+        ("targets.reachable", "error"),
+        ("targets.superuser", "warning"),
+        ("tls.self_signed", "warning"),
+    ] {
+        assert_eq!(severity(&report, id), Some(expected), "{id}: {report:#}");
+    }
+    // What stayed right is said too.
+    for id in [
+        "store.rls",
+        "store.security_definer",
+        "store.migrations",
+        "secrets.sealed",
+        "audit.chain",
+        "tls.host",
+    ] {
+        assert!(passed(&report, id), "{id} passes: {report:#}");
+    }
+    // Every finding says how to fix it; the SMTP URL is named by host only.
+    for f in report["findings"].as_array().unwrap() {
+        assert!(!f["fix"].as_str().unwrap().is_empty(), "{f}");
+    }
+
+    // The same for people: each finding with its severity and fix, exit 1.
+    let out = elevate(&keys).arg("doctor").args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("error   store.role.superuser"), "{text}");
+    assert!(text.contains("error   master_key.mode"), "{text}");
+    assert!(text.contains("fix: chmod 600"), "{text}");
+    assert!(text.contains("expired on"), "{text}");
+}
+
+#[tokio::test]
+async fn doctor_passes_a_demo_like_sqlite_deployment_and_says_what_production_needs() {
+    let db = TestDb::sqlite().await;
+    let clock = ManualClock::starting_now();
+    // What `elevate serve --demo` leaves beside the database: key, development certificate.
+    let master = MasterKey::generate_file(&db.dir.join("elevate.key")).unwrap();
+    elevate::web::tls::ensure_dev_certificate(&db.dir, clock.now()).unwrap();
+    seed_tenant(&db.store, &master, &clock, "demo").await;
+
+    let (out, report) = doctor(&db.dir, &["--database", &db.url]);
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert!(errors(&report).is_empty(), "{:?}", errors(&report));
+    // What would make it production-ready.
+    for id in [
+        "master_key.location",
+        "tls.self_signed",
+        "public_url.domain",
+        "mail.smtp",
+    ] {
+        assert_eq!(severity(&report, id), Some("warning"), "{id}: {report:#}");
+    }
+    assert_eq!(severity(&report, "store.sqlite"), Some("info"));
+    for id in [
+        "master_key.mode",
+        "secrets.sealed",
+        "audit.chain",
+        "tls.expiry",
+        "tls.host",
+        "store.migrations",
+    ] {
+        assert!(passed(&report, id), "{id} passes: {report:#}");
+    }
+
+    // Doctor creates nothing: a database that is not there is an error, not a new file.
+    let missing = db.dir.join("nothing-here.db");
+    let (out, report) = doctor(
+        &db.dir,
+        &["--database", &format!("sqlite:{}", missing.display())],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(severity(&report, "store.connect"), Some("error"));
+    assert!(!missing.exists());
+}
+
+#[tokio::test]
+async fn doctor_passes_postgres_with_the_non_owner_app_role() {
+    let db = TestDb::postgres().await;
+    let clock = ManualClock::starting_now();
+    let keys = temp_dir("doctor-good");
+    let key_path = keys.join("master.key");
+    let master = MasterKey::generate_file(&key_path).unwrap();
+    let tenant = seed_tenant(&db.store, &master, &clock, "acme").await;
+    // A target whose admin login holds exactly the documented rights, used by a profile.
+    let pg = PgTarget::new().await;
+    elevate::policy::apply(
+        &db.store,
+        &ctx(&clock),
+        &tenant,
+        &format!(
+            r#"
+[[profile]]
+name = "orders-write"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "orders"
+roles = ["{write}"]
+owner = "{owner}"
+"#,
+            write = pg.write,
+            owner = pg.owner
+        ),
+    )
+    .await
+    .unwrap();
+    add_target(
+        &db.store,
+        &master,
+        &clock,
+        &tenant,
+        "orders",
+        &pg.admin_url(),
+        &pg.admin_password,
+    )
+    .await;
+    let now = clock.now();
+    let (cert, key) = write_certificate(
+        &keys,
+        "elevate.example",
+        now - time::Duration::days(1),
+        now + time::Duration::days(90),
+    );
+    let smtp = SmtpSink::start();
+    let smtp_url = smtp.url();
+    let (out, report) = doctor(
+        &keys,
+        &[
+            "--database",
+            &db.url,
+            "--master-key-file",
+            key_path.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--public-url",
+            "https://elevate.example",
+            "--smtp-url",
+            &smtp_url,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert!(errors(&report).is_empty(), "{:?}", errors(&report));
+    for id in [
+        "store.role",
+        "store.rls",
+        "store.security_definer",
+        "store.migrations",
+        "store.clock_skew",
+        "master_key.mode",
+        "master_key.owner",
+        "secrets.sealed",
+        "tls.expiry",
+        "tls.host",
+        "public_url.domain",
+        "mail.smtp",
+        "targets.rights",
+        "audit.chain",
+        "db_cleanups.stuck",
+    ] {
+        assert!(passed(&report, id), "{id} passes: {report:#}");
+    }
+    // Plain SMTP without STARTTLS is worth a warning, not an error.
+    assert_eq!(severity(&report, "mail.tls"), Some("warning"));
+
+    // A profile role the admin login cannot hand out is an error.
+    elevate::policy::apply(
+        &db.store,
+        &ctx(&clock),
+        &tenant,
+        &format!(
+            r#"
+[[profile]]
+name = "orders-read"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "orders"
+roles = ["{owner}"]
+"#,
+            owner = pg.owner
+        ),
+    )
+    .await
+    .unwrap();
+    let (out, report) = doctor(
+        &keys,
+        &[
+            "--database",
+            &db.url,
+            "--master-key-file",
+            key_path.to_str().unwrap(),
+            "--insecure-http",
+            "--public-url",
+            "https://elevate.example",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    assert_eq!(
+        severity(&report, "targets.rights"),
+        Some("error"),
+        "{report:#}"
+    );
+    assert_eq!(severity(&report, "tls.proxy"), Some("info"));
+}
