@@ -78,6 +78,91 @@ pub struct Config {
     pub oidc: std::collections::BTreeMap<String, OidcConfig>,
     /// Audit checkpoints: `[audit]`.
     pub audit: AuditConfig,
+    /// Networks of the reverse proxies in front of elevate (`["10.0.0.0/8", "::1"]`): only a
+    /// peer in them is believed about the client's address (`X-Forwarded-For`).
+    pub trusted_proxies: TrustedProxies,
+}
+
+/// Networks whose peers may name the client's address in `X-Forwarded-For`. Empty by default:
+/// the header is then ignored and the peer address is the client's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+pub struct TrustedProxies(Vec<ipnet::IpNet>);
+
+impl TrustedProxies {
+    /// Comma-separated CIDRs or addresses (`ELEVATE_TRUSTED_PROXIES`).
+    pub fn parse_list(text: &str) -> Result<Self, String> {
+        Self::try_from(
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The client behind `peer`: `peer` itself unless it is a trusted proxy; then the rightmost
+    /// address of the `X-Forwarded-For` chain that is not a trusted proxy (each proxy appends the
+    /// address it received from, so everything left of that is the client's to make up). When
+    /// every hop is trusted, the leftmost; an entry that is not an address stops the walk at the
+    /// trusted hop after it.
+    pub fn client_ip<'a>(
+        &self,
+        peer: std::net::IpAddr,
+        forwarded_for: impl DoubleEndedIterator<Item = &'a str>,
+    ) -> std::net::IpAddr {
+        let mut client = peer.to_canonical();
+        if !self.contains(client) {
+            return client;
+        }
+        for hop in forwarded_for.rev() {
+            let Some(ip) = parse_hop(hop) else {
+                return client;
+            };
+            client = ip;
+            if !self.contains(ip) {
+                return ip;
+            }
+        }
+        client
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5`, `[::1]:5`).
+fn parse_hop(hop: &str) -> Option<std::net::IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<std::net::IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(|ip| ip.to_canonical())
+}
+
+impl TryFrom<Vec<String>> for TrustedProxies {
+    type Error = String;
+    fn try_from(items: Vec<String>) -> Result<Self, String> {
+        items
+            .iter()
+            .map(|item| {
+                let item = item.trim();
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        format!("trusted_proxies: {item:?} is not a CIDR (10.0.0.0/8) or address")
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(TrustedProxies)
+    }
 }
 
 /// When the audit log's head is signed (DESIGN §7): every N events or M seconds.
@@ -165,6 +250,7 @@ impl Default for Config {
             mail_from: "elevate <elevate@localhost>".into(),
             oidc: Default::default(),
             audit: AuditConfig::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -220,6 +306,10 @@ pub struct Overrides {
         value_name = "DIR"
     )]
     pub audit_anchor_dir: Option<PathBuf>,
+    /// Comma-separated networks of the reverse proxies in front of elevate (CIDRs): only their
+    /// `X-Forwarded-For` names the client address (sign-in rate limits, audit records).
+    #[arg(long, env = "ELEVATE_TRUSTED_PROXIES", value_name = "CIDRS")]
+    pub trusted_proxies: Option<String>,
     /// Seed the demo tenant and print sign-in tokens.
     #[arg(long, env = "ELEVATE_DEMO", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub demo: bool,
@@ -263,6 +353,10 @@ impl Config {
         }
         config.audit.anchor_dir = o.audit_anchor_dir.or(config.audit.anchor_dir);
         config.demo |= o.demo;
+        if let Some(v) = o.trusted_proxies {
+            config.trusted_proxies =
+                TrustedProxies::parse_list(&v).map_err(ConfigError::Invalid)?;
+        }
         if let Some(v) = log_format {
             config.log_format = v;
         }
@@ -455,6 +549,76 @@ mod tests {
         assert!(e.contains("audit.checkpoint_every"), "{e}");
         let e = load("[audit]\nevery = 1\n").unwrap_err().to_string();
         assert!(e.contains("every"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_come_from_the_file_or_the_environment() {
+        let path = write("trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\n");
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&o, None).unwrap();
+        assert!(c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("::1".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        o.trusted_proxies = Some("127.0.0.0/8, 192.168.1.7".into());
+        let c = Config::load(&o, None).unwrap();
+        assert!(c.trusted_proxies.contains("127.0.0.1".parse().unwrap()));
+        assert!(c.trusted_proxies.contains("192.168.1.7".parse().unwrap()));
+        assert!(!c.trusted_proxies.contains("10.1.2.3".parse().unwrap()));
+        o.trusted_proxies = Some("10.0.0.0/33".into());
+        let e = Config::load(&o, None).unwrap_err().to_string();
+        assert!(e.contains("trusted_proxies"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        let path = write("trusted_proxies = [\"proxy.internal\"]\n");
+        let e = Config::load(
+            &Overrides {
+                config: Some(path.clone()),
+                ..Default::default()
+            },
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("trusted_proxies"), "{e}");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_untrusted_hop() {
+        let proxies = TrustedProxies::parse_list("10.0.0.0/8").unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let client = |peer: &str, xff: &[&str]| proxies.client_ip(ip(peer), xff.iter().copied());
+        // Not from a proxy: the header is ignored.
+        assert_eq!(client("203.0.113.9", &["198.51.100.1"]), ip("203.0.113.9"));
+        // From the proxy: the hop it appended.
+        assert_eq!(client("10.0.0.2", &["198.51.100.1"]), ip("198.51.100.1"));
+        // A client's own X-Forwarded-For is left of what the proxy appended.
+        assert_eq!(
+            client("10.0.0.2", &["1.1.1.1", "198.51.100.1"]),
+            ip("198.51.100.1")
+        );
+        // Chained proxies are skipped; ports and mapped addresses are understood.
+        assert_eq!(
+            client("::ffff:10.0.0.2", &["198.51.100.1:4711", "10.9.9.9"]),
+            ip("198.51.100.1")
+        );
+        assert_eq!(
+            client("10.0.0.2", &["[2001:db8::1]:443"]),
+            ip("2001:db8::1")
+        );
+        // Nothing forwarded, or only proxies: the leftmost proxy.
+        assert_eq!(client("10.0.0.2", &[]), ip("10.0.0.2"));
+        assert_eq!(client("10.0.0.2", &["10.0.0.7"]), ip("10.0.0.7"));
+        // Garbage stops the walk at the trusted hop after it.
+        assert_eq!(client("10.0.0.2", &["junk", "10.0.0.7"]), ip("10.0.0.7"));
+        // Nothing trusted: never the header.
+        let none = TrustedProxies::default();
+        assert_eq!(
+            none.client_ip(ip("10.0.0.2"), ["198.51.100.1"].into_iter()),
+            ip("10.0.0.2")
+        );
     }
 
     #[test]

@@ -20,5 +20,6 @@ pub mod policy;
 pub mod reaper;
 pub mod ssh;
 pub mod store;
+pub mod text;
 pub mod web;
 pub mod workflow;

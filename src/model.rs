@@ -60,15 +60,18 @@ pub enum Scope {
     Approve,
     Admin,
     Audit,
+    /// Read this tenant's series on `/metrics` and its details on `/readyz` (monitoring).
+    Metrics,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Read,
         Scope::Request,
         Scope::Approve,
         Scope::Admin,
         Scope::Audit,
+        Scope::Metrics,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Scope {
             Scope::Approve => "approve",
             Scope::Admin => "admin",
             Scope::Audit => "audit",
+            Scope::Metrics => "metrics",
         }
     }
 
@@ -89,6 +93,8 @@ impl Scope {
             Scope::Approve => Some(Role::Approver),
             Scope::Admin => Some(Role::Admin),
             Scope::Audit => Some(Role::Auditor),
+            // Target names, connection errors and backlogs are what the admin pages show.
+            Scope::Metrics => Some(Role::Admin),
         }
     }
 
@@ -114,7 +120,9 @@ impl FromStr for Scope {
             .into_iter()
             .find(|r| r.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown scope {s:?} (expected read, request, approve, admin or audit)")
+                format!(
+                    "unknown scope {s:?} (expected read, request, approve, admin, audit or metrics)"
+                )
             })
     }
 }
@@ -145,7 +153,12 @@ pub fn validate_slug(slug: &str) -> Result<(), String> {
     }
 }
 
-/// Emails are compared case-insensitively, so they are stored lowercased and trimmed.
+/// Emails are compared case-insensitively, so they are stored lowercased and trimmed. Every entry
+/// point (admin CLI and pages, invitations, sign-in links, single sign-on claims, token creation)
+/// goes through here, so one person has one address. Whitespace, control characters and invisible
+/// characters (zero-width spaces and joiners, bidirectional controls, see
+/// [`crate::text::is_invisible`]) are refused: they would make a second account that looks like
+/// the first.
 pub fn normalize_email(email: &str) -> Result<String, String> {
     let e = email.trim().to_lowercase();
     let valid = e.len() <= 254
@@ -155,11 +168,16 @@ pub fn normalize_email(email: &str) -> Result<String, String> {
                 && !domain.starts_with('.')
                 && !domain.ends_with('.')
         })
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        && !e
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || crate::text::is_invisible(c));
     if valid {
         Ok(e)
     } else {
-        Err(format!("invalid email address {email:?}"))
+        Err(format!(
+            "invalid email address {:?}",
+            crate::text::shown(email.trim())
+        ))
     }
 }
 
@@ -340,6 +358,22 @@ mod tests {
         for bad in ["alice", "@x.com", "a@b", "a@.com", "a b@x.com", "a@x.com."] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }
+        // Invisible characters would make a look-alike second person.
+        for bad in [
+            "bob\u{200b}@example.com",
+            "bob@exa\u{200d}mple.com",
+            "\u{feff}bob@example.com",
+            "bob\u{202e}@example.com",
+            "bob\u{2060}@example.com",
+            "bob\0@example.com",
+        ] {
+            let err = normalize_email(bad).unwrap_err();
+            assert!(err.contains("[U+"), "{err}");
+        }
+        assert_eq!(
+            normalize_email("Bob@EXAMPLE.com ").unwrap(),
+            "bob@example.com"
+        );
     }
 
     #[test]
@@ -351,5 +385,8 @@ mod tests {
         );
         assert!("root".parse::<Role>().is_err());
         assert_eq!("approve".parse::<Scope>(), Ok(Scope::Approve));
+        assert_eq!("metrics".parse::<Scope>(), Ok(Scope::Metrics));
+        assert!(Scope::allowed_for(&[Role::Admin]).contains(&Scope::Metrics));
+        assert!(!Scope::allowed_for(&[Role::Auditor, Role::Approver]).contains(&Scope::Metrics));
     }
 }

@@ -12,7 +12,9 @@ use crate::crypto::token::TokenKind;
 use crate::crypto::{MasterKey, SecretToken};
 use crate::error::{AppError, AppResult};
 use crate::model::{ApiToken, Role, Scope, Tenant, User, normalize_email, validate_slug};
-use crate::store::{NewUser, Store, UserChange};
+use crate::store::{Lockdown, NewUser, Store, UserChange};
+use crate::workflow::State;
+use crate::workflow::service::withdraw_open;
 
 pub use keys::{
     active_signing_key, add_signing_key, generate_signing_key, open_signing_key, verify_master_key,
@@ -41,6 +43,8 @@ pub async fn create_tenant(
     name: &str,
 ) -> AppResult<Tenant> {
     validate_slug(slug).map_err(AppError::Unprocessable)?;
+    crate::text::check("tenant name", name.trim(), crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     let name = if name.trim().is_empty() {
         slug
     } else {
@@ -126,6 +130,8 @@ pub async fn create_user(
         .filter(|n| !n.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_owned());
+    crate::text::check("display name", &display_name, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     let new = NewUser {
         email: email.clone(),
         display_name,
@@ -184,6 +190,32 @@ pub async fn create_token(
     scopes: &[Scope],
     ttl: Duration,
 ) -> AppResult<IssuedToken> {
+    mint_token(store, ctx, user, name, scopes, ttl, None).await
+}
+
+/// Creates a token with the token `parent` (the API's `POST /tokens`): recorded as its child, so
+/// revoking `parent` revokes it too.
+pub async fn create_token_from(
+    store: &Store,
+    ctx: &Ctx,
+    parent: &ApiToken,
+    user: &User,
+    name: &str,
+    scopes: &[Scope],
+    ttl: Duration,
+) -> AppResult<IssuedToken> {
+    mint_token(store, ctx, user, name, scopes, ttl, Some(parent.id)).await
+}
+
+async fn mint_token(
+    store: &Store,
+    ctx: &Ctx,
+    user: &User,
+    name: &str,
+    scopes: &[Scope],
+    ttl: Duration,
+    parent: Option<Uuid>,
+) -> AppResult<IssuedToken> {
     if user.disabled {
         return Err(AppError::Forbidden(format!(
             "user {} is disabled",
@@ -196,6 +228,8 @@ pub async fn create_token(
             "token name must be 1-100 characters".into(),
         ));
     }
+    crate::text::check("token name", name, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     if ttl <= Duration::ZERO || ttl > MAX_TOKEN_TTL {
         return Err(AppError::Unprocessable(
             "token lifetime must be between 1s and 365d".into(),
@@ -221,7 +255,15 @@ pub async fn create_token(
     let expires_at = ctx.now + ttl;
     let mut tx = store.tenant(user.tenant_id).await?;
     let token = tx
-        .insert_api_token(user.id, name, &hash, &scopes, Some(expires_at), ctx.now)
+        .insert_api_token(
+            user.id,
+            name,
+            &hash,
+            &scopes,
+            Some(expires_at),
+            parent,
+            ctx.now,
+        )
         .await?;
     tx.append_audit(
         &ctx.event("token.created", &user.email).details(json!({
@@ -229,6 +271,7 @@ pub async fn create_token(
             "name": name,
             "scopes": scopes,
             "expires_at": expires_at.unix_timestamp(),
+            "parent_token_id": parent,
         })),
         ctx.now,
     )
@@ -264,20 +307,77 @@ pub async fn revoke_tokens(
             .await?;
             revoked += 1;
         }
+        // What the token minted, and what those minted, goes with it (even when the token
+        // itself was revoked before: nothing it minted outlives it).
+        for child in tx.api_token_descendants(*id).await? {
+            if tx.revoke_api_token(child, ctx.now).await? {
+                tx.append_audit(
+                    &ctx.event("token.revoked", &owner.email)
+                        .details(json!({ "token_id": child, "with_parent": id })),
+                    ctx.now,
+                )
+                .await?;
+            }
+        }
     }
     tx.commit().await?;
     Ok(revoked)
 }
 
 /// Changes a user's name, standing roles, groups or disabled flag. Disabling ends every session of
-/// the user in the same transaction. Audited as `user.changed` (with before/after) and
-/// `user.disabled` / `user.enabled`.
+/// the user and all their access in the same transaction (see [`set_user_disabled`]). Audited as
+/// `user.changed` (with before/after) and `user.disabled` / `user.enabled`.
 pub async fn update_user(
     store: &Store,
     ctx: &Ctx,
     tenant: &Tenant,
     user_id: Uuid,
     change: &UserChange,
+) -> AppResult<User> {
+    change_user(store, ctx, None, tenant, user_id, change).await
+}
+
+/// Disables (offboards) or enables a person. Disabling, in one transaction: ends their sessions,
+/// cancels their pending requests and revokes every scheduled and active grant of theirs through
+/// the state machine, so their certificates go onto the KRL and their database logins become due
+/// for the reaper (the caller wakes it) — DESIGN §5. `links` (the public URL) also tells
+/// webhooks. Returns the user and the requests that were ended.
+pub async fn set_user_disabled(
+    store: &Store,
+    ctx: &Ctx,
+    links: Option<&str>,
+    tenant: &Tenant,
+    user_id: Uuid,
+    disabled: bool,
+) -> AppResult<(User, Vec<Uuid>)> {
+    let change = UserChange {
+        disabled: Some(disabled),
+        ..Default::default()
+    };
+    let mut ended = Vec::new();
+    let user = change_user_in(store, ctx, links, tenant, user_id, &change, &mut ended).await?;
+    Ok((user, ended))
+}
+
+async fn change_user(
+    store: &Store,
+    ctx: &Ctx,
+    links: Option<&str>,
+    tenant: &Tenant,
+    user_id: Uuid,
+    change: &UserChange,
+) -> AppResult<User> {
+    change_user_in(store, ctx, links, tenant, user_id, change, &mut Vec::new()).await
+}
+
+async fn change_user_in(
+    store: &Store,
+    ctx: &Ctx,
+    links: Option<&str>,
+    tenant: &Tenant,
+    user_id: Uuid,
+    change: &UserChange,
+    ended: &mut Vec<Uuid>,
 ) -> AppResult<User> {
     let groups = change.groups.as_deref().map(clean_groups).transpose()?;
     let change = UserChange {
@@ -318,15 +418,28 @@ pub async fn update_user(
         .await?;
     }
     if before.disabled != after.disabled {
-        let (action, ended) = if after.disabled {
+        let (action, sessions) = if after.disabled {
             ("user.disabled", tx.delete_sessions_of(user_id).await?)
         } else {
             ("user.enabled", 0)
         };
         tx.append_audit(
             &ctx.event(action, &after.email)
-                .details(json!({ "sessions_ended": ended })),
+                .details(json!({ "sessions_ended": sessions })),
             ctx.now,
+        )
+        .await?;
+    }
+    if after.disabled {
+        // Also when already disabled: whatever is still open (a grant left by an older version)
+        // ends now.
+        *ended = withdraw_open(
+            &mut tx,
+            ctx,
+            links,
+            Some(user_id),
+            &[State::Pending, State::Scheduled, State::Active],
+            &format!("{} was disabled", after.email),
         )
         .await?;
     }
@@ -344,6 +457,8 @@ pub async fn add_webhook(
     secret: &str,
 ) -> AppResult<Uuid> {
     let url = url.trim();
+    crate::text::check("webhook URL", url, crate::text::Lines::One)
+        .map_err(AppError::Unprocessable)?;
     if !(url.starts_with("https://") || url.starts_with("http://")) || url.len() < 12 {
         return Err(AppError::Unprocessable(format!(
             "webhook URL {url:?} must be an http(s) URL"
@@ -369,4 +484,111 @@ pub async fn add_webhook(
     .await?;
     tx.commit().await?;
     Ok(id)
+}
+
+/// The longest reason a lockdown keeps.
+const MAX_REASON: usize = 500;
+
+fn lockdown_reason(reason: &str) -> AppResult<String> {
+    let reason = reason.trim();
+    if reason.chars().count() > MAX_REASON {
+        return Err(AppError::Unprocessable(format!(
+            "the reason is longer than {MAX_REASON} characters"
+        )));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(AppError::Unprocessable(
+            "the reason must be one line of text".into(),
+        ));
+    }
+    Ok(if reason.is_empty() {
+        "emergency lockdown".to_owned()
+    } else {
+        reason.to_owned()
+    })
+}
+
+/// Emergency lockdown. With `person`: revokes every scheduled and active grant of that person at
+/// once (their account stays usable; disable it to end that too). Without: revokes every
+/// scheduled and active grant of the tenant and puts it in lockdown, which refuses new issuance
+/// (certificates, database logins, activations — scheduled, auto-approved and break-glass ones
+/// included) until [`lift_lockdown`]. One transaction, audited as `lockdown.person` /
+/// `lockdown.started` with the reason, then one `grant.revoked` per grant. Returns the requests
+/// revoked; the caller wakes the reaper.
+pub async fn lockdown(
+    store: &Store,
+    ctx: &Ctx,
+    links: Option<&str>,
+    tenant: &Tenant,
+    person: Option<&User>,
+    reason: &str,
+) -> AppResult<Vec<Uuid>> {
+    let reason = lockdown_reason(reason)?;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let why = match person {
+        Some(user) => {
+            tx.append_audit(
+                &ctx.event("lockdown.person", &user.email)
+                    .details(json!({ "user_id": user.id, "reason": reason })),
+                ctx.now,
+            )
+            .await?;
+            format!("emergency lockdown of {}: {reason}", user.email)
+        }
+        None => {
+            // The tenant row first (then requests), as every reader of the lockdown does.
+            let set = tx
+                .set_lockdown(Some(&Lockdown {
+                    since: ctx.now,
+                    reason: reason.clone(),
+                    set_by: ctx.actor.render(),
+                }))
+                .await?;
+            tx.append_audit(
+                &ctx.event("lockdown.started", &tenant.slug)
+                    .details(json!({ "reason": reason, "already_locked": !set })),
+                ctx.now,
+            )
+            .await?;
+            format!("emergency lockdown: {reason}")
+        }
+    };
+    let revoked = withdraw_open(
+        &mut tx,
+        ctx,
+        links,
+        person.map(|u| u.id),
+        &[State::Scheduled, State::Active],
+        &why,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// Lifts the tenant's lockdown; false when there was none. Audited as `lockdown.lifted`.
+pub async fn lift_lockdown(store: &Store, ctx: &Ctx, tenant: &Tenant) -> AppResult<bool> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let before = tx.lockdown().await?;
+    let lifted = tx.set_lockdown(None).await?;
+    if lifted {
+        tx.append_audit(
+            &ctx.event("lockdown.lifted", &tenant.slug).details(json!({
+                "since": before.as_ref().map(|l| l.since.unix_timestamp()),
+                "reason": before.map(|l| l.reason),
+            })),
+            ctx.now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(lifted)
+}
+
+/// The tenant's lockdown, if one is in force (for status pages and the CLI).
+pub async fn lockdown_state(store: &Store, tenant: &Tenant) -> AppResult<Option<Lockdown>> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let l = tx.lockdown().await?;
+    tx.commit().await?;
+    Ok(l)
 }

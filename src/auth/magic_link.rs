@@ -1,6 +1,6 @@
 //! Sign-in by email link: single use, ten minutes, stored hashed, and only valid in the browser
-//! that asked for it (a nonce cookie set when asking). Asking answers the same whether or not the
-//! address belongs to someone; the mail is sent in the background.
+//! that asked for it (a nonce cookie set when asking). Asking answers the same, and does the same
+//! work, whether or not the address belongs to someone; the mail is sent in the background.
 
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
@@ -10,6 +10,7 @@ use crate::crypto::token::TokenKind;
 use crate::crypto::{SecretToken, TokenHash};
 use crate::error::{AppError, AppResult};
 use crate::model::{Session, Tenant, User, normalize_email};
+use crate::notify::Mailer;
 use crate::store::{SecretKind, Store};
 
 pub const LINK_TTL: Duration = Duration::minutes(10);
@@ -18,34 +19,54 @@ pub const LINK_TTL: Duration = Duration::minutes(10);
 pub const LINK_REFUSED: &str = "This sign-in link is not valid: it may have expired, been used already, or been opened in a \
      different browser from the one that asked for it. Ask for a new one.";
 
-/// Records a sign-in request and, when `email` is an active user of the tenant, returns the tenant,
-/// user and a new link secret to mail. Unknown tenants and addresses return `None` (and are
-/// audited where there is a tenant to audit them in).
+/// What asking for a sign-in link did, step by step. A known address and an unknown one (or a
+/// disabled person's) take exactly the same steps — the same queries, the same token work, the
+/// same hand-off to the background mailer — so the answer's timing does not tell them apart; only
+/// whether the finished message has a recipient differs, and that is decided in the background.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Asked {
+    pub steps: Vec<&'static str>,
+}
+
+impl Asked {
+    fn step(&mut self, s: &'static str) {
+        self.steps.push(s);
+    }
+}
+
+/// Records a sign-in request and mails a link when `email` is an active user of the tenant.
+///
+/// Whatever the address, a link secret is generated, hashed and stored (an unknown address's
+/// secret is dropped unsent, so its row can never be redeemed), the request is audited, and a
+/// message is composed and handed to the mailer's background queue, which sends it only when
+/// there is a recipient. An address that is not an address, or an unknown organisation, stops
+/// early: neither is a secret.
+#[allow(clippy::too_many_arguments)]
 pub async fn request_link(
     store: &Store,
+    mailer: &Mailer,
+    public_url: &str,
     tenant_slug: &str,
     email: &str,
     browser_nonce: &TokenHash,
     origin: &Origin,
     now: OffsetDateTime,
-) -> AppResult<Option<(Tenant, User, SecretToken)>> {
+) -> AppResult<Asked> {
+    let mut asked = Asked::default();
     let Ok(email) = normalize_email(email) else {
-        return Ok(None);
+        asked.step("refused: not an address");
+        return Ok(asked);
     };
     let Some(tenant) = store.tenant_by_slug(tenant_slug.trim()).await? else {
-        return Ok(None);
+        asked.step("refused: no such organisation");
+        return Ok(asked);
     };
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let user = tx.user_by_email(&email).await?.filter(|u| !u.disabled);
-    let event = NewEvent::new(Actor::System, "signin.requested", &email).origin(origin.clone());
-    let Some(user) = user else {
-        tx.append_audit(&event.details(json!({ "known": false })), now)
-            .await?;
-        tx.commit().await?;
-        return Ok(None);
-    };
+    asked.step("look up the person");
     let (secret, hash) = SecretToken::generate(TokenKind::SignIn)
         .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
+    asked.step("generate and hash a link secret");
     let link = tx
         .insert_signin_link(
             &email,
@@ -56,10 +77,46 @@ pub async fn request_link(
             now,
         )
         .await?;
-    tx.append_audit(&event.details(json!({ "known": true, "link_id": link.id, "expires_at": link.expires_at.unix_timestamp() })), now)
-        .await?;
+    asked.step("store the link");
+    tx.append_audit(
+        &NewEvent::new(Actor::System, "signin.requested", &email)
+            .origin(origin.clone())
+            .details(json!({
+                "known": user.is_some(),
+                "link_id": link.id,
+                "expires_at": link.expires_at.unix_timestamp(),
+            })),
+        now,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(Some((tenant, user, secret)))
+    asked.step("audit and commit");
+    let name = user.as_ref().map_or_else(
+        || email.split('@').next().unwrap_or_default().to_owned(),
+        |u| u.display_name.clone(),
+    );
+    let url = format!(
+        "{}/login/verify?token={}",
+        public_url.trim_end_matches('/'),
+        secret.expose()
+    );
+    let body = format!(
+        "Hello {},\n\nUse this link to sign in to elevate ({}). It works once, for {} minutes, \
+         in the browser where you asked for it:\n\n{url}\n\nIf you did not ask to sign in, ignore this message.\n",
+        crate::text::shown(&name),
+        crate::text::shown(&tenant.name),
+        LINK_TTL.whole_minutes()
+    );
+    asked.step("compose the message");
+    // Unknown address: no recipient, and the secret goes out of scope here unsent.
+    mailer.hand_off(
+        user.map(|u| u.email),
+        "Your elevate sign-in link",
+        body,
+        now,
+    );
+    asked.step("hand the message to the background mailer");
+    Ok(asked)
 }
 
 /// A redeemed link: the new session's secret to set as the cookie.

@@ -260,6 +260,10 @@ async fn verify(
         .email()
         .map(|e| e.as_str().to_owned())
         .ok_or("no email claim")?;
+    // The same normal form as every other entry point: an address with an invisible character
+    // would otherwise be a second person with the same visible address.
+    let email = crate::model::normalize_email(&email)
+        .map_err(|_| "the email claim is not a valid address")?;
     // The token's signature is verified above; read the configurable groups claim from it.
     let payload = id_token.to_string();
     let groups = payload

@@ -42,6 +42,24 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TargetCommand,
     },
+    /// Emergency: revoke every active grant of a person (--email) or of the whole tenant at once.
+    /// A tenant lockdown also refuses all issuance (certificates, database logins, activations,
+    /// break-glass included) until `--lift`.
+    Lockdown {
+        #[arg(long)]
+        tenant: String,
+        /// Only this person's grants (their account stays enabled; disable it to end that too).
+        #[arg(long, conflicts_with = "lift")]
+        email: Option<String>,
+        /// Why (kept in the audit log and shown on the admin status page).
+        #[arg(long, default_value = "", conflicts_with = "lift")]
+        reason: String,
+        /// Lift the tenant's lockdown.
+        #[arg(long)]
+        lift: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +152,25 @@ pub enum UserCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Disable (offboard) a person: ends their sessions, cancels their pending requests and
+    /// revokes every scheduled and active grant at once.
+    Disable {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled person again (ended grants stay ended).
+    Enable {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,7 +181,7 @@ pub enum TokenCommand {
         tenant: String,
         #[arg(long)]
         email: String,
-        /// read, request, approve, admin or audit (repeatable) [default: all the user's roles allow].
+        /// read, request, approve, admin, audit or metrics (repeatable) [default: all the user's roles allow].
         #[arg(long = "scope", value_parser = parse_scope)]
         scopes: Vec<Scope>,
         /// Lifetime, like 12h or 30d (at most 365d).
@@ -190,6 +227,29 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             return add_webhook(tenant, url, store).await;
         }
         AdminCommand::Target { command } => return target(command).await,
+        AdminCommand::Lockdown {
+            tenant,
+            email,
+            reason,
+            lift,
+            store,
+        } => return lockdown(tenant, email, reason, lift, store).await,
+        AdminCommand::User {
+            command:
+                UserCommand::Disable {
+                    tenant,
+                    email,
+                    store,
+                },
+        } => return set_disabled(tenant, email, true, store).await,
+        AdminCommand::User {
+            command:
+                UserCommand::Enable {
+                    tenant,
+                    email,
+                    store,
+                },
+        } => return set_disabled(tenant, email, false, store).await,
         AdminCommand::Tenant {
             command:
                 TenantCommand::Create {
@@ -254,6 +314,103 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             println!("{}", issued.secret.expose());
             store.close().await;
         }
+    }
+    Ok(())
+}
+
+/// Webhooks hear the transitions an operator's command makes when the public URL is known.
+fn links() -> Option<String> {
+    std::env::var("ELEVATE_PUBLIC_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+}
+
+async fn set_disabled(
+    tenant: String,
+    email: String,
+    disabled: bool,
+    args: StoreArgs,
+) -> anyhow::Result<()> {
+    let store = open_store(&args.database).await?;
+    let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+    let user = admin::user_by_email(&store, &tenant, &email).await?;
+    let (user, ended) = admin::set_user_disabled(
+        &store,
+        &ctx(),
+        links().as_deref(),
+        &tenant,
+        user.id,
+        disabled,
+    )
+    .await?;
+    store.close().await;
+    if disabled {
+        println!(
+            "disabled {} in {}; ended {} open request(s){}",
+            user.email,
+            tenant.slug,
+            ended.len(),
+            ended
+                .iter()
+                .map(|id| format!("\n  {id}"))
+                .collect::<String>()
+        );
+    } else {
+        println!("enabled {} in {}", user.email, tenant.slug);
+    }
+    Ok(())
+}
+
+async fn lockdown(
+    tenant: String,
+    email: Option<String>,
+    reason: String,
+    lift: bool,
+    args: StoreArgs,
+) -> anyhow::Result<()> {
+    let store = open_store(&args.database).await?;
+    let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+    if lift {
+        let lifted = admin::lift_lockdown(&store, &ctx(), &tenant).await?;
+        store.close().await;
+        if lifted {
+            println!("lifted the lockdown of {}", tenant.slug);
+        } else {
+            println!("{} is not in lockdown", tenant.slug);
+        }
+        return Ok(());
+    }
+    let user = match &email {
+        Some(e) => Some(admin::user_by_email(&store, &tenant, e).await?),
+        None => None,
+    };
+    let revoked = admin::lockdown(
+        &store,
+        &ctx(),
+        links().as_deref(),
+        &tenant,
+        user.as_ref(),
+        &reason,
+    )
+    .await?;
+    store.close().await;
+    let whom = match &user {
+        Some(u) => u.email.clone(),
+        None => format!("tenant {}", tenant.slug),
+    };
+    println!(
+        "lockdown of {whom}: revoked {} grant(s){}",
+        revoked.len(),
+        revoked
+            .iter()
+            .map(|id| format!("\n  {id}"))
+            .collect::<String>()
+    );
+    if user.is_none() {
+        println!(
+            "{} refuses all issuance until `elevate admin lockdown --tenant {} --lift`",
+            tenant.slug, tenant.slug
+        );
     }
     Ok(())
 }
@@ -381,7 +538,8 @@ async fn target(command: TargetCommand) -> anyhow::Result<()> {
             let targets = tx.targets().await?;
             tx.commit().await?;
             for t in targets {
-                println!("{}\t{}\t{}", t.name, t.kind, t.url);
+                let url = crate::db_targets::shown_url(&t.kind, &t.url);
+                println!("{}\t{}\t{url}", t.name, t.kind);
             }
             store.close().await;
         }

@@ -47,7 +47,10 @@ roles = ["elevate_bench_role"]
 "#;
 
 async fn admin_conn(url: &str, password: &str) -> anyhow::Result<sqlx::PgConnection> {
+    use sqlx::ConnectOptions;
     let mut options: sqlx::postgres::PgConnectOptions = url.parse()?;
+    // Statements carry role passwords: never logged.
+    options = options.disable_statement_logging();
     if !password.is_empty() {
         options = options.password(password);
     }

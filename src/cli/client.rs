@@ -107,13 +107,30 @@ impl Api {
             let message = body["error"]["message"]
                 .as_str()
                 .unwrap_or("request failed");
-            bail!("{message} (HTTP {})", status.as_u16());
+            // Messages may quote what someone typed: shown, not replayed to the terminal.
+            bail!("{} (HTTP {})", crate::text::shown(message), status.as_u16());
         }
         Ok(res)
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// A request list with every page (following `next`, at most `max_pages` pages), as one
+    /// `{"requests": [...]}`.
+    pub async fn get_all_pages(&self, path: &str, max_pages: usize) -> anyhow::Result<Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut page = self.get(path).await?;
+        let mut all: Vec<Value> = page["requests"].as_array().cloned().unwrap_or_default();
+        for _ in 1..max_pages {
+            let Some(next) = page["next"].as_str().map(str::to_owned) else {
+                break;
+            };
+            page = self.get(&format!("{path}{sep}after={next}")).await?;
+            all.extend(page["requests"].as_array().cloned().unwrap_or_default());
+        }
+        Ok(json!({ "requests": all }))
     }
 
     pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
@@ -165,16 +182,19 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
 }
 
 /// One line a person can read about a request.
+/// One line about a request for a terminal. Text is shown through [`crate::text::shown`]: a
+/// bidirectional override or control character from the server cannot rewrite the line.
 pub fn describe(r: &Value) -> String {
-    let state = r["state"].as_str().unwrap_or("?");
+    let field = |k: &str| crate::text::shown(r[k].as_str().unwrap_or("?")).into_owned();
+    let state = field("state");
     let mut line = format!(
         "{} {} {} for {}",
-        r["id"].as_str().unwrap_or("?"),
-        r["profile"].as_str().unwrap_or("?"),
+        field("id"),
+        field("profile"),
         state,
-        r["duration"].as_str().unwrap_or("?")
+        field("duration")
     );
-    match state {
+    match state.as_str() {
         "pending" => line.push_str(&format!(
             " (approvals {}/{})",
             r["approvals"].as_array().map_or(0, Vec::len),
@@ -265,5 +285,26 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
             bail!("request {}", r["state"].as_str().unwrap_or("?"))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_lines_show_overrides_and_control_characters() {
+        let line = describe(&json!({
+            "id": "r1",
+            "profile": "prod\u{202E}llehs",
+            "state": "pending",
+            "duration": "1h\u{1b}[2K",
+            "approvals": [],
+            "approvals_required": 1,
+        }));
+        assert_eq!(
+            line,
+            "r1 prod[U+202E]llehs pending for 1h[U+001B][2K (approvals 0/1)"
+        );
     }
 }

@@ -221,7 +221,8 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
                 Some(id) => client::print(&api.get(&format!("/requests/{id}")).await?, json),
                 None => {
                     let mine = api.get("/requests?mine=true").await?;
-                    let waiting = api.get("/requests?reviewable=true").await?;
+                    // Everything that waits for me, however many pages.
+                    let waiting = api.get_all_pages("/requests?reviewable=true", 50).await?;
                     if json {
                         println!(
                             "{}",

@@ -57,6 +57,11 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         tracing::warn!(
             "serving plain HTTP (ELEVATE_INSECURE_HTTP): only behind a TLS-terminating proxy"
         );
+        if config.trusted_proxies.is_empty() {
+            tracing::warn!(
+                "no ELEVATE_TRUSTED_PROXIES: behind a proxy, sign-in rate limits and audit records see the proxy's address, not the client's"
+            );
+        }
         None
     } else {
         let (cert, key) = match (&config.tls_cert, &config.tls_key) {
@@ -108,6 +113,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let audit_clock = state.clock.clone();
     let reaper_wake = state.reaper_wake.clone();
     let app = web::router(state);
+    let shutdown = shutdown_signal();
 
     println!("elevate listening on {scheme}://{bound} (public URL {public_url})");
     tracing::info!(address = %bound, %scheme, %public_url, "listening");
@@ -125,7 +131,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         links: public_url.clone(),
         every: std::time::Duration::from_secs(5),
     });
-    web::serve(listener, app, tls, shutdown_signal())
+    web::serve(listener, app, tls, shutdown)
         .await
         .context("HTTP server")?;
     reaper.abort();
@@ -186,24 +192,30 @@ fn print_demo(seeded: &crate::demo::Seeded, public_url: &str) {
     println!();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers the shutdown signals now (before "listening" is printed, so a supervisor's SIGTERM
+/// right after start-up is a graceful stop, not the default kill) and resolves on the first.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let term = async move {
+            match term {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = term => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tracing::info!("shutting down: draining open connections");
     }
-    tracing::info!("shutting down: draining open connections");
 }

@@ -52,6 +52,10 @@ pub async fn issue(
     service::load(store, tenant, user, id).await?;
     let now = ctx.now;
     let mut tx = store.tenant(tenant.tenant_id).await?;
+    if let Some(err) = service::lockdown_refusal(&mut tx).await? {
+        tx.rollback().await?;
+        return service::refuse_credential(store, tenant, ctx, id, "db.login_refused", err).await;
+    }
     let (stored, profile) = service::lock_with_profile(&mut tx, id).await?;
     let r = &stored.request;
     let target = match &profile.database {

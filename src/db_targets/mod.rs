@@ -53,8 +53,53 @@ async fn bounded<T>(
         .map_err(|_| TargetError(format!("{what} timed out after {}s", limit.as_secs())))?
 }
 
+/// Query parameters a target URL may carry: the ones sqlx reads for the kind, minus anything that
+/// names a password or overrides what `parse_url` checked (host, user, database). sqlx's Postgres
+/// parser reads `?password=` and logs unknown parameters with their values, so anything else is
+/// refused rather than passed on.
+const PG_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslrootcert",
+    "ssl-root-cert",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "application_name",
+];
+const MYSQL_PARAMS: &[&str] = &[
+    "sslmode",
+    "ssl-mode",
+    "sslca",
+    "ssl-ca",
+    "sslcert",
+    "ssl-cert",
+    "sslkey",
+    "ssl-key",
+    "statement-cache-capacity",
+    "charset",
+    "collation",
+    "timezone",
+    "time-zone",
+];
+
+/// Whether a URL parameter name looks like it carries a secret (`password`, `PWD`,
+/// `sslpassword`, `passfile`, `secret`, ...), whatever its case.
+fn names_a_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token"]
+        .iter()
+        .any(|s| key.contains(s))
+}
+
+const PASSWORD_ON_STDIN: &str = "put the admin password on stdin, not in the URL";
+
 /// Checks a target URL: the scheme matches the kind, a host and user are named, and no password
-/// is in it (the password is sealed separately).
+/// is anywhere in it — user info, query parameters or fragment (the password is sealed
+/// separately, while the URL is stored, shown and audited as it is). Errors never echo the URL.
 pub fn parse_url(kind: TargetKind, url: &str) -> Result<Url, String> {
     let parsed = Url::parse(url.trim()).map_err(|e| format!("invalid target URL: {e}"))?;
     let schemes: &[&str] = match kind {
@@ -68,8 +113,28 @@ pub fn parse_url(kind: TargetKind, url: &str) -> Result<Url, String> {
             schemes[0]
         ));
     }
-    if parsed.password().is_some() {
-        return Err("put the admin password on stdin, not in the URL".into());
+    // `user:@host` parses with no password; a percent-encoded colon would still smuggle one.
+    if parsed.password().is_some() || parsed.username().to_ascii_lowercase().contains("%3a") {
+        return Err(PASSWORD_ON_STDIN.into());
+    }
+    let allowed = match kind {
+        TargetKind::Postgres => PG_PARAMS,
+        TargetKind::Mysql => MYSQL_PARAMS,
+    };
+    for (key, _) in parsed.query_pairs() {
+        if names_a_secret(&key) {
+            return Err(PASSWORD_ON_STDIN.into());
+        }
+        if !allowed.contains(&key.as_ref()) {
+            return Err(format!(
+                "the target URL parameter {:?} is not accepted (allowed: {})",
+                key.chars().take(40).collect::<String>(),
+                allowed.join(", ")
+            ));
+        }
+    }
+    if parsed.fragment().is_some() {
+        return Err("a target URL has no #fragment".into());
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err("the target URL names no host".into());
@@ -81,6 +146,27 @@ pub fn parse_url(kind: TargetKind, url: &str) -> Result<Url, String> {
         return Err("a postgres target URL names its database (…/DBNAME)".into());
     }
     Ok(parsed)
+}
+
+/// A stored target URL as pages and the CLI show it: as stored when it passes [`parse_url`];
+/// otherwise (a row from before the checks were tightened, which may hold a password) only its
+/// scheme and host, with a hint to set it again.
+pub fn shown_url(kind: &str, url: &str) -> String {
+    let ok = kind
+        .parse::<TargetKind>()
+        .ok()
+        .and_then(|k| parse_url(k, url).ok());
+    match ok {
+        Some(parsed) => parsed.to_string(),
+        None => match Url::parse(url.trim()) {
+            Ok(u) => format!(
+                "{}://{} (invalid URL hidden: set the target again)",
+                u.scheme(),
+                u.host_str().unwrap_or("?")
+            ),
+            Err(_) => "(invalid URL hidden: set the target again)".into(),
+        },
+    }
 }
 
 /// A target ready to connect to: its URL and opened admin password.
@@ -332,5 +418,66 @@ mod tests {
         let my = TargetKind::Mysql;
         assert!(parse_url(my, "mysql://admin@127.0.0.1:3306").is_ok());
         assert!(parse_url(my, "postgres://admin@db/x").is_err());
+    }
+
+    #[test]
+    fn stored_urls_with_passwords_are_not_shown() {
+        let shown = shown_url("postgres", "postgres://admin@db/orders?password=hunter2");
+        assert_eq!(
+            shown,
+            "postgres://db (invalid URL hidden: set the target again)"
+        );
+        let shown = shown_url("mysql", "mysql://admin:hunter2@db/shop");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(
+            shown_url("postgres", "postgres://admin@db/orders"),
+            "postgres://admin@db/orders"
+        );
+    }
+
+    #[test]
+    fn no_password_anywhere_in_a_target_url() {
+        let (pg, my) = (TargetKind::Postgres, TargetKind::Mysql);
+        assert!(parse_url(pg, "postgres://admin@db/orders?sslmode=require").is_ok());
+        assert!(
+            parse_url(
+                my,
+                "mysql://admin@db/shop?ssl-mode=REQUIRED&charset=utf8mb4"
+            )
+            .is_ok()
+        );
+        for (kind, url) in [
+            (pg, "postgres://admin@db/orders?password=hunter2"),
+            (
+                pg,
+                "postgres://admin@db/orders?sslmode=require&PassWord=hunter2",
+            ),
+            (pg, "postgres://admin@db/orders?pass=hunter2"),
+            (pg, "postgres://admin@db/orders?PWD=hunter2"),
+            (pg, "postgres://admin@db/orders?sslpassword=hunter2"),
+            (pg, "postgres://admin@db/orders?pass%77ord=hunter2"),
+            (pg, "postgres://admin%3Ahunter2@db/orders"),
+            (pg, "postgres://admin:hunter2@db/orders"),
+            (my, "mysql://admin@db/shop?password=hunter2"),
+            (my, "mariadb://admin@db/shop?Passwd=hunter2"),
+            (my, "mysql://admin:hunter2@db/shop"),
+        ] {
+            let err = parse_url(kind, url).unwrap_err();
+            assert!(err.contains("stdin"), "{url}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+        // Parameters sqlx would read to override what was checked, or ignore (and log), and
+        // fragments, are refused too.
+        for (kind, url) in [
+            (pg, "postgres://admin@db/orders?user=root"),
+            (pg, "postgres://admin@db/orders?host=evil"),
+            (pg, "postgres://admin@db/orders?options=-c%20x%3Dy"),
+            (pg, "postgres://admin@db/orders?whatever=hunter2"),
+            (pg, "postgres://admin@db/orders#hunter2"),
+            (my, "mysql://admin@db/shop?socket=/tmp/x"),
+        ] {
+            let err = parse_url(kind, url).unwrap_err();
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 }

@@ -4,8 +4,9 @@
 
 use std::str::FromStr;
 
+use sha1::{Digest, Sha1};
 use sqlx::mysql::MySqlConnectOptions;
-use sqlx::{Connection, MySqlConnection};
+use sqlx::{ConnectOptions, Connection, MySqlConnection};
 
 use super::{Ended, TargetCheck, TargetError, TargetResult, TargetRights, TargetSpec};
 
@@ -19,7 +20,11 @@ pub async fn connect(spec: &TargetSpec) -> TargetResult<MySqlConnection> {
     }
     // The database in the URL is the one logins use; the admin login needs no rights on it.
     url.set_path("");
-    let options = MySqlConnectOptions::from_str(url.as_str())?.password(spec.password());
+    // No statement logging: sqlx logs every statement at debug and slow ones at warn, text and
+    // all, and account statements carry credentials.
+    let options = MySqlConnectOptions::from_str(url.as_str())?
+        .password(spec.password())
+        .disable_statement_logging();
     Ok(MySqlConnection::connect_with(&options).await?)
 }
 
@@ -162,8 +167,7 @@ pub async fn create_login(
     roles: &[String],
 ) -> TargetResult<()> {
     let user = account(c, role).await?;
-    let secret = quote(c, password).await?;
-    run(c, format!("CREATE USER {user} IDENTIFIED BY {secret}")).await?;
+    create_user(c, &user, password).await?;
     for granted in roles {
         let granted = quote(c, granted).await?;
         run(c, format!("GRANT {granted} TO {user}")).await?;
@@ -182,6 +186,38 @@ pub async fn create_login(
         }
     }
     Ok(())
+}
+
+/// `*` and the upper-case hex of SHA1(SHA1(password)): what `mysql_native_password` stores, so
+/// the password itself never travels in a statement the server could log.
+pub(crate) fn native_password_hash(password: &str) -> String {
+    let twice = Sha1::digest(Sha1::digest(password.as_bytes()));
+    format!("*{}", hex::encode_upper(twice))
+}
+
+/// Creates the account with a password hash where the server takes one: MariaDB (`IDENTIFIED BY
+/// PASSWORD`), MySQL with `mysql_native_password` loaded (`IDENTIFIED WITH ... AS`). A MySQL
+/// without that plugin (8.4 and later by default), or a MariaDB whose password-validation plugin
+/// runs with `strict_password_validation` (it must see the password), gets the password itself;
+/// statement logging is off on this connection either way.
+async fn create_user(c: &mut MySqlConnection, user: &str, password: &str) -> TargetResult<()> {
+    let version: String = sqlx::query_scalar("SELECT VERSION()")
+        .fetch_one(&mut *c)
+        .await?;
+    let hash = quote(c, &native_password_hash(password)).await?;
+    let hashed = if version.contains("MariaDB") {
+        format!("CREATE USER {user} IDENTIFIED BY PASSWORD {hash}")
+    } else {
+        format!("CREATE USER {user} IDENTIFIED WITH mysql_native_password AS {hash}")
+    };
+    match run(c, hashed).await {
+        // ER_PLUGIN_IS_NOT_LOADED and friends; ER_OPTION_PREVENTS_STATEMENT.
+        Err(e) if e.0.contains("plugin") || e.0.contains("strict-password-validation") => {
+            let secret = quote(c, password).await?;
+            run(c, format!("CREATE USER {user} IDENTIFIED BY {secret}")).await
+        }
+        done => done,
+    }
 }
 
 async fn kill_sessions(c: &mut MySqlConnection, role: &str) -> TargetResult<u64> {
@@ -239,4 +275,17 @@ pub async fn logins_with_prefix(
     .bind(prefix)
     .fetch_all(&mut *c)
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn native_password_hash_matches_the_server() {
+        // MariaDB: SELECT PASSWORD('password') and PASSWORD('').
+        assert_eq!(
+            super::native_password_hash("password"),
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+        );
+        assert_eq!(super::native_password_hash("").len(), 41);
+    }
 }

@@ -117,8 +117,19 @@ impl Mailer {
     /// Sends in the background: the caller answers at once, so whether a message was sent (for
     /// instance to a known address) cannot be read from its response time.
     pub fn send_later(&self, to: &str, subject: &str, body: String, now: OffsetDateTime) {
-        let (mailer, to, subject) = (self.clone(), to.to_owned(), subject.to_owned());
+        self.hand_off(Some(to.to_owned()), subject, body, now);
+    }
+
+    /// [`send_later`](Self::send_later) for a message that may have no recipient: it is handed to
+    /// the background task either way, which drops it there when `to` is None. Callers that must
+    /// not reveal whether an address is known (sign-in links) do the same work on both paths.
+    pub fn hand_off(&self, to: Option<String>, subject: &str, body: String, now: OffsetDateTime) {
+        let (mailer, subject) = (self.clone(), subject.to_owned());
         tokio::spawn(async move {
+            let Some(to) = to else {
+                drop(body);
+                return;
+            };
             match mailer.send_now(&to, &subject, body, now).await {
                 Ok(()) => tracing::info!(%to, "mail sent"),
                 Err(e) => tracing::warn!(%to, error = %e, "mail not sent"),

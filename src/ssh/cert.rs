@@ -14,6 +14,9 @@ use crate::policy::SshGrant;
 pub const BACKDATE: Duration = Duration::seconds(60);
 /// The smallest RSA modulus we certify.
 pub const MIN_RSA_BITS: usize = 3072;
+/// The largest: OpenSSH itself refuses moduli over 16384 bits (`SSH_RSA_MAXIMUM_MODULUS_SIZE`),
+/// and a huge one is only a way to make every signature check slow.
+pub const MAX_RSA_BITS: usize = 16384;
 /// The extension carrying the request id (and ticket) into `sshd`'s logs and `ssh-keygen -L`.
 pub const REQUEST_EXTENSION: &str = "request-id@elevate";
 
@@ -35,6 +38,14 @@ pub enum KeyRefusal {
         "RSA keys need at least {MIN_RSA_BITS} bits; this one has {0}. Use Ed25519 (ssh-keygen -t ed25519)"
     )]
     WeakRsa(usize),
+    #[error(
+        "RSA keys over {MAX_RSA_BITS} bits are not accepted; this one has {0}. Use Ed25519 (ssh-keygen -t ed25519)"
+    )]
+    HugeRsa(usize),
+    #[error(
+        "this RSA key's public exponent is unsafe (it must be odd and at least 65537, NIST SP 800-89): make a new key with ssh-keygen -t ed25519"
+    )]
+    RsaExponent,
     #[error("{0} keys are not accepted: use Ed25519, ECDSA or RSA (3072 bits or more)")]
     Algorithm(String),
 }
@@ -70,10 +81,23 @@ pub fn parse_user_key(text: &str) -> Result<PublicKey, KeyRefusal> {
             if bits < MIN_RSA_BITS {
                 return Err(KeyRefusal::WeakRsa(bits));
             }
+            if bits > MAX_RSA_BITS {
+                return Err(KeyRefusal::HugeRsa(bits));
+            }
+            if !rsa_exponent_ok(k.e.as_positive_bytes().unwrap_or_default()) {
+                return Err(KeyRefusal::RsaExponent);
+            }
         }
         other => return Err(KeyRefusal::Algorithm(other.algorithm().to_string())),
     }
     Ok(key)
+}
+
+/// NIST SP 800-89 §5.3.3: an RSA public exponent is odd and at least 65537 (an exponent of 1
+/// makes every "signature" its own message; small ones invite other attacks). Big-endian bytes.
+fn rsa_exponent_ok(bytes: &[u8]) -> bool {
+    let odd = bytes.last().is_some_and(|b| b & 1 == 1);
+    odd && mpint_bits(bytes) >= 17
 }
 
 fn mpint_bits(bytes: &[u8]) -> usize {
@@ -237,6 +261,23 @@ mod tests {
         assert_eq!(b, now + Duration::hours(1));
         let (_, b) = validity(now, now + Duration::minutes(5), Duration::hours(1));
         assert_eq!(b, now + Duration::minutes(5));
+    }
+
+    #[test]
+    fn rsa_exponents_follow_sp_800_89() {
+        assert!(rsa_exponent_ok(&[0x01, 0x00, 0x01])); // 65537
+        assert!(rsa_exponent_ok(&[0x00, 0x01, 0x00, 0x01]));
+        assert!(rsa_exponent_ok(&[0x01, 0x00, 0x00, 0x00, 0x01]));
+        for bad in [
+            &[][..],
+            &[1],
+            &[3],
+            &[0x01, 0x00, 0x00],
+            &[0xff, 0xff],
+            &[0x02, 0x00, 0x00],
+        ] {
+            assert!(!rsa_exponent_ok(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use super::{Conn, StoreError, StoreResult, TenantTx, ts, ts_opt};
+use super::{Backend, Conn, StoreError, StoreResult, TenantTx, ts, ts_opt};
 use crate::workflow::{Approval, Extension, Grant, Request, Shortcut, State};
 
 #[derive(sqlx::FromRow)]
@@ -124,31 +124,6 @@ impl TenantTx {
         Ok(Some(assemble(row, approvals)?))
     }
 
-    /// Request ids, newest first, optionally of one requester and/or in some states.
-    pub async fn request_ids(
-        &mut self,
-        requester: Option<Uuid>,
-        states: &[State],
-        limit: i64,
-    ) -> StoreResult<Vec<Uuid>> {
-        let tenant_id = self.tenant_id;
-        let all: Vec<(Uuid, Uuid, String)> = match &mut self.conn {
-            Conn::Sqlite(c) => sqlx::query_as("SELECT id, requester_id, state FROM requests WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC")
-                .bind(tenant_id).fetch_all(&mut **c).await?,
-            Conn::Postgres(c) => sqlx::query_as("SELECT id, requester_id, state FROM requests WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC")
-                .bind(tenant_id).fetch_all(&mut **c).await?,
-        };
-        Ok(all
-            .into_iter()
-            .filter(|(_, who, _)| requester.is_none_or(|r| r == *who))
-            .filter(|(_, _, state)| {
-                states.is_empty() || State::parse(state).is_some_and(|s| states.contains(&s))
-            })
-            .map(|(id, _, _)| id)
-            .take(usize::try_from(limit).unwrap_or(0))
-            .collect())
-    }
-
     /// Requests whose time has come: pending past their deadline, scheduled past their start,
     /// active past their end.
     pub async fn due_request_ids(&mut self, now: OffsetDateTime) -> StoreResult<Vec<Uuid>> {
@@ -192,6 +167,34 @@ impl TenantTx {
                 .await?;
         }
         Ok(())
+    }
+}
+
+impl TenantTx {
+    /// Requests still open (pending, scheduled or active), of one requester or of the whole
+    /// tenant, oldest first: what disabling a person or a lockdown walks.
+    pub async fn open_request_ids(
+        &mut self,
+        requester: Option<Uuid>,
+    ) -> StoreResult<Vec<(Uuid, State)>> {
+        let tenant_id = self.tenant_id;
+        let rows: Vec<(Uuid, String)> = match requester {
+            Some(who) => sql!(fetch_all (Uuid, String); self,
+                "SELECT id, state FROM requests
+                 WHERE tenant_id = $1 AND requester_id = $2 AND state IN ('pending', 'scheduled', 'active')
+                 ORDER BY created_at, id", tenant_id, who)?,
+            None => sql!(fetch_all (Uuid, String); self,
+                "SELECT id, state FROM requests
+                 WHERE tenant_id = $1 AND state IN ('pending', 'scheduled', 'active')
+                 ORDER BY created_at, id", tenant_id)?,
+        };
+        rows.into_iter()
+            .map(|(id, state)| {
+                State::parse(&state)
+                    .map(|s| (id, s))
+                    .ok_or_else(|| StoreError::Corrupt(format!("request state {state:?}")))
+            })
+            .collect()
     }
 }
 
@@ -246,4 +249,342 @@ fn assemble(row: RequestRow, approvals: Vec<ApprovalRow>) -> StoreResult<StoredR
             reviewed_by: row.reviewed_by,
         },
     })
+}
+
+/// A position in a newest-first list of requests: the list continues with requests strictly older
+/// than this one (by creation time, then id). Requests filed later sort before it, so paging on
+/// is stable while new requests arrive. Shown to clients as an opaque string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: OffsetDateTime,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn of(r: &Request) -> Self {
+        Cursor {
+            created_at: ts(r.created_at),
+            id: r.id,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}-{}", self.created_at.unix_timestamp(), self.id.simple())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let (at, id) = s.trim().split_once('-')?;
+        let id = Uuid::try_parse(id).ok()?;
+        let created_at = OffsetDateTime::from_unix_timestamp(at.parse().ok()?).ok()?;
+        Some(Cursor { created_at, id })
+    }
+}
+
+/// Which requests a list shows, all decided in SQL (`workflow::service::visible` fills it in from
+/// the viewer's roles).
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    /// Who is looking.
+    pub viewer: Uuid,
+    /// Admins and auditors see every request of the tenant.
+    pub sees_all: bool,
+    /// The viewer's groups when they hold the approver role, else empty: they see the requests of
+    /// profiles these groups approve (as the profile was when the request was decided).
+    pub approver_groups: Vec<String>,
+    /// Only the viewer's own requests.
+    pub mine: bool,
+    /// Only requests in these states (any state when empty).
+    pub states: Vec<State>,
+    /// Only what waits for the viewer's decision as an approver: pending requests and pending
+    /// extensions of others, and break-glass activations not yet reviewed.
+    pub reviewable: bool,
+    pub after: Option<Cursor>,
+    pub limit: i64,
+}
+
+/// A listed request with its requester's address.
+#[derive(Debug, Clone)]
+pub struct ListedRequest {
+    pub stored: StoredRequest,
+    pub requester_email: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ListRow {
+    #[sqlx(flatten)]
+    request: RequestRow,
+    requester_email: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ListApprovalRow {
+    request_id: Uuid,
+    approver_id: Uuid,
+    round: i64,
+    created_at: OffsetDateTime,
+}
+
+enum Arg {
+    Uuid(Uuid),
+    Text(String),
+    /// A list of strings: JSON text on SQLite (read with `json_each`), `text[]` on Postgres.
+    Texts(Vec<String>),
+    Time(OffsetDateTime),
+    Int(i64),
+}
+
+/// SQL text with `$n` placeholders and the values they stand for, in order.
+struct Sql {
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    fn arg(&mut self, a: Arg) -> String {
+        self.args.push(a);
+        format!("${}", self.args.len())
+    }
+}
+
+/// Runs `$sql` (a [`Sql`]) with its arguments bound, on whichever backend `$tx` is.
+macro_rules! run_built {
+    ($fetch:ident $ty:ty; $tx:expr, $sql:expr) => {{
+        let sql: Sql = $sql;
+        match &mut $tx.conn {
+            Conn::Sqlite(c) => {
+                let mut q = sqlx::query_as::<_, $ty>(sqlx::AssertSqlSafe(sql.text));
+                for a in sql.args {
+                    q = match a {
+                        Arg::Uuid(v) => q.bind(v),
+                        Arg::Text(v) => q.bind(v),
+                        Arg::Texts(v) => q.bind(serde_json::to_string(&v).unwrap_or_default()),
+                        Arg::Time(v) => q.bind(v),
+                        Arg::Int(v) => q.bind(v),
+                    };
+                }
+                q.$fetch(&mut **c).await
+            }
+            Conn::Postgres(c) => {
+                let mut q = sqlx::query_as::<_, $ty>(sqlx::AssertSqlSafe(sql.text));
+                for a in sql.args {
+                    q = match a {
+                        Arg::Uuid(v) => q.bind(v),
+                        Arg::Text(v) => q.bind(v),
+                        Arg::Texts(v) => q.bind(v),
+                        Arg::Time(v) => q.bind(v),
+                        Arg::Int(v) => q.bind(v),
+                    };
+                }
+                q.$fetch(&mut **c).await
+            }
+        }
+    }};
+}
+
+/// What waits for an approver's decision. The partial index `requests_waiting` (migration 0011)
+/// has exactly this predicate, so a query that repeats it word for word can use the index.
+const WAITING: &str = "(r.state = 'pending' OR r.extension_round IS NOT NULL OR (r.break_glass AND r.reviewed_by IS NULL))";
+
+const LIST_COLUMNS: &str = "r.id, r.requester_id, r.profile_name, r.policy_version, r.state, r.duration_secs,
+    r.justification, r.ticket, r.starts_at, r.pending_until, r.break_glass, r.auto_approved, r.reviewed_by,
+    r.created_at, r.extension_round, r.extension_secs, g.activated_at, g.not_after, u.email AS requester_email";
+
+impl TenantTx {
+    fn backend(&self) -> Backend {
+        match self.conn {
+            Conn::Sqlite(_) => Backend::Sqlite,
+            Conn::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The WHERE clause of a list (None: nothing can match, e.g. `reviewable` for a non-approver).
+    fn list_where(&self, f: &RequestFilter, sql: &mut Sql) -> Option<String> {
+        let backend = self.backend();
+        let mut conds = vec![format!(
+            "r.tenant_id = {}",
+            sql.arg(Arg::Uuid(self.tenant_id))
+        )];
+        let me = sql.arg(Arg::Uuid(f.viewer));
+        // The viewer approves this request's profile, as it was when the request was decided.
+        let approves = |sql: &mut Sql| -> Option<String> {
+            if f.approver_groups.is_empty() {
+                return None;
+            }
+            let groups = sql.arg(Arg::Texts(f.approver_groups.clone()));
+            Some(match backend {
+                Backend::Sqlite => format!(
+                    "EXISTS (SELECT 1 FROM profiles p, json_each(p.spec, '$.approvers') a
+                     WHERE p.tenant_id = r.tenant_id AND p.version = r.policy_version AND p.name = r.profile_name
+                       AND a.value IN (SELECT value FROM json_each({groups})))"
+                ),
+                Backend::Postgres => format!(
+                    "EXISTS (SELECT 1 FROM profiles p
+                     WHERE p.tenant_id = r.tenant_id AND p.version = r.policy_version AND p.name = r.profile_name
+                       AND (p.spec -> 'approvers') ?| {groups}::text[])"
+                ),
+            })
+        };
+        if f.reviewable {
+            let approves = approves(sql)?;
+            conds.push(format!("r.requester_id <> {me}"));
+            conds.push(approves);
+            conds.push(WAITING.to_owned());
+        } else if !f.sees_all {
+            match approves(sql) {
+                Some(approves) => conds.push(format!("(r.requester_id = {me} OR {approves})")),
+                None => conds.push(format!("r.requester_id = {me}")),
+            }
+        }
+        if f.mine {
+            conds.push(format!("r.requester_id = {me}"));
+        }
+        match f.states.as_slice() {
+            [] => {}
+            [one] => conds.push(format!(
+                "r.state = {}",
+                sql.arg(Arg::Text(one.as_str().into()))
+            )),
+            many => {
+                let list: Vec<String> = many
+                    .iter()
+                    .map(|s| sql.arg(Arg::Text(s.as_str().into())))
+                    .collect();
+                conds.push(format!("r.state IN ({})", list.join(", ")));
+            }
+        }
+        if let Some(c) = f.after {
+            let at = sql.arg(Arg::Time(ts(c.created_at)));
+            let id = sql.arg(Arg::Uuid(c.id));
+            conds.push(format!("(r.created_at, r.id) < ({at}, {id})"));
+        }
+        Some(conds.join(" AND "))
+    }
+
+    fn list_sql(&self, f: &RequestFilter, limit: i64) -> Option<Sql> {
+        let mut sql = Sql {
+            text: String::new(),
+            args: Vec::new(),
+        };
+        let cond = self.list_where(f, &mut sql)?;
+        let limit = sql.arg(Arg::Int(limit));
+        sql.text = format!(
+            "SELECT {LIST_COLUMNS}
+             FROM requests r
+             LEFT JOIN grants g ON g.tenant_id = r.tenant_id AND g.request_id = r.id
+             LEFT JOIN users u ON u.tenant_id = r.tenant_id AND u.id = r.requester_id
+             WHERE {cond}
+             ORDER BY r.created_at DESC, r.id DESC
+             LIMIT {limit}"
+        );
+        Some(sql)
+    }
+
+    /// One page of requests, newest first, and the cursor of the next page (None on the last).
+    /// Three queries whatever the page size: the requests (with grant and requester), their
+    /// approvals, nothing per row.
+    pub async fn list_requests(
+        &mut self,
+        f: &RequestFilter,
+    ) -> StoreResult<(Vec<ListedRequest>, Option<Cursor>)> {
+        let limit = f.limit.max(1);
+        let Some(sql) = self.list_sql(f, limit + 1) else {
+            return Ok((Vec::new(), None));
+        };
+        let mut rows: Vec<ListRow> = run_built!(fetch_all ListRow; self, sql)?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(usize::try_from(limit).unwrap_or(0));
+        let mut approvals = self
+            .approvals_of(rows.iter().map(|r| r.request.id).collect())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mine: Vec<ApprovalRow> = approvals.remove(&row.request.id).unwrap_or_default();
+            out.push(ListedRequest {
+                requester_email: row.requester_email.unwrap_or_default(),
+                stored: assemble(row.request, mine)?,
+            });
+        }
+        let next = if more {
+            out.last().map(|l| Cursor::of(&l.stored.request))
+        } else {
+            None
+        };
+        Ok((out, next))
+    }
+
+    /// How many requests match (the page size and cursor aside).
+    pub async fn count_requests(&mut self, f: &RequestFilter) -> StoreResult<i64> {
+        let mut sql = Sql {
+            text: String::new(),
+            args: Vec::new(),
+        };
+        let f = RequestFilter {
+            after: None,
+            ..f.clone()
+        };
+        let Some(cond) = self.list_where(&f, &mut sql) else {
+            return Ok(0);
+        };
+        sql.text = format!("SELECT COUNT(*) FROM requests r WHERE {cond}");
+        let (n,): (i64,) = run_built!(fetch_one (i64,); self, sql)?;
+        Ok(n)
+    }
+
+    /// The query plan of [`list_requests`](Self::list_requests) for `f`, one line per step
+    /// (SQLite `EXPLAIN QUERY PLAN`, Postgres `EXPLAIN` with sequential scans disabled for the
+    /// transaction, so the plan shows whether an index serves the query whatever the table
+    /// size). For tests that check the list queries use their indexes.
+    pub async fn explain_list_requests(&mut self, f: &RequestFilter) -> StoreResult<Vec<String>> {
+        let Some(mut sql) = self.list_sql(f, f.limit.max(1) + 1) else {
+            return Ok(Vec::new());
+        };
+        match &mut self.conn {
+            Conn::Sqlite(_) => {
+                sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
+                let rows: Vec<(i64, i64, i64, String)> =
+                    run_built!(fetch_all (i64, i64, i64, String); self, sql)?;
+                Ok(rows.into_iter().map(|r| r.3).collect())
+            }
+            Conn::Postgres(c) => {
+                sqlx::query("SET LOCAL enable_seqscan = off")
+                    .execute(&mut **c)
+                    .await?;
+                sql.text = format!("EXPLAIN {}", sql.text);
+                let rows: Vec<(String,)> = run_built!(fetch_all (String,); self, sql)?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+        }
+    }
+
+    /// The approvals of several requests in one query.
+    async fn approvals_of(
+        &mut self,
+        ids: Vec<Uuid>,
+    ) -> StoreResult<std::collections::HashMap<Uuid, Vec<ApprovalRow>>> {
+        let mut out: std::collections::HashMap<Uuid, Vec<ApprovalRow>> = Default::default();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut sql = Sql {
+            text: String::new(),
+            args: Vec::new(),
+        };
+        let tenant = sql.arg(Arg::Uuid(self.tenant_id));
+        let list: Vec<String> = ids.into_iter().map(|id| sql.arg(Arg::Uuid(id))).collect();
+        sql.text = format!(
+            "SELECT request_id, approver_id, round, created_at FROM approvals
+             WHERE tenant_id = {tenant} AND decision = 'approve' AND request_id IN ({})
+             ORDER BY created_at, id",
+            list.join(", ")
+        );
+        let rows: Vec<ListApprovalRow> = run_built!(fetch_all ListApprovalRow; self, sql)?;
+        for a in rows {
+            out.entry(a.request_id).or_default().push(ApprovalRow {
+                approver_id: a.approver_id,
+                round: a.round,
+                created_at: a.created_at,
+            });
+        }
+        Ok(out)
+    }
 }

@@ -1,6 +1,6 @@
 use time::OffsetDateTime;
 
-use super::{StoreError, StoreResult, TenantTx, ts};
+use super::{Conn, StoreError, StoreResult, TenantTx, ts};
 use crate::model::Tenant;
 
 impl TenantTx {
@@ -27,4 +27,64 @@ impl TenantTx {
             "SELECT tenant_id, slug, name, created_at FROM tenants WHERE tenant_id = $1", tenant_id)?
         .ok_or(StoreError::NotFound)
     }
+
+    /// The tenant's emergency lockdown, when one is in force. On Postgres this takes a share lock
+    /// on the tenant row until the transaction ends, so a lockdown being set waits for the
+    /// transactions that read "not locked" (an approval, an issuance) and then revokes what they
+    /// granted. Callers read it before locking any request (the lockdown takes the tenant row
+    /// first, then requests: one order, no deadlock).
+    pub async fn lockdown(&mut self) -> StoreResult<Option<Lockdown>> {
+        let tenant_id = self.tenant_id;
+        let row: Option<(Option<OffsetDateTime>, Option<String>, Option<String>)> = match &mut self.conn {
+            Conn::Sqlite(c) => sqlx::query_as(
+                "SELECT lockdown_at, lockdown_reason, lockdown_by FROM tenants WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .fetch_optional(&mut **c)
+            .await?,
+            Conn::Postgres(c) => sqlx::query_as(
+                "SELECT lockdown_at, lockdown_reason, lockdown_by FROM tenants WHERE tenant_id = $1 FOR SHARE",
+            )
+            .bind(tenant_id)
+            .fetch_optional(&mut **c)
+            .await?,
+        };
+        Ok(match row {
+            Some((Some(since), reason, set_by)) => Some(Lockdown {
+                since,
+                reason: reason.unwrap_or_default(),
+                set_by: set_by.unwrap_or_default(),
+            }),
+            _ => None,
+        })
+    }
+
+    /// Puts the tenant in lockdown (`Some`) or lifts it (`None`). Returns false when nothing
+    /// changed (already locked, or not locked); a lockdown in force keeps its first reason.
+    pub async fn set_lockdown(&mut self, lockdown: Option<&Lockdown>) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let n = match lockdown {
+            Some(l) => sql!(exec self,
+                "UPDATE tenants SET lockdown_at = $2, lockdown_reason = $3, lockdown_by = $4
+                 WHERE tenant_id = $1 AND lockdown_at IS NULL",
+                tenant_id, ts(l.since), &l.reason, &l.set_by)?,
+            None => sql!(exec self,
+                "UPDATE tenants SET lockdown_at = NULL, lockdown_reason = NULL, lockdown_by = NULL
+                 WHERE tenant_id = $1 AND lockdown_at IS NOT NULL", tenant_id)?,
+        };
+        if n > 0 {
+            self.mark_changed();
+        }
+        Ok(n > 0)
+    }
+}
+
+/// A tenant-wide emergency lockdown: no grant activates and no credential is issued while it is
+/// in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lockdown {
+    pub since: OffsetDateTime,
+    pub reason: String,
+    /// Who set it, as the audit log names the actor.
+    pub set_by: String,
 }

@@ -7,6 +7,8 @@ use crate::crypto::TokenHash;
 use crate::model::{ApiToken, Scope};
 
 impl TenantTx {
+    /// `parent`: the token this one was minted with, if any (revoking it revokes this one).
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_api_token(
         &mut self,
         user_id: Uuid,
@@ -14,14 +16,15 @@ impl TenantTx {
         hash: &TokenHash,
         scopes: &[Scope],
         expires_at: Option<OffsetDateTime>,
+        parent: Option<Uuid>,
         now: OffsetDateTime,
     ) -> StoreResult<ApiToken> {
         let (tenant_id, id) = (self.tenant_id, Uuid::now_v7());
         let token = sql!(fetch_one ApiToken; self,
-            "INSERT INTO api_tokens (tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO api_tokens (tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, parent_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              RETURNING tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at",
-            tenant_id, id, user_id, name, hash.as_bytes(), Json(scopes), ts(now), ts_opt(expires_at))
+            tenant_id, id, user_id, name, hash.as_bytes(), Json(scopes), ts(now), ts_opt(expires_at), parent)
         .map_err(|e| StoreError::conflict_or(e, "token"))?;
         self.mark_changed();
         Ok(token)
@@ -53,5 +56,18 @@ impl TenantTx {
             self.mark_changed();
         }
         Ok(n > 0)
+    }
+
+    /// Every token minted from `id`, directly or through other minted tokens (revoked or not).
+    pub async fn api_token_descendants(&mut self, id: Uuid) -> StoreResult<Vec<Uuid>> {
+        let tenant_id = self.tenant_id;
+        let rows: Vec<(Uuid,)> = sql!(fetch_all (Uuid,); self,
+            "WITH RECURSIVE minted(id) AS (
+                SELECT id FROM api_tokens WHERE tenant_id = $1 AND parent_id = $2
+                UNION
+                SELECT t.id FROM api_tokens t JOIN minted m ON t.parent_id = m.id WHERE t.tenant_id = $1
+             )
+             SELECT id FROM minted", tenant_id, id)?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
     }
 }

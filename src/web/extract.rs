@@ -1,7 +1,7 @@
 //! Extractors shared by features: where a request came from, and JSON bodies whose rejections
 //! become clear 400/413/422 errors instead of axum's plain-text ones.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
@@ -9,20 +9,44 @@ use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 
 use crate::audit::Origin;
+use crate::config::TrustedProxies;
 use crate::error::AppError;
+use crate::web::AppState;
 
-/// Client address and user agent, for audit records.
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+
+/// Client address and user agent, for audit records and per-address limits. The address is the
+/// peer's, or — when the peer is one of the configured `trusted_proxies` — the one its
+/// `X-Forwarded-For` names (see [`crate::config::TrustedProxies::client_ip`]). This is the one
+/// place elevate reads a client address.
 #[derive(Debug, Clone)]
 pub struct ClientOrigin(pub Origin);
 
-impl<S: Send + Sync> FromRequestParts<S> for ClientOrigin {
+/// The client's address for a request, from the connection and the proxy settings.
+pub fn client_ip(parts: &Parts, proxies: &TrustedProxies) -> Option<IpAddr> {
+    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    if proxies.is_empty() {
+        return Some(peer.to_canonical());
+    }
+    // Several header lines are one list, in order (RFC 9110 §5.3).
+    let forwarded: Vec<&str> = parts
+        .headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    Some(proxies.client_ip(peer, forwarded.into_iter()))
+}
+
+impl FromRequestParts<AppState> for ClientOrigin {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let ip = client_ip(parts, &state.config.trusted_proxies).map(|ip| ip.to_string());
         let user_agent = parts
             .headers
             .get(USER_AGENT)

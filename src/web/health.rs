@@ -3,15 +3,56 @@
 //! database targets elevate cannot reach and login cleanups that keep failing; those do not make
 //! the replica unready (another replica could not do better, and taking every replica out of
 //! rotation would stop revocations too), they page through `/metrics`.
+//!
+//! Both are public, so an anonymous answer carries aggregate status only: no tenant slug, target
+//! name or error text. A bearer token with the `metrics` scope ([`Viewer`]) sees its own
+//! tenant's details and series, never another tenant's (DESIGN §8).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
 use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
 use axum::routing::get;
 use axum::{Router, response::IntoResponse};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::AppState;
+use crate::auth::ApiPrincipal;
+use crate::error::AppError;
+use crate::model::Scope;
+
+/// Who reads `/readyz` or `/metrics`: anyone (aggregates only), or a token with the `metrics`
+/// scope, which sees its tenant's details. A presented token that is invalid or lacks the scope
+/// is refused (401/403) rather than answered anonymously, so a misconfigured scraper notices.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Viewer {
+    Anonymous,
+    Tenant(String),
+}
+
+impl Viewer {
+    /// The tenant whose details this viewer may see.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Viewer::Anonymous => None,
+            Viewer::Tenant(slug) => Some(slug),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        if !parts.headers.contains_key(AUTHORIZATION) {
+            return Ok(Viewer::Anonymous);
+        }
+        let principal = ApiPrincipal::from_request_parts(parts, state).await?;
+        principal.require(Scope::Metrics)?;
+        Ok(Viewer::Tenant(principal.tenant.slug))
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,7 +64,7 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoResponse {
     let now = state.clock.now();
     let store = match state.store.ping().await {
         Ok(()) => "ok".to_owned(),
@@ -44,7 +85,12 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         (Some(_), None) => "stale",
         (None, None) => "starting",
     };
-    let backlogs = backlogs(&state).await.ok();
+    // Anonymous: summed over every tenant; with a token: the token's tenant only.
+    let backlogs = backlogs(&state).await.ok().map(|all| {
+        all.into_iter()
+            .filter(|t| viewer.tenant().is_none_or(|v| v == t.slug))
+            .collect::<Vec<_>>()
+    });
     let failing = backlogs
         .as_ref()
         .map(|b| b.iter().map(|t| t.failing_notifications).sum::<usize>());
@@ -54,7 +100,17 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         };
         json!({ "open": sum(|c| c.open), "due": sum(|c| c.due), "stuck": sum(|c| c.stuck) })
     });
-    let targets = unreachable_targets(&state).await;
+    let targets = unreachable_targets(&state)
+        .await
+        .map(|all| match viewer.tenant() {
+            None => json!(all.len()),
+            Some(slug) => Value::Array(
+                all.into_iter()
+                    .filter(|t| t["tenant"] == slug)
+                    .map(|t| json!({ "target": t["target"], "error": t["error"] }))
+                    .collect(),
+            ),
+        });
     let ready =
         store == "ok" && master_key == "ok" && reaper_state != "failing" && reaper_state != "stale";
     let status = if ready {
@@ -62,7 +118,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
+    let mut body = json!({
         "status": if ready { "ready" } else { "not ready" },
         "checks": {
             "store": store,
@@ -72,18 +128,49 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 "state": reaper_state,
                 "last_pass": reaper.last_pass.map(|t| t.unix_timestamp()),
                 "lag_secs": reaper.last_pass.map(|t| (now - t).whole_seconds()),
-                "last_error": reaper.last_error,
+                // The error text may name any tenant: it is in the server log.
             },
             "notifications_failing": failing,
-            "audit": crate::audit::readiness(&state).await,
+            "audit": audit_view(crate::audit::readiness(&state).await, &viewer),
             "db_cleanups": cleanups,
             "targets_unreachable": targets,
         },
     });
+    if let (Some(slug), Some(body)) = (viewer.tenant(), body.as_object_mut()) {
+        body.insert("tenant".into(), json!(slug));
+    }
     // 503 here is a report, not an error: the shared error rendering leaves it as it is.
     let mut res = (status, Json(body)).into_response();
     res.extensions_mut().insert(super::error::KeepBody);
     res
+}
+
+/// The audit part of `/readyz` as `viewer` may see it. `crate::audit::readiness` reports for
+/// every tenant; here each list is cut to the viewer's tenant (entries that are its slug, or
+/// objects whose `tenant` is its slug, kept whole) or, anonymously, to its length; text under a
+/// key naming an error outside such an entry is left out (it may name any tenant); objects are
+/// treated the same way, field by field. So a new field that names tenants is covered as long as
+/// tenants appear in lists, never as keys.
+fn audit_view(full: Value, viewer: &Viewer) -> Value {
+    let mine = |v: &Value, slug: &str| match v {
+        Value::String(s) => s == slug,
+        Value::Object(o) => o.get("tenant").is_some_and(|t| t == slug),
+        _ => false,
+    };
+    match full {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .filter(|(key, _)| !key.contains("error"))
+                .map(|(key, value)| (key, audit_view(value, viewer)))
+                .collect(),
+        ),
+        Value::Array(items) => match viewer.tenant() {
+            None => json!(items.len()),
+            Some(slug) => Value::Array(items.into_iter().filter(|v| mine(v, slug)).collect()),
+        },
+        other => other,
+    }
 }
 
 /// What keeps failing in one tenant: read by `/readyz` (summed) and `/metrics` (per tenant).
@@ -142,4 +229,34 @@ async fn unreachable_targets(state: &AppState) -> Option<Vec<serde_json::Value>>
         unreachable: unreachable.clone(),
     });
     Some(unreachable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_audit_check_names_tenants_only_to_their_own_token() {
+        let full = json!({
+            "checkpoints": "broken chain: not signing",
+            "broken_tenants": ["acme", "globex"],
+            "sinks": [
+                { "tenant": "acme", "kind": "webhook", "last_error": "refused by hooks.acme" },
+                { "tenant": "globex", "kind": "syslog", "last_error": null },
+            ],
+            "last_error": "globex: seq 7 does not match",
+        });
+        assert_eq!(
+            audit_view(full.clone(), &Viewer::Anonymous),
+            json!({ "checkpoints": "broken chain: not signing", "broken_tenants": 2, "sinks": 2 })
+        );
+        assert_eq!(
+            audit_view(full, &Viewer::Tenant("acme".into())),
+            json!({
+                "checkpoints": "broken chain: not signing",
+                "broken_tenants": ["acme"],
+                "sinks": [{ "tenant": "acme", "kind": "webhook", "last_error": "refused by hooks.acme" }],
+            })
+        );
+    }
 }

@@ -64,12 +64,17 @@ impl State {
     }
 }
 
-/// A person as the workflow sees them.
+/// A person as the workflow sees them. The standing roles that matter to a decision travel with
+/// them: `is_approver` (deciding and reviewing needs the `approver` role as well as membership of
+/// the profile's approver groups) and `is_admin` (admins may revoke any grant). A front end that
+/// acts for a narrower credential (an API token without the `approve` or `admin` scope) passes
+/// the narrower person.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Person {
     pub id: Uuid,
     pub email: String,
     pub groups: Vec<String>,
+    pub is_approver: bool,
     pub is_admin: bool,
     pub disabled: bool,
 }
@@ -172,6 +177,12 @@ pub enum Event {
     Tick {
         requester: Option<Person>,
     },
+    /// Access withdrawn by an administrative action (the requester was disabled, or a lockdown):
+    /// a pending request is cancelled, a scheduled or active grant revoked and its credentials
+    /// ended. Who may do this is the admin core's decision (admin pages, the operator's CLI).
+    Withdraw {
+        reason: String,
+    },
 }
 
 /// What the caller must carry out (and audit) after a transition.
@@ -234,6 +245,33 @@ impl From<Refusal> for crate::error::AppError {
     }
 }
 
+/// Longest ticket reference accepted (it is carried in every SSH certificate of the grant).
+pub const MAX_TICKET_CHARS: usize = 128;
+
+/// Refuses control characters in the free text of an event (comments, revocation reasons), as
+/// [`submit`] does for justifications: checked before any transition, whatever the front end.
+pub fn check_event_text(event: &Event) -> Result<(), Refusal> {
+    let text = match event {
+        Event::Approve {
+            comment: Some(c), ..
+        }
+        | Event::Deny { comment: c, .. } => Some(("comment", c)),
+        Event::Revoke { reason, .. } => Some(("reason", reason)),
+        _ => None,
+    };
+    match text {
+        Some((field, value)) => {
+            if value.len() > 2000 {
+                return Err(Refusal::Invalid(format!(
+                    "{field} is longer than 2000 characters"
+                )));
+            }
+            crate::text::check(field, value, crate::text::Lines::Many).map_err(Refusal::Invalid)
+        }
+        None => Ok(()),
+    }
+}
+
 /// How far ahead a request may be scheduled.
 pub const MAX_SCHEDULE_AHEAD: Duration = Duration::days(30);
 
@@ -287,10 +325,21 @@ pub fn submit(
             "justification is longer than 2000 characters".into(),
         ));
     }
+    crate::text::check("justification", &justification, crate::text::Lines::Many)
+        .map_err(Refusal::Invalid)?;
     let ticket = new
         .ticket
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty());
+    if let Some(t) = &ticket {
+        // The ticket goes into the SSH certificate: a long one makes a certificate sshd refuses.
+        if t.chars().count() > MAX_TICKET_CHARS {
+            return Err(Refusal::Invalid(format!(
+                "ticket is longer than {MAX_TICKET_CHARS} characters"
+            )));
+        }
+        crate::text::check("ticket", t, crate::text::Lines::One).map_err(Refusal::Invalid)?;
+    }
     if let Some(pattern) = &profile.ticket_pattern {
         let re = regex::Regex::new(pattern)
             .map_err(|_| Refusal::Invalid("the profile's ticket_pattern is invalid".into()))?;
@@ -376,13 +425,25 @@ fn activate(req: &mut Request, now: OffsetDateTime) -> Effect {
     }
 }
 
+/// Whether `by` acts as an approver of `profile`: the `approver` role, membership of one of its
+/// approver groups, and an account that is not disabled. Group membership alone is not enough: an
+/// auditor or admin who happens to be in an approver group decides nothing.
+fn approver_of(by: &Person, profile: &Profile) -> bool {
+    by.is_approver && !by.disabled && by.in_any(&profile.approvers)
+}
+
 fn require_approver(by: &Person, req_requester: &Person, profile: &Profile) -> Result<(), Refusal> {
     if by.same_as(req_requester) {
         return Err(Refusal::NotAllowed(
             "you cannot approve or deny your own request".into(),
         ));
     }
-    if by.disabled || !by.in_any(&profile.approvers) {
+    if !by.is_approver {
+        return Err(Refusal::NotAllowed(
+            "deciding on requests needs the approver role".into(),
+        ));
+    }
+    if !approver_of(by, profile) {
         return Err(Refusal::NotAllowed(format!(
             "only members of {} may decide on {} requests",
             profile.approvers.join(", "),
@@ -438,6 +499,15 @@ pub fn step(
             });
             if remaining == 0 {
                 if round == 0 {
+                    // Eligibility is checked again when the grant is decided: a requester who
+                    // was disabled or left the requester groups while waiting gets no grant.
+                    if let Err(why) = eligible(requester, profile) {
+                        next.state = State::Revoked;
+                        effects.push(Effect::Revoked {
+                            reason: format!("not eligible at activation: {why}"),
+                        });
+                        return Ok((next, effects));
+                    }
                     match req.starts_at {
                         Some(at) if at > now => {
                             next.state = State::Scheduled;
@@ -483,9 +553,8 @@ pub fn step(
             effects.push(Effect::Cancelled);
         }
         Event::Revoke { by, reason } => {
-            let allowed = by.id == req.requester
-                || by.is_admin
-                || (!by.disabled && by.in_any(&profile.approvers));
+            let allowed =
+                by.id == req.requester || (by.is_admin && !by.disabled) || approver_of(by, profile);
             if !allowed {
                 return Err(Refusal::NotAllowed(
                     "only the requester, an approver or an admin can revoke".into(),
@@ -544,6 +613,11 @@ pub fn step(
             if req.reviewed_by.is_some() {
                 return Err(Refusal::Conflict("already reviewed".into()));
             }
+            if !by.is_approver {
+                return Err(Refusal::NotAllowed(
+                    "reviewing a break-glass activation needs the approver role".into(),
+                ));
+            }
             require_approver(by, requester, profile).map_err(|_| {
                 Refusal::NotAllowed(
                     "a break-glass activation is reviewed by an approver other than the requester"
@@ -580,8 +654,43 @@ pub fn step(
             }
             _ => {}
         },
+        Event::Withdraw { reason } => match state {
+            State::Pending => {
+                next.state = State::Cancelled;
+                effects.push(Effect::Cancelled);
+            }
+            State::Scheduled | State::Active => {
+                next.state = State::Revoked;
+                next.extension = None;
+                if let Some(grant) = &mut next.grant {
+                    grant.not_after = grant.not_after.min(now);
+                }
+                effects.push(Effect::Revoked {
+                    reason: reason.clone(),
+                });
+                effects.push(Effect::EndCredentials);
+            }
+            _ => return Err(illegal("withdraw")),
+        },
     }
     Ok((next, effects))
+}
+
+/// During a tenant lockdown nothing is granted: a transition that would activate a grant (the
+/// last approval, auto-approval, break-glass) is refused (409) with the lockdown's reason.
+pub fn refuse_in_lockdown(effects: &[Effect], lockdown: Option<&str>) -> Result<(), Refusal> {
+    match lockdown {
+        Some(reason)
+            if effects
+                .iter()
+                .any(|e| matches!(e, Effect::Activated { .. })) =>
+        {
+            Err(Refusal::Conflict(format!(
+                "the organisation is in emergency lockdown ({reason}): no access is granted until an admin lifts it"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// An extended end, never beyond `max_duration` from activation.
@@ -591,3 +700,5 @@ fn capped(grant: &Grant, added: Duration, profile: &Profile) -> OffsetDateTime {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_offboard;

@@ -7,19 +7,23 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Effect, Event, NewRequest, Person, Refusal, Request, step, submit};
+use super::{
+    Effect, Event, NewRequest, Person, Refusal, Request, State, refuse_in_lockdown, step, submit,
+};
 use crate::admin::Ctx;
 use crate::audit::{Actor, NewEvent, Origin};
 use crate::error::{AppError, AppResult};
 use crate::model::{Role, Tenant, User};
 use crate::policy::{self, Profile};
-use crate::store::{Store, StoredRequest, TenantTx};
+use crate::store::{Cursor, RequestFilter, Store, StoredRequest, TenantTx};
+use crate::text::shown;
 
 pub fn person(u: &User) -> Person {
     Person {
         id: u.id,
         email: u.email.clone(),
         groups: u.group_names.0.clone(),
+        is_approver: u.has_role(Role::Approver),
         is_admin: u.has_role(Role::Admin),
         disabled: u.disabled,
     }
@@ -161,6 +165,96 @@ async fn audit_refusal(
     Ok(())
 }
 
+/// The reason of the tenant's emergency lockdown, when one is in force. Read before locking any
+/// request (see `TenantTx::lockdown`).
+pub(crate) async fn lockdown_reason(tx: &mut TenantTx) -> AppResult<Option<String>> {
+    Ok(tx.lockdown().await?.map(|l| l.reason))
+}
+
+/// For credential issuers: a 409 while the tenant is in lockdown. Read before locking the request.
+pub(crate) async fn lockdown_refusal(tx: &mut TenantTx) -> AppResult<Option<AppError>> {
+    Ok(lockdown_reason(tx).await?.map(|reason| {
+        AppError::Conflict(format!(
+            "the organisation is in emergency lockdown ({reason}): no credentials are issued until an admin lifts it"
+        ))
+    }))
+}
+
+/// A requester whose account is gone: not eligible for anything.
+fn gone(id: Uuid) -> Person {
+    Person {
+        id,
+        email: String::new(),
+        groups: vec![],
+        is_approver: false,
+        is_admin: false,
+        disabled: true,
+    }
+}
+
+/// The profile as decided, with who may request it taken from the policy in force, for the
+/// eligibility check when the last approval decides a grant (as a scheduled activation does): a
+/// profile removed since leaves nobody eligible.
+async fn with_current_requesters(tx: &mut TenantTx, mut decided: Profile) -> AppResult<Profile> {
+    let current = match tx.latest_policy_version().await? {
+        Some(v) => tx
+            .profiles_at(v.version)
+            .await?
+            .into_iter()
+            .find(|p| p.name == decided.name),
+        None => None,
+    };
+    decided.requesters = current.map(|p| p.requesters).unwrap_or_default();
+    Ok(decided)
+}
+
+/// Ends the open requests of `requester` (or of the whole tenant) whose state is in `states`, in
+/// the caller's transaction: each goes through the state machine ([`Event::Withdraw`]: pending
+/// ones are cancelled, scheduled and active grants revoked), with its audit events, and its
+/// credentials end as on any revocation (certificates onto the KRL, database logins due for the
+/// reaper, which the caller wakes). `links` (the public URL) also tells webhooks; the operator's
+/// CLI has none. Returns the requests moved.
+pub(crate) async fn withdraw_open(
+    tx: &mut TenantTx,
+    ctx: &Ctx,
+    links: Option<&str>,
+    requester: Option<Uuid>,
+    states: &[State],
+    reason: &str,
+) -> AppResult<Vec<Uuid>> {
+    let mut moved = Vec::new();
+    for (id, state) in tx.open_request_ids(requester).await? {
+        if !states.contains(&state) {
+            continue;
+        }
+        let (stored, profile) = lock_with_profile(tx, id).await?;
+        if !states.contains(&stored.request.state) {
+            continue;
+        }
+        let owner = tx.user_by_id(stored.request.requester).await?;
+        let who = owner
+            .as_ref()
+            .map(person)
+            .unwrap_or_else(|| gone(stored.request.requester));
+        let event = Event::Withdraw {
+            reason: reason.to_owned(),
+        };
+        let (next, effects) = step(&stored.request, &who, &event, &profile, ctx.now)?;
+        tx.save_request(&stored.request, &next, ctx.now).await?;
+        for effect in &effects {
+            if let Some(event) = effect_event(&ctx.actor, &ctx.origin, &next, effect) {
+                tx.append_audit(&event, ctx.now).await?;
+            }
+        }
+        end_credentials(tx, &ctx.actor, &ctx.origin, &next, &effects, ctx.now).await?;
+        if let (Some(links), Some(owner)) = (links, &owner) {
+            notify(tx, links, &profile, owner, &next, &effects, ctx.now).await?;
+        }
+        moved.push(id);
+    }
+    Ok(moved)
+}
+
 /// Why `user` gets no credentials for request `r` now (None: they do): only the requester, only
 /// while the grant is active (by the clock, not just the stored state), only when the profile as
 /// decided grants `what`.
@@ -256,16 +350,18 @@ async fn notify(
     now: OffsetDateTime,
 ) -> AppResult<()> {
     let link = format!("{}/requests/{}", links.trim_end_matches('/'), req.id);
+    // What people read (mail, webhook text) shows typed text through `text::shown`, so a
+    // bidirectional override or an invisible character cannot change how it reads.
+    let who = shown(&requester.email);
     let what = format!(
         "{} for {}",
-        req.profile,
+        shown(&req.profile),
         crate::duration::format(req.duration)
     );
     let ask = format!(
-        "{} asks for {what}.\n\nJustification: {}\nTicket: {}\n\nDecide at {link}\n",
-        requester.email,
-        req.justification,
-        req.ticket.as_deref().unwrap_or("-")
+        "{who} asks for {what}.\n\nJustification: {}\nTicket: {}\n\nDecide at {link}\n",
+        shown(&req.justification),
+        shown(req.ticket.as_deref().unwrap_or("-"))
     );
     // Every webhook of the tenant hears every transition, with a Slack-compatible `text`.
     let hooks = tx.webhooks().await?;
@@ -282,9 +378,7 @@ async fn notify(
         }
         for event in events {
             let text = format!(
-                "[elevate] {event}: {} {} ({}) {link}",
-                requester.email,
-                what,
+                "[elevate] {event}: {who} {what} ({}) {link}",
                 req.state.as_str()
             );
             let payload = json!({
@@ -304,7 +398,7 @@ async fn notify(
             tx,
             profile,
             requester,
-            &format!("elevate: {} requests {what}", requester.email),
+            &format!("elevate: {who} requests {what}"),
             &ask,
             req.id,
             now,
@@ -319,7 +413,7 @@ async fn notify(
                 shortcut: Some(super::Shortcut::BreakGlass),
                 ..
             } => {
-                let subject = format!("elevate: BREAK-GLASS {} activated {what}", requester.email);
+                let subject = format!("elevate: BREAK-GLASS {who} activated {what}");
                 notify_approvers(
                     tx,
                     profile,
@@ -337,7 +431,7 @@ async fn notify(
                 tx.enqueue(
                     "email",
                     &requester.email,
-                    &to_requester(format!("elevate: {} is active", req.profile), body),
+                    &to_requester(format!("elevate: {} is active", shown(&req.profile)), body),
                     Some(req.id),
                     now,
                 )
@@ -348,7 +442,7 @@ async fn notify(
                 tx.enqueue(
                     "email",
                     &requester.email,
-                    &to_requester(format!("elevate: {} was denied", req.profile), body),
+                    &to_requester(format!("elevate: {} was denied", shown(&req.profile)), body),
                     Some(req.id),
                     now,
                 )
@@ -356,9 +450,8 @@ async fn notify(
             }
             Effect::ExtensionRequested { added } => {
                 let subject = format!(
-                    "elevate: {} asks to extend {} by {}",
-                    requester.email,
-                    req.profile,
+                    "elevate: {who} asks to extend {} by {}",
+                    shown(&req.profile),
                     crate::duration::format(*added)
                 );
                 notify_approvers(tx, profile, requester, &subject, &ask, req.id, now).await?;
@@ -395,6 +488,12 @@ pub async fn file(
             }
         };
     let mut tx = store.tenant(tenant.tenant_id).await?;
+    let locked = lockdown_reason(&mut tx).await?;
+    if let Err(refusal) = refuse_in_lockdown(&effects, locked.as_deref()) {
+        tx.rollback().await?;
+        audit_refusal(store, tenant, ctx, None, profile_name, &refusal).await?;
+        return Err(refusal.into());
+    }
     tx.insert_request(&request, version.version, ctx.now)
         .await?;
     tx.append_audit(
@@ -471,61 +570,117 @@ pub fn may_see(user: &User, requester: Uuid, profile: &Profile) -> bool {
                 .any(|g| profile.approvers.contains(g)))
 }
 
-/// Requests `user` may see, newest first: optionally only their own, only in some states, or only
-/// those waiting for their decision as an approver (pending requests and extensions of others,
-/// and break-glass activations awaiting review).
+/// What a list of requests asks for (API `GET /requests`, the inbox, the dashboard).
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only the viewer's own requests.
+    pub mine: bool,
+    /// Only these states (all when empty).
+    pub states: Vec<super::State>,
+    /// Only what waits for the viewer's decision as an approver: pending requests and extensions
+    /// of others, and break-glass activations awaiting review.
+    pub reviewable: bool,
+    /// Continue after this request (the `next` of the previous page).
+    pub after: Option<Cursor>,
+    /// Page size, at most [`MAX_PAGE`].
+    pub limit: Option<i64>,
+}
+
+/// Page size when none is asked for (the API returned up to 200 requests before it paged).
+pub const DEFAULT_PAGE: i64 = 200;
+/// Largest page.
+pub const MAX_PAGE: i64 = 500;
+
+/// One listed request with the profile it was decided under and its requester's address.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub stored: StoredRequest,
+    pub profile: Profile,
+    pub requester_email: String,
+}
+
+/// A page of requests, newest first; `next` continues it (None on the last page).
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub items: Vec<Listed>,
+    pub next: Option<Cursor>,
+}
+
+/// The store filter for what `user` may see (as [`may_see`] decides for one request), narrowed
+/// by `q`. Visibility, states, ownership and reviewability are all decided in SQL, so nothing a
+/// requester files can push a request out of an approver's list.
+pub fn filter_for(user: &User, q: &ListQuery) -> AppResult<RequestFilter> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::Unprocessable(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok(RequestFilter {
+        viewer: user.id,
+        sees_all: user.has_role(Role::Admin) || user.has_role(Role::Auditor),
+        approver_groups: if user.has_role(Role::Approver) {
+            user.group_names.0.clone()
+        } else {
+            Vec::new()
+        },
+        mine: q.mine,
+        states: q.states.clone(),
+        reviewable: q.reviewable,
+        after: q.after,
+        limit,
+    })
+}
+
+/// Requests `user` may see, newest first, one page at a time (see [`ListQuery`]).
 pub async fn visible(
     store: &Store,
     tenant: &Tenant,
     user: &User,
-    mine: bool,
-    states: &[super::State],
-    reviewable: bool,
-) -> AppResult<Vec<(StoredRequest, Profile)>> {
+    q: &ListQuery,
+) -> AppResult<Page> {
+    let filter = filter_for(user, q)?;
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    let ids = tx.request_ids(mine.then_some(user.id), states, 200).await?;
-    let mut profiles: std::collections::HashMap<(i64, String), Option<Profile>> =
-        Default::default();
-    let mut out = Vec::new();
-    for id in ids {
-        let Some(stored) = tx.request(id).await? else {
+    let (rows, next) = tx.list_requests(&filter).await?;
+    let mut profiles: std::collections::HashMap<i64, Vec<Profile>> = Default::default();
+    let mut items = Vec::with_capacity(rows.len());
+    for row in rows {
+        let version = row.stored.policy_version;
+        if let std::collections::hash_map::Entry::Vacant(e) = profiles.entry(version) {
+            e.insert(tx.profiles_at(version).await?);
+        }
+        let Some(profile) = profiles
+            .get(&version)
+            .and_then(|ps| ps.iter().find(|p| p.name == row.stored.request.profile))
+        else {
             continue;
         };
-        let key = (stored.policy_version, stored.request.profile.clone());
-        if !profiles.contains_key(&key) {
-            let found = tx
-                .profiles_at(key.0)
-                .await?
-                .into_iter()
-                .find(|x| x.name == key.1);
-            profiles.insert(key.clone(), found);
-        }
-        let Some(Some(profile)) = profiles.get(&key) else {
-            continue;
-        };
-        if !may_see(user, stored.request.requester, profile) {
+        // The SQL filter decides; this only keeps a disagreement from ever showing more.
+        if !may_see(user, row.stored.request.requester, profile) {
             continue;
         }
-        if reviewable {
-            let r = &stored.request;
-            let approver = user.has_role(Role::Approver)
-                && user
-                    .group_names
-                    .0
-                    .iter()
-                    .any(|g| profile.approvers.contains(g))
-                && r.requester != user.id;
-            let waiting = r.state == super::State::Pending
-                || r.extension.is_some()
-                || (r.shortcut == Some(super::Shortcut::BreakGlass) && r.reviewed_by.is_none());
-            if !(approver && waiting) {
-                continue;
-            }
-        }
-        out.push((stored, profile.clone()));
+        items.push(Listed {
+            profile: profile.clone(),
+            stored: row.stored,
+            requester_email: row.requester_email,
+        });
     }
     tx.commit().await?;
-    Ok(out)
+    Ok(Page { items, next })
+}
+
+/// How many requests [`visible`] would list for `q` over all its pages.
+pub async fn count_visible(
+    store: &Store,
+    tenant: &Tenant,
+    user: &User,
+    q: &ListQuery,
+) -> AppResult<i64> {
+    let filter = filter_for(user, q)?;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let n = tx.count_requests(&filter).await?;
+    tx.commit().await?;
+    Ok(n)
 }
 
 /// Loads a request `user` may see, with its profile.
@@ -557,20 +712,41 @@ pub async fn act(
     event: Event,
 ) -> AppResult<StoredRequest> {
     // Visibility first: acting on a request you cannot see is a 404, not a 403.
-    load(store, tenant, actor, id).await?;
+    let (seen, _) = load(store, tenant, actor, id).await?;
+    if let Err(refusal) = super::check_event_text(&event) {
+        audit_refusal(
+            store,
+            tenant,
+            ctx,
+            Some(id),
+            &seen.request.profile,
+            &refusal,
+        )
+        .await?;
+        return Err(refusal.into());
+    }
     let mut tx = store.tenant(tenant.tenant_id).await?;
+    let locked = lockdown_reason(&mut tx).await?;
     let (stored, profile) = lock_with_profile(&mut tx, id).await?;
     let requester = tx
         .user_by_id(stored.request.requester)
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("requester of {id} missing")))?;
+    let deciding = match &event {
+        Event::Approve { .. } => with_current_requesters(&mut tx, profile.clone()).await?,
+        _ => profile.clone(),
+    };
     let result = step(
         &stored.request,
         &person(&requester),
         &event,
-        &profile,
+        &deciding,
         ctx.now,
-    );
+    )
+    .and_then(|(next, effects)| {
+        refuse_in_lockdown(&effects, locked.as_deref())?;
+        Ok((next, effects))
+    });
     let (next, effects) = match result {
         Ok(ok) => ok,
         Err(refusal) => {
@@ -637,6 +813,7 @@ pub async fn tick_tenant(
     let mut moved = 0;
     for id in due {
         let mut tx = store.tenant(tenant.tenant_id).await?;
+        let locked = lockdown_reason(&mut tx).await?;
         if !tx.lock_request(id).await? {
             continue;
         }
@@ -660,22 +837,20 @@ pub async fn tick_tenant(
             None
         };
         let profile = current.unwrap_or(decided);
-        let requester_then = requester.as_ref().map(person).unwrap_or_else(|| Person {
-            id: stored.request.requester,
-            email: String::new(),
-            groups: vec![],
-            is_admin: false,
-            disabled: true,
-        });
-        let (next, effects) = step(
-            &stored.request,
-            &requester_then,
-            &Event::Tick {
+        let requester_then = requester
+            .as_ref()
+            .map(person)
+            .unwrap_or_else(|| gone(stored.request.requester));
+        // In a lockdown a scheduled grant whose time has come is not activated: it is revoked.
+        let event = match (&locked, stored.request.state) {
+            (Some(reason), State::Scheduled) => Event::Withdraw {
+                reason: format!("not activated: emergency lockdown ({reason})"),
+            },
+            _ => Event::Tick {
                 requester: requester_now,
             },
-            &profile,
-            now,
-        )?;
+        };
+        let (next, effects) = step(&stored.request, &requester_then, &event, &profile, now)?;
         if next == stored.request {
             tx.commit().await?;
             continue;

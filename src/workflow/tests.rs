@@ -24,6 +24,8 @@ fn person(name: &str, groups: &[&str]) -> Person {
         ),
         email: format!("{name}@acme.example"),
         groups: groups.iter().map(|g| g.to_string()).collect(),
+        // Approver-group members hold the approver role here; tests_offboard covers who does not.
+        is_approver: groups.contains(&"sre"),
         is_admin: name == "carol",
         disabled: false,
     }

@@ -609,6 +609,7 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
     let ready: Value = app
         .client
         .get(app.url("/readyz"))
+        .bearer_auth(crate::helpers::metrics_token(app.store(), app.clock.as_ref(), &tenant).await)
         .send()
         .await
         .unwrap()
@@ -885,6 +886,9 @@ async fn sinks_stream_events_and_checkpoints_and_a_down_sink_only_falls_behind()
     let dead_addr = format!("tcp://{}", dead.local_addr().unwrap());
     drop(dead);
     add("syslog", &dead_addr, None).await.unwrap();
+    // For /readyz and /metrics below (made now: it writes audit events too).
+    let metrics_token =
+        crate::helpers::metrics_token(app.store(), app.clock.as_ref(), &tenant).await;
 
     append_events(&app, &tenant, 250).await;
     checkpoint_tenant(
@@ -991,10 +995,11 @@ async fn sinks_stream_events_and_checkpoints_and_a_down_sink_only_falls_behind()
         .await
         .unwrap();
     assert_eq!(lags.iter().find(|l| l.kind == "webhook").unwrap().events, 0);
-    // The lag is on /readyz.
+    // The lag is on /readyz (for a token with the metrics scope: the tenant's sinks).
     let ready: Value = app
         .client
         .get(app.url("/readyz"))
+        .bearer_auth(&metrics_token)
         .send()
         .await
         .unwrap()
@@ -1011,6 +1016,7 @@ async fn sinks_stream_events_and_checkpoints_and_a_down_sink_only_falls_behind()
     let metrics = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(&metrics_token)
         .send()
         .await
         .unwrap()

@@ -128,11 +128,16 @@ impl Shop {
         (id, login)
     }
 
+    /// `/readyz` as the tenant's monitoring sees it (a token with the metrics scope).
     async fn ready(&self) -> Value {
+        let token =
+            crate::helpers::metrics_token(self.app.store(), self.app.clock.as_ref(), &self.tenant)
+                .await;
         let r = self
             .app
             .client
             .get(self.app.url("/readyz"))
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();
@@ -458,6 +463,10 @@ async fn cleanup_waits_out_a_target_outage_and_shows_it() {
         .app
         .client
         .get(shop.app.url("/metrics"))
+        .bearer_auth(
+            crate::helpers::metrics_token(shop.app.store(), shop.app.clock.as_ref(), &shop.tenant)
+                .await,
+        )
         .send()
         .await
         .unwrap()

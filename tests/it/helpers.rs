@@ -201,6 +201,25 @@ pub async fn seed_token(store: &Store, clock: &dyn Clock, user: &User, scopes: &
     .to_owned()
 }
 
+/// A token that reads `tenant`'s details on `/readyz` and `/metrics` (scope `metrics`, held by a
+/// fresh admin).
+pub async fn metrics_token(store: &Store, clock: &dyn Clock, tenant: &Tenant) -> String {
+    let ops = seed_user(
+        store,
+        clock,
+        tenant,
+        &format!(
+            "metrics-{}@{}.example",
+            uuid::Uuid::new_v4().simple(),
+            tenant.slug
+        ),
+        &[Role::Admin],
+        &[],
+    )
+    .await;
+    seed_token(store, clock, &ops, &[Scope::Metrics]).await
+}
+
 /// elevate served in-process over TLS on a free port, with a clock the test moves.
 pub struct TestApp {
     pub db: TestDb,

@@ -198,7 +198,7 @@ impl Shop {
     }
 }
 
-fn sync(shop: &Shop, sshd: &Sshd) {
+pub(crate) fn sync(shop: &Shop, sshd: &Sshd) {
     let out = host_sync(&shop.app, &shop.tenant.slug, &sshd.etc);
     assert!(
         out.status.success(),
@@ -225,7 +225,7 @@ fn describe_cert(cert: &Path) -> String {
 }
 
 /// `ssh-keygen -Q`: does this KRL revoke this certificate?
-fn krl_revokes(krl: &Path, cert: &Path) -> bool {
+pub(crate) fn krl_revokes(krl: &Path, cert: &Path) -> bool {
     let out = Command::new("ssh-keygen")
         .arg("-Q")
         .arg("-f")

@@ -302,3 +302,53 @@ async fn unverified_email_wrong_state_wrong_nonce_and_other_browsers_are_refused
         ]
     );
 }
+
+/// Email claims take the same normal form as every other entry point (issue 13 item 15): a
+/// zero-width-space look-alike of alice is refused, not signed up as a second alice, and
+/// `Alice@ACME.Example` is alice.
+#[tokio::test]
+async fn email_claims_are_normalised_and_look_alikes_refused() {
+    let s = sso(true).await;
+    let alice = admin::user_by_email(s.app.store(), &s.tenant, "alice@acme.example")
+        .await
+        .unwrap();
+    let before = {
+        let mut tx = s.app.store().tenant(s.tenant.tenant_id).await.unwrap();
+        let n = tx.list_users().await.unwrap().len();
+        tx.commit().await.unwrap();
+        n
+    };
+
+    s.provider.next("twin", false).await;
+    let browser = s.app.browser();
+    let url = to_callback(&s, &browser).await;
+    let (status, body) = callback(&s, &browser, &url).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        failures(&s).await,
+        ["the email claim is not a valid address"]
+    );
+    let mut tx = s.app.store().tenant(s.tenant.tenant_id).await.unwrap();
+    assert_eq!(
+        tx.list_users().await.unwrap().len(),
+        before,
+        "no twin created"
+    );
+    tx.commit().await.unwrap();
+
+    s.provider.next("loud", false).await;
+    let browser = s.app.browser();
+    let url = to_callback(&s, &browser).await;
+    assert_eq!(callback(&s, &browser, &url).await.1, "/dashboard");
+    let mut tx = s.app.store().tenant(s.tenant.tenant_id).await.unwrap();
+    let signed_in = tx
+        .audit_events(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.action == "signin.succeeded")
+        .unwrap();
+    assert_eq!(tx.list_users().await.unwrap().len(), before);
+    tx.commit().await.unwrap();
+    assert_eq!(signed_in.subject, alice.email);
+}

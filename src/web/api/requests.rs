@@ -14,7 +14,7 @@ use crate::auth::{ApiPrincipal, ApproveScope, ReadScope, RequestScope, Scoped};
 use crate::error::{AppError, AppResult};
 use crate::model::Scope;
 use crate::policy::Profile;
-use crate::store::StoredRequest;
+use crate::store::{Cursor, StoredRequest};
 use crate::web::extract::ApiJson;
 use crate::web::{AppState, ClientOrigin};
 use crate::workflow::service;
@@ -145,10 +145,13 @@ struct ListQuery {
     mine: bool,
     #[serde(default)]
     reviewable: bool,
+    after: Option<String>,
+    limit: Option<i64>,
 }
 
 /// `reviewable` lists what the caller can act on as an approver: pending requests (and pending
-/// extensions) of others, and break-glass activations awaiting review.
+/// extensions) of others, and break-glass activations awaiting review. Newest first, a page at a
+/// time: `next` (null on the last page) is the `after` of the following page.
 async fn list(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<ReadScope>,
@@ -161,20 +164,37 @@ async fn list(
         ],
         None => vec![],
     };
-    let found = service::visible(
+    let after = q
+        .after
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            Cursor::parse(a).ok_or_else(|| {
+                AppError::Unprocessable(format!("after {a:?} is not a cursor from a previous page"))
+            })
+        })
+        .transpose()?;
+    let page = service::visible(
         &state.store,
         &p.tenant,
         &p.user,
-        q.mine,
-        &states,
-        q.reviewable,
+        &service::ListQuery {
+            mine: q.mine,
+            states,
+            reviewable: q.reviewable,
+            after,
+            limit: q.limit,
+        },
     )
     .await?;
-    let items: Vec<Value> = found
+    let items: Vec<Value> = page
+        .items
         .iter()
-        .map(|(r, profile)| request_json(r, profile))
+        .map(|l| request_json(&l.stored, &l.profile))
         .collect();
-    Ok(Json(json!({ "requests": items })))
+    Ok(Json(
+        json!({ "requests": items, "next": page.next.map(|c| c.encode()) }),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -208,8 +228,13 @@ async fn run(
     Ok(Json(request_json(&stored, &profile)))
 }
 
+/// The person a token acts as: its user, with the approver and admin roles only when the token
+/// also carries the matching scope (a `request` token of an approver decides nothing).
 fn me(p: &ApiPrincipal) -> crate::workflow::Person {
-    service::person(&p.user)
+    let mut me = service::person(&p.user);
+    me.is_approver &= p.require(Scope::Approve).is_ok();
+    me.is_admin &= p.require(Scope::Admin).is_ok();
+    me
 }
 
 async fn approve(

@@ -1,5 +1,6 @@
 //! A user's own API tokens: list, create (shown once), revoke. A token can only mint tokens with
-//! a subset of its own scopes, so a narrow token never widens itself.
+//! a subset of its own scopes, so a narrow token never widens itself, and what it mints is
+//! recorded as its child: revoking it revokes them.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -84,7 +85,16 @@ async fn create(
         Some(limit) => ttl.min(limit - ctx.now),
         None => ttl,
     };
-    let issued = admin::create_token(&state.store, &ctx, &p.user, &body.name, &scopes, ttl).await?;
+    let issued = admin::create_token_from(
+        &state.store,
+        &ctx,
+        &p.token,
+        &p.user,
+        &body.name,
+        &scopes,
+        ttl,
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({

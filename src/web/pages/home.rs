@@ -10,7 +10,7 @@ use crate::auth::session::SessionUser;
 use crate::error::AppResult;
 use crate::web::AppState;
 use crate::workflow::service;
-use axum::extract::State;
+use axum::extract::{Query, State};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -25,24 +25,43 @@ struct DashboardPage {
     name: String,
     tenant_name: String,
     requests: Vec<super::requests::Row>,
-    waiting: usize,
+    /// The link to the next page of my open requests, empty on the last.
+    next: String,
+    waiting: i64,
 }
 
-async fn dashboard(State(state): State<AppState>, who: SessionUser) -> AppResult<DashboardPage> {
+async fn dashboard(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Query(q): Query<super::requests::PageQuery>,
+) -> AppResult<DashboardPage> {
     use crate::workflow::State as S;
-    let open = [S::Pending, S::Scheduled, S::Active];
-    let mine = service::visible(&state.store, &who.tenant, &who.user, true, &open, false).await?;
-    let waiting = service::visible(&state.store, &who.tenant, &who.user, false, &[], true)
-        .await?
-        .len();
+    let mine = q.list(service::ListQuery {
+        mine: true,
+        states: vec![S::Pending, S::Scheduled, S::Active],
+        ..Default::default()
+    })?;
+    let page = service::visible(&state.store, &who.tenant, &who.user, &mine).await?;
+    let waiting = service::count_visible(
+        &state.store,
+        &who.tenant,
+        &who.user,
+        &service::ListQuery {
+            reviewable: true,
+            ..Default::default()
+        },
+    )
+    .await?;
     Ok(DashboardPage {
         nav: Nav::of(&who),
         name: who.user.display_name.clone(),
         tenant_name: who.tenant.name.clone(),
-        requests: mine
+        requests: page
+            .items
             .iter()
-            .map(|(r, _)| super::requests::row(r, &who.user.email))
+            .map(|l| super::requests::row(&l.stored, &l.requester_email))
             .collect(),
+        next: super::requests::next_link("/dashboard", &page, q.limit),
         waiting,
     })
 }

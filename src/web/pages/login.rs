@@ -114,32 +114,17 @@ async fn ask_for_link(
         .map_err(|e| AppError::internal(anyhow::anyhow!("{e}")))?;
     let nonce = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, nonce);
     let browser_nonce = TokenHash::of(&nonce);
-    if let Some((tenant, user, link)) = magic_link::request_link(
+    magic_link::request_link(
         &state.store,
+        &state.mailer,
+        &state.config.public_url,
         &form.tenant,
         &form.email,
         &browser_nonce,
         &origin,
         now,
     )
-    .await?
-    {
-        let url = format!(
-            "{}/login/verify?token={}",
-            state.config.public_url.trim_end_matches('/'),
-            link.expose()
-        );
-        let body = format!(
-            "Hello {},\n\nUse this link to sign in to elevate ({}). It works once, for {} minutes, \
-             in the browser where you asked for it:\n\n{url}\n\nIf you did not ask to sign in, ignore this message.\n",
-            user.display_name,
-            tenant.name,
-            LINK_TTL.whole_minutes()
-        );
-        state
-            .mailer
-            .send_later(&user.email, "Your elevate sign-in link", body, now);
-    }
+    .await?;
     let page = SentPage {
         nav: Nav::anonymous(),
         minutes: LINK_TTL.whole_minutes(),

@@ -16,7 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::model::{Role, User};
 use crate::store::UserChange;
 use crate::web::AppState;
-use crate::web::csrf::CsrfForm;
+use crate::web::csrf::{CsrfForm, NoFields};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,8 +39,9 @@ impl From<&User> for UserRow {
     fn from(u: &User) -> Self {
         UserRow {
             id: u.id.to_string(),
-            email: u.email.clone(),
-            name: u.display_name.clone(),
+            // Shown, so an account made before addresses were normalised cannot pass for another.
+            email: crate::text::shown_owned(&u.email),
+            name: crate::text::shown_owned(&u.display_name),
             roles: u
                 .roles
                 .0
@@ -226,9 +227,6 @@ async fn change(
     Ok(Redirect::to(&format!("/admin/users/{}", user.id)))
 }
 
-#[derive(Deserialize)]
-struct EmptyForm {}
-
 async fn set_disabled(
     state: &AppState,
     who: &crate::auth::session::SessionUser,
@@ -239,18 +237,17 @@ async fn set_disabled(
     if user.id == who.user.id {
         return Err(AppError::Conflict("you cannot disable yourself".into()));
     }
-    let change = UserChange {
-        disabled: Some(disabled),
-        ..Default::default()
-    };
-    admin::update_user(
+    admin::set_user_disabled(
         &state.store,
         &who.ctx(state.clock.now()),
+        Some(&state.config.public_url),
         &who.tenant,
         user.id,
-        &change,
+        disabled,
     )
     .await?;
+    // Their database logins are due now: drop them and end their sessions at once.
+    state.reaper_wake.notify_one();
     Ok(Redirect::to(&format!("/admin/users/{}", user.id)))
 }
 
@@ -258,7 +255,7 @@ async fn disable(
     State(state): State<AppState>,
     AdminUser(who): AdminUser,
     Path(id): Path<String>,
-    CsrfForm(EmptyForm {}): CsrfForm<EmptyForm>,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<Redirect> {
     set_disabled(&state, &who, &id, true).await
 }
@@ -267,7 +264,7 @@ async fn enable(
     State(state): State<AppState>,
     AdminUser(who): AdminUser,
     Path(id): Path<String>,
-    CsrfForm(EmptyForm {}): CsrfForm<EmptyForm>,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<Redirect> {
     set_disabled(&state, &who, &id, false).await
 }

@@ -4,7 +4,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::Redirect;
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -14,7 +14,8 @@ use super::{Nav, when};
 use crate::auth::session::SessionUser;
 use crate::error::{AppError, AppResult};
 use crate::policy::Profile;
-use crate::store::StoredRequest;
+use crate::store::{Cursor, StoredRequest};
+use crate::text::shown_owned;
 use crate::web::AppState;
 use crate::web::csrf::{CsrfForm, NoFields};
 use crate::workflow::service::{self, person};
@@ -151,6 +152,8 @@ pub struct Row {
     pub waiting_review: bool,
 }
 
+/// A request as a table row. Text people typed is shown through [`crate::text::shown`], so a
+/// bidirectional override or an invisible character cannot make it read differently.
 pub fn row(s: &StoredRequest, requester: &str) -> Row {
     let r = &s.request;
     let (until, until_epoch) = match (&r.grant, r.state) {
@@ -159,11 +162,11 @@ pub fn row(s: &StoredRequest, requester: &str) -> Row {
     };
     Row {
         id: r.id.to_string(),
-        profile: r.profile.clone(),
+        profile: shown_owned(&r.profile),
         state: r.state.as_str().to_owned(),
         duration: crate::duration::format(r.duration),
-        justification: r.justification.clone(),
-        requester: requester.to_owned(),
+        justification: shown_owned(&r.justification),
+        requester: shown_owned(requester),
         until,
         until_epoch,
         break_glass: r.shortcut == Some(Shortcut::BreakGlass),
@@ -285,11 +288,8 @@ fn note(item: &crate::store::OutboxItem) -> Note {
         (None, None) => "queued".into(),
     };
     Note {
-        to: item.recipient.clone(),
-        subject: item.payload.0["subject"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
+        to: shown_owned(&item.recipient),
+        subject: shown_owned(item.payload.0["subject"].as_str().unwrap_or_default()),
         status,
     }
 }
@@ -335,7 +335,7 @@ async fn detail(
     Ok(DetailPage {
         nav: Nav::of(&who),
         r: row(&stored, &requester),
-        ticket: r.ticket.clone().unwrap_or_default(),
+        ticket: shown_owned(r.ticket.as_deref().unwrap_or_default()),
         grants: grants(&profile),
         approvals: format!(
             "{}/{}",
@@ -346,9 +346,9 @@ async fn detail(
             .into_iter()
             .map(|e| Step {
                 at: when(e.at),
-                actor: e.actor,
+                actor: shown_owned(&e.actor),
                 action: e.action,
-                details: e.details.0.to_string(),
+                details: shown_owned(&e.details.0.to_string()),
             })
             .collect(),
         can_decide: approver && (r.state == RequestState::Pending || r.extension.is_some()),
@@ -535,23 +535,63 @@ async fn download_certificate(
 struct InboxPage {
     nav: Nav,
     waiting: Vec<Row>,
+    /// The link to the next (older) page, empty on the last.
+    next: String,
 }
 
-async fn inbox(State(state): State<AppState>, who: SessionUser) -> AppResult<InboxPage> {
-    let found = service::visible(&state.store, &who.tenant, &who.user, false, &[], true).await?;
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
-    let mut waiting = Vec::new();
-    for (stored, _) in &found {
-        let email = tx
-            .user_by_id(stored.request.requester)
-            .await?
-            .map(|u| u.email)
-            .unwrap_or_default();
-        waiting.push(row(stored, &email));
+/// `?after=<cursor>&limit=N` on a paged list page.
+#[derive(Deserialize, Default)]
+pub struct PageQuery {
+    #[serde(default)]
+    pub after: String,
+    pub limit: Option<i64>,
+}
+
+impl PageQuery {
+    /// The list query for this page (`limit` defaults to 50 rows on pages).
+    pub fn list(&self, base: crate::workflow::service::ListQuery) -> AppResult<service::ListQuery> {
+        let after = match self.after.trim() {
+            "" => None,
+            a => Some(Cursor::parse(a).ok_or_else(|| {
+                AppError::Unprocessable(
+                    "this page link is not valid: start from the first page".into(),
+                )
+            })?),
+        };
+        Ok(service::ListQuery {
+            after,
+            limit: Some(self.limit.unwrap_or(50)),
+            ..base
+        })
     }
-    tx.commit().await?;
+}
+
+/// The link to the page after `page`, or empty.
+pub fn next_link(path: &str, page: &service::Page, limit: Option<i64>) -> String {
+    match (&page.next, limit) {
+        (Some(c), Some(l)) => format!("{path}?after={}&limit={l}", c.encode()),
+        (Some(c), None) => format!("{path}?after={}", c.encode()),
+        (None, _) => String::new(),
+    }
+}
+
+async fn inbox(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Query(q): Query<PageQuery>,
+) -> AppResult<InboxPage> {
+    let query = q.list(service::ListQuery {
+        reviewable: true,
+        ..Default::default()
+    })?;
+    let page = service::visible(&state.store, &who.tenant, &who.user, &query).await?;
     Ok(InboxPage {
         nav: Nav::of(&who),
-        waiting,
+        waiting: page
+            .items
+            .iter()
+            .map(|l| row(&l.stored, &l.requester_email))
+            .collect(),
+        next: next_link("/approvals", &page, q.limit),
     })
 }

@@ -77,9 +77,9 @@ async fn page(
     for t in tx.targets().await? {
         rows.push(TargetRow {
             open_logins: tx.open_db_role_names(&t.name).await?.len(),
+            url: crate::db_targets::shown_url(&t.kind, &t.url),
             name: t.name,
             kind: t.kind,
-            url: t.url,
             updated: when(t.updated_at),
         });
     }

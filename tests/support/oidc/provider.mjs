@@ -21,6 +21,9 @@ const accounts = {
   alice: { sub: 'alice', email: 'alice@acme.example', email_verified: true, groups: ['engineering', 'oncall'] },
   newbie: { sub: 'newbie', email: 'newbie@acme.example', email_verified: true, groups: ['sre'] },
   mallory: { sub: 'mallory', email: 'mallory@acme.example', email_verified: false, groups: ['sre'] },
+  // Issue 13 item 15: a look-alike of alice with a zero-width space, and alice spelled loudly.
+  twin: { sub: 'twin', email: 'alice\u200b@acme.example', email_verified: true, groups: ['sre'] },
+  loud: { sub: 'loud', email: 'Alice@ACME.Example', email_verified: true, groups: ['engineering', 'oncall'] },
 };
 
 let next = { account: 'alice', tamperNonce: false };
