@@ -7,14 +7,16 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use elevate::clock::{Clock, ManualClock};
+use elevate::config::OidcConfig;
 use elevate::crypto::MasterKey;
 use elevate::db_targets::targets::{NewTarget, set_target};
 use elevate::model::{TargetKind, Tenant};
-use serde_json::Value;
+use secrecy::SecretString;
+use serde_json::{Value, json};
 
 use crate::cli::elevate;
 use crate::db_fixtures::PgTarget;
-use crate::helpers::{TestDb, ctx, pg_url, seed_tenant, temp_dir};
+use crate::helpers::{TestApp, TestDb, ctx, metrics_token, pg_url, seed_tenant, temp_dir};
 use crate::signin::SmtpSink;
 
 /// A certificate for `host` valid from `not_before` to `not_after` (self-signed, rcgen), written
@@ -383,4 +385,113 @@ roles = ["{owner}"]
         "{report:#}"
     );
     assert_eq!(severity(&report, "tls.proxy"), Some("info"));
+}
+
+// Readiness: the same SMTP and OpenID probes, plus the signing keys (DESIGN §8: unready only
+// when the store or the signing keys fail; mail and OpenID outages degrade).
+
+async fn readyz(app: &TestApp, token: Option<&str>) -> (u16, Value) {
+    let mut req = app.client.get(app.url("/readyz"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn readiness_degrades_while_the_smtp_server_does_not_answer() {
+    let closed = closed_port();
+    let app = TestApp::spawn_with(TestDb::sqlite().await, |c| {
+        c.smtp_url = Some(SecretString::from(format!("smtp://127.0.0.1:{closed}")));
+    })
+    .await;
+    let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
+    let (status, body) = readyz(&app, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["degraded"], json!(["mail"]));
+    assert_eq!(body["checks"]["mail"], json!({ "state": "unreachable" }));
+    assert_eq!(body["checks"]["signing_keys"]["state"], "ok");
+    // The reason is for the tenant's monitoring token, not for anyone.
+    let token = metrics_token(app.store(), app.clock.as_ref(), &tenant).await;
+    let (_, body) = readyz(&app, Some(&token)).await;
+    assert!(
+        !body["checks"]["mail"]["error"].as_str().unwrap().is_empty(),
+        "{body}"
+    );
+
+    // A server that answers: ready, mail ok.
+    let smtp = SmtpSink::start();
+    let url = smtp.url();
+    let app = TestApp::spawn_with(TestDb::sqlite().await, |c| {
+        c.smtp_url = Some(SecretString::from(url));
+    })
+    .await;
+    let (status, body) = readyz(&app, None).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("ready")),
+        "{body}"
+    );
+    assert_eq!(body["checks"]["mail"]["state"], "ok");
+}
+
+#[tokio::test]
+async fn readiness_degrades_while_an_openid_provider_is_down() {
+    let closed = closed_port();
+    let app = TestApp::spawn_with(TestDb::sqlite().await, |c| {
+        c.oidc.insert(
+            "acme".into(),
+            OidcConfig {
+                issuer: format!("http://127.0.0.1:{closed}"),
+                client_id: "elevate".into(),
+                client_secret: SecretString::from("secret"),
+                groups_claim: "groups".into(),
+                create_users: false,
+                default_roles: Vec::new(),
+                label: "SSO".into(),
+            },
+        );
+    })
+    .await;
+    let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
+    let (status, body) = readyz(&app, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["degraded"], json!(["oidc"]));
+    assert_eq!(
+        body["checks"]["oidc"],
+        json!({ "providers": 1, "unreachable": 1 })
+    );
+    assert!(!body.to_string().contains("acme"), "{body}");
+    let token = metrics_token(app.store(), app.clock.as_ref(), &tenant).await;
+    let (_, body) = readyz(&app, Some(&token)).await;
+    assert_eq!(body["checks"]["oidc"]["state"], "unreachable", "{body}");
+}
+
+#[tokio::test]
+async fn readiness_is_unready_when_a_signing_key_does_not_open() {
+    // A tenant whose keys were sealed under another master key (the wrong key file): nothing
+    // can be certified or signed for it.
+    let db = TestDb::sqlite().await;
+    let other = MasterKey::generate().unwrap();
+    let clock = ManualClock::starting_now();
+    let tenant = seed_tenant(&db.store, &other, &clock, "sealed-elsewhere").await;
+    let app = TestApp::spawn(db).await;
+    seed_tenant(app.store(), &app.master, app.clock.as_ref(), "good").await;
+    let (status, body) = readyz(&app, None).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(
+        body["checks"]["signing_keys"],
+        json!({ "state": "failing", "failing": 2 })
+    );
+    assert!(!body.to_string().contains("sealed-elsewhere"), "{body}");
+    let token = metrics_token(app.store(), app.clock.as_ref(), &tenant).await;
+    let (_, body) = readyz(&app, Some(&token)).await;
+    let failing = body["checks"]["signing_keys"]["failing"]
+        .as_array()
+        .unwrap();
+    assert_eq!(failing.len(), 2, "{body}");
 }
