@@ -279,6 +279,46 @@ pub async fn logins_with_prefix(
 
 #[cfg(test)]
 mod tests {
+    fn lines(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rights_are_read_from_show_grants_as_mariadb_prints_them() {
+        // What MariaDB 11 prints for the documented admin login.
+        let documented = lines(&[
+            "GRANT `doc_role` TO `doc_probe`@`%` WITH ADMIN OPTION",
+            "GRANT PROCESS, CREATE USER, CONNECTION ADMIN ON *.* TO `doc_probe`@`%` IDENTIFIED BY PASSWORD '*B6'",
+            "GRANT SELECT ON `mysql`.`user` TO `doc_probe`@`%`",
+        ]);
+        let r = super::rights_of(&documented, &["doc_role".into()]);
+        assert_eq!(
+            r,
+            super::TargetRights {
+                superuser: false,
+                can_create_roles: true,
+                extra: vec![],
+                missing: vec![],
+            }
+        );
+        let r = super::rights_of(&documented, &["doc_role".into(), "other".into()]);
+        assert_eq!(r.missing, vec!["other WITH ADMIN OPTION".to_owned()]);
+        let root = lines(&[
+            "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED VIA unix_socket WITH GRANT OPTION",
+        ]);
+        let r = super::rights_of(&root, &["doc_role".into()]);
+        assert!(r.superuser && r.can_create_roles && r.missing.is_empty(), "{r:?}");
+        let wide = lines(&[
+            "GRANT CREATE USER, RELOAD ON *.* TO `a`@`%`",
+            "GRANT ALL PRIVILEGES ON `orders`.* TO `a`@`%`",
+        ]);
+        let r = super::rights_of(&wide, &[]);
+        assert_eq!(
+            r.extra,
+            vec!["RELOAD ON *.*".to_owned(), "ALL PRIVILEGES ON `orders`.*".to_owned()]
+        );
+    }
+
     #[test]
     fn native_password_hash_matches_the_server() {
         // MariaDB: SELECT PASSWORD('password') and PASSWORD('').
