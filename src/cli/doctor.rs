@@ -23,6 +23,11 @@ pub async fn doctor(args: DoctorArgs, log_format: Option<LogFormat>) -> anyhow::
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report.to_json())?);
     } else {
+        println!(
+            "elevate doctor: store {}, master key {}\n",
+            config.database_url,
+            crate::doctor::master_key_path(&config).display()
+        );
         print!("{}", report.render());
     }
     Ok(if report.is_healthy() {

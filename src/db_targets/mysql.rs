@@ -307,7 +307,10 @@ mod tests {
             "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED VIA unix_socket WITH GRANT OPTION",
         ]);
         let r = super::rights_of(&root, &["doc_role".into()]);
-        assert!(r.superuser && r.can_create_roles && r.missing.is_empty(), "{r:?}");
+        assert!(
+            r.superuser && r.can_create_roles && r.missing.is_empty(),
+            "{r:?}"
+        );
         let wide = lines(&[
             "GRANT CREATE USER, RELOAD ON *.* TO `a`@`%`",
             "GRANT ALL PRIVILEGES ON `orders`.* TO `a`@`%`",
@@ -315,7 +318,10 @@ mod tests {
         let r = super::rights_of(&wide, &[]);
         assert_eq!(
             r.extra,
-            vec!["RELOAD ON *.*".to_owned(), "ALL PRIVILEGES ON `orders`.*".to_owned()]
+            vec![
+                "RELOAD ON *.*".to_owned(),
+                "ALL PRIVILEGES ON `orders`.*".to_owned()
+            ]
         );
     }
 

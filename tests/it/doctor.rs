@@ -244,6 +244,23 @@ async fn doctor_passes_a_demo_like_sqlite_deployment_and_says_what_production_ne
         assert!(passed(&report, id), "{id} passes: {report:#}");
     }
 
+    // The same from a configuration file, as `serve --config` reads it.
+    let config = db.dir.join("elevate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "database_url = \"{}\"\npublic_url = \"https://10.0.0.1\"\n",
+            db.url
+        ),
+    )
+    .unwrap();
+    let (out, report) = doctor(&db.dir, &["--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+    // An IP address: no passkeys; and the development certificate does not name it.
+    assert_eq!(severity(&report, "public_url.domain"), Some("error"));
+    assert_eq!(severity(&report, "tls.host"), Some("error"));
+    assert!(passed(&report, "secrets.sealed"), "{report:#}");
+
     // Doctor creates nothing: a database that is not there is an error, not a new file.
     let missing = db.dir.join("nothing-here.db");
     let (out, report) = doctor(
