@@ -15,7 +15,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use crate::cli::elevate;
-use crate::db_fixtures::PgTarget;
+use crate::db_fixtures::{MyTarget, PgTarget};
 use crate::helpers::{TestApp, TestDb, ctx, metrics_token, pg_url, seed_tenant, temp_dir};
 use crate::signin::SmtpSink;
 
@@ -97,6 +97,7 @@ async fn add_target(
     clock: &dyn Clock,
     tenant: &Tenant,
     name: &str,
+    kind: TargetKind,
     url: &str,
     password: &str,
 ) {
@@ -107,7 +108,7 @@ async fn add_target(
         tenant,
         NewTarget {
             name,
-            kind: TargetKind::Postgres,
+            kind,
             url,
             password,
         },
@@ -133,6 +134,7 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
         &clock,
         &tenant,
         "everything",
+        TargetKind::Postgres,
         &pg_url("postgres", Some("postgres")),
         "unused",
     )
@@ -143,8 +145,17 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
         &clock,
         &tenant,
         "gone",
+        TargetKind::Postgres,
         &format!("postgres://admin@127.0.0.1:{}/gone", closed_port()),
         "pw",
+    )
+    .await;
+    // The schema loosened by hand: a table no longer forced, a definer function without a
+    // pinned search_path, autovacuum off for a table.
+    db.owner_exec(
+        "ALTER TABLE webhooks NO FORCE ROW LEVEL SECURITY;
+         CREATE FUNCTION leaky() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;
+         ALTER TABLE requests SET (autovacuum_enabled = false);",
     )
     .await;
     let now = clock.now();
@@ -181,14 +192,15 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
         ("mail.smtp", "error"),
         ("targets.reachable", "error"),
         ("targets.superuser", "warning"),
+        ("store.rls", "error"),
+        ("store.security_definer", "error"),
+        ("store.autovacuum", "warning"),
         ("tls.self_signed", "warning"),
     ] {
         assert_eq!(severity(&report, id), Some(expected), "{id}: {report:#}");
     }
     // What stayed right is said too.
     for id in [
-        "store.rls",
-        "store.security_definer",
         "store.migrations",
         "secrets.sealed",
         "audit.chain",
@@ -196,7 +208,16 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
     ] {
         assert!(passed(&report, id), "{id} passes: {report:#}");
     }
-    // Every finding says how to fix it; the SMTP URL is named by host only.
+    // Each names what it found.
+    let found = report.to_string();
+    for what in [
+        "webhooks (RLS not forced)",
+        "public.leaky",
+        "autovacuum is disabled on requests",
+    ] {
+        assert!(found.contains(what), "{what}: {report:#}");
+    }
+    // Every finding says how to fix it.
     for f in report["findings"].as_array().unwrap() {
         assert!(!f["fix"].as_str().unwrap().is_empty(), "{f}");
     }
@@ -282,6 +303,7 @@ async fn doctor_passes_postgres_with_the_non_owner_app_role() {
     let tenant = seed_tenant(&db.store, &master, &clock, "acme").await;
     // A target whose admin login holds exactly the documented rights, used by a profile.
     let pg = PgTarget::new().await;
+    let my = MyTarget::new().await;
     elevate::policy::apply(
         &db.store,
         &ctx(&clock),
@@ -296,9 +318,18 @@ approvers = ["sre"]
 target = "orders"
 roles = ["{write}"]
 owner = "{owner}"
+
+[[profile]]
+name = "shop-read"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "shop"
+roles = ["{read}"]
 "#,
             write = pg.write,
-            owner = pg.owner
+            owner = pg.owner,
+            read = my.read,
         ),
     )
     .await
@@ -309,8 +340,20 @@ owner = "{owner}"
         &clock,
         &tenant,
         "orders",
+        TargetKind::Postgres,
         &pg.admin_url(),
         &pg.admin_password,
+    )
+    .await;
+    add_target(
+        &db.store,
+        &master,
+        &clock,
+        &tenant,
+        "shop",
+        TargetKind::Mysql,
+        &my.admin_url(),
+        &my.admin_password,
     )
     .await;
     let now = clock.now();
@@ -360,6 +403,14 @@ owner = "{owner}"
     ] {
         assert!(passed(&report, id), "{id} passes: {report:#}");
     }
+    let targets: Vec<&str> = report["passed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"] == "targets.rights")
+        .map(|p| p["what"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets.len(), 2, "Postgres and MariaDB: {report:#}");
     // Plain SMTP without STARTTLS is worth a warning, not an error.
     assert_eq!(severity(&report, "mail.tls"), Some("warning"));
 
