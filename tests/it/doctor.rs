@@ -91,11 +91,16 @@ fn passed(report: &Value, id: &str) -> bool {
         .any(|p| p["id"] == id)
 }
 
+/// Where a target goes: store, master key, clock, tenant.
+type Place<'a> = (
+    &'a elevate::store::Store,
+    &'a MasterKey,
+    &'a dyn Clock,
+    &'a Tenant,
+);
+
 async fn add_target(
-    store: &elevate::store::Store,
-    master: &MasterKey,
-    clock: &dyn Clock,
-    tenant: &Tenant,
+    (store, master, clock, tenant): Place<'_>,
     name: &str,
     kind: TargetKind,
     url: &str,
@@ -129,10 +134,7 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
     let tenant = seed_tenant(&db.store, &master, &clock, "acme").await;
     // A target administered by a superuser, and one that does not answer.
     add_target(
-        &db.store,
-        &master,
-        &clock,
-        &tenant,
+        (&db.store, &master, &clock, &tenant),
         "everything",
         TargetKind::Postgres,
         &pg_url("postgres", Some("postgres")),
@@ -140,10 +142,7 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
     )
     .await;
     add_target(
-        &db.store,
-        &master,
-        &clock,
-        &tenant,
+        (&db.store, &master, &clock, &tenant),
         "gone",
         TargetKind::Postgres,
         &format!("postgres://admin@127.0.0.1:{}/gone", closed_port()),
@@ -335,10 +334,7 @@ roles = ["{read}"]
     .await
     .unwrap();
     add_target(
-        &db.store,
-        &master,
-        &clock,
-        &tenant,
+        (&db.store, &master, &clock, &tenant),
         "orders",
         TargetKind::Postgres,
         &pg.admin_url(),
@@ -346,10 +342,7 @@ roles = ["{read}"]
     )
     .await;
     add_target(
-        &db.store,
-        &master,
-        &clock,
-        &tenant,
+        (&db.store, &master, &clock, &tenant),
         "shop",
         TargetKind::Mysql,
         &my.admin_url(),
