@@ -34,6 +34,22 @@ pub fn key_file(report: &mut Report, config: &Config, path: &Path) {
             format!("the master key {shown} has mode {mode:04o}"),
         );
     }
+    // Whoever may write the directory may swap the key for one of their own.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && let Ok(d) = std::fs::metadata(dir)
+        && d.permissions().mode() & 0o022 != 0
+        && d.permissions().mode() & 0o1000 == 0
+    {
+        report.error(
+            "master_key.directory",
+            format!(
+                "the master key's directory {} has mode {:04o}: other users can replace the key",
+                dir.display(),
+                d.permissions().mode() & 0o7777
+            ),
+            format!("chmod go-w {}", dir.display()),
+        );
+    }
     // The directory /proc/self belongs to the process's effective user.
     if let Ok(me) = std::fs::metadata("/proc/self").map(|m| m.uid()) {
         if meta.uid() == me {

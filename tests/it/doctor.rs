@@ -129,8 +129,9 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
     let keys = temp_dir("doctor-bad");
     let key_path = keys.join("master.key");
     let master = MasterKey::generate_file(&key_path).unwrap();
-    // Readable by everyone.
+    // Readable by everyone, in a directory anyone may write.
     std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o777)).unwrap();
     let tenant = seed_tenant(&db.store, &master, &clock, "acme").await;
     // A target administered by a superuser, and one that does not answer.
     add_target(
@@ -187,6 +188,7 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
         ("store.role.superuser", "error"),
         ("store.role.owner", "error"),
         ("master_key.mode", "error"),
+        ("master_key.directory", "error"),
         ("tls.expiry", "error"),
         ("mail.smtp", "error"),
         ("targets.reachable", "error"),
