@@ -189,9 +189,9 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // `elevate ssh` ends with ssh's own exit status.
     let command = match cli.command {
+        Command::Doctor(args) => return doctor::doctor(args, cli.log_format).await,
         Command::Ssh(args) => return ssh::ssh(*args).await,
         Command::Db(args) => return db::db(args).await,
-        Command::Doctor(args) => return doctor::doctor(args, cli.log_format).await,
         other => other,
     };
     run_command(command, cli.log_format)
@@ -273,8 +273,9 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         Command::Host { command } => host::run(command).await,
         Command::Bench { command } => bench::run(command).await,
         Command::Audit { command } => audit::run(command).await,
+        Command::Doctor(_) => Ok(()), // handled in `run` (it needs the exit code)
         // Handled in `run` (they need the exit code).
-        Command::Ssh(_) | Command::Db(_) | Command::Doctor(_) => Ok(()),
+        Command::Ssh(_) | Command::Db(_) => Ok(()),
     }
 }
 
