@@ -270,10 +270,10 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         }
         Command::Review { id, json } => act(&id, "review", serde_json::json!({}), json).await,
         Command::SshCert(args) => ssh::ssh_cert(args).await,
+        Command::Doctor(_) => Ok(()), // handled in `run` (it needs the exit code)
         Command::Host { command } => host::run(command).await,
         Command::Bench { command } => bench::run(command).await,
         Command::Audit { command } => audit::run(command).await,
-        Command::Doctor(_) => Ok(()), // handled in `run` (it needs the exit code)
         // Handled in `run` (they need the exit code).
         Command::Ssh(_) | Command::Db(_) => Ok(()),
     }
