@@ -10,6 +10,7 @@ pub mod config;
 pub mod crypto;
 pub mod db_targets;
 pub mod demo;
+pub mod doctor;
 pub mod duration;
 pub mod error;
 pub mod files;

@@ -67,6 +67,28 @@ pub async fn active_signing_key(
     Ok((key.id, private))
 }
 
+/// Every tenant's active signing keys (SSH user CA, audit) that the master key does not open:
+/// (tenant slug, key purpose, why). `/readyz` asks this: without them nothing can be certified
+/// or signed.
+pub async fn unopenable_signing_keys(
+    store: &Store,
+    master: &MasterKey,
+) -> AppResult<Vec<(String, &'static str, String)>> {
+    let mut failing = Vec::new();
+    for tenant in store.tenants().await? {
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        for purpose in [KeyPurpose::SshUserCa, KeyPurpose::AuditSigning] {
+            if let Some(key) = tx.active_ca_key(purpose).await?
+                && let Err(e) = open_signing_key(master, &key)
+            {
+                failing.push((tenant.slug.clone(), purpose.as_str(), e.to_string()));
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(failing)
+}
+
 /// Start-up check: the master key must open every tenant's active keys. A wrong key file ends
 /// start-up here with a message naming the tenant and key ids, not at the first signature.
 pub async fn verify_master_key(store: &Store, master: &MasterKey) -> anyhow::Result<usize> {

@@ -17,7 +17,8 @@ use crate::workflow::State;
 use crate::workflow::service::withdraw_open;
 
 pub use keys::{
-    active_signing_key, add_signing_key, generate_signing_key, open_signing_key, verify_master_key,
+    active_signing_key, add_signing_key, generate_signing_key, open_signing_key,
+    unopenable_signing_keys, verify_master_key,
 };
 
 /// Who is acting and from where, for the audit record.

@@ -48,6 +48,33 @@ fn http_client() -> AppResult<openidconnect::reqwest::Client> {
         .map_err(AppError::internal)
 }
 
+/// Fetches and parses a provider's discovery document (`/.well-known/openid-configuration`),
+/// bounded by `limit`. Shared by `/readyz` and `elevate doctor`.
+pub async fn probe_discovery(issuer: &str, limit: std::time::Duration) -> Result<(), String> {
+    let issuer = IssuerUrl::new(issuer.to_owned()).map_err(|e| format!("invalid issuer: {e}"))?;
+    let http = openidconnect::reqwest::ClientBuilder::new()
+        .redirect(openidconnect::reqwest::redirect::Policy::none())
+        .timeout(limit)
+        .build()
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(limit, CoreProviderMetadata::discover_async(issuer, &http)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(error_chain(&e)),
+        Err(_) => Err(format!("no answer within {}s", limit.as_secs())),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 fn redirect_url(config: &Config) -> String {
     format!(
         "{}/login/oidc/callback",

@@ -8,6 +8,7 @@ mod bench;
 mod bench_db;
 mod client;
 mod db;
+mod doctor;
 mod host;
 mod policy;
 mod serve;
@@ -131,6 +132,8 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
+    /// Advisor checks of a deployment: what is wrong or risky, and how to fix it (exit 1 on errors).
+    Doctor(doctor::DoctorArgs),
     /// On SSH hosts: keep sshd's CA keys and KRL current.
     Host {
         #[command(subcommand)]
@@ -194,6 +197,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // `elevate ssh` ends with ssh's own exit status.
     let command = match cli.command {
+        Command::Doctor(args) => return doctor::doctor(args, cli.log_format).await,
         Command::Ssh(args) => return ssh::ssh(*args).await,
         Command::Db(args) => return db::db(args).await,
         Command::Drill(args) => return backup::drill(args).await,
@@ -275,6 +279,7 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         }
         Command::Review { id, json } => act(&id, "review", serde_json::json!({}), json).await,
         Command::SshCert(args) => ssh::ssh_cert(args).await,
+        Command::Doctor(_) => Ok(()), // handled in `run` (it needs the exit code)
         Command::Host { command } => host::run(command).await,
         Command::Bench { command } => bench::run(command).await,
         Command::Audit { command } => audit::run(command).await,

@@ -273,6 +273,18 @@ pub struct TargetCheck {
     pub can_create_roles: bool,
 }
 
+/// The admin login's powers, against the minimum `deploy/db-targets/README.md` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetRights {
+    /// Superuser (Postgres) or `ALL PRIVILEGES`/`SUPER` on everything (MariaDB/MySQL).
+    pub superuser: bool,
+    pub can_create_roles: bool,
+    /// Rights beyond the documented minimum (`CREATEDB`, `REPLICATION`, predefined roles, ...).
+    pub extra: Vec<String>,
+    /// Profile roles it cannot hand out (no `ADMIN OPTION`), or owner roles it is not a member of.
+    pub missing: Vec<String>,
+}
+
 /// What ending a login did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ended {
@@ -295,6 +307,26 @@ impl AdminConn {
                 AdminConn::Mysql(c) => mysql::check(c).await,
             }
         })
+        .await
+    }
+
+    /// What the admin login may do: `grantable` are the profile roles it must hand out,
+    /// `owners` the roles it must be a member of (Postgres `REASSIGN OWNED`).
+    pub async fn rights(
+        &mut self,
+        grantable: &[String],
+        owners: &[String],
+    ) -> TargetResult<TargetRights> {
+        bounded(
+            STATEMENT_TIMEOUT,
+            "reading the admin login's rights",
+            async {
+                match self {
+                    AdminConn::Postgres(c) => postgres::rights(c, grantable, owners).await,
+                    AdminConn::Mysql(c) => mysql::rights(c, grantable).await,
+                }
+            },
+        )
         .await
     }
 

@@ -8,7 +8,7 @@ use sha1::{Digest, Sha1};
 use sqlx::mysql::MySqlConnectOptions;
 use sqlx::{ConnectOptions, Connection, MySqlConnection};
 
-use super::{Ended, TargetCheck, TargetError, TargetResult, TargetSpec};
+use super::{Ended, TargetCheck, TargetError, TargetResult, TargetRights, TargetSpec};
 
 pub async fn connect(spec: &TargetSpec) -> TargetResult<MySqlConnection> {
     let mut url = spec.url.clone();
@@ -60,6 +60,81 @@ pub async fn check(c: &mut MySqlConnection) -> TargetResult<TargetCheck> {
         version: format!("MariaDB/MySQL {version}"),
         can_create_roles: can,
     })
+}
+
+/// The admin login's grants against the documented minimum (`CREATE USER`, `PROCESS`,
+/// `CONNECTION ADMIN` on `*.*`, `SELECT` on `mysql.user`, the profile roles `WITH ADMIN OPTION`).
+pub async fn rights(c: &mut MySqlConnection, grantable: &[String]) -> TargetResult<TargetRights> {
+    let grants: Vec<String> = sqlx::query_scalar("SHOW GRANTS").fetch_all(&mut *c).await?;
+    Ok(rights_of(&grants, grantable))
+}
+
+/// Reads `SHOW GRANTS` lines (pure, for tests).
+pub fn rights_of(grants: &[String], grantable: &[String]) -> TargetRights {
+    const ALLOWED_GLOBAL: [&str; 6] = [
+        "USAGE",
+        "CREATE USER",
+        "PROCESS",
+        "CONNECTION ADMIN",
+        "CONNECTION_ADMIN",
+        "SUPER READ ONLY",
+    ];
+    let mut rights = TargetRights::default();
+    let mut admin_roles: Vec<String> = Vec::new();
+    for line in grants {
+        let upper = line.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix("GRANT ") else {
+            continue;
+        };
+        match rest.split_once(" ON ") {
+            Some((privs, on)) if on.starts_with("*.* ") => {
+                for p in privs.split(", ").map(str::trim) {
+                    if p == "ALL PRIVILEGES" || p == "SUPER" {
+                        rights.superuser = true;
+                    } else if p == "CREATE USER" {
+                        rights.can_create_roles = true;
+                    } else if !ALLOWED_GLOBAL.contains(&p) {
+                        rights.extra.push(format!("{p} ON *.*"));
+                    }
+                }
+                if on.contains("WITH GRANT OPTION") {
+                    rights.extra.push("WITH GRANT OPTION ON *.*".into());
+                }
+            }
+            Some((privs, on)) => {
+                let target = on.split(" TO ").next().unwrap_or(on).trim();
+                let allowed = target == "`MYSQL`.`USER`" && privs.trim() == "SELECT";
+                if !allowed {
+                    rights
+                        .extra
+                        .push(format!("{} ON {}", privs.trim(), target.to_lowercase()));
+                }
+            }
+            // A role grant: `GRANT `role`@`%` TO ... [WITH ADMIN OPTION]`.
+            None if upper.contains("WITH ADMIN OPTION") => {
+                let roles = line[6..].split(" TO ").next().unwrap_or_default();
+                admin_roles.extend(roles.split(',').map(|r| {
+                    r.trim()
+                        .split('@')
+                        .next()
+                        .unwrap_or_default()
+                        .trim_matches(|c| c == '`' || c == '\'')
+                        .to_owned()
+                }));
+            }
+            None => {}
+        }
+    }
+    if rights.superuser {
+        rights.can_create_roles = true;
+    } else {
+        rights.missing = grantable
+            .iter()
+            .filter(|r| !admin_roles.contains(r))
+            .map(|r| format!("{r} WITH ADMIN OPTION"))
+            .collect();
+    }
+    rights
 }
 
 fn lock_key(role: &str) -> String {
@@ -204,6 +279,52 @@ pub async fn logins_with_prefix(
 
 #[cfg(test)]
 mod tests {
+    fn lines(l: &[&str]) -> Vec<String> {
+        l.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rights_are_read_from_show_grants_as_mariadb_prints_them() {
+        // What MariaDB 11 prints for the documented admin login.
+        let documented = lines(&[
+            "GRANT `doc_role` TO `doc_probe`@`%` WITH ADMIN OPTION",
+            "GRANT PROCESS, CREATE USER, CONNECTION ADMIN ON *.* TO `doc_probe`@`%` IDENTIFIED BY PASSWORD '*B6'",
+            "GRANT SELECT ON `mysql`.`user` TO `doc_probe`@`%`",
+        ]);
+        let r = super::rights_of(&documented, &["doc_role".into()]);
+        assert_eq!(
+            r,
+            super::TargetRights {
+                superuser: false,
+                can_create_roles: true,
+                extra: vec![],
+                missing: vec![],
+            }
+        );
+        let r = super::rights_of(&documented, &["doc_role".into(), "other".into()]);
+        assert_eq!(r.missing, vec!["other WITH ADMIN OPTION".to_owned()]);
+        let root = lines(&[
+            "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` IDENTIFIED VIA unix_socket WITH GRANT OPTION",
+        ]);
+        let r = super::rights_of(&root, &["doc_role".into()]);
+        assert!(
+            r.superuser && r.can_create_roles && r.missing.is_empty(),
+            "{r:?}"
+        );
+        let wide = lines(&[
+            "GRANT CREATE USER, RELOAD ON *.* TO `a`@`%`",
+            "GRANT ALL PRIVILEGES ON `orders`.* TO `a`@`%`",
+        ]);
+        let r = super::rights_of(&wide, &[]);
+        assert_eq!(
+            r.extra,
+            vec![
+                "RELOAD ON *.*".to_owned(),
+                "ALL PRIVILEGES ON `orders`.*".to_owned()
+            ]
+        );
+    }
+
     #[test]
     fn native_password_hash_matches_the_server() {
         // MariaDB: SELECT PASSWORD('password') and PASSWORD('').

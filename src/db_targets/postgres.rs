@@ -8,7 +8,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use time::OffsetDateTime;
 
-use super::{Ended, TargetCheck, TargetResult, TargetSpec, names};
+use super::{Ended, TargetCheck, TargetResult, TargetRights, TargetSpec, names};
 
 pub async fn connect(spec: &TargetSpec) -> TargetResult<PgConnection> {
     // sqlx only knows the `postgres`/`postgresql` schemes, which `parse_url` allows.
@@ -39,6 +39,61 @@ pub async fn check(c: &mut PgConnection) -> TargetResult<TargetCheck> {
     Ok(TargetCheck {
         version: format!("PostgreSQL {version}"),
         can_create_roles: can,
+    })
+}
+
+/// The admin login's attributes, memberships and ownerships beyond the documented minimum
+/// (`CREATEROLE`, the profile roles `WITH ADMIN OPTION`, the owner roles, `CONNECT`).
+pub async fn rights(
+    c: &mut PgConnection,
+    grantable: &[String],
+    owners: &[String],
+) -> TargetResult<TargetRights> {
+    let (superuser, createrole, extra, missing_admin, missing_member): (
+        bool,
+        bool,
+        Vec<String>,
+        Vec<String>,
+        Vec<String>,
+    ) = sqlx::query_as(
+        "SELECT r.rolsuper, r.rolcreaterole,
+                array_remove(ARRAY[
+                    CASE WHEN r.rolcreatedb THEN 'CREATEDB' END,
+                    CASE WHEN r.rolreplication THEN 'REPLICATION' END,
+                    CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END], NULL)
+                || ARRAY(SELECT 'member of ' || b.rolname FROM pg_auth_members m
+                         JOIN pg_roles b ON b.oid = m.roleid
+                         WHERE m.member = r.oid AND b.rolname LIKE 'pg\\_%' ORDER BY 1)
+                || ARRAY(SELECT 'owns database ' || d.datname FROM pg_database d
+                         WHERE d.datdba = r.oid ORDER BY 1),
+                ARRAY(SELECT x FROM unnest($1::text[]) AS x
+                      WHERE NOT EXISTS (SELECT 1 FROM pg_auth_members m
+                                        JOIN pg_roles b ON b.oid = m.roleid
+                                        WHERE m.member = r.oid AND b.rolname = x AND m.admin_option)
+                      ORDER BY 1),
+                ARRAY(SELECT x FROM unnest($2::text[]) AS x
+                      WHERE NOT COALESCE(pg_has_role(r.oid, (SELECT o.oid FROM pg_roles o WHERE o.rolname = x), 'MEMBER'), FALSE)
+                      ORDER BY 1)
+         FROM pg_roles r WHERE r.rolname = current_user",
+    )
+    .bind(grantable)
+    .bind(owners)
+    .fetch_one(&mut *c)
+    .await?;
+    let mut missing: Vec<String> = missing_admin
+        .into_iter()
+        .map(|r| format!("{r} WITH ADMIN OPTION"))
+        .collect();
+    missing.extend(
+        missing_member
+            .into_iter()
+            .map(|r| format!("membership in {r}")),
+    );
+    Ok(TargetRights {
+        superuser,
+        can_create_roles: createrole || superuser,
+        extra,
+        missing: if superuser { Vec::new() } else { missing },
     })
 }
 

@@ -137,3 +137,36 @@ impl Mailer {
         });
     }
 }
+
+/// Asks an SMTP server whether it speaks: connects, EHLO, STARTTLS or TLS as the URL says,
+/// authenticates when it carries credentials, NOOP. Bounded by `limit`. Shared by `/readyz` and
+/// `elevate doctor`; the error never carries the URL (it may hold a password).
+pub async fn probe_smtp(url: &str, limit: std::time::Duration) -> Result<(), String> {
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        .map_err(|e| format!("not a valid SMTP URL: {e}"))?
+        .timeout(Some(limit))
+        .build();
+    probe_transport(&transport, limit).await
+}
+
+async fn probe_transport(
+    transport: &AsyncSmtpTransport<Tokio1Executor>,
+    limit: std::time::Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(limit, transport.test_connection()).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => Err("the server did not answer NOOP".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", limit.as_secs())),
+    }
+}
+
+impl Mailer {
+    /// Probes the configured SMTP server; `None` when mail does not go over SMTP.
+    pub async fn probe(&self, limit: std::time::Duration) -> Option<Result<(), String>> {
+        match self {
+            Mailer::Smtp { transport, .. } => Some(probe_transport(transport, limit).await),
+            _ => None,
+        }
+    }
+}

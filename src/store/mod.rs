@@ -40,6 +40,7 @@ macro_rules! sql {
     };
 }
 
+mod advisor;
 mod audit;
 mod audit_sinks;
 pub mod backup;
@@ -56,6 +57,7 @@ mod tokens;
 mod users;
 mod webhooks;
 
+pub use advisor::{DefinerFunction, RoleReport, TableRls, VacuumReport};
 pub use audit_sinks::AuditSink;
 pub use db_logins::{CleanupCounts, DbLoginRecord};
 pub use outbox::OutboxItem;
@@ -271,27 +273,7 @@ impl Store {
     /// Fails if migrations known to this binary are not applied (Postgres services cannot apply
     /// them: they run as a role without DDL rights).
     pub async fn check_migrations(&self) -> StoreResult<()> {
-        let (migrator, applied): (&sqlx::migrate::Migrator, Vec<i64>) = match &self.pool {
-            Pool::Sqlite(p) => (
-                &SQLITE_MIGRATIONS,
-                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                    .fetch_all(p)
-                    .await
-                    .unwrap_or_default(),
-            ),
-            Pool::Postgres(p) => (
-                &POSTGRES_MIGRATIONS,
-                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                    .fetch_all(p)
-                    .await
-                    .unwrap_or_default(),
-            ),
-        };
-        let missing: Vec<String> = migrator
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .map(|m| format!("{} {}", m.version, m.description))
-            .collect();
+        let missing = self.pending_migrations().await?;
         if missing.is_empty() {
             Ok(())
         } else {

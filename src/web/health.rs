@@ -1,8 +1,10 @@
-//! `/healthz` says the process is alive; `/readyz` says it can serve: store reachable, master key
-//! loaded, reaper running. Load balancers and `elevate host sync` rely on these. It also reports
-//! database targets elevate cannot reach and login cleanups that keep failing; those do not make
-//! the replica unready (another replica could not do better, and taking every replica out of
-//! rotation would stop revocations too), they page through `/metrics`.
+//! `/healthz` says the process is alive; `/readyz` says whether it can serve (DESIGN §8): it is
+//! unready (503) only when the store or the tenants' signing keys fail — nothing could be
+//! certified or recorded. Everything else it checks degrades (200, `"status": "degraded"` and the
+//! names of what degrades): the reaper, mail and OpenID providers (probed, see `probes`),
+//! database targets elevate cannot reach, login cleanups that keep failing, a broken audit chain.
+//! Another replica could not do better, and taking every replica out of rotation would stop
+//! revocations too; these page through `/metrics` and the logs.
 //!
 //! Both are public, so an anonymous answer carries aggregate status only: no tenant slug, target
 //! name or error text. A bearer token with the `metrics` scope ([`Viewer`]) sees its own
@@ -111,19 +113,45 @@ async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoRespo
                     .collect(),
             ),
         });
-    let ready =
-        store == "ok" && master_key == "ok" && reaper_state != "failing" && reaper_state != "stale";
+    let probed = super::probes::probes(&state).await;
+    let audit = audit_view(crate::audit::readiness(&state).await, &viewer);
+    // DESIGN §8: unready only when the store or the signing keys fail. Everything else degrades:
+    // pulling every replica out of rotation would also stop revocations.
+    let ready = store == "ok" && master_key == "ok" && probed.keys_ok();
+    let mut degraded = probed.degraded();
+    if reaper_state == "failing" || reaper_state == "stale" {
+        degraded.push("reaper");
+    }
+    if audit["state"] == "degraded" {
+        degraded.push("audit");
+    }
+    if cleanups
+        .as_ref()
+        .is_some_and(|c| c["stuck"].as_i64() > Some(0))
+    {
+        degraded.push("db_cleanups");
+    }
+    if targets.as_ref().is_some_and(|t| match t {
+        Value::Array(a) => !a.is_empty(),
+        n => n.as_u64() > Some(0),
+    }) {
+        degraded.push("targets");
+    }
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let (signing_keys, mail, oidc) = probed.view(&viewer);
     let mut body = json!({
-        "status": if ready { "ready" } else { "not ready" },
+        "status": if !ready { "not ready" } else if degraded.is_empty() { "ready" } else { "degraded" },
+        "degraded": degraded,
         "checks": {
             "store": store,
             "master_key": master_key,
-            "mail": if state.mailer.is_available() { "configured" } else { "not configured" },
+            "signing_keys": signing_keys,
+            "mail": mail,
+            "oidc": oidc,
             "reaper": {
                 "state": reaper_state,
                 "last_pass": reaper.last_pass.map(|t| t.unix_timestamp()),
@@ -131,7 +159,7 @@ async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoRespo
                 // The error text may name any tenant: it is in the server log.
             },
             "notifications_failing": failing,
-            "audit": audit_view(crate::audit::readiness(&state).await, &viewer),
+            "audit": audit,
             "db_cleanups": cleanups,
             "targets_unreachable": targets,
         },

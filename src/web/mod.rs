@@ -10,6 +10,7 @@ mod health;
 pub mod limits;
 pub mod metrics;
 mod pages;
+mod probes;
 mod public;
 mod static_files;
 pub mod tls;
@@ -54,6 +55,8 @@ pub struct AppState {
     pub reaper_wake: Arc<tokio::sync::Notify>,
     /// The last check of every database target, reused by `/readyz` for a while.
     pub target_health: Arc<tokio::sync::Mutex<Option<health::TargetHealth>>>,
+    /// The last round of readiness probes (signing keys, SMTP, OpenID), reused for a while.
+    pub probes: probes::SharedProbes,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
             audit: Default::default(),
             reaper_wake: Default::default(),
             target_health: Default::default(),
+            probes: Default::default(),
         })
     }
 }

@@ -13,6 +13,7 @@ mod cli_client;
 mod db_cli;
 mod db_fixtures;
 mod db_logins;
+mod doctor;
 mod hardening_edge;
 mod helpers;
 mod http;
