@@ -688,6 +688,14 @@ pub async fn act(
     })
 }
 
+/// What one pass over a tenant did.
+#[derive(Debug, Default)]
+pub struct Ticked {
+    pub moved: usize,
+    /// For each grant it expired: how long after its end (`now - not_after`).
+    pub expired_late_by: Vec<time::Duration>,
+}
+
 /// One pass of time-driven transitions over a tenant: lapse, activate, expire. Idempotent; a
 /// request another replica holds is skipped and picked up on the next pass.
 pub async fn tick_tenant(
@@ -695,14 +703,14 @@ pub async fn tick_tenant(
     links: &str,
     tenant: &Tenant,
     now: OffsetDateTime,
-) -> AppResult<usize> {
+) -> AppResult<Ticked> {
     let due = {
         let mut tx = store.tenant(tenant.tenant_id).await?;
         let ids = tx.due_request_ids(now).await?;
         tx.commit().await?;
         ids
     };
-    let mut moved = 0;
+    let mut ticked = Ticked::default();
     for id in due {
         let mut tx = store.tenant(tenant.tenant_id).await?;
         if !tx.lock_request(id).await? {
@@ -767,7 +775,12 @@ pub async fn tick_tenant(
             notify(&mut tx, links, &profile, requester, &next, &effects, now).await?;
         }
         tx.commit().await?;
-        moved += 1;
+        ticked.moved += 1;
+        if let (super::State::Active, super::State::Expired, Some(grant)) =
+            (stored.request.state, next.state, &stored.request.grant)
+        {
+            ticked.expired_late_by.push(now - grant.not_after);
+        }
     }
-    Ok(moved)
+    Ok(ticked)
 }

@@ -18,6 +18,7 @@ mod http;
 mod input_rules;
 mod listing;
 mod notify;
+mod ops_metrics;
 mod policy;
 mod rls;
 mod signin;
