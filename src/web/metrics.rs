@@ -67,7 +67,8 @@ impl Exposition {
             None => {
                 let values = samples.iter().map(|s| s.value);
                 let value = match combine {
-                    Combine::Sum => values.sum(),
+                    // Not `sum()`: an empty f64 sum is -0, which reads as "-0" in the text.
+                    Combine::Sum => values.fold(0.0, |a, b| a + b),
                     Combine::Max => values.fold(0.0, f64::max),
                 };
                 self.sample(name, &[], value);
@@ -419,7 +420,7 @@ async fn tenant_state(
             None => m.sample(
                 "elevate_requests",
                 &[("state", s.as_str())],
-                samples.iter().map(|x| x.value).sum(),
+                samples.iter().fold(0.0, |a, x| a + x.value),
             ),
             Some(_) => m.tenant_samples(viewer, "elevate_requests", &samples, Combine::Sum),
         }
@@ -538,6 +539,7 @@ mod tests {
         );
         let mut m = Exposition::default();
         m.tenant_samples(&Viewer::Anonymous, "x", &[], Combine::Max);
-        assert_eq!(m.finish(), "x 0\n");
+        m.tenant_samples(&Viewer::Anonymous, "x", &[], Combine::Sum);
+        assert_eq!(m.finish(), "x 0\nx 0\n");
     }
 }
