@@ -5,6 +5,7 @@
 #   compose.yaml         docker-compose config -q, and its services are the ones README.md lists
 #   Dockerfile           hadolint, and it builds through scripts/build.sh as CI does
 #   sshd drop-in         sshd -t with it included
+#   target SQL           deploy/db-targets/postgres-target.sql run by psql on a scratch cluster
 #   Prometheus           promtool check config/rules, promtool test rules (each alert fires), and
 #                        promtool check metrics on /metrics of a running `elevate serve --demo`
 # There is no container engine here: the image itself is not built (README.md says so).
@@ -22,8 +23,12 @@ tools_dir="${ELEVATE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/elevate/deploy-t
 venv="$tools_dir/venv"
 scratch=$(mktemp -d)
 server_pid=""
+pg_dir=""
+pg_bin=""
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
     if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+    if [ -n "$pg_dir" ]; then as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pg_dir"; fi
     rm -rf "$scratch"
 }
 trap cleanup EXIT
@@ -35,6 +40,7 @@ ensure_tools() {
     command -v docker-compose >/dev/null || need+=(docker-compose)
     [ -x /usr/sbin/sshd ] || need+=(openssh-server)
     command -v curl >/dev/null || need+=(curl)
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql postgresql-client)
     python3 -m venv --help >/dev/null 2>&1 || need+=(python3 python3-venv)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -152,6 +158,31 @@ check_sshd() {
     /usr/sbin/sshd -t -f "$scratch/sshd_config" || fail "sshd -t: deploy/sshd/elevate.conf"
 }
 
+check_target_sql() {
+    say "deploy/db-targets/postgres-target.sql: psql on a scratch PostgreSQL cluster"
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    if [ -z "$pg_bin" ]; then fail "PostgreSQL's initdb is missing (apt-get install -y postgresql)"; return; fi
+    # Its own cluster on a Unix socket only: the script makes cluster-wide roles and a database.
+    pg_dir=$(mktemp -d)
+    [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
+    as_postgres "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U postgres >/dev/null 2>&1 ||
+        { fail "initdb of a scratch cluster failed"; return; }
+    as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -w -l "$pg_dir/log" \
+        -o "-c listen_addresses= -k $pg_dir -p 5439" start >/dev/null ||
+        { fail "scratch PostgreSQL did not start: $(tail -3 "$pg_dir/log")"; return; }
+    local out
+    out=$(psql -h "$pg_dir" -p 5439 -U postgres -d postgres -Xq -v ON_ERROR_STOP=1 \
+        -v admin_password="'check-deploy'" -f deploy/db-targets/postgres-target.sql 2>&1) ||
+        fail "psql -f deploy/db-targets/postgres-target.sql: $out"
+    # The admin login it makes holds no more than deploy/db-targets/README.md says.
+    out=$(psql -h "$pg_dir" -p 5439 -U postgres -d postgres -XAtq -c \
+        "SELECT rolsuper OR rolcreatedb OR rolbypassrls OR rolreplication FROM pg_roles WHERE rolname = 'elevate_admin'")
+    [ "$out" = f ] || fail "postgres-target.sql: elevate_admin has more rights than it needs ($out)"
+    as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -m fast stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+    pg_dir=""
+}
+
 check_prometheus() {
     say "Prometheus: promtool check config, check rules, test rules"
     promtool check config --syntax-only deploy/prometheus/prometheus.yml >/dev/null || fail "promtool check config: deploy/prometheus/prometheus.yml"
@@ -209,6 +240,7 @@ check_kubernetes
 check_compose
 check_dockerfile
 check_sshd
+check_target_sql
 check_prometheus
 check_metrics
 end=$(date +%s)
