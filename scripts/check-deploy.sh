@@ -211,11 +211,26 @@ check_metrics() {
         sleep 0.2
     done
     if [ -z "$addr" ]; then fail "elevate serve --demo did not start: $(tail -5 "$log")"; return; fi
-    # Traffic, so the request families have samples: a page, a 404 and an API refusal.
+    # Traffic, so the request families have samples: a page, a 404, an API refusal, a sign-in ask.
     curl -s -o /dev/null "$addr/login"; curl -s -o /dev/null "$addr/no/such/page"
     curl -s -o /dev/null "$addr/api/v1/me"
-    body=$(curl -fsS "$addr/metrics") || { fail "GET /metrics"; return; }
+    curl -s -o /dev/null --data 'tenant=demo&email=' "$addr/login"
+    # Until the reaper's first pass is in (it starts with the server).
+    for _ in $(seq 1 50); do
+        body=$(curl -fsS "$addr/metrics") || { fail "GET /metrics"; return; }
+        printf '%s\n' "$body" | grep -q '^elevate_reaper_pass_duration_seconds_count [1-9]' && break
+        sleep 0.1
+    done
     printf '%s\n' "$body" | promtool check metrics || fail "promtool check metrics: anonymous /metrics"
+    # The families operators alert on are there (the reaper has made its first pass by now).
+    local family
+    for family in elevate_http_requests_total elevate_http_request_duration_seconds_bucket \
+        elevate_credentials_issued_total elevate_signin_attempts_total elevate_requests \
+        elevate_grant_expiry_lateness_seconds_count elevate_reaper_pass_duration_seconds_count \
+        elevate_reaper_last_pass_age_seconds elevate_db_cleanups_stuck elevate_audit_events_total \
+        elevate_audit_unsigned_age_seconds elevate_audit_sink_failed_attempts; do
+        printf '%s\n' "$body" | grep -q "^$family[{ ]" || fail "/metrics has no $family"
+    done
     # A token with the metrics scope sees its tenant's series: the same check.
     token=$("$binary" admin token create --database "sqlite:$scratch/elevate.db" --tenant demo \
         --email carol@example.com --scope metrics --ttl 1h 2>/dev/null) || token=""

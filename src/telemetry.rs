@@ -118,7 +118,14 @@ pub fn reason(e: &AppError) -> &'static str {
     }
 }
 
-type HttpKey = (String, String, u16);
+/// The method as a label: the standard ones, anything else `other` (clients choose the method,
+/// and a label they choose would let them add series without bound).
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
+}
+
+type HttpKey = (&'static str, String, u16);
 
 /// Everything this process counts. One per `AppState`, shared with the reaper.
 #[derive(Debug)]
@@ -167,7 +174,7 @@ impl Telemetry {
     /// the raw path, so the series stay few and hold no identifiers.
     pub fn http_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
         if let Ok(mut m) = self.http.lock() {
-            m.entry((method.to_owned(), route.to_owned(), status))
+            m.entry((method_label(method), route.to_owned(), status))
                 .or_insert_with(|| Histogram::new(HTTP_BUCKETS))
                 .observe(seconds);
         }
@@ -248,6 +255,16 @@ mod tests {
         );
         assert_eq!(h.count, 5);
         assert!((h.sum - 11.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn methods_clients_make_up_are_one_label() {
+        let t = Telemetry::default();
+        for m in ["GET", "BREW", "PROPFIND", "get"] {
+            t.http_request(m, "unmatched", 405, 0.001);
+        }
+        let methods: Vec<&str> = t.snapshot().http.iter().map(|(k, _)| k.0).collect();
+        assert_eq!(methods, vec!["GET", "other"]);
     }
 
     #[test]

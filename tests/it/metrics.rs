@@ -52,6 +52,14 @@ async fn metrics_count_routes_credentials_requests_and_the_audit_log(db: TestDb)
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, _) = shop.issue_new_key(&db_id).await;
     assert_eq!(s, StatusCode::CONFLICT, "db-only grants no SSH");
+    let (s, _) = shop
+        .post(
+            &shop.alice,
+            &format!("/api/v1/requests/{id}/db-credentials"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "prod-shell grants no database");
     let res = shop
         .app
         .client
@@ -116,6 +124,13 @@ async fn metrics_count_routes_credentials_requests_and_the_audit_log(db: TestDb)
     assert_eq!(
         value(&m, r#"elevate_credentials_issued_total{kind="db_login"}"#),
         0.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            r#"elevate_credential_refusals_total{kind="db_login",reason="not_allowed_now"}"#
+        ),
+        1.0
     );
     assert_eq!(
         value(
