@@ -85,8 +85,13 @@ check_systemd() {
         done
     done
     grep -Eq '^User=elevate$' deploy/systemd/elevate.service || fail "elevate.service must run as the dedicated user elevate"
-    grep -Eq '^ReadWritePaths=.*/var/lib/elevate/anchors' deploy/systemd/elevate.service ||
-        fail "elevate.service: the audit anchor directory must be writable"
+    # The audit anchor directory it names must be writable under ProtectSystem=strict.
+    local anchor rw ok=no path
+    anchor=$(sed -nE 's/^Environment=ELEVATE_AUDIT_ANCHOR_DIR=(.*)/\1/p' deploy/systemd/elevate.service)
+    rw=$(sed -nE 's/^ReadWritePaths=(.*)/\1/p' deploy/systemd/elevate.service)
+    for path in $rw; do case "$anchor/" in "${path%/}"/*) ok=yes ;; esac; done
+    [ -n "$anchor" ] && [ "$ok" = yes ] ||
+        fail "elevate.service: the audit anchor directory (${anchor:-not set}) is not in ReadWritePaths ($rw)"
 }
 
 check_kubernetes() {
