@@ -41,12 +41,13 @@ ensure_tools() {
     [ -x /usr/sbin/sshd ] || need+=(openssh-server)
     command -v curl >/dev/null || need+=(curl)
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql postgresql-client)
-    python3 -m venv --help >/dev/null 2>&1 || need+=(python3 python3-venv)
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3 python3-venv)
     if [ ${#need[@]} -gt 0 ]; then
         if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
             say "installing ${need[*]}"
             export DEBIAN_FRONTEND=noninteractive
-            # No service is started: the prometheus package's own server is not wanted here.
+            # promtool ships in the prometheus package; on a host that runs systemd, installing it
+            # also enables a Prometheus server (CI's containers run no service manager).
             apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
                 { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; } || true
         else
