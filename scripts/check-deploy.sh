@@ -207,6 +207,7 @@ check_prometheus() {
 check_metrics() {
     say "/metrics of a running server: promtool check metrics"
     local log="$scratch/serve.log" addr="" token body
+    : >"$log"
     (cd "$scratch" && ELEVATE_INSECURE_HTTP=1 exec "$OLDPWD/$binary" serve --demo --listen 127.0.0.1:0 \
         --database "sqlite:$scratch/elevate.db" --log-format json >"$log" 2>&1) &
     server_pid=$!
