@@ -208,7 +208,7 @@ check_metrics() {
     say "/metrics of a running server: promtool check metrics"
     local log="$scratch/serve.log" addr="" token body
     : >"$log"
-    (cd "$scratch" && ELEVATE_INSECURE_HTTP=1 exec "$OLDPWD/$binary" serve --demo --listen 127.0.0.1:0 \
+    (cd "$scratch" && ELEVATE_INSECURE_HTTP=1 exec "$binary" serve --demo --listen 127.0.0.1:0 \
         --database "sqlite:$scratch/elevate.db" --log-format json >"$log" 2>&1) &
     server_pid=$!
     for _ in $(seq 1 100); do
@@ -255,7 +255,7 @@ check_metrics() {
 ensure_tools
 installed=$(date +%s)
 say "building the binary through scripts/build.sh --debug"
-binary=$(bash scripts/build.sh --debug)
+binary=$(realpath "$(bash scripts/build.sh --debug)")
 built=$(date +%s)
 check_systemd
 check_kubernetes
