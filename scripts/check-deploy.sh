@@ -238,6 +238,11 @@ check_metrics() {
         elevate_audit_unsigned_age_seconds elevate_audit_sink_failed_attempts; do
         printf '%s\n' "$body" | grep -q "^$family[{ ]" || fail "/metrics has no $family"
     done
+    # Every series the alert rules read is one the server serves (a renamed metric breaks CI,
+    # not the pager).
+    for family in $(grep -oE 'elevate_[a-z_]+' deploy/prometheus/alerts.yml | sort -u); do
+        printf '%s\n' "$body" | grep -Eq "^$family(_bucket|_sum|_count)?[{ ]" || fail "deploy/prometheus/alerts.yml reads $family, which /metrics does not serve"
+    done
     # A token with the metrics scope sees its tenant's series: the same check.
     token=$("$binary" admin token create --database "sqlite:$scratch/elevate.db" --tenant demo \
         --email carol@example.com --scope metrics --ttl 1h 2>/dev/null) || token=""
