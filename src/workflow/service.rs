@@ -688,14 +688,6 @@ pub async fn act(
     })
 }
 
-/// What one pass over a tenant did.
-#[derive(Debug, Default)]
-pub struct Ticked {
-    pub moved: usize,
-    /// For each grant it expired: how long after its end (`now - not_after`).
-    pub expired_late_by: Vec<time::Duration>,
-}
-
 /// One pass of time-driven transitions over a tenant: lapse, activate, expire. Idempotent; a
 /// request another replica holds is skipped and picked up on the next pass.
 pub async fn tick_tenant(
@@ -704,13 +696,14 @@ pub async fn tick_tenant(
     tenant: &Tenant,
     now: OffsetDateTime,
 ) -> AppResult<Ticked> {
+    let mut late = Vec::new();
     let due = {
         let mut tx = store.tenant(tenant.tenant_id).await?;
         let ids = tx.due_request_ids(now).await?;
         tx.commit().await?;
         ids
     };
-    let mut ticked = Ticked::default();
+    let mut moved = 0;
     for id in due {
         let mut tx = store.tenant(tenant.tenant_id).await?;
         if !tx.lock_request(id).await? {
@@ -775,12 +768,23 @@ pub async fn tick_tenant(
             notify(&mut tx, links, &profile, requester, &next, &effects, now).await?;
         }
         tx.commit().await?;
-        ticked.moved += 1;
+        moved += 1;
         if let (super::State::Active, super::State::Expired, Some(grant)) =
             (stored.request.state, next.state, &stored.request.grant)
         {
-            ticked.expired_late_by.push(now - grant.not_after);
+            late.push(now - grant.not_after);
         }
     }
-    Ok(ticked)
+    Ok(Ticked {
+        moved,
+        expired_late_by: late,
+    })
+}
+
+/// What one pass over a tenant did.
+#[derive(Debug, Default)]
+pub struct Ticked {
+    pub moved: usize,
+    /// For each grant it expired: how long after its end (`now - not_after`).
+    pub expired_late_by: Vec<time::Duration>,
 }
