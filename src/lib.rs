@@ -21,6 +21,7 @@ pub mod policy;
 pub mod reaper;
 pub mod ssh;
 pub mod store;
+pub mod telemetry;
 pub mod text;
 pub mod web;
 pub mod workflow;

@@ -19,6 +19,7 @@ use crate::error::AppResult;
 use crate::notify::Mailer;
 use crate::notify::outbox::deliver_due;
 use crate::store::Store;
+use crate::telemetry::Telemetry;
 use crate::workflow::service::tick_tenant;
 
 /// What `/readyz` reports about the reaper.
@@ -52,10 +53,25 @@ fn record(status: &SharedStatus, now: OffsetDateTime, error: Option<String>) {
 
 /// One pass over every tenant; returns how many requests moved.
 pub async fn run_once(store: &Store, clock: &SharedClock, links: &str) -> AppResult<usize> {
+    run_once_observed(store, clock, links, &Telemetry::default()).await
+}
+
+/// [`run_once`], recording how late each expiry came in `telemetry` (`/metrics`).
+pub async fn run_once_observed(
+    store: &Store,
+    clock: &SharedClock,
+    links: &str,
+    telemetry: &Telemetry,
+) -> AppResult<usize> {
     let mut moved = 0;
     for tenant in store.tenants().await? {
         match tick_tenant(store, links, &tenant, clock.now()).await {
-            Ok(n) => moved += n,
+            Ok(t) => {
+                moved += t.moved;
+                for late in t.expired_late_by {
+                    telemetry.expiry_lateness(late.as_seconds_f64());
+                }
+            }
             Err(e) => {
                 tracing::warn!(tenant = %tenant.slug, error = %e, "reaper pass failed; retrying on the next pass")
             }
@@ -113,6 +129,8 @@ pub struct Reaper {
     pub wake: Arc<Notify>,
     pub links: String,
     pub every: Duration,
+    /// Expiry lateness and pass durations, for `/metrics`.
+    pub telemetry: Arc<Telemetry>,
 }
 
 /// Runs passes forever (sweep until it has covered every target, transitions, database login
@@ -136,12 +154,15 @@ pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
                     }
                 };
             }
+            let started = std::time::Instant::now();
             let pass = async {
-                let moved = run_once(&r.store, &r.clock, &r.links).await?;
+                let moved = run_once_observed(&r.store, &r.clock, &r.links, &r.telemetry).await?;
                 let cleaned = clean_db_logins(&r.store, &r.master, r.clock.now()).await?;
                 AppResult::Ok((moved, cleaned))
             };
-            delay = match pass.await {
+            let outcome = pass.await;
+            r.telemetry.reaper_pass(started.elapsed().as_secs_f64());
+            delay = match outcome {
                 Ok((moved, cleaned)) => {
                     if moved > 0 {
                         tracing::info!(moved, "reaper moved requests");

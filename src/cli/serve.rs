@@ -105,6 +105,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     }
     let mailer = state.mailer.clone();
     let reaper_status = state.reaper.clone();
+    let reaper_telemetry = state.telemetry.clone();
     let reaper_key = state.master_key.clone();
     let audit_tasks = crate::audit::spawn_tasks(&state);
     let audit_status = state.audit.clone();
@@ -123,6 +124,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
 
     let reaper = crate::reaper::spawn(crate::reaper::Reaper {
         store: store.clone(),
+        telemetry: reaper_telemetry,
         clock: state_clock,
         mailer,
         master: reaper_key,

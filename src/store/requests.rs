@@ -512,6 +512,13 @@ impl TenantTx {
         Ok((out, next))
     }
 
+    /// How many of this tenant's requests are in each state (`/metrics`: grants by state).
+    pub async fn request_state_counts(&mut self) -> StoreResult<Vec<(String, i64)>> {
+        let tenant_id = self.tenant_id;
+        Ok(sql!(fetch_all (String, i64); self,
+            "SELECT state, COUNT(*) FROM requests WHERE tenant_id = $1 GROUP BY state", tenant_id)?)
+    }
+
     /// How many requests match (the page size and cursor aside).
     pub async fn count_requests(&mut self, f: &RequestFilter) -> StoreResult<i64> {
         let mut sql = Sql {

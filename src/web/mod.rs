@@ -57,6 +57,8 @@ pub struct AppState {
     pub target_health: Arc<tokio::sync::Mutex<Option<health::TargetHealth>>>,
     /// The last round of readiness probes (signing keys, SMTP, OpenID), reused for a while.
     pub probes: probes::SharedProbes,
+    /// Process-wide counters for `/metrics` (HTTP, credentials, sign-ins, reaper).
+    pub telemetry: Arc<crate::telemetry::Telemetry>,
 }
 
 impl AppState {
@@ -79,6 +81,7 @@ impl AppState {
             reaper_wake: Default::default(),
             target_health: Default::default(),
             probes: Default::default(),
+            telemetry: Default::default(),
         })
     }
 }
@@ -91,6 +94,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 pub fn router(state: AppState) -> Router {
     let x_request_id = HeaderName::from_static("x-request-id");
     let body_limit = state.config.max_body_bytes;
+    let telemetry = state.telemetry.clone();
     let timeout = Duration::from_secs(state.config.request_timeout_secs);
     let headers = [
         (
@@ -124,6 +128,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(|| async { StatusCode::NO_CONTENT }),
         )
         .nest("/api/v1", api::router())
+        .route_layer(middleware::from_fn(metrics::note_route))
         .fallback(|| async { crate::error::AppError::NotFound("no such page".into()) })
         .layer(middleware::from_fn_with_state(
             state.clone(),
@@ -148,6 +153,11 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static(value),
         ));
     }
+    // Outside every other layer, so the time and status are what the client got.
+    app = app.layer(middleware::from_fn_with_state(
+        telemetry,
+        metrics::count_request,
+    ));
     app.layer(PropagateRequestIdLayer::new(x_request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let request_id = req

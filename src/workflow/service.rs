@@ -876,7 +876,8 @@ pub async fn tick_tenant(
     links: &str,
     tenant: &Tenant,
     now: OffsetDateTime,
-) -> AppResult<usize> {
+) -> AppResult<Ticked> {
+    let mut late = Vec::new();
     let due = {
         let mut tx = store.tenant(tenant.tenant_id).await?;
         let ids = tx.due_request_ids(now).await?;
@@ -948,6 +949,22 @@ pub async fn tick_tenant(
         }
         tx.commit().await?;
         moved += 1;
+        if let (super::State::Active, super::State::Expired, Some(grant)) =
+            (stored.request.state, next.state, &stored.request.grant)
+        {
+            late.push(now - grant.not_after);
+        }
     }
-    Ok(moved)
+    Ok(Ticked {
+        moved,
+        expired_late_by: late,
+    })
+}
+
+/// What one pass over a tenant did.
+#[derive(Debug, Default)]
+pub struct Ticked {
+    pub moved: usize,
+    /// For each grant it expired: how long after its end (`now - not_after`).
+    pub expired_late_by: Vec<time::Duration>,
 }

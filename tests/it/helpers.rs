@@ -231,6 +231,8 @@ pub struct TestApp {
     pub reaper: elevate::reaper::SharedStatus,
     /// What the (not running) audit checkpointer reports; tests pass it to `run_once`.
     pub audit: elevate::audit::checkpoint::SharedStatus,
+    /// The server's counters (`/metrics`): tests pass it to `reaper::run_once_observed`.
+    pub telemetry: std::sync::Arc<elevate::telemetry::Telemetry>,
     _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -259,6 +261,7 @@ impl TestApp {
         let state = AppState::new(db.store.clone(), clock.clone(), master.clone(), config).unwrap();
         let reaper = state.reaper.clone();
         let audit = state.audit.clone();
+        let telemetry = state.telemetry.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = web::router(state);
         tokio::spawn(web::serve(listener, app, Some(tls), async {
@@ -278,6 +281,7 @@ impl TestApp {
             client,
             reaper,
             audit,
+            telemetry,
             _shutdown: tx,
         }
     }

@@ -19,6 +19,7 @@ mod helpers;
 mod http;
 mod input_rules;
 mod listing;
+mod metrics;
 mod notify;
 mod offboard;
 mod policy;

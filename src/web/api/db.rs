@@ -49,6 +49,10 @@ async fn create(
         &p.user,
         id,
     )
-    .await?;
+    .await;
+    state
+        .telemetry
+        .credential(crate::telemetry::Credential::DbLogin, &login);
+    let login = login?;
     Ok((StatusCode::CREATED, Json(login_json(&login))))
 }

@@ -58,6 +58,10 @@ async fn create(
         id,
         &body.public_key,
     )
-    .await?;
+    .await;
+    state
+        .telemetry
+        .credential(crate::telemetry::Credential::SshCertificate, &issued);
+    let issued = issued?;
     Ok((StatusCode::CREATED, Json(issued_json(&issued))))
 }

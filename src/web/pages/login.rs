@@ -98,6 +98,18 @@ struct SentPage {
 /// Always the same page, status and cookie, whether or not the address belongs to someone.
 async fn ask_for_link(
     State(state): State<AppState>,
+    origin: ClientOrigin,
+    form: PlainForm<AskForLink>,
+) -> AppResult<Response> {
+    let result = ask_for_link_counted(&state, origin, form).await;
+    state
+        .telemetry
+        .sign_in(crate::telemetry::SignInMethod::EmailLinkAsk, &result);
+    result
+}
+
+async fn ask_for_link_counted(
+    state: &AppState,
     ClientOrigin(origin): ClientOrigin,
     PlainForm(form): PlainForm<AskForLink>,
 ) -> AppResult<Response> {
@@ -173,7 +185,11 @@ async fn redeem_link(
         &origin,
         now,
     )
-    .await?;
+    .await;
+    state
+        .telemetry
+        .sign_in(crate::telemetry::SignInMethod::EmailLink, &signed_in);
+    let signed_in = signed_in?;
     Ok(signed_in_response(&state, &headers, &origin, &signed_in, SIGNIN_COOKIE, now).await)
 }
 
@@ -285,9 +301,13 @@ async fn oidc_callback(
     Query(cb): Query<Callback>,
 ) -> AppResult<Response> {
     if !cb.error.is_empty() || cb.code.is_empty() {
-        return Err(AppError::BadRequest(
+        let refused = Err(AppError::BadRequest(
             "single sign-on was cancelled or refused by the provider".into(),
         ));
+        state
+            .telemetry
+            .sign_in(crate::telemetry::SignInMethod::Oidc, &refused);
+        return refused;
     }
     let flow = cookie_value(&headers, crate::auth::oidc::FLOW_COOKIE);
     let now = state.clock.now();
@@ -301,7 +321,11 @@ async fn oidc_callback(
         &origin,
         now,
     )
-    .await?;
+    .await;
+    state
+        .telemetry
+        .sign_in(crate::telemetry::SignInMethod::Oidc, &signed_in);
+    let signed_in = signed_in?;
     Ok(signed_in_response(
         &state,
         &headers,

@@ -448,7 +448,11 @@ async fn issue_certificate(
         request_id,
         &form.public_key,
     )
-    .await?;
+    .await;
+    state
+        .telemetry
+        .credential(crate::telemetry::Credential::SshCertificate, &issued);
+    let issued = issued?;
     Ok(Redirect::to(&format!(
         "/requests/{id}#cert-{}",
         issued.serial
@@ -485,7 +489,11 @@ async fn issue_db_login(
         &who.user,
         request_id,
     )
-    .await?;
+    .await;
+    state
+        .telemetry
+        .credential(crate::telemetry::Credential::DbLogin, &login);
+    let login = login?;
     let psql = crate::db_targets::client_hint(&login);
     Ok(DbLoginPage {
         nav: Nav::of(&who),
