@@ -31,4 +31,12 @@ git -C "$work/db" -c user.name=ci -c user.email=ci@localhost commit -qm snapshot
 
 snapshot=$(grep -o 'commit [0-9a-f]* ([0-9-]*)' "$db/SNAPSHOT.md" 2>/dev/null | head -1 || true)
 echo "==> RustSec advisory snapshot: ${snapshot:-date unknown (see $db/SNAPSHOT.md)}"
+# The scanner must see a known vulnerability before its silence about ours means anything.
+if cargo audit --db "$work/db" --no-fetch --stale --file scripts/fixtures/vulnerable.Cargo.lock >"$work/self-test.log" 2>&1; then
+    cat "$work/self-test.log" >&2
+    echo "cargo audit found nothing in scripts/fixtures/vulnerable.Cargo.lock (smallvec 1.6.0): the scan cannot be trusted" >&2
+    exit 1
+fi
+grep -q RUSTSEC-2021-0003 "$work/self-test.log" || { cat "$work/self-test.log" >&2; echo "self-test: RUSTSEC-2021-0003 not reported" >&2; exit 1; }
+echo "==> self-test: the known-vulnerable fixture is refused (RUSTSEC-2021-0003)"
 cargo audit --db "$work/db" --no-fetch --stale
