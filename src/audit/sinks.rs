@@ -305,7 +305,9 @@ async fn send_webhook(
         "checkpoints": b.checkpoints,
     }))
     .map_err(|e| e.to_string())?;
-    crate::notify::outbox::post_signed(url, secret.expose_secret(), body, now).await
+    // The batch's end names it: a retry of the same batch carries the same delivery id.
+    let delivery = format!("{}:{}:{}", sink.id, b.upto_seq, b.upto_checkpoint);
+    crate::notify::outbox::post_signed(url, secret.expose_secret(), body, &delivery, now).await
 }
 
 /// Delivers one batch to one sink; `Ok(true)` when it was full (more is waiting).

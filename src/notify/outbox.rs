@@ -30,6 +30,7 @@ async fn post_webhook(
     hook: &Webhook,
     master: &MasterKey,
     payload: &serde_json::Value,
+    delivery: &str,
     now: OffsetDateTime,
 ) -> Result<(), String> {
     let secret = master
@@ -39,15 +40,18 @@ async fn post_webhook(
         )
         .map_err(|e| format!("cannot unseal the webhook secret: {e}"))?;
     let body = serde_json::to_vec(payload).map_err(|e| e.to_string())?;
-    post_signed(&hook.url, secret.expose_secret(), body, now).await
+    post_signed(&hook.url, secret.expose_secret(), body, delivery, now).await
 }
 
 /// POSTs a JSON body with `X-Elevate-Timestamp` and `X-Elevate-Signature` (see [`signature`]),
 /// following no redirects, within 10 s. Notification webhooks and audit sinks both deliver so.
+/// `X-Elevate-Delivery` is the same on every attempt of one delivery, so a receiver can drop the
+/// rare second copy (a replica that died between sending and recording it).
 pub(crate) async fn post_signed(
     url: &str,
     secret: &[u8],
     body: Vec<u8>,
+    delivery: &str,
     now: OffsetDateTime,
 ) -> Result<(), String> {
     let timestamp = now.unix_timestamp();
@@ -61,6 +65,7 @@ pub(crate) async fn post_signed(
         .header("content-type", "application/json")
         .header("x-elevate-timestamp", timestamp.to_string())
         .header("x-elevate-signature", signature(secret, timestamp, &body))
+        .header("x-elevate-delivery", delivery)
         .body(body)
         .send()
         .await
@@ -78,7 +83,15 @@ pub(crate) fn backoff(attempts: i64) -> Duration {
     Duration::seconds(secs.min(3600))
 }
 
-/// Delivers what is due for every tenant; returns how many were sent.
+/// How many notifications one claim takes, and how long it keeps them from other replicas: long
+/// enough to send a whole batch at the 10 s timeout each.
+const CLAIM_BATCH: i64 = 10;
+const LEASE: Duration = Duration::minutes(3);
+/// A pass ends after this many, so a flood cannot keep the reaper from its other work.
+const PASS_LIMIT: usize = 1_000;
+
+/// Delivers what is due for every tenant, in claimed batches until nothing is due; returns how
+/// many were sent. Replicas running this at once never claim the same notification.
 pub async fn deliver_due(
     store: &Store,
     mailer: &Mailer,
@@ -87,46 +100,78 @@ pub async fn deliver_due(
 ) -> AppResult<usize> {
     let mut sent = 0;
     for tenant in store.tenants().await? {
-        let (due, hooks) = {
-            let mut tx = store.tenant(tenant.tenant_id).await?;
-            let due = tx.due_notifications(now, 100).await?;
-            let hooks = tx.webhooks().await?;
-            tx.commit().await?;
-            (due, hooks)
-        };
-        for item in due {
-            let subject = item.payload.0["subject"]
-                .as_str()
-                .unwrap_or("elevate")
-                .to_owned();
-            let body = item.payload.0["body"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let outcome = match item.channel.as_str() {
-                "email" => mailer.send_now(&item.recipient, &subject, body, now).await,
-                "webhook" => match hooks.iter().find(|h| h.id.to_string() == item.recipient) {
-                    Some(hook) => post_webhook(hook, master, &item.payload.0, now).await,
-                    None => Err("the webhook no longer exists".into()),
-                },
-                other => Err(format!("no delivery for channel {other}")),
+        let mut handled = 0;
+        while handled < PASS_LIMIT {
+            let (due, hooks) = {
+                let mut tx = store.tenant(tenant.tenant_id).await?;
+                let due = tx
+                    .claim_notifications(now, now + LEASE, CLAIM_BATCH)
+                    .await?;
+                let hooks = if due.iter().any(|i| i.channel == "webhook") {
+                    tx.webhooks().await?
+                } else {
+                    Vec::new()
+                };
+                tx.commit().await?;
+                (due, hooks)
             };
-            let mut tx = store.tenant(tenant.tenant_id).await?;
-            match outcome {
-                Ok(()) => {
-                    tx.mark_sent(item.id, now).await?;
+            if due.is_empty() {
+                break;
+            }
+            handled += due.len();
+            for item in due {
+                if deliver_one(store, mailer, master, &tenant, &hooks, &item, now).await? {
                     sent += 1;
                 }
-                Err(e) => {
-                    tracing::warn!(tenant = %tenant.slug, to = %item.recipient, error = %e, attempts = item.attempts + 1, "notification not delivered; will retry");
-                    tx.mark_failed(item.id, &e, now + backoff(item.attempts))
-                        .await?;
-                }
             }
-            tx.commit().await?;
         }
     }
     Ok(sent)
+}
+
+/// Sends one claimed notification and records the outcome; true when it went out.
+async fn deliver_one(
+    store: &Store,
+    mailer: &Mailer,
+    master: &MasterKey,
+    tenant: &crate::model::Tenant,
+    hooks: &[Webhook],
+    item: &crate::store::OutboxItem,
+    now: OffsetDateTime,
+) -> AppResult<bool> {
+    let subject = item.payload.0["subject"]
+        .as_str()
+        .unwrap_or("elevate")
+        .to_owned();
+    let body = item.payload.0["body"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let outcome = match item.channel.as_str() {
+        "email" => mailer.send_now(&item.recipient, &subject, body, now).await,
+        "webhook" => match hooks.iter().find(|h| h.id.to_string() == item.recipient) {
+            Some(hook) => {
+                post_webhook(hook, master, &item.payload.0, &item.id.to_string(), now).await
+            }
+            None => Err("the webhook no longer exists".into()),
+        },
+        other => Err(format!("no delivery for channel {other}")),
+    };
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let delivered = match outcome {
+        Ok(()) => {
+            tx.mark_sent(item.id, now).await?;
+            true
+        }
+        Err(e) => {
+            tracing::warn!(tenant = %tenant.slug, to = %item.recipient, error = %e, attempts = item.attempts + 1, "notification not delivered; will retry");
+            tx.mark_failed(item.id, &e, now + backoff(item.attempts))
+                .await?;
+            false
+        }
+    };
+    tx.commit().await?;
+    Ok(delivered)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{StoreResult, TenantTx, ts};
+use super::{Conn, StoreResult, TenantTx, ts};
 
 /// A notification waiting to go out (or sent).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -47,6 +47,52 @@ impl TenantTx {
             "SELECT id, channel, recipient, payload, request_id, attempts, next_attempt_at, sent_at, last_error
              FROM notification_outbox WHERE tenant_id = $1 AND sent_at IS NULL AND next_attempt_at <= $2
              ORDER BY created_at, id LIMIT $3", tenant_id, ts(now), limit)?)
+    }
+
+    /// Claims up to `limit` due notifications for this replica: they stay out of every other
+    /// replica's claims until `lease_until` (on Postgres concurrent claimers skip rows another
+    /// holds; SQLite transactions are exclusive). Delivery then marks each sent or failed; a claim
+    /// whose replica died comes due again when its lease ends, so a notification is sent twice only
+    /// when a replica dies while sending it.
+    pub async fn claim_notifications(
+        &mut self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: i64,
+    ) -> StoreResult<Vec<OutboxItem>> {
+        let tenant_id = self.tenant_id;
+        let items: Vec<OutboxItem> = match &mut self.conn {
+            Conn::Sqlite(c) => {
+                sqlx::query_as(
+                    "SELECT id, channel, recipient, payload, request_id, attempts, next_attempt_at, sent_at, last_error
+                     FROM notification_outbox WHERE tenant_id = $1 AND sent_at IS NULL AND next_attempt_at <= $2
+                     ORDER BY created_at, id LIMIT $3",
+                )
+                .bind(tenant_id)
+                .bind(ts(now))
+                .bind(limit)
+                .fetch_all(&mut **c)
+                .await?
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_as(
+                    "SELECT id, channel, recipient, payload, request_id, attempts, next_attempt_at, sent_at, last_error
+                     FROM notification_outbox WHERE tenant_id = $1 AND sent_at IS NULL AND next_attempt_at <= $2
+                     ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                )
+                .bind(tenant_id)
+                .bind(ts(now))
+                .bind(limit)
+                .fetch_all(&mut **c)
+                .await?
+            }
+        };
+        for item in &items {
+            sql!(exec self,
+                "UPDATE notification_outbox SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = $2",
+                tenant_id, item.id, ts(lease_until))?;
+        }
+        Ok(items)
     }
 
     pub async fn notifications_for(&mut self, request_id: Uuid) -> StoreResult<Vec<OutboxItem>> {

@@ -23,6 +23,7 @@ mod metrics;
 mod notify;
 mod offboard;
 mod policy;
+mod replicas;
 mod rls;
 mod signin;
 mod ssh;

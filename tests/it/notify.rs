@@ -220,16 +220,18 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
 }
 
 /// One delivery as the receiver saw it.
-type Delivery = (axum::http::HeaderMap, Vec<u8>);
+pub(crate) type Delivery = (axum::http::HeaderMap, Vec<u8>);
 
 /// A real HTTP receiver: records each delivery, answers with the status the test sets.
+/// It answers after `delay_ms`, so deliveries of concurrent senders overlap.
 #[derive(Clone, Default)]
-struct Receiver {
-    got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
-    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+pub(crate) struct Receiver {
+    pub(crate) got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
+    pub(crate) status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    pub(crate) delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-async fn receiver() -> (Receiver, String) {
+pub(crate) async fn receiver() -> (Receiver, String) {
     let r = Receiver::default();
     r.status.store(200, std::sync::atomic::Ordering::SeqCst);
     let state = r.clone();
@@ -239,6 +241,8 @@ async fn receiver() -> (Receiver, String) {
             |axum::extract::State(s): axum::extract::State<Receiver>,
              headers: axum::http::HeaderMap,
              body: axum::body::Bytes| async move {
+                let delay = s.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                 s.got.lock().unwrap().push((headers, body.to_vec()));
                 axum::http::StatusCode::from_u16(s.status.load(std::sync::atomic::Ordering::SeqCst))
                     .unwrap()
