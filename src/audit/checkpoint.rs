@@ -309,6 +309,12 @@ pub async fn checkpoint_tenant(
     now: OffsetDateTime,
 ) -> AppResult<usize> {
     let mut tx = store.tenant(tenant_id).await?;
+    // One signer per tenant across replicas: another replica signing this tenant now does the
+    // same work, so this one skips the tenant until its next pass.
+    if !tx.try_singleton("checkpointer").await? {
+        tx.rollback().await?;
+        return Ok(0);
+    }
     // What is known first, then the head: a checkpoint another replica signs in between is then
     // never beyond the head read here.
     let (last, anchor, known) = known_points(&mut tx, master, tenant_id).await?;

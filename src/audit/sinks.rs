@@ -33,6 +33,9 @@ const BATCH: i64 = 200;
 const UDP_MAX: usize = 8192;
 /// A sink gets this long per delivery attempt.
 const TIMEOUT: StdDuration = StdDuration::from_secs(10);
+/// How long a replica's claim on a sink keeps others away: a batch's send is bounded by
+/// [`TIMEOUT`], so a live claimer is done long before; a dead one's sink waits this long.
+const CLAIM: time::Duration = time::Duration::minutes(2);
 
 /// Where to send: parsed from the stored target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,6 +324,9 @@ async fn deliver_sink(
 ) -> AppResult<bool> {
     let b = next_batch(store, sink).await?;
     if b.events.is_empty() && b.checkpoints.is_empty() {
+        let mut tx = store.tenant(sink.tenant_id).await?;
+        tx.release_audit_sink(sink.id, now).await?;
+        tx.commit().await?;
         return Ok(false);
     }
     let outcome = match Target::parse(&sink.kind, &sink.target) {
@@ -384,23 +390,19 @@ pub async fn deliver_due(
                 tenant.slug.clone(),
             );
             tasks.spawn(async move {
-                let mut sink = sink;
+                let (tenant_id, sink_id) = (sink.tenant_id, sink.id);
                 // Catch up in batches while batches come back full, for at most half a minute
                 // per pass so one slow sink does not hold up the others' next pass for long.
                 let started = std::time::Instant::now();
                 while started.elapsed() < StdDuration::from_secs(30) {
-                    match deliver_sink(&store, &master, &slug, &host, &sink, now).await {
-                        Ok(true) => {
-                            let mut tx = store.tenant(sink.tenant_id).await?;
-                            let fresh = tx.audit_sinks().await?;
-                            tx.commit().await?;
-                            match fresh.into_iter().find(|s| s.id == sink.id) {
-                                Some(s) => sink = s,
-                                None => break,
-                            }
-                        }
-                        Ok(false) => break,
-                        Err(e) => return Err(e),
+                    // One sender per sink across replicas: the claim is taken anew for every
+                    // batch and hands back the cursor the previous sender committed.
+                    let mut tx = store.tenant(tenant_id).await?;
+                    let claimed = tx.claim_audit_sink(sink_id, now, now + CLAIM).await?;
+                    tx.commit().await?;
+                    let Some(sink) = claimed else { break };
+                    if !deliver_sink(&store, &master, &slug, &host, &sink, now).await? {
+                        break;
                     }
                 }
                 Ok::<(), AppError>(())

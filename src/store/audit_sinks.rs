@@ -56,6 +56,33 @@ impl TenantTx {
              FROM audit_sinks WHERE tenant_id = $1 ORDER BY created_at, id", tenant_id)?)
     }
 
+    /// Claims a due sink for this replica until `lease_until` and returns it as it stands now
+    /// (its cursor as the last sender left it): `Some` for exactly one claimer (a concurrent claim
+    /// waits for this one's commit and then finds the sink no longer due), so one replica at a
+    /// time sends a sink's batches. Delivery bookkeeping, not audited.
+    pub async fn claim_audit_sink(
+        &mut self,
+        id: Uuid,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+    ) -> StoreResult<Option<AuditSink>> {
+        let tenant_id = self.tenant_id;
+        Ok(sql!(fetch_optional AuditSink; self,
+            "UPDATE audit_sinks SET next_attempt_at = $4
+             WHERE tenant_id = $1 AND id = $2 AND next_attempt_at <= $3
+             RETURNING tenant_id, id, kind, target, secret_sealed, delivered_seq, delivered_checkpoint_seq, attempts, next_attempt_at, last_error, last_delivered_at, created_at",
+            tenant_id, id, ts(now), ts(lease_until))?)
+    }
+
+    /// Gives a claimed sink back with nothing sent (its next pass may be any replica's).
+    pub async fn release_audit_sink(&mut self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        sql!(exec self,
+            "UPDATE audit_sinks SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = $2",
+            tenant_id, id, ts(at))?;
+        Ok(())
+    }
+
     /// Delivery bookkeeping (not a change of access state, so not audited). Only moves forward,
     /// so two replicas delivering the same batch cannot move a cursor back.
     pub async fn audit_sink_delivered(

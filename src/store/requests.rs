@@ -155,6 +155,26 @@ impl TenantTx {
             .is_some()),
         }
     }
+    /// True when this transaction is the only one, across replicas, doing `job` for this tenant
+    /// (Postgres: a transaction-scoped advisory lock, released at commit or rollback, so a replica
+    /// that dies cannot leave it behind). SQLite transactions are already exclusive.
+    pub async fn try_singleton(&mut self, job: &str) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        match &mut self.conn {
+            Conn::Sqlite(_) => Ok(true),
+            Conn::Postgres(c) => {
+                let (got,): (bool,) = sqlx::query_as(
+                    "SELECT pg_try_advisory_xact_lock(hashtextextended('elevate:' || $1 || ':' || $2::text, 0))",
+                )
+                .bind(job)
+                .bind(tenant_id)
+                .fetch_one(&mut **c)
+                .await?;
+                Ok(got)
+            }
+        }
+    }
+
     /// Takes the request's row lock, waiting for whoever holds it (Postgres). Used by actions
     /// that must see the latest state: a person's transition, issuing a credential.
     pub async fn lock_request_wait(&mut self, id: Uuid) -> StoreResult<()> {

@@ -97,3 +97,71 @@ async fn two_replicas_deliver_each_webhook_once_with_a_delivery_id() {
         "every queued webhook went out, named by its outbox id"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_stream_an_audit_sink_once() {
+    let app = TestApp::spawn(TestDb::postgres().await).await;
+    let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
+    let (rx, url) = receiver().await;
+    rx.delay_ms.store(30, std::sync::atomic::Ordering::SeqCst);
+    elevate::audit::sinks::add_sink(
+        app.store(),
+        &app.master,
+        &ctx(app.clock.as_ref()),
+        &tenant,
+        "webhook",
+        &url,
+        Some("an-audit-webhook-secret"),
+    )
+    .await
+    .unwrap();
+    // Three replicas, each with its own pool, start every round together after new events.
+    let mut replicas = vec![app.store().clone()];
+    for _ in 0..2 {
+        replicas.push(Store::connect(&app.db.url).await.unwrap());
+    }
+    for _round in 0..6 {
+        crate::audit::append_events(&app, &tenant, 250).await;
+        let now = app.clock.now();
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(replicas.len()));
+        let mut runs = tokio::task::JoinSet::new();
+        for (n, store) in replicas.iter().enumerate() {
+            let (store, master, barrier) = (store.clone(), app.master.clone(), barrier.clone());
+            runs.spawn(async move {
+                barrier.wait().await;
+                elevate::audit::sinks::deliver_due(&store, &master, &format!("r{n}.test"), now)
+                    .await
+            });
+        }
+        while let Some(r) = runs.join_next().await {
+            r.unwrap().unwrap();
+        }
+        app.clock.advance(time::Duration::seconds(1));
+    }
+    let head = {
+        let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
+        let h = tx.audit_head().await.unwrap().unwrap().0;
+        tx.commit().await.unwrap();
+        h
+    };
+
+    let got = rx.got.lock().unwrap().clone();
+    let mut seqs = Vec::new();
+    let mut ids = std::collections::HashSet::new();
+    for (headers, body) in &got {
+        assert!(
+            ids.insert(headers["x-elevate-delivery"].to_str().unwrap().to_owned()),
+            "a batch was sent twice"
+        );
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        seqs.extend(
+            v["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["seq"].as_i64().unwrap()),
+        );
+    }
+    let expected: Vec<i64> = (1..=head).collect();
+    assert_eq!(seqs, expected, "every event once, in order");
+}
