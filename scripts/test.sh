@@ -171,4 +171,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 say "cargo test"
-exec cargo test --all-targets "$@"
+cargo test --all-targets "$@"
+if [ $# -eq 0 ]; then
+    # Tests that need the machine to themselves (three replicas under faults on a PostgreSQL
+    # cluster of their own): alone, after the parallel suite.
+    say "serial tests (cargo test --test it -- --ignored serial_)"
+    cargo test --test it -- --ignored serial_ --test-threads=1
+fi

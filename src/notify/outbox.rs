@@ -85,8 +85,8 @@ pub(crate) fn backoff(attempts: i64) -> Duration {
 
 /// How many notifications one claim takes, and how long it keeps them from other replicas: long
 /// enough to send a whole batch at the 10 s timeout each.
-const CLAIM_BATCH: i64 = 10;
-const LEASE: Duration = Duration::minutes(3);
+const CLAIM_BATCH: i64 = 5;
+const LEASE: Duration = Duration::minutes(1);
 /// A pass ends after this many, so a flood cannot keep the reaper from its other work.
 const PASS_LIMIT: usize = 1_000;
 

@@ -313,6 +313,10 @@ impl Proxy {
         }
     }
 
+    pub fn is_down(&self) -> bool {
+        self.task.lock().unwrap().is_none()
+    }
+
     pub async fn up(&self) {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port))
             .await

@@ -14,6 +14,7 @@ mod db_cli;
 mod db_fixtures;
 mod db_logins;
 mod doctor;
+mod faults;
 mod hardening_edge;
 mod helpers;
 mod http;
