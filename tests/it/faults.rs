@@ -275,9 +275,24 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "serial: scripts/test.sh runs it alone after the suite"]
-async fn serial_three_replicas_survive_kills_a_postgres_restart_and_a_target_outage() {
+/// A tenant with alice (requester) and bob (approver), a policy of 20-second SSH and database
+/// grants, a database target behind a proxy that can be cut, a webhook, and `n` replicas up.
+struct Deployment {
+    cluster: Cluster,
+    install: Install,
+    replicas: Vec<Replica>,
+    client: reqwest::Client,
+    bases: Vec<String>,
+    alice_token: String,
+    bob_token: String,
+    public_key: String,
+    proxy: Arc<Proxy>,
+    hooks: crate::notify::Receiver,
+    owner_url: String,
+    _target: PgTarget,
+}
+
+async fn deploy(n: usize, tag: &str) -> Deployment {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cluster = Cluster::start();
     let su = cluster.url("postgres", "postgres");
@@ -292,7 +307,7 @@ async fn serial_three_replicas_survive_kills_a_postgres_restart_and_a_target_out
     owner.close().await;
     ensure_login_role(&owner_url, "elevate_service", "elevate_app").await;
     let install = Install {
-        dir: temp_dir("faults"),
+        dir: temp_dir(tag),
         database_url: cluster.url("elevate", "elevate_service"),
     };
 
@@ -377,8 +392,8 @@ roles = ["{read}"]
     .unwrap();
     store.close().await;
 
-    // Three replicas; the first writes the development certificate the others then share.
-    let mut replicas: Vec<Replica> = (0..3)
+    // The replicas; the first writes the development certificate the others then share.
+    let mut replicas: Vec<Replica> = (0..n)
         .map(|n| Replica {
             n,
             port: free_port(),
@@ -416,18 +431,43 @@ roles = ["{read}"]
             .public_key()
             .to_openssh()
             .unwrap();
+    Deployment {
+        cluster,
+        install,
+        replicas,
+        client,
+        bases,
+        alice_token,
+        bob_token,
+        public_key,
+        proxy,
+        hooks,
+        owner_url,
+        _target: pg,
+    }
+}
 
-    // The load: file, approve (another replica), take the credential (a third), over and over.
-    let seen = Arc::new(Mutex::new(Seen::default()));
+/// The load: `loops` loops of file, approve (on another replica), take the credential (on a
+/// third), pausing `pause` after each, until `until` has passed.
+fn start_load(
+    d: &Deployment,
+    loops: usize,
+    until: Duration,
+    pause: Duration,
+    seen: &Arc<Mutex<Seen>>,
+) -> tokio::task::JoinSet<()> {
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    for w in 0..4usize {
-        let (client, bases, seen) = (client.clone(), bases.clone(), seen.clone());
-        let (alice_token, bob_token, public_key) =
-            (alice_token.clone(), bob_token.clone(), public_key.clone());
+    for w in 0..loops {
+        let (client, bases, seen) = (d.client.clone(), d.bases.clone(), seen.clone());
+        let (alice_token, bob_token, public_key) = (
+            d.alice_token.clone(),
+            d.bob_token.clone(),
+            d.public_key.clone(),
+        );
         workers.spawn(async move {
             let mut i = w;
-            while started.elapsed() < LOAD {
+            while started.elapsed() < until {
                 i += 1;
                 let db = i % 3 == 0;
                 let profile = if db { "orders" } else { "shell" };
@@ -500,50 +540,26 @@ roles = ["{read}"]
                         .serials
                         .push(cert["serial"].to_string().trim_matches('"').to_owned());
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(pause).await;
             }
         });
     }
+    workers
+}
 
-    // The faults, on a fixed timeline: kills every 20 s, the target cut at 30-60 s, the store's
-    // Postgres restarted at 50 s.
-    let mut kills = 0usize;
-    let mut next_kill = KILL_EVERY;
-    let mut target_cut = false;
-    let mut pg_restarted = false;
-    while started.elapsed() < LOAD {
-        let t = started.elapsed();
-        if t >= next_kill {
-            let victim = (kills * 7 + 1) % replicas.len();
-            replicas[victim].kill();
-            kills += 1;
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            replicas[victim].start(&install);
-            next_kill += KILL_EVERY;
-        }
-        if !target_cut && t >= Duration::from_secs(30) {
-            proxy.down();
-            target_cut = true;
-        }
-        if target_cut && t >= Duration::from_secs(60) && proxy.is_down() {
-            proxy.up().await;
-        }
-        if !pg_restarted && t >= Duration::from_secs(50) {
-            cluster.pg_ctl(&["restart", "-m", "fast"]);
-            pg_restarted = true;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    while workers.join_next().await.is_some() {}
-    if proxy.is_down() {
-        proxy.up().await;
-    }
-    for r in &replicas {
-        wait_healthy(&client, &r.base()).await;
-    }
+/// What the end checks found, for the caller's own assertions and figures.
+struct Report {
+    twice: usize,
+    cleanup_failures: i64,
+    failed_calls: usize,
+    grants: usize,
+    p99: f64,
+}
 
-    // Every grant ends, every login is cleaned up, every webhook goes out.
-    let mut store_db = PgConnection::connect(&owner_url).await.unwrap();
+/// Waits until every grant ended, every login is cleaned up and every webhook went out, then
+/// checks lateness, the target, the audit log and the anchors.
+async fn settle_and_check(d: &Deployment, s: Seen, label: &str) -> Report {
+    let mut store_db = PgConnection::connect(&d.owner_url).await.unwrap();
     let settle = Instant::now();
     loop {
         let (open, uncleaned, unsent): (i64, i64, i64) = sqlx::query_as(
@@ -578,9 +594,8 @@ roles = ["{read}"]
         percentile(&late, 0.99),
         late.last().copied().unwrap_or(0.0),
     );
-    let s = std::mem::take(&mut *seen.lock().unwrap());
     eprintln!(
-        "faults: {kills} kills, 1 Postgres restart, target cut 30 s; {} calls ({} failed and retried); \
+        "{label}: {} calls ({} failed and retried); \
          {grants} grants expired, lateness p50 {p50:.1} s, p99 {p99:.1} s, max {max:.1} s; \
          {} certificates, {} database logins",
         s.calls,
@@ -635,29 +650,22 @@ roles = ["{read}"]
             .await
             .unwrap();
     let mut copies: HashMap<String, usize> = HashMap::new();
-    for (headers, _) in hooks.got.lock().unwrap().iter() {
+    for (headers, _) in d.hooks.got.lock().unwrap().iter() {
         let id = headers["x-elevate-delivery"].to_str().unwrap().to_owned();
         *copies.entry(id).or_default() += 1;
     }
     let undelivered: Vec<&String> = queued.iter().filter(|q| !copies.contains_key(*q)).collect();
     assert!(undelivered.is_empty(), "never delivered: {undelivered:?}");
     let twice = copies.values().filter(|n| **n > 1).count();
-    eprintln!("faults: {} webhooks, {twice} delivered twice", queued.len());
-    assert!(
-        twice <= kills * CLAIM_BATCH,
-        "{twice} webhooks delivered twice; {kills} kills can account for {} at most",
-        kills * CLAIM_BATCH
+    eprintln!(
+        "{label}: {} webhooks, {twice} delivered twice",
+        queued.len()
     );
-
-    // The faults did hit: the target outage made cleanups fail (and retry), and the kills and
-    // the Postgres restart made calls fail over to another replica.
     let cleanup_failures: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'db.cleanup_failed'")
             .fetch_one(&mut store_db)
             .await
             .unwrap();
-    assert!(cleanup_failures > 0, "the target outage was not noticed");
-    assert!(s.failed_calls > 0, "no call ever failed over");
 
     // The chain and checkpoints verify, through each replica's anchor.
     let checkpoints: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_checkpoints")
@@ -665,10 +673,11 @@ roles = ["{read}"]
         .await
         .unwrap();
     assert!(checkpoints > 0, "no checkpoint was signed");
-    for r in &replicas {
-        let out = install
+    for r in &d.replicas {
+        let out = d
+            .install
             .command(&["audit", "verify", "--tenant", "acme", "--anchor-dir"])
-            .arg(install.anchors(r.n))
+            .arg(d.install.anchors(r.n))
             .output()
             .unwrap();
         assert!(
@@ -679,6 +688,168 @@ roles = ["{read}"]
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    drop(replicas);
-    drop(cluster);
+    Report {
+        twice,
+        cleanup_failures,
+        failed_calls: s.failed_calls,
+        grants,
+        p99,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "serial: scripts/test.sh runs it alone after the suite"]
+async fn serial_three_replicas_survive_kills_a_postgres_restart_and_a_target_outage() {
+    let mut d = deploy(3, "faults").await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let started = Instant::now();
+    let mut load = start_load(&d, 4, LOAD, Duration::from_millis(100), &seen);
+
+    // The faults, on a fixed timeline: kills every 20 s, the target cut at 30-60 s, the store's
+    // Postgres restarted at 50 s.
+    let mut kills = 0usize;
+    let mut next_kill = KILL_EVERY;
+    let mut target_cut = false;
+    let mut pg_restarted = false;
+    while started.elapsed() < LOAD {
+        let t = started.elapsed();
+        if t >= next_kill {
+            let victim = (kills * 7 + 1) % d.replicas.len();
+            d.replicas[victim].kill();
+            kills += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            d.replicas[victim].start(&d.install);
+            next_kill += KILL_EVERY;
+        }
+        if !target_cut && t >= Duration::from_secs(30) {
+            d.proxy.down();
+            target_cut = true;
+        }
+        if target_cut && t >= Duration::from_secs(60) && d.proxy.is_down() {
+            d.proxy.up().await;
+        }
+        if !pg_restarted && t >= Duration::from_secs(50) {
+            d.cluster.pg_ctl(&["restart", "-m", "fast"]);
+            pg_restarted = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    while load.join_next().await.is_some() {}
+    if d.proxy.is_down() {
+        d.proxy.up().await;
+    }
+    for r in &d.replicas {
+        wait_healthy(&d.client, &r.base()).await;
+    }
+
+    let s = std::mem::take(&mut *seen.lock().unwrap());
+    let report = settle_and_check(
+        &d,
+        s,
+        &format!("faults ({kills} kills, 1 Postgres restart, target cut 30 s)"),
+    )
+    .await;
+    assert!(
+        report.grants >= 20,
+        "the load made too few grants ({})",
+        report.grants
+    );
+    assert!(
+        report.twice <= kills * CLAIM_BATCH,
+        "{} webhooks delivered twice; {kills} kills can account for {} at most",
+        report.twice,
+        kills * CLAIM_BATCH
+    );
+    // The faults did hit: the target outage made cleanups fail (and retry), and the kills and
+    // the Postgres restart made calls fail over to another replica.
+    assert!(
+        report.cleanup_failures > 0,
+        "the target outage was not noticed"
+    );
+    assert!(report.failed_calls > 0, "no call ever failed over");
+}
+
+/// Resident memory of a replica in KiB (`VmRSS`).
+fn rss_kib(r: &Replica) -> u64 {
+    let Some(child) = r.child.as_ref() else {
+        return 0;
+    };
+    std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The soak (`scripts/soak.sh`; not in CI): two replicas, about 5 issuances a second (SSH
+/// certificates and database logins with an open session each) and 50 reads a second for
+/// `ELEVATE_SOAK_SECS` (default 1800); reports memory growth, leaked roles and chain status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "soak: scripts/soak.sh"]
+async fn soak_two_replicas() {
+    let secs: u64 = std::env::var("ELEVATE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1800);
+    let d = deploy(2, "soak").await;
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let started = Instant::now();
+    let until = Duration::from_secs(secs);
+    // Five issuing loops at about one issuance a second each.
+    let mut load = start_load(&d, 5, until, Duration::from_millis(950), &seen);
+    let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for n in 0..5usize {
+        let (client, bases, token, reads) = (
+            d.client.clone(),
+            d.bases.clone(),
+            d.alice_token.clone(),
+            reads.clone(),
+        );
+        load.spawn(async move {
+            let mut i = n;
+            while started.elapsed() < until {
+                i += 1;
+                let path = if i % 2 == 0 {
+                    "/api/v1/requests?limit=20"
+                } else {
+                    "/api/v1/me"
+                };
+                let ok = client
+                    .get(format!("{}{path}", bases[i % bases.len()]))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(10.min(secs))).await;
+    let first: Vec<u64> = d.replicas.iter().map(rss_kib).collect();
+    let mut peak = first.clone();
+    while started.elapsed() < until {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for (p, r) in peak.iter_mut().zip(&d.replicas) {
+            *p = (*p).max(rss_kib(r));
+        }
+    }
+    while load.join_next().await.is_some() {}
+    let last: Vec<u64> = d.replicas.iter().map(rss_kib).collect();
+    let s = std::mem::take(&mut *seen.lock().unwrap());
+    let issued = s.serials.len() + s.logins.len();
+    let read = reads.load(std::sync::atomic::Ordering::Relaxed);
+    let report = settle_and_check(&d, s, "soak").await;
+    eprintln!(
+        "soak: {secs} s, {issued} issued ({:.1}/s), {read} reads ({:.1}/s); \
+         RSS KiB per replica after 10 s {first:?}, peak {peak:?}, at the end {last:?}; \
+         lateness p99 {:.1} s; no leaked role or session; chain and checkpoints verify",
+        issued as f64 / secs as f64,
+        read as f64 / secs as f64,
+        report.p99
+    );
+    assert_eq!(report.twice, 0, "a webhook went out twice without a kill");
 }

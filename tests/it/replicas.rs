@@ -165,3 +165,151 @@ async fn three_replicas_stream_an_audit_sink_once() {
     let expected: Vec<i64> = (1..=head).collect();
     assert_eq!(seqs, expected, "every event once, in order");
 }
+
+/// A second server on `app`'s store (its own pool) with the same master key and certificate:
+/// returns its base URL; it runs until `stop` is dropped.
+async fn second_replica(app: &TestApp) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let store = Store::connect(&app.db.url).await.unwrap();
+    let (cert, key, _) =
+        elevate::web::tls::ensure_dev_certificate(&app.db.dir, app.clock.now()).unwrap();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(
+        elevate::web::tls::server_config(&cert, &key).unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!(
+        "https://localhost:{}",
+        listener.local_addr().unwrap().port()
+    );
+    let config = elevate::config::Config {
+        public_url: base.clone(),
+        ..Default::default()
+    };
+    let state =
+        elevate::web::AppState::new(store, app.clock.clone(), app.master.clone(), config).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(elevate::web::serve(
+        listener,
+        elevate::web::router(state),
+        Some(tls),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (base, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_and_disabling_hold_on_every_replica_at_once() {
+    let app = TestApp::spawn(TestDb::postgres().await).await;
+    let (store, clock) = (app.store().clone(), app.clock.clone());
+    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
+    let alice = seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "alice@acme.example",
+        &[Role::Requester],
+        &["engineering"],
+    )
+    .await;
+    let carol = seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "carol@acme.example",
+        &[Role::Admin],
+        &[],
+    )
+    .await;
+    let token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
+    let spare = seed_token(&store, clock.as_ref(), &alice, &[]).await;
+    let (other, _stop) = second_replica(&app).await;
+    let me = async |base: &str, token: &str| {
+        app.client
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(me(&other, &spare).await, 200);
+
+    // A token revoked through one replica is refused by the other on the very next call.
+    let listed: serde_json::Value = app
+        .client
+        .get(app.url("/api/v1/tokens"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let spare_id = listed["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["current"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .client
+        .delete(app.url(&format!("/api/v1/tokens/{spare_id}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let revoked = std::time::Instant::now();
+    assert_eq!(
+        me(&other, &spare).await,
+        401,
+        "the other replica still took it"
+    );
+    assert!(revoked.elapsed() < std::time::Duration::from_secs(1));
+
+    // Disabling through one replica's admin page ends her token and session on the other.
+    let session = app.session_for(&alice).await;
+    let browser = app.browser();
+    let page = async |base: &str| {
+        browser
+            .get(format!("{base}/requests/new"))
+            .header("cookie", format!("__Host-elevate={session}"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(page(&other).await, 200);
+    assert_eq!(me(&other, &token).await, 200);
+    let admin = app.signed_in(&carol).await;
+    let form = admin
+        .get(app.url(&format!("/admin/users/{}", alice.id)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = crate::helpers::csrf_in(&form);
+    let res = admin
+        .post(app.url(&format!("/admin/users/{}/disable", alice.id)))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let disabled = std::time::Instant::now();
+    assert_eq!(me(&other, &token).await, 401, "a disabled person's token");
+    assert_eq!(
+        page(&other).await,
+        303,
+        "a disabled person's session (to /login)"
+    );
+    assert!(disabled.elapsed() < std::time::Duration::from_secs(1));
+}
