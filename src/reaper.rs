@@ -17,7 +17,7 @@ use crate::crypto::MasterKey;
 use crate::db_targets::cleanup;
 use crate::error::AppResult;
 use crate::notify::Mailer;
-use crate::notify::outbox::deliver_due;
+use crate::notify::outbox::deliver_due_until;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
 use crate::workflow::service::tick_tenant;
@@ -131,6 +131,9 @@ pub struct Reaper {
     pub every: Duration,
     /// Expiry lateness and pass durations, for `/metrics`.
     pub telemetry: Arc<Telemetry>,
+    /// Set (and `wake` notified) at shutdown: the reaper finishes what it is doing, gives back the
+    /// notifications it claimed and did not send, and ends.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs passes forever (sweep until it has covered every target, transitions, database login
@@ -144,6 +147,9 @@ pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
             tokio::select! {
                 () = tokio::time::sleep(delay) => {},
                 () = r.wake.notified() => {},
+            }
+            if r.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                break;
             }
             if !swept {
                 swept = match sweep_db_roles(&r.store, &r.master, r.clock.now()).await {
@@ -183,7 +189,9 @@ pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
                     (delay * 2).clamp(r.every, Duration::from_secs(60))
                 }
             };
-            if let Err(e) = deliver_due(&r.store, &r.mailer, &r.master, r.clock.now()).await {
+            if let Err(e) =
+                deliver_due_until(&r.store, &r.mailer, &r.master, r.clock.now(), &r.stopping).await
+            {
                 tracing::warn!(error = %e, "notification delivery pass failed");
             }
         }

@@ -122,7 +122,9 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         print_demo(&seeded, &public_url);
     }
 
-    let reaper = crate::reaper::spawn(crate::reaper::Reaper {
+    let reaper_stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reaper_wake_at_stop = reaper_wake.clone();
+    let mut reaper = crate::reaper::spawn(crate::reaper::Reaper {
         store: store.clone(),
         telemetry: reaper_telemetry,
         clock: state_clock,
@@ -132,11 +134,22 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         wake: reaper_wake,
         links: public_url.clone(),
         every: std::time::Duration::from_secs(5),
+        stopping: reaper_stopping.clone(),
     });
     web::serve(listener, app, tls, shutdown)
         .await
         .context("HTTP server")?;
-    reaper.abort();
+    // In-flight requests are done; the reaper ends its pass and gives back what it claimed (a
+    // stuck target or mail server does not keep the process: 10 s, then it is cut off).
+    reaper_stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+    reaper_wake_at_stop.notify_one();
+    if tokio::time::timeout(std::time::Duration::from_secs(10), &mut reaper)
+        .await
+        .is_err()
+    {
+        tracing::warn!("reaper still busy at shutdown; stopped");
+        reaper.abort();
+    }
     for task in audit_tasks {
         task.abort();
     }

@@ -2,6 +2,8 @@
 //! with retries and exponential backoff (10 s doubling, at most an hour between attempts). A
 //! failed delivery stays visible (attempts, last error) on the request page.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use time::{Duration, OffsetDateTime};
 
 use hmac::{Hmac, Mac};
@@ -98,6 +100,18 @@ pub async fn deliver_due(
     master: &MasterKey,
     now: OffsetDateTime,
 ) -> AppResult<usize> {
+    deliver_due_until(store, mailer, master, now, &AtomicBool::new(false)).await
+}
+
+/// [`deliver_due`], stopping between two notifications once `stop` is set (a graceful shutdown):
+/// what it had claimed and not sent is given back at once, not left to its lease.
+pub async fn deliver_due_until(
+    store: &Store,
+    mailer: &Mailer,
+    master: &MasterKey,
+    now: OffsetDateTime,
+    stop: &AtomicBool,
+) -> AppResult<usize> {
     let mut sent = 0;
     for tenant in store.tenants().await? {
         let mut handled = 0;
@@ -119,8 +133,16 @@ pub async fn deliver_due(
                 break;
             }
             handled += due.len();
-            for item in due {
-                if deliver_one(store, mailer, master, &tenant, &hooks, &item, now).await? {
+            for (n, item) in due.iter().enumerate() {
+                if stop.load(Ordering::Relaxed) {
+                    let mut tx = store.tenant(tenant.tenant_id).await?;
+                    for unsent in &due[n..] {
+                        tx.release_notification(unsent.id, now).await?;
+                    }
+                    tx.commit().await?;
+                    return Ok(sent);
+                }
+                if deliver_one(store, mailer, master, &tenant, &hooks, item, now).await? {
                     sent += 1;
                 }
             }

@@ -95,6 +95,16 @@ impl TenantTx {
         Ok(items)
     }
 
+    /// Gives back a claimed notification that was not sent (a replica shutting down): due again
+    /// at `at` for any replica.
+    pub async fn release_notification(&mut self, id: Uuid, at: OffsetDateTime) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        sql!(exec self,
+            "UPDATE notification_outbox SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = $2 AND sent_at IS NULL",
+            tenant_id, id, ts(at))?;
+        Ok(())
+    }
+
     pub async fn notifications_for(&mut self, request_id: Uuid) -> StoreResult<Vec<OutboxItem>> {
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_all OutboxItem; self,

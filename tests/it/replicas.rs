@@ -313,3 +313,65 @@ async fn revocations_and_disabling_hold_on_every_replica_at_once() {
     );
     assert!(disabled.elapsed() < std::time::Duration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopping_gives_back_what_it_claimed() {
+    let app = TestApp::spawn(TestDb::postgres().await).await;
+    let (store, clock) = (app.store().clone(), app.clock.clone());
+    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
+    elevate::policy::apply(
+        &store,
+        &ctx(clock.as_ref()),
+        &tenant,
+        crate::workflow::POLICY,
+    )
+    .await
+    .unwrap();
+    let alice = seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "alice@acme.example",
+        &[Role::Requester],
+        &["engineering"],
+    )
+    .await;
+    let token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
+    let (rx, url) = receiver().await;
+    elevate::admin::add_webhook(
+        &store,
+        &app.master,
+        &ctx(clock.as_ref()),
+        &tenant,
+        &url,
+        "a-webhook-secret-of-enough-length",
+    )
+    .await
+    .unwrap();
+    let res = app
+        .client
+        .post(app.url("/api/v1/requests"))
+        .bearer_auth(&token)
+        .json(&json!({"profile": "prod-shell", "duration": "1h", "justification": "deploy", "ticket": "INC-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+
+    // A replica told to stop claims a batch, sends nothing and gives the claims back ...
+    let mailer = elevate::notify::Mailer::Disabled;
+    let now = clock.now();
+    let stopping = std::sync::atomic::AtomicBool::new(true);
+    let sent =
+        elevate::notify::outbox::deliver_due_until(&store, &mailer, &app.master, now, &stopping)
+            .await
+            .unwrap();
+    assert_eq!(sent, 0);
+    assert!(rx.got.lock().unwrap().is_empty());
+    // ... so another replica delivers them at once, not a lease later.
+    let other = Store::connect(&app.db.url).await.unwrap();
+    elevate::notify::outbox::deliver_due(&other, &mailer, &app.master, now)
+        .await
+        .unwrap();
+    assert!(!rx.got.lock().unwrap().is_empty(), "the claims were kept");
+}
