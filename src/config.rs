@@ -19,6 +19,11 @@ pub enum LogFormat {
     Json,
 }
 
+/// The development TLS certificate and key `serve` writes beside its store when none is
+/// configured (and `doctor` looks for).
+pub const DEV_CERT_FILE: &str = "elevate-tls.crt";
+pub const DEV_KEY_FILE: &str = "elevate-tls.key";
+
 /// A database URL, which may hold a password: `Debug` shows it redacted.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]

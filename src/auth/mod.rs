@@ -9,9 +9,6 @@ pub mod session;
 
 use std::marker::PhantomData;
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use time::OffsetDateTime;
 
 use crate::admin::Ctx;
@@ -20,8 +17,7 @@ use crate::crypto::TokenHash;
 use crate::crypto::token::TokenKind;
 use crate::error::{AppError, AppResult};
 use crate::model::{ApiToken, Scope, Tenant, User};
-use crate::store::SecretKind;
-use crate::web::AppState;
+use crate::store::{SecretKind, Store};
 
 /// An authenticated API caller.
 #[derive(Debug, Clone)]
@@ -63,48 +59,38 @@ impl ApiPrincipal {
     }
 }
 
-impl FromRequestParts<AppState> for ApiPrincipal {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
-        let invalid = || AppError::Unauthorized("invalid token".into());
-        let hash = TokenHash::of_presented(TokenKind::Api, presented).ok_or_else(invalid)?;
-        let tenant_id = state
-            .store
-            .secret_tenant(SecretKind::Api, hash.as_bytes())
-            .await?
-            .ok_or_else(invalid)?;
-        let mut tx = state.store.tenant(tenant_id).await?;
-        let token = tx.api_token_by_hash(&hash).await?.ok_or_else(invalid)?;
-        let user = tx.user_by_id(token.user_id).await?.ok_or_else(invalid)?;
-        let tenant = tx.get_tenant().await?;
-        tx.commit().await?;
-        let now = state.clock.now();
-        if token.revoked_at.is_some() {
-            return Err(AppError::Unauthorized("token revoked".into()));
-        }
-        if !token.is_usable(now) {
-            return Err(AppError::Unauthorized("token expired".into()));
-        }
-        if user.disabled {
-            return Err(AppError::Unauthorized("user disabled".into()));
-        }
-        Ok(ApiPrincipal {
-            tenant,
-            user,
-            token,
-        })
+/// The caller a presented API token stands for at `now`: refused (401) when the token is
+/// unknown, revoked or expired or its user disabled.
+pub async fn api_principal(
+    store: &Store,
+    now: OffsetDateTime,
+    presented: &str,
+) -> AppResult<ApiPrincipal> {
+    let invalid = || AppError::Unauthorized("invalid token".into());
+    let hash = TokenHash::of_presented(TokenKind::Api, presented).ok_or_else(invalid)?;
+    let tenant_id = store
+        .secret_tenant(SecretKind::Api, hash.as_bytes())
+        .await?
+        .ok_or_else(invalid)?;
+    let mut tx = store.tenant(tenant_id).await?;
+    let token = tx.api_token_by_hash(&hash).await?.ok_or_else(invalid)?;
+    let user = tx.user_by_id(token.user_id).await?.ok_or_else(invalid)?;
+    let tenant = tx.get_tenant().await?;
+    tx.commit().await?;
+    if token.revoked_at.is_some() {
+        return Err(AppError::Unauthorized("token revoked".into()));
     }
+    if !token.is_usable(now) {
+        return Err(AppError::Unauthorized("token expired".into()));
+    }
+    if user.disabled {
+        return Err(AppError::Unauthorized("user disabled".into()));
+    }
+    Ok(ApiPrincipal {
+        tenant,
+        user,
+        token,
+    })
 }
 
 /// A scope named at the type level, so a handler's signature says what it needs.
@@ -133,16 +119,3 @@ scope_markers! {
 /// An [`ApiPrincipal`] that passed `require(S::SCOPE)`.
 #[derive(Debug, Clone)]
 pub struct Scoped<S: ScopeMarker>(pub ApiPrincipal, pub PhantomData<S>);
-
-impl<S: ScopeMarker> FromRequestParts<AppState> for Scoped<S> {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let principal = ApiPrincipal::from_request_parts(parts, state).await?;
-        principal.require(S::SCOPE)?;
-        Ok(Scoped(principal, PhantomData))
-    }
-}

@@ -2,9 +2,7 @@
 //! hash. Idle and absolute timeouts come from the config; a disabled user's sessions are deleted.
 //! Pages take [`SessionUser`] (or [`AdminUser`]) and unauthenticated visitors are sent to `/login`.
 
-use axum::extract::FromRequestParts;
 use axum::http::header::{COOKIE, SET_COOKIE};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
@@ -18,9 +16,8 @@ use crate::audit::{Actor, NewEvent, Origin};
 use crate::crypto::token::TokenKind;
 use crate::crypto::{SecretToken, TokenHash};
 use crate::error::{AppError, AppResult};
-use crate::model::{Role, Session, Tenant, User};
-use crate::store::{SecretKind, TenantTx};
-use crate::web::{AppState, ClientOrigin};
+use crate::model::{Session, Tenant, User};
+use crate::store::{SecretKind, Store, TenantTx};
 
 pub const SESSION_COOKIE: &str = "__Host-elevate";
 pub const SIGNIN_COOKIE: &str = "__Host-elevate-signin";
@@ -120,25 +117,30 @@ pub async fn start_session(
     Ok((secret, session))
 }
 
-/// The session a cookie names, or `None` when it names none (unknown, ended, or just expired).
-async fn load(state: &AppState, secret: &str, origin: &Origin) -> AppResult<Option<SessionUser>> {
+/// The session a cookie names, or `None` when it names none (unknown, ended, or just expired:
+/// an idle one after `idle`).
+pub async fn load(
+    store: &Store,
+    now: OffsetDateTime,
+    idle: Duration,
+    secret: &str,
+    origin: &Origin,
+) -> AppResult<Option<SessionUser>> {
     let Some(hash) = TokenHash::of_presented(TokenKind::Session, secret) else {
         return Ok(None);
     };
-    let Some(tenant_id) = state
-        .store
+    let Some(tenant_id) = store
         .secret_tenant(SecretKind::Session, hash.as_bytes())
         .await?
     else {
         return Ok(None);
     };
-    let now = state.clock.now();
-    let mut tx = state.store.tenant(tenant_id).await?;
+    let mut tx = store.tenant(tenant_id).await?;
     let Some(session) = tx.session_by_hash(&hash).await? else {
         return Ok(None);
     };
     let user = tx.user_by_id(session.user_id).await?;
-    let idle_limit = session.last_seen_at + state.config.session_idle();
+    let idle_limit = session.last_seen_at + idle;
     let ended = match &user {
         None => Some("user gone"),
         Some(u) if u.disabled => Some("user disabled"),
@@ -176,7 +178,8 @@ async fn load(state: &AppState, secret: &str, origin: &Origin) -> AppResult<Opti
 
 /// Sends the browser to sign in (clearing a dead cookie on the way).
 pub struct SignInFirst {
-    clear: bool,
+    /// Also clear the session cookie (it named a session that is gone).
+    pub clear: bool,
 }
 
 impl IntoResponse for SignInFirst {
@@ -204,47 +207,9 @@ impl IntoResponse for SessionRejection {
     }
 }
 
-impl FromRequestParts<AppState> for SessionUser {
-    type Rejection = SessionRejection;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let Some(secret) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-            return Err(SessionRejection::SignIn(SignInFirst { clear: false }));
-        };
-        let ClientOrigin(origin) = ClientOrigin::from_request_parts(parts, state)
-            .await
-            .unwrap_or_else(|e| match e {});
-        match load(state, &secret, &origin).await {
-            Ok(Some(user)) => Ok(user),
-            Ok(None) => Err(SessionRejection::SignIn(SignInFirst { clear: true })),
-            Err(e) => Err(SessionRejection::Error(e)),
-        }
-    }
-}
-
-/// A signed-in admin.
+/// A signed-in admin (the extractor checks the role).
 #[derive(Debug, Clone)]
 pub struct AdminUser(pub SessionUser);
-
-impl FromRequestParts<AppState> for AdminUser {
-    type Rejection = SessionRejection;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let user = SessionUser::from_request_parts(parts, state).await?;
-        if !user.user.has_role(Role::Admin) {
-            return Err(SessionRejection::Error(AppError::Forbidden(
-                "this page is for administrators".into(),
-            )));
-        }
-        Ok(AdminUser(user))
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -107,7 +107,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let reaper_status = state.reaper.clone();
     let reaper_telemetry = state.telemetry.clone();
     let reaper_key = state.master_key.clone();
-    let audit_tasks = crate::audit::spawn_tasks(&state);
+    let audit_tasks = spawn_audit_tasks(&state);
     let audit_status = state.audit.clone();
     let audit_schedule = state.config.audit.schedule();
     let audit_key = state.master_key.clone();
@@ -233,4 +233,32 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
         }
         tracing::info!("shutting down: draining open connections");
     }
+}
+
+/// Starts the checkpointer and the sink delivery, each in its own task (neither can hold up the
+/// broker or the other).
+fn spawn_audit_tasks(state: &web::AppState) -> Vec<tokio::task::JoinHandle<()>> {
+    let host = state
+        .config
+        .public_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .unwrap_or("-")
+        .to_owned();
+    vec![
+        crate::audit::checkpoint::spawn(
+            state.store.clone(),
+            state.clock.clone(),
+            state.master_key.clone(),
+            state.config.audit.schedule(),
+            state.audit.clone(),
+        ),
+        crate::audit::sinks::spawn(
+            state.store.clone(),
+            state.clock.clone(),
+            state.master_key.clone(),
+            host,
+        ),
+    ]
 }

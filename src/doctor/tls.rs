@@ -74,8 +74,8 @@ fn files(config: &Config) -> (PathBuf, PathBuf, bool) {
         _ => {
             let dir = config.data_dir();
             (
-                dir.join(crate::web::tls::DEV_CERT_FILE),
-                dir.join(crate::web::tls::DEV_KEY_FILE),
+                dir.join(crate::config::DEV_CERT_FILE),
+                dir.join(crate::config::DEV_KEY_FILE),
                 false,
             )
         }

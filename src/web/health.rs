@@ -114,7 +114,7 @@ async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoRespo
             ),
         });
     let probed = super::probes::probes(&state).await;
-    let audit = audit_view(crate::audit::readiness(&state).await, &viewer);
+    let audit = audit_view(audit_readiness(&state).await, &viewer);
     // DESIGN §8: unready only when the store or the signing keys fail. Everything else degrades:
     // pulling every replica out of rotation would also stop revocations.
     let ready = store == "ok" && master_key == "ok" && probed.keys_ok();
@@ -173,7 +173,7 @@ async fn readyz(State(state): State<AppState>, viewer: Viewer) -> impl IntoRespo
     res
 }
 
-/// The audit part of `/readyz` as `viewer` may see it. `crate::audit::readiness` reports for
+/// The audit part of `/readyz` as `viewer` may see it. [`audit_readiness`] reports for
 /// every tenant; here each list is cut to the viewer's tenant (entries that are its slug, or
 /// objects whose `tenant` is its slug, kept whole) or, anonymously, to its length; text under a
 /// key naming an error outside such an entry is left out (it may name any tenant); objects are
@@ -257,6 +257,49 @@ async fn unreachable_targets(state: &AppState) -> Option<Vec<serde_json::Value>>
         unreachable: unreachable.clone(),
     });
     Some(unreachable)
+}
+
+/// What `/readyz` says about the audit log: whether the chains extend what this replica knew and
+/// checkpoints are being signed (a broken chain stops signing) and how far each sink is behind.
+/// A broken chain is reported as degraded (and alerts through `/metrics`), never a reason to stop
+/// serving: refusing every request would not un-break the log (DESIGN §8 keeps "unready" for the
+/// store and the signing keys).
+pub async fn audit_readiness(state: &AppState) -> serde_json::Value {
+    let status = state.audit.lock().map(|s| s.clone()).unwrap_or_default();
+    let sinks = match crate::audit::sinks::lags(&state.store, state.clock.now()).await {
+        Ok(lags) => serde_json::Value::Array(
+            lags.into_iter()
+                .map(|l| {
+                    serde_json::json!({
+                        "tenant": l.tenant, "sink": l.sink_id, "kind": l.kind,
+                        "lag_events": l.events, "lag_secs": l.seconds,
+                        "attempts": l.attempts, "last_error": l.last_error,
+                    })
+                })
+                .collect(),
+        ),
+        Err(_) => serde_json::Value::Null,
+    };
+    let broken = !status.broken.is_empty();
+    serde_json::json!({
+        "state": if broken { "degraded" } else { "ok" },
+        "chain": if broken { "broken" } else if status.last_pass.is_some() { "ok" } else { "starting" },
+        "checkpoints": if broken { "broken chain: not signing" }
+            else if status.last_error.is_some() { "failing" }
+            else if status.last_pass.is_some() { "ok" } else { "starting" },
+        "broken_tenants": status.broken.keys().collect::<Vec<_>>(),
+        "sinks": sinks,
+    })
+}
+
+/// The aggregate audit gauges for `/metrics` (no tenant names): tenants whose chain the signer
+/// refuses, and refused passes since start.
+pub fn audit_gauges(state: &AppState) -> (usize, u64) {
+    state
+        .audit
+        .lock()
+        .map(|s| (s.broken.len(), s.refusals))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -183,7 +183,7 @@ async fn metrics(State(state): State<AppState>, viewer: Viewer) -> AppResult<imp
         &viewer,
         &crate::audit::sinks::lags(&state.store, now).await?,
     );
-    let (chains_broken, refusals) = crate::audit::metrics(&state);
+    let (chains_broken, refusals) = super::health::audit_gauges(&state);
     m.family(
         "elevate_audit_chain_broken",
         "gauge",

@@ -3,6 +3,7 @@
 //! TLS-terminating proxy).
 
 pub mod api;
+mod auth;
 pub mod csrf;
 pub mod error;
 mod extract;

@@ -12,8 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-pub const DEV_CERT_FILE: &str = "elevate-tls.crt";
-pub const DEV_KEY_FILE: &str = "elevate-tls.key";
+pub use crate::config::{DEV_CERT_FILE, DEV_KEY_FILE};
 
 /// The dev certificate's paths in `dir`, generating it if absent. Returns whether it was made now.
 pub fn ensure_dev_certificate(

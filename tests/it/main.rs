@@ -3,6 +3,7 @@
 //! One integration test binary (faster to link on two cores). Every test makes its own store —
 //! a SQLite file in a temp dir or a fresh Postgres database — so tests run in parallel.
 
+mod architecture;
 mod audit;
 mod audit_cut;
 mod audit_demo;

@@ -1,0 +1,95 @@
+//! The HTTP side of authentication: axum extractors that read the bearer token or the session
+//! cookie and hand them to `auth`, whose rules are plain functions of the store and the clock.
+//! A handler's signature says who may call it: `Scoped<ApproveScope>`, `SessionUser`,
+//! `AdminUser`.
+
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use super::{AppState, ClientOrigin};
+use crate::auth::session::{
+    self, AdminUser, SESSION_COOKIE, SessionRejection, SessionUser, SignInFirst, cookie_value,
+};
+use crate::auth::{ApiPrincipal, ScopeMarker, Scoped};
+use crate::error::AppError;
+use crate::model::Role;
+
+impl FromRequestParts<AppState> for ApiPrincipal {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+        crate::auth::api_principal(&state.store, state.clock.now(), presented).await
+    }
+}
+
+impl<S: ScopeMarker> FromRequestParts<AppState> for Scoped<S> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let principal = ApiPrincipal::from_request_parts(parts, state).await?;
+        principal.require(S::SCOPE)?;
+        Ok(Scoped(principal, PhantomData))
+    }
+}
+
+impl FromRequestParts<AppState> for SessionUser {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(secret) = cookie_value(&parts.headers, SESSION_COOKIE) else {
+            return Err(SessionRejection::SignIn(SignInFirst { clear: false }));
+        };
+        let ClientOrigin(origin) = ClientOrigin::from_request_parts(parts, state)
+            .await
+            .unwrap_or_else(|e| match e {});
+        match session::load(
+            &state.store,
+            state.clock.now(),
+            state.config.session_idle(),
+            &secret,
+            &origin,
+        )
+        .await
+        {
+            Ok(Some(user)) => Ok(user),
+            Ok(None) => Err(SessionRejection::SignIn(SignInFirst { clear: true })),
+            Err(e) => Err(SessionRejection::Error(e)),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = SessionUser::from_request_parts(parts, state).await?;
+        if !user.user.has_role(Role::Admin) {
+            return Err(SessionRejection::Error(AppError::Forbidden(
+                "this page is for administrators".into(),
+            )));
+        }
+        Ok(AdminUser(user))
+    }
+}
