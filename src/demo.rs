@@ -3,7 +3,8 @@
 //! previous demo tokens and issues fresh ones (tokens are stored hashed, so old ones cannot be
 //! shown again).
 
-use crate::admin::{self, Ctx, IssuedToken};
+use crate::admin::{self, IssuedToken};
+use crate::audit::Ctx;
 use crate::audit::{Actor, Origin};
 use crate::clock::Clock;
 use crate::crypto::MasterKey;

@@ -19,6 +19,7 @@ pub mod notify;
 pub mod ops;
 pub mod policy;
 pub mod reaper;
+pub mod signing_keys;
 pub mod ssh;
 pub mod store;
 pub mod telemetry;

@@ -1,13 +1,11 @@
 //! Administration core: tenants (with their signing keys), users and API tokens. The CLI, the
 //! demo seeder and the admin pages all call these; every change is audited in its transaction.
 
-mod keys;
-
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use uuid::Uuid;
 
-use crate::audit::{Actor, NewEvent, Origin};
+use crate::audit::Ctx;
 use crate::crypto::token::TokenKind;
 use crate::crypto::{MasterKey, SecretToken};
 use crate::error::{AppError, AppResult};
@@ -15,25 +13,6 @@ use crate::model::{ApiToken, Role, Scope, Tenant, User, normalize_email, validat
 use crate::store::{Lockdown, NewUser, Store, UserChange};
 use crate::workflow::State;
 use crate::workflow::service::withdraw_open;
-
-pub use keys::{
-    active_signing_key, add_signing_key, generate_signing_key, open_signing_key,
-    unopenable_signing_keys, verify_master_key,
-};
-
-/// Who is acting and from where, for the audit record.
-#[derive(Debug, Clone)]
-pub struct Ctx {
-    pub actor: Actor,
-    pub origin: Origin,
-    pub now: OffsetDateTime,
-}
-
-impl Ctx {
-    pub fn event(&self, action: &'static str, subject: impl Into<String>) -> NewEvent {
-        NewEvent::new(self.actor.clone(), action, subject).origin(self.origin.clone())
-    }
-}
 
 /// Creates a tenant with its SSH user CA and audit signing key, sealed under the master key.
 pub async fn create_tenant(
@@ -61,7 +40,7 @@ pub async fn create_tenant(
                 }
                 other => other,
             })?;
-    let ssh_ca = keys::add_signing_key(
+    let ssh_ca = crate::signing_keys::add_signing_key(
         &mut tx,
         master,
         crate::model::KeyPurpose::SshUserCa,
@@ -69,7 +48,7 @@ pub async fn create_tenant(
         ctx.now,
     )
     .await?;
-    let audit_key = keys::add_signing_key(
+    let audit_key = crate::signing_keys::add_signing_key(
         &mut tx,
         master,
         crate::model::KeyPurpose::AuditSigning,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::Tenant;

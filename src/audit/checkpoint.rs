@@ -148,13 +148,6 @@ pub fn parse_public_keys(text: &str) -> Result<Vec<PublicKey>, String> {
     Ok(keys)
 }
 
-/// The tenant's audit public keys (active first, then retired), for verifiers.
-pub async fn public_keys(tx: &mut TenantTx) -> AppResult<Vec<(Uuid, String)>> {
-    let mut keys = tx.ca_keys(KeyPurpose::AuditSigning).await?;
-    keys.sort_by_key(|k| !k.active);
-    Ok(keys.into_iter().map(|k| (k.id, k.public_key)).collect())
-}
-
 /// When to sign.
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
@@ -229,7 +222,7 @@ pub async fn known_points(
             .ca_keys(KeyPurpose::AuditSigning)
             .await?
             .iter()
-            .filter_map(|k| crate::admin::open_signing_key(master, k).ok())
+            .filter_map(|k| crate::signing_keys::open_signing_key(master, k).ok())
             .map(|k| k.public_key().clone())
             .collect();
         c.verify(Kind::Checkpoint, &trusted).map_err(|e| Refusal {
@@ -374,7 +367,8 @@ pub async fn checkpoint_tenant(
             }
         })?;
         let (key_id, key) =
-            crate::admin::active_signing_key(&mut tx, master, KeyPurpose::AuditSigning).await?;
+            crate::signing_keys::active_signing_key(&mut tx, master, KeyPurpose::AuditSigning)
+                .await?;
         for seq in targets {
             let Some(event) = events.iter().find(|e| e.seq == seq) else {
                 continue;

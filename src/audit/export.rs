@@ -137,7 +137,7 @@ pub async fn produce(
             tx.commit().await?;
             return Ok(());
         }
-        let (key_id, key) = crate::admin::active_signing_key(
+        let (key_id, key) = crate::signing_keys::active_signing_key(
             &mut tx,
             master,
             crate::model::KeyPurpose::AuditSigning,

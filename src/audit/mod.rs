@@ -14,6 +14,20 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// Who is acting and from where, for the audit record.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub actor: Actor,
+    pub origin: Origin,
+    pub now: OffsetDateTime,
+}
+
+impl Ctx {
+    pub fn event(&self, action: &'static str, subject: impl Into<String>) -> NewEvent {
+        NewEvent::new(self.actor.clone(), action, subject).origin(self.origin.clone())
+    }
+}
+
 /// The hash that precedes a tenant's first event.
 pub const GENESIS_HASH: [u8; 32] = [0u8; 32];
 

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::Record;
 use super::checkpoint::Checkpoint;
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::clock::SharedClock;
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};

@@ -545,7 +545,7 @@ pub async fn verify_store_pinned(
     pins: Vec<Pin>,
 ) -> crate::error::AppResult<Result<Summary, Broken>> {
     let mut tx = store.tenant(tenant_id).await?;
-    let keys = super::checkpoint::public_keys(&mut tx).await?;
+    let keys = crate::signing_keys::audit_public_keys(&mut tx).await?;
     let head = tx.audit_head().await?.map_or(0, |h| h.0);
     tx.commit().await?;
     let trusted = pinned.unwrap_or_else(|| {

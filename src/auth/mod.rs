@@ -11,7 +11,7 @@ use std::marker::PhantomData;
 
 use time::OffsetDateTime;
 
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::audit::{Actor, Origin};
 use crate::crypto::TokenHash;
 use crate::crypto::token::TokenKind;

@@ -17,7 +17,8 @@ use subtle::ConstantTimeEq;
 use time::{Duration, OffsetDateTime};
 
 use super::magic_link::SignedIn;
-use crate::admin::{self, Ctx};
+use crate::admin;
+use crate::audit::Ctx;
 use crate::audit::{Actor, NewEvent, Origin};
 use crate::config::{Config, OidcConfig};
 use crate::crypto::MasterKey;

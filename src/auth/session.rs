@@ -85,8 +85,8 @@ impl SessionUser {
         }
     }
 
-    pub fn ctx(&self, now: OffsetDateTime) -> crate::admin::Ctx {
-        crate::admin::Ctx {
+    pub fn ctx(&self, now: OffsetDateTime) -> crate::audit::Ctx {
+        crate::audit::Ctx {
             actor: self.actor(),
             origin: self.origin.clone(),
             now,

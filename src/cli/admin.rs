@@ -4,7 +4,8 @@
 use clap::Subcommand;
 
 use super::{StoreArgs, open_store};
-use crate::admin::{self, Ctx};
+use crate::admin;
+use crate::audit::Ctx;
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SystemClock};
 use crate::db_targets::targets::{self as db_targets, NewTarget};

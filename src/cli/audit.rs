@@ -12,7 +12,8 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 
 use super::{StoreArgs, open_store};
-use crate::admin::{self, Ctx};
+use crate::admin;
+use crate::audit::Ctx;
 use crate::audit::anchor::Restored;
 use crate::audit::checkpoint::parse_public_keys;
 use crate::audit::export::Filter;
@@ -283,7 +284,7 @@ async fn verify_live(
             Some(k) => k.clone(),
             None => {
                 let mut tx = store.tenant(tenant.tenant_id).await?;
-                let keys = crate::audit::checkpoint::public_keys(&mut tx).await?;
+                let keys = crate::signing_keys::audit_public_keys(&mut tx).await?;
                 tx.commit().await?;
                 keys.iter()
                     .filter_map(|(_, k)| ssh_key::PublicKey::from_openssh(k).ok())

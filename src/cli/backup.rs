@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use super::{StoreArgs, audit::anchor_dir};
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::audit::anchor::Restored;
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SystemClock};
@@ -133,7 +133,7 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
     .with_anchor_dir(anchor_dir(args.anchor_dir.clone(), &args.store));
     let store = core::load(&args.from, &manifest, &args.store.database, args.force).await?;
     let result = async {
-        crate::admin::verify_master_key(&store, &key)
+        crate::signing_keys::verify_master_key(&store, &key)
             .await
             .context("the restored store's secrets")?;
         core::after_restore(&store, &key, &ctx(), &args.from, &manifest, !args.no_sweep).await

@@ -10,7 +10,8 @@ use clap::{Args, Subcommand};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
 
-use crate::admin::{self, Ctx};
+use crate::admin;
+use crate::audit::Ctx;
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::config::Config;

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use sqlx::Connection;
 
-use crate::admin::{self, Ctx};
+use crate::admin;
+use crate::audit::Ctx;
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SystemClock};
 use crate::crypto::MasterKey;

@@ -6,7 +6,8 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::{StoreArgs, open_store};
-use crate::admin::{self, Ctx};
+use crate::admin;
+use crate::audit::Ctx;
 use crate::audit::{Actor, Origin};
 use crate::clock::{Clock, SystemClock};
 

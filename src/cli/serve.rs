@@ -43,7 +43,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     if let Some(dir) = &config.audit.anchor_dir {
         master = master.with_anchor_dir(dir.clone());
     }
-    let checked = crate::admin::verify_master_key(&store, &master).await?;
+    let checked = crate::signing_keys::verify_master_key(&store, &master).await?;
     tracing::info!(master_key_id = %master.active_key_id(), sealed_keys_checked = checked, "master key loaded");
     if config
         .smtp_url

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use super::{TargetSpec, names};
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{Tenant, User};

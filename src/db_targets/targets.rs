@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::{TargetCheck, TargetError, TargetSpec, parse_url};
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{Target, TargetKind, Tenant};

@@ -154,7 +154,7 @@ async fn open_all(
         // Retired keys have had their private half destroyed: nothing to open.
         for k in keys.iter().filter(|k| !k.private_sealed.is_empty()) {
             checked += 1;
-            if let Err(e) = crate::admin::open_signing_key(master, k) {
+            if let Err(e) = crate::signing_keys::open_signing_key(master, k) {
                 failed.push(format!(
                     "{slug}: {} key {} ({e}; sealed under master key {})",
                     k.purpose,

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::audit::anchor::{self, Restored};
 use crate::crypto::MasterKey;
 use crate::store::backup::{Occupancy, TenantHead};

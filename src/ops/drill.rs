@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use super::backup::{Manifest, load, load_manifest};
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::crypto::MasterKey;
 use crate::model::{CaKey, KeyPurpose, Target};
 use crate::store::{AuditSink, Store, Webhook, redact_url};
@@ -373,7 +373,7 @@ async fn audit_keys_unsealed(
     }
     let mut pinned = Vec::new();
     for k in &keys {
-        let private = crate::admin::open_signing_key(master, k)
+        let private = crate::signing_keys::open_signing_key(master, k)
             .map_err(|e| anyhow!("audit key {} does not open with the master key: {e}", k.id))?;
         if private.public_key().to_openssh().ok().as_deref() != Some(k.public_key.trim()) {
             return Err(anyhow!(

@@ -5,7 +5,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{PolicyDiff, Profile, diff, parse};
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::error::{AppError, AppResult};
 use crate::model::{PolicyVersion, Tenant};
 use crate::store::Store;

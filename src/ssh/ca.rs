@@ -7,11 +7,11 @@ use ssh_key::PublicKey;
 use time::OffsetDateTime;
 
 use super::krl::{self, KrlHeader, RevokedUnderCa};
-use crate::admin::Ctx;
-use crate::admin::add_signing_key;
+use crate::audit::Ctx;
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{KeyPurpose, Tenant};
+use crate::signing_keys::add_signing_key;
 use crate::store::Store;
 
 /// Makes a new CA the signer. The old public key stays published until the last certificate it

@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::cert::{self, CertSpec};
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{KeyPurpose, Tenant, User};
@@ -74,7 +74,7 @@ pub async fn issue(
         return Err(AppError::internal(anyhow::anyhow!("checked above")));
     };
     let (ca_key_id, ca_private) =
-        crate::admin::active_signing_key(&mut tx, master, KeyPurpose::SshUserCa).await?;
+        crate::signing_keys::active_signing_key(&mut tx, master, KeyPurpose::SshUserCa).await?;
     let (valid_after, valid_before) = cert::validity(
         now,
         grant.not_after,

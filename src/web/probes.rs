@@ -115,7 +115,7 @@ pub async fn probes(state: &AppState) -> Probed {
 async fn run(state: &AppState) -> Probed {
     let keys = tokio::time::timeout(
         PROBE_TIMEOUT,
-        crate::admin::unopenable_signing_keys(&state.store, &state.master_key),
+        crate::signing_keys::unopenable_signing_keys(&state.store, &state.master_key),
     );
     let mail = state.mailer.probe(PROBE_TIMEOUT);
     let oidc = async {

@@ -78,7 +78,7 @@ async fn audit_public_key(
 ) -> AppResult<impl IntoResponse> {
     let t = tenant(&state, &slug).await?;
     let mut tx = state.store.tenant(t.tenant_id).await?;
-    let keys = crate::audit::checkpoint::public_keys(&mut tx).await?;
+    let keys = crate::signing_keys::audit_public_keys(&mut tx).await?;
     tx.commit().await?;
     let text: String = keys.into_iter().map(|(_, k)| k + "\n").collect();
     Ok((

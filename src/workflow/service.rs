@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{
     Effect, Event, NewRequest, Person, Refusal, Request, State, refuse_in_lockdown, step, submit,
 };
-use crate::admin::Ctx;
+use crate::audit::Ctx;
 use crate::audit::{Actor, NewEvent, Origin};
 use crate::error::{AppError, AppResult};
 use crate::model::{Role, Tenant, User};

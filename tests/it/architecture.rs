@@ -116,11 +116,19 @@ fn the_front_ends_are_in_no_cycle_and_the_core_knot_does_not_grow() {
             "{shell} is in a cycle with {k:?}"
         );
     }
-    // Issue 12 item 1 is not finished: these folders still import each other (the store names
-    // audit, policy and workflow types; audit names admin's Ctx and keys). Moving shared
-    // vocabulary down shrinks this set; nothing may join it.
+    // Issue 12 item 1 is not finished: these folders still import each other, mostly because
+    // the store names audit, policy and workflow types while they name the store (`admin` left
+    // when `Ctx` moved into `audit` and the signing keys into `signing_keys`, which is here only
+    // through the store). Moving shared vocabulary down shrinks this set; nothing may join it.
     let known: BTreeSet<String> = [
-        "admin", "audit", "config", "error", "notify", "policy", "store", "workflow",
+        "audit",
+        "config",
+        "error",
+        "notify",
+        "policy",
+        "signing_keys",
+        "store",
+        "workflow",
     ]
     .into_iter()
     .map(str::to_owned)

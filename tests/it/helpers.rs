@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use elevate::admin::{self, Ctx};
+use elevate::admin;
+use elevate::audit::Ctx;
 use elevate::audit::{Actor, Origin};
 use elevate::clock::{Clock, ManualClock};
 use elevate::config::Config;

@@ -1,12 +1,13 @@
 //! The store conformance suite: the same tests against SQLite and Postgres.
 
-use elevate::admin::{self, open_signing_key};
+use elevate::admin;
 use elevate::audit::{self, Actor, NewEvent};
 use elevate::clock::{Clock, ManualClock};
 use elevate::crypto::token::TokenKind;
 use elevate::crypto::{MasterKey, SecretToken};
 use elevate::error::AppError;
 use elevate::model::{KeyPurpose, Role, Scope, TargetKind};
+use elevate::signing_keys::open_signing_key;
 use elevate::store::{NewUser, SecretKind, StoreError, UserChange};
 use secrecy::ExposeSecret;
 
@@ -69,9 +70,11 @@ async fn tenants_get_sealed_signing_keys_and_are_found_by_slug(db: TestDb) {
     let opened = open_signing_key(&master, &ca).unwrap();
     assert_eq!(opened.public_key().to_openssh().unwrap(), ca.public_key);
 
-    admin::verify_master_key(&db.store, &master).await.unwrap();
+    elevate::signing_keys::verify_master_key(&db.store, &master)
+        .await
+        .unwrap();
     let wrong = MasterKey::generate().unwrap();
-    let err = admin::verify_master_key(&db.store, &wrong)
+    let err = elevate::signing_keys::verify_master_key(&db.store, &wrong)
         .await
         .unwrap_err()
         .to_string();

@@ -215,7 +215,7 @@ impl futures_core::Stream for Lines {
 pub async fn start_export(
     state: &AppState,
     tenant: &crate::model::Tenant,
-    ctx: crate::admin::Ctx,
+    ctx: crate::audit::Ctx,
     filter: Filter,
 ) -> AppResult<Response> {
     let mut tx = state.store.tenant(tenant.tenant_id).await?;

@@ -111,7 +111,7 @@ async fn page(
     };
     let filter = filter.unwrap_or_default();
     let checkpoint = tx.latest_checkpoint().await?;
-    let keys = crate::audit::checkpoint::public_keys(&mut tx).await?;
+    let keys = crate::signing_keys::audit_public_keys(&mut tx).await?;
     // A refused filter shows no event, so there is no viewing to record.
     if filter_error.is_empty() {
         tx.append_audit(

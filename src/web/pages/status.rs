@@ -59,7 +59,7 @@ async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> App
     let due = tx
         .due_notifications(now + time::Duration::days(3650), 200)
         .await?;
-    let audit_keys = crate::audit::checkpoint::public_keys(&mut tx).await?;
+    let audit_keys = crate::signing_keys::audit_public_keys(&mut tx).await?;
     let audit_checkpoint = tx
         .latest_checkpoint()
         .await?

@@ -115,3 +115,10 @@ pub async fn verify_master_key(store: &Store, master: &MasterKey) -> anyhow::Res
     }
     Ok(checked)
 }
+
+/// The tenant's audit public keys (active first, then retired), for verifiers.
+pub async fn audit_public_keys(tx: &mut TenantTx) -> AppResult<Vec<(Uuid, String)>> {
+    let mut keys = tx.ca_keys(KeyPurpose::AuditSigning).await?;
+    keys.sort_by_key(|k| !k.active);
+    Ok(keys.into_iter().map(|k| (k.id, k.public_key)).collect())
+}
