@@ -80,6 +80,35 @@ pub async fn run_once_observed(
     Ok(moved)
 }
 
+/// The earliest deadline of any tenant (see `TenantTx::next_deadline`).
+pub async fn next_deadline(store: &Store) -> AppResult<Option<OffsetDateTime>> {
+    let mut next: Option<OffsetDateTime> = None;
+    for tenant in store.tenants().await? {
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let d = tx.next_deadline().await?;
+        tx.commit().await?;
+        next = match (next, d) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
+}
+
+/// How long to sleep after a pass: until the next deadline (a little after, since stored times
+/// are whole seconds), at least [`MIN_SLEEP`] so a stream of deadlines cannot spin the loop, at
+/// most `every` (database cleanups and notifications have their own retry times).
+pub fn sleep_until(next: Option<OffsetDateTime>, now: OffsetDateTime, every: Duration) -> Duration {
+    let Some(next) = next else { return every };
+    let wait = (next - now + time::Duration::milliseconds(50)).max(time::Duration::ZERO);
+    Duration::try_from(wait)
+        .unwrap_or(Duration::ZERO)
+        .clamp(MIN_SLEEP, every)
+}
+
+/// The shortest sleep between two passes.
+pub const MIN_SLEEP: Duration = Duration::from_millis(200);
+
 /// Drops the database logins that are due, over every tenant.
 pub async fn clean_db_logins(
     store: &Store,
@@ -137,8 +166,8 @@ pub struct Reaper {
 }
 
 /// Runs passes forever (sweep until it has covered every target, transitions, database login
-/// cleanups, then due notifications), the first at once, backing off (up to a minute) while the
-/// store fails.
+/// cleanups, then due notifications), the first at once, then each at the next deadline (at
+/// most `every` apart), backing off (up to a minute) while the store fails.
 pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut delay = Duration::ZERO;
@@ -167,6 +196,7 @@ pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
                 AppResult::Ok((moved, cleaned))
             };
             let outcome = pass.await;
+            let outcome_moved = outcome.as_ref().ok().map(|(moved, _)| *moved);
             r.telemetry.reaper_pass(started.elapsed().as_secs_f64());
             delay = match outcome {
                 Ok((moved, cleaned)) => {
@@ -181,7 +211,10 @@ pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
                         );
                     }
                     record(&r.status, r.clock.now(), None);
-                    r.every
+                    match next_deadline(&r.store).await {
+                        Ok(next) => sleep_until(next, r.clock.now(), r.every),
+                        Err(_) => r.every,
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "reaper cannot reach the store");
@@ -194,6 +227,34 @@ pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
             {
                 tracing::warn!(error = %e, "notification delivery pass failed");
             }
+            // More was due than one pass takes (500 per tenant): go on at once.
+            if matches!(&outcome_moved, Some(n) if *n >= 500) {
+                delay = Duration::ZERO;
+            }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reaper_sleeps_until_the_next_deadline_within_bounds() {
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let every = Duration::from_secs(5);
+        assert_eq!(sleep_until(None, now, every), every);
+        assert_eq!(
+            sleep_until(Some(now + time::Duration::seconds(1)), now, every),
+            Duration::from_millis(1_050)
+        );
+        assert_eq!(
+            sleep_until(Some(now - time::Duration::hours(1)), now, every),
+            MIN_SLEEP
+        );
+        assert_eq!(
+            sleep_until(Some(now + time::Duration::hours(1)), now, every),
+            every
+        );
+    }
 }

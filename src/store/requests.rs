@@ -124,6 +124,20 @@ impl TenantTx {
         Ok(Some(assemble(row, approvals)?))
     }
 
+    /// The earliest deadline still ahead of the reaper: a pending request's lapse, a scheduled
+    /// start or an active grant's end (so the reaper sleeps until then, not a fixed interval).
+    pub async fn next_deadline(&mut self) -> StoreResult<Option<OffsetDateTime>> {
+        let tenant_id = self.tenant_id;
+        let rows: Vec<(Option<OffsetDateTime>,)> = sql!(fetch_all (Option<OffsetDateTime>,); self,
+            "SELECT MIN(pending_until) FROM requests WHERE tenant_id = $1 AND state = 'pending'
+             UNION ALL
+             SELECT MIN(starts_at) FROM requests WHERE tenant_id = $1 AND state = 'scheduled'
+             UNION ALL
+             SELECT MIN(g.not_after) FROM grants g JOIN requests r ON r.tenant_id = g.tenant_id AND r.id = g.request_id
+              WHERE g.tenant_id = $1 AND r.state = 'active'", tenant_id)?;
+        Ok(rows.into_iter().filter_map(|r| r.0).min())
+    }
+
     /// Requests whose time has come: pending past their deadline, scheduled past their start,
     /// active past their end.
     pub async fn due_request_ids(&mut self, now: OffsetDateTime) -> StoreResult<Vec<Uuid>> {

@@ -162,10 +162,27 @@ async fn a_request_is_approved_activated_and_expires_on_its_own(db: TestDb) {
         StatusCode::OK
     );
 
+    // The reaper sleeps until that end (no other deadline is ahead), not a fixed interval.
+    let next = elevate::reaper::next_deadline(o.app.store()).await.unwrap();
+    assert_eq!(next, Some(not_after));
+    assert_eq!(
+        elevate::reaper::sleep_until(
+            next,
+            not_after - time::Duration::seconds(2),
+            std::time::Duration::from_secs(5)
+        ),
+        std::time::Duration::from_millis(2_050)
+    );
+
     o.app.clock.advance(time::Duration::minutes(29));
     assert_eq!(o.reap().await, 0);
     o.app.clock.advance(time::Duration::minutes(1));
     assert_eq!(o.reap().await, 1);
+    assert_eq!(
+        elevate::reaper::next_deadline(o.app.store()).await.unwrap(),
+        None,
+        "nothing is ahead once it expired"
+    );
     assert_eq!(o.reap().await, 0, "the reaper is idempotent");
     assert_eq!(
         o.get(&o.alice, &format!("/api/v1/requests/{id}")).await.1["state"],
