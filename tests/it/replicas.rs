@@ -11,9 +11,12 @@ use serde_json::json;
 use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
 use crate::notify::receiver;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_deliver_each_webhook_once_with_a_delivery_id() {
-    let app = TestApp::spawn(TestDb::postgres().await).await;
+/// Tenant acme (the workflow tests' policy) with alice and her token, and a webhook receiver that
+/// answers after `delay_ms`.
+async fn acme_with_webhook(
+    app: &TestApp,
+    delay_ms: u64,
+) -> (elevate::model::Tenant, String, crate::notify::Receiver) {
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
     elevate::policy::apply(
@@ -35,7 +38,8 @@ async fn two_replicas_deliver_each_webhook_once_with_a_delivery_id() {
     .await;
     let token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
     let (rx, url) = receiver().await;
-    rx.delay_ms.store(15, std::sync::atomic::Ordering::SeqCst);
+    rx.delay_ms
+        .store(delay_ms, std::sync::atomic::Ordering::SeqCst);
     elevate::admin::add_webhook(
         &store,
         &app.master,
@@ -46,6 +50,14 @@ async fn two_replicas_deliver_each_webhook_once_with_a_delivery_id() {
     )
     .await
     .unwrap();
+    (tenant, token, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_deliver_each_webhook_once_with_a_delivery_id() {
+    let app = TestApp::spawn(TestDb::postgres().await).await;
+    let (store, clock) = (app.store().clone(), app.clock.clone());
+    let (tenant, token, rx) = acme_with_webhook(&app, 15).await;
     for n in 0..24 {
         let res = app
             .client
@@ -318,36 +330,7 @@ async fn revocations_and_disabling_hold_on_every_replica_at_once() {
 async fn a_replica_stopping_gives_back_what_it_claimed() {
     let app = TestApp::spawn(TestDb::postgres().await).await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
-    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::policy::apply(
-        &store,
-        &ctx(clock.as_ref()),
-        &tenant,
-        crate::workflow::POLICY,
-    )
-    .await
-    .unwrap();
-    let alice = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        "alice@acme.example",
-        &[Role::Requester],
-        &["engineering"],
-    )
-    .await;
-    let token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
-    let (rx, url) = receiver().await;
-    elevate::admin::add_webhook(
-        &store,
-        &app.master,
-        &ctx(clock.as_ref()),
-        &tenant,
-        &url,
-        "a-webhook-secret-of-enough-length",
-    )
-    .await
-    .unwrap();
+    let (_, token, rx) = acme_with_webhook(&app, 0).await;
     let res = app
         .client
         .post(app.url("/api/v1/requests"))
