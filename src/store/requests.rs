@@ -40,6 +40,20 @@ pub struct StoredRequest {
     pub policy_version: i64,
 }
 
+/// What the reaper must move now, oldest first: pending past their lapse, scheduled past their
+/// start, active past their end; each part served by its index of migration 0014.
+const DUE_SQL: &str = "SELECT id FROM (
+        SELECT id, created_at FROM requests
+         WHERE tenant_id = $1 AND state = 'pending' AND pending_until <= $2
+        UNION ALL
+        SELECT id, created_at FROM requests
+         WHERE tenant_id = $1 AND state = 'scheduled' AND (starts_at IS NULL OR starts_at <= $2)
+        UNION ALL
+        SELECT r.id, r.created_at FROM grants g
+          JOIN requests r ON r.tenant_id = g.tenant_id AND r.id = g.request_id
+         WHERE g.tenant_id = $1 AND g.ended_at IS NULL AND g.not_after <= $2 AND r.state = 'active'
+    ) due ORDER BY created_at LIMIT 500";
+
 impl TenantTx {
     pub async fn insert_request(
         &mut self,
@@ -134,7 +148,7 @@ impl TenantTx {
              SELECT MIN(starts_at) FROM requests WHERE tenant_id = $1 AND state = 'scheduled'
              UNION ALL
              SELECT MIN(g.not_after) FROM grants g JOIN requests r ON r.tenant_id = g.tenant_id AND r.id = g.request_id
-              WHERE g.tenant_id = $1 AND r.state = 'active'", tenant_id)?;
+              WHERE g.tenant_id = $1 AND g.ended_at IS NULL AND r.state = 'active'", tenant_id)?;
         Ok(rows.into_iter().filter_map(|r| r.0).min())
     }
 
@@ -143,14 +157,54 @@ impl TenantTx {
     pub async fn due_request_ids(&mut self, now: OffsetDateTime) -> StoreResult<Vec<Uuid>> {
         let tenant_id = self.tenant_id;
         let now = ts(now);
-        let rows: Vec<(Uuid,)> = sql!(fetch_all (Uuid,); self,
-            "SELECT r.id FROM requests r LEFT JOIN grants g ON g.tenant_id = r.tenant_id AND g.request_id = r.id
-             WHERE r.tenant_id = $1 AND (
-                (r.state = 'pending' AND r.pending_until <= $2)
-                OR (r.state = 'scheduled' AND (r.starts_at IS NULL OR r.starts_at <= $2))
-                OR (r.state = 'active' AND g.not_after <= $2))
-             ORDER BY r.created_at LIMIT 500", tenant_id, now)?;
+        let rows: Vec<(Uuid,)> = match &mut self.conn {
+            Conn::Sqlite(c) => {
+                sqlx::query_as(DUE_SQL)
+                    .bind(tenant_id)
+                    .bind(now)
+                    .fetch_all(&mut **c)
+                    .await?
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_as(DUE_SQL)
+                    .bind(tenant_id)
+                    .bind(now)
+                    .fetch_all(&mut **c)
+                    .await?
+            }
+        };
         Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    /// The query plan of [`due_request_ids`](Self::due_request_ids) (see
+    /// [`explain_list_requests`](Self::explain_list_requests)). For the test that the reaper's
+    /// query uses the indexes of migration 0014.
+    pub async fn explain_due(&mut self, now: OffsetDateTime) -> StoreResult<Vec<String>> {
+        let tenant_id = self.tenant_id;
+        let now = ts(now);
+        match &mut self.conn {
+            Conn::Sqlite(c) => {
+                let rows: Vec<(i64, i64, i64, String)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {DUE_SQL}")))
+                        .bind(tenant_id)
+                        .bind(now)
+                        .fetch_all(&mut **c)
+                        .await?;
+                Ok(rows.into_iter().map(|r| r.3).collect())
+            }
+            Conn::Postgres(c) => {
+                sqlx::query("SET LOCAL enable_seqscan = off")
+                    .execute(&mut **c)
+                    .await?;
+                let rows: Vec<(String,)> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {DUE_SQL}")))
+                        .bind(tenant_id)
+                        .bind(now)
+                        .fetch_all(&mut **c)
+                        .await?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+        }
     }
 
     /// Postgres: takes the request's row lock, or returns false when another replica holds it
