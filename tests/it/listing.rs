@@ -427,7 +427,10 @@ async fn the_reapers_query_uses_its_indexes(db: TestDb) {
     tx.rollback().await.unwrap();
     // Which request index serves each part is the planner's choice on tables this small; the
     // grants have no other index that leaves out the ended ones.
-    assert!(plan.contains("grants_open"), "grants_open not used:\n{plan}");
+    assert!(
+        plan.contains("grants_open"),
+        "grants_open not used:\n{plan}"
+    );
     match o.app.db.backend {
         elevate::store::Backend::Sqlite => {
             for line in plan.lines() {
