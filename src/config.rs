@@ -193,17 +193,6 @@ impl Default for AuditConfig {
     }
 }
 
-impl AuditConfig {
-    /// Validated in `Config::load`, so the fallback never applies in practice.
-    pub fn schedule(&self) -> crate::audit::checkpoint::Schedule {
-        crate::audit::checkpoint::Schedule {
-            every_events: self.checkpoint_every_events.max(1),
-            every: crate::duration::parse(&self.checkpoint_every)
-                .unwrap_or(time::Duration::seconds(60)),
-        }
-    }
-}
-
 /// One tenant's OpenID provider (authorization code flow with PKCE).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -536,14 +525,19 @@ mod tests {
             std::fs::remove_file(path).unwrap();
             r
         };
-        let d = Config::default().audit.schedule();
+        let d = Config::default().audit;
         assert_eq!(
-            (d.every_events, d.every),
-            (1000, time::Duration::seconds(60))
+            (d.checkpoint_every_events, d.checkpoint_every.as_str()),
+            (1000, "60s")
         );
         let c = load("[audit]\ncheckpoint_every_events = 5\ncheckpoint_every = \"2m\"\n").unwrap();
-        let s = c.audit.schedule();
-        assert_eq!((s.every_events, s.every), (5, time::Duration::minutes(2)));
+        assert_eq!(
+            (
+                c.audit.checkpoint_every_events,
+                c.audit.checkpoint_every.as_str()
+            ),
+            (5, "2m")
+        );
         let e = load("[audit]\ncheckpoint_every_events = 0\n")
             .unwrap_err()
             .to_string();

@@ -54,8 +54,11 @@ pub async fn seed(store: &Store, master: &MasterKey, clock: &dyn Clock) -> AppRe
         Some(t) => t,
         None => admin::create_tenant(store, master, &ctx, TENANT, "Demo Organisation").await?,
     };
-    if crate::policy::current(store, &tenant).await?.is_none() {
-        crate::policy::apply(store, &ctx, &tenant, POLICY).await?;
+    if crate::broker::policy::current(store, &tenant)
+        .await?
+        .is_none()
+    {
+        crate::broker::policy::apply(store, &ctx, &tenant, POLICY).await?;
     }
     let mut users = Vec::new();
     for (email, name, roles, groups) in USERS {

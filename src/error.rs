@@ -3,7 +3,6 @@
 //! request id (see `web::error`).
 
 use crate::crypto::SealError;
-use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -35,16 +34,6 @@ pub type AppResult<T> = Result<T, AppError>;
 impl AppError {
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         AppError::Internal(e.into())
-    }
-}
-
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => AppError::NotFound("not found".into()),
-            StoreError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
-            other => AppError::Internal(other.into()),
-        }
     }
 }
 

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use tokio::sync::Notify;
 
+use crate::broker::service::tick_tenant;
 use crate::clock::SharedClock;
 use crate::crypto::MasterKey;
 use crate::db_targets::cleanup;
@@ -20,7 +21,6 @@ use crate::notify::Mailer;
 use crate::notify::outbox::deliver_due_until;
 use crate::store::Store;
 use crate::telemetry::Telemetry;
-use crate::workflow::service::tick_tenant;
 
 /// What `/readyz` reports about the reaper.
 #[derive(Debug, Clone, Default)]

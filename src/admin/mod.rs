@@ -6,13 +6,13 @@ use time::Duration;
 use uuid::Uuid;
 
 use crate::audit::Ctx;
+use crate::broker::service::withdraw_open;
 use crate::crypto::token::TokenKind;
 use crate::crypto::{MasterKey, SecretToken};
 use crate::error::{AppError, AppResult};
 use crate::model::{ApiToken, Role, Scope, Tenant, User, normalize_email, validate_slug};
 use crate::store::{Lockdown, NewUser, Store, UserChange};
 use crate::workflow::State;
-use crate::workflow::service::withdraw_open;
 
 /// Creates a tenant with its SSH user CA and audit signing key, sealed under the master key.
 pub async fn create_tenant(

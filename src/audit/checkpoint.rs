@@ -21,6 +21,7 @@ use crate::model::KeyPurpose;
 use crate::store::{Store, TenantTx};
 
 use super::anchor::Anchor;
+pub use crate::model::audit::Checkpoint;
 
 /// The SSHSIG namespace: a signature made for anything else never verifies as a checkpoint.
 pub const NAMESPACE: &str = "elevate-audit@elevate";
@@ -32,25 +33,6 @@ pub const NAMESPACE: &str = "elevate-audit@elevate";
 pub enum Kind {
     Checkpoint,
     Head,
-}
-
-/// A signed statement "the chain of `tenant_id` had `head_hash` at `seq` at time `at`".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Checkpoint {
-    pub tenant_id: Uuid,
-    pub seq: i64,
-    #[serde(with = "hex::serde")]
-    pub head_hash: Vec<u8>,
-    #[serde(with = "time::serde::rfc3339")]
-    pub at: OffsetDateTime,
-    pub signing_key_id: Uuid,
-    /// Heads only: how many checkpoints the export carries before it, so dropping one is
-    /// detected too.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub checkpoints: Option<u64>,
-    /// PEM-armoured SSHSIG.
-    pub signature: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,6 +137,17 @@ pub struct Schedule {
     pub every_events: i64,
     /// ... and the head once its oldest unsigned event is this old.
     pub every: time::Duration,
+}
+
+impl Schedule {
+    /// Validated in `Config::load`, so the fallback never applies in practice.
+    pub fn of(config: &crate::config::AuditConfig) -> Schedule {
+        Schedule {
+            every_events: config.checkpoint_every_events.max(1),
+            every: crate::duration::parse(&config.checkpoint_every)
+                .unwrap_or(time::Duration::seconds(60)),
+        }
+    }
 }
 
 /// The last outcome per tenant, for the auditor's page, `/readyz` and `/metrics`.
@@ -482,6 +475,22 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_schedule_comes_from_the_audit_settings() {
+        let d = Schedule::of(&crate::config::AuditConfig::default());
+        assert_eq!(
+            (d.every_events, d.every),
+            (1000, time::Duration::seconds(60))
+        );
+        let c = crate::config::AuditConfig {
+            checkpoint_every_events: 5,
+            checkpoint_every: "2m".into(),
+            ..Default::default()
+        };
+        let s = Schedule::of(&c);
+        assert_eq!((s.every_events, s.every), (5, time::Duration::minutes(2)));
+    }
     use ssh_key::rand_core::OsRng;
 
     fn key() -> PrivateKey {

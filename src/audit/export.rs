@@ -14,27 +14,8 @@ use super::checkpoint::{Checkpoint, Kind};
 use super::verify::{LineRef, to_line};
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
+pub use crate::model::audit::Filter;
 use crate::store::Store;
-
-/// Which events to show or export. Empty means all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Filter {
-    /// Part of the actor (`user:alice@example.com`, `token:...`, `system`).
-    pub actor: Option<String>,
-    /// An exact action (`request.approved`).
-    pub action: Option<String>,
-    pub request_id: Option<Uuid>,
-    /// From this time on (inclusive) ...
-    pub from: Option<OffsetDateTime>,
-    /// ... until this time (exclusive).
-    pub to: Option<OffsetDateTime>,
-}
-
-impl Filter {
-    pub fn is_empty(&self) -> bool {
-        *self == Filter::default()
-    }
-}
 
 /// Rows read per transaction.
 const PAGE: i64 = 2000;

@@ -149,7 +149,7 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
         now: clock.now(),
     };
     let tenant = admin::create_tenant(&store, &master, &ctx, "bench", "bench").await?;
-    crate::policy::apply(&store, &ctx, &tenant, POLICY).await?;
+    crate::broker::policy::apply(&store, &ctx, &tenant, POLICY).await?;
     let user = admin::create_user(
         &store,
         &ctx,

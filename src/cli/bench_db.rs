@@ -126,7 +126,7 @@ async fn elevate_logins(
         now: SystemClock.now(),
     };
     let tenant = admin::create_tenant(&store, &master, &ctx(), "bench", "bench").await?;
-    crate::policy::apply(&store, &ctx(), &tenant, POLICY).await?;
+    crate::broker::policy::apply(&store, &ctx(), &tenant, POLICY).await?;
     set_target(
         &store,
         &master,
@@ -156,7 +156,7 @@ async fn elevate_logins(
     )
     .await?;
     let links = "http://localhost";
-    let request = crate::workflow::service::file(
+    let request = crate::broker::service::file(
         &store,
         &ctx(),
         links,
@@ -177,12 +177,12 @@ async fn elevate_logins(
     let start = Instant::now();
     let mut issued: u64 = 0;
     while start.elapsed() < window {
-        crate::db_targets::issue::issue(&store, &master, &ctx(), &tenant, &user, id).await?;
+        crate::broker::db::issue(&store, &master, &ctx(), &tenant, &user, id).await?;
         issued += 1;
     }
     let issue_rate = issued as f64 / start.elapsed().as_secs_f64();
 
-    crate::workflow::service::act(
+    crate::broker::service::act(
         &store,
         &ctx(),
         links,
@@ -190,7 +190,7 @@ async fn elevate_logins(
         &user,
         id,
         Event::Revoke {
-            by: crate::workflow::service::person(&user),
+            by: crate::broker::service::person(&user),
             reason: "benchmark done".into(),
         },
     )

@@ -46,7 +46,7 @@ pub async fn run(command: PolicyCommand) -> anyhow::Result<()> {
                 origin: Origin::default(),
                 now: SystemClock.now(),
             };
-            let applied = crate::policy::apply(&store, &ctx, &tenant, &source)
+            let applied = crate::broker::policy::apply(&store, &ctx, &tenant, &source)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
             if applied.created {
@@ -71,7 +71,7 @@ pub async fn run(command: PolicyCommand) -> anyhow::Result<()> {
         } => {
             let store = open_store(&args.database).await?;
             let tenant = admin::tenant_by_slug(&store, &tenant).await?;
-            match crate::policy::current(&store, &tenant).await? {
+            match crate::broker::policy::current(&store, &tenant).await? {
                 Some((version, _)) => {
                     eprintln!(
                         "# policy version {} of {}, applied {} by {}",

@@ -109,7 +109,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let reaper_key = state.master_key.clone();
     let audit_tasks = spawn_audit_tasks(&state);
     let audit_status = state.audit.clone();
-    let audit_schedule = state.config.audit.schedule();
+    let audit_schedule = crate::audit::checkpoint::Schedule::of(&state.config.audit);
     let audit_key = state.master_key.clone();
     let audit_clock = state.clock.clone();
     let reaper_wake = state.reaper_wake.clone();
@@ -251,7 +251,7 @@ fn spawn_audit_tasks(state: &web::AppState) -> Vec<tokio::task::JoinHandle<()>> 
             state.store.clone(),
             state.clock.clone(),
             state.master_key.clone(),
-            state.config.audit.schedule(),
+            crate::audit::checkpoint::Schedule::of(&state.config.audit),
             state.audit.clone(),
         ),
         crate::audit::sinks::spawn(

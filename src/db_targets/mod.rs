@@ -8,7 +8,6 @@
 //! grant ending while its login is being made can never leave a role behind.
 
 pub mod cleanup;
-pub mod issue;
 mod mysql;
 pub mod names;
 mod postgres;
@@ -233,35 +232,6 @@ impl TargetSpec {
             })
         })
         .await
-    }
-}
-
-/// The client command for a login, without its password (the client asks for it).
-pub fn client_hint(login: &issue::IssuedLogin) -> String {
-    match login.kind {
-        TargetKind::Postgres => format!(
-            "psql \"host={} port={} dbname={} user={}\"",
-            login.host, login.port, login.database, login.username
-        ),
-        // The login may have no default role (see mysql.rs): take it, then open the database.
-        TargetKind::Mysql => {
-            let mut init: Vec<String> = login
-                .roles
-                .first()
-                .map(|r| format!("SET ROLE `{r}`"))
-                .into_iter()
-                .collect();
-            if !login.database.is_empty() {
-                init.push(format!("USE `{}`", login.database));
-            }
-            format!(
-                "mariadb -h {} -P {} -u {} -p --init-command='{}'",
-                login.host,
-                login.port,
-                login.username,
-                init.join("; ")
-            )
-        }
     }
 }
 

@@ -23,7 +23,8 @@ pub async fn check(report: &mut Report, store: &Store, config: &Config, now: Off
             return;
         }
     };
-    let limit = UNSIGNED_TOO_LONG.max(config.audit.schedule().every * 10);
+    let limit =
+        UNSIGNED_TOO_LONG.max(crate::audit::checkpoint::Schedule::of(&config.audit).every * 10);
     let (mut verified, mut events) = (0, 0);
     let mut stale = Vec::new();
     let mut stuck = Vec::new();

@@ -523,7 +523,7 @@ pub async fn after_restore(
             .await
             .with_context(|| format!("tenant {}: rotating the SSH user CA", t.slug))?;
         let grants_revoked =
-            crate::workflow::service::revoke_open_after_restore(store, ctx, &tenant, &reason)
+            crate::broker::service::revoke_open_after_restore(store, ctx, &tenant, &reason)
                 .await
                 .with_context(|| format!("tenant {}: revoking the restored grants", t.slug))?;
         let (orphans_dropped, sweep_failures) = if sweep {

@@ -1,7 +1,6 @@
 //! Policy as code: access profiles in TOML (DESIGN §8), validated into [`Profile`]s. Parsing is
 //! pure; `apply` (in `admin`-style core below) stores a new policy version with its audit diff.
 
-mod apply;
 mod diff;
 
 use std::collections::BTreeSet;
@@ -9,7 +8,6 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 use time::Duration;
 
-pub use apply::{Applied, apply, current};
 pub use diff::{PolicyDiff, diff};
 
 /// SSH certificate extensions a profile may allow (OpenSSH's standard set).

@@ -4,5 +4,4 @@
 pub mod agent;
 pub mod ca;
 pub mod cert;
-pub mod issue;
 pub mod krl;

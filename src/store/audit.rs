@@ -2,9 +2,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 
 use super::{Conn, StoreError, StoreResult, TenantTx, ts};
-use crate::audit::checkpoint::Checkpoint;
-use crate::audit::export::Filter;
-use crate::audit::{GENESIS_HASH, NewEvent, Record};
+use crate::model::audit::{Checkpoint, Filter, GENESIS_HASH, NewEvent, Record};
 
 #[derive(sqlx::FromRow)]
 struct Head {

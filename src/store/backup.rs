@@ -103,7 +103,8 @@ impl Store {
             let head = tx.audit_head().await?;
             let checkpoint = tx.latest_checkpoint().await?.map_or(0, |c| c.seq);
             tx.commit().await?;
-            let (head_seq, head_hash) = head.unwrap_or((0, crate::audit::GENESIS_HASH.to_vec()));
+            let (head_seq, head_hash) =
+                head.unwrap_or((0, crate::model::audit::GENESIS_HASH.to_vec()));
             out.push(TenantHead {
                 tenant_id: t.tenant_id,
                 slug: t.slug,
@@ -155,7 +156,8 @@ impl PgSnapshot {
                     .bind(tenant_id)
                     .fetch_one(&mut *self.tx)
                     .await?;
-            let (head_seq, head_hash) = head.unwrap_or((0, crate::audit::GENESIS_HASH.to_vec()));
+            let (head_seq, head_hash) =
+                head.unwrap_or((0, crate::model::audit::GENESIS_HASH.to_vec()));
             out.push(TenantHead {
                 tenant_id,
                 slug,

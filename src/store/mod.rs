@@ -165,6 +165,19 @@ pub struct Store {
     pool: Pool,
 }
 
+// Beside the error it converts, so `error` stays below the store.
+impl From<StoreError> for crate::error::AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => crate::error::AppError::NotFound("not found".into()),
+            StoreError::Conflict(what) => {
+                crate::error::AppError::Conflict(format!("{what} already exists"))
+            }
+            other => crate::error::AppError::Internal(other.into()),
+        }
+    }
+}
+
 /// Hides the password of a database URL for messages.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {

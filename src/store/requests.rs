@@ -368,7 +368,7 @@ impl Cursor {
     }
 }
 
-/// Which requests a list shows, all decided in SQL (`workflow::service::visible` fills it in from
+/// Which requests a list shows, all decided in SQL (`broker::service::visible` fills it in from
 /// the viewer's roles).
 #[derive(Debug, Clone, Default)]
 pub struct RequestFilter {

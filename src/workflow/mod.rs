@@ -12,8 +12,6 @@ use uuid::Uuid;
 
 use crate::policy::Profile;
 
-pub mod service;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
@@ -696,6 +694,36 @@ pub fn refuse_in_lockdown(effects: &[Effect], lockdown: Option<&str>) -> Result<
 /// An extended end, never beyond `max_duration` from activation.
 fn capped(grant: &Grant, added: Duration, profile: &Profile) -> OffsetDateTime {
     (grant.not_after + added).min(grant.activated_at + profile.max_duration())
+}
+
+/// Why `caller` gets no credentials for request `r` now (None: they do): only the requester, only
+/// while the grant is active (by the clock, not just the stored state), only when the profile as
+/// decided grants `what`.
+pub fn credential_refusal(
+    r: &Request,
+    caller: Uuid,
+    profile_grants: bool,
+    what: &str,
+    profile_name: &str,
+    now: OffsetDateTime,
+) -> Option<crate::error::AppError> {
+    if r.requester != caller {
+        return Some(crate::error::AppError::Forbidden(
+            "only the requester gets credentials for a grant".into(),
+        ));
+    }
+    if !profile_grants {
+        return Some(crate::error::AppError::Conflict(format!(
+            "profile {profile_name} grants no {what} access"
+        )));
+    }
+    match (&r.grant, r.state) {
+        (Some(g), State::Active) if g.not_after > now => None,
+        _ => Some(crate::error::AppError::Conflict(format!(
+            "the grant is not active (request is {})",
+            r.state.as_str()
+        ))),
+    }
 }
 
 #[cfg(test)]

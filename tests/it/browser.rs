@@ -54,7 +54,7 @@ async fn a_person_signs_in_through_the_demo_outbox_in_chromium() {
     )
     .await;
     let ctx = crate::helpers::ctx(app.clock.as_ref());
-    elevate::policy::apply(app.store(), &ctx, &tenant, elevate::demo::POLICY)
+    elevate::broker::policy::apply(app.store(), &ctx, &tenant, elevate::demo::POLICY)
         .await
         .unwrap();
 

@@ -56,7 +56,7 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "demo").await;
-    elevate::policy::apply(&store, &ctx(clock.as_ref()), &tenant, elevate::demo::POLICY)
+    elevate::broker::policy::apply(&store, &ctx(clock.as_ref()), &tenant, elevate::demo::POLICY)
         .await
         .unwrap();
     let alice = seed_user(

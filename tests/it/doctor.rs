@@ -305,7 +305,7 @@ async fn doctor_passes_postgres_with_the_non_owner_app_role() {
     // A target whose admin login holds exactly the documented rights, used by a profile.
     let pg = PgTarget::new().await;
     let my = MyTarget::new().await;
-    elevate::policy::apply(
+    elevate::broker::policy::apply(
         &db.store,
         &ctx(&clock),
         &tenant,
@@ -410,7 +410,7 @@ roles = ["{read}"]
     assert_eq!(severity(&report, "mail.tls"), Some("warning"));
 
     // A profile role the admin login cannot hand out is an error.
-    elevate::policy::apply(
+    elevate::broker::policy::apply(
         &db.store,
         &ctx(&clock),
         &tenant,

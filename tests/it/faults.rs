@@ -339,7 +339,7 @@ roles = ["{read}"]
 "#,
         read = pg.read
     );
-    elevate::policy::apply(&store, &ctx(&clock), &tenant, &policy)
+    elevate::broker::policy::apply(&store, &ctx(&clock), &tenant, &policy)
         .await
         .unwrap();
     let alice = seed_user(

@@ -3,10 +3,10 @@
 
 use std::collections::HashSet;
 
+use elevate::broker::service::{self, ListQuery};
 use elevate::clock::Clock;
 use elevate::model::{Role, Tenant, User};
 use elevate::workflow::State;
-use elevate::workflow::service::{self, ListQuery};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -27,7 +27,7 @@ async fn org(db: TestDb) -> Org {
     let app = TestApp::spawn(db).await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::policy::apply(
+    elevate::broker::policy::apply(
         &store,
         &ctx(clock.as_ref()),
         &tenant,

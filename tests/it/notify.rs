@@ -22,7 +22,7 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
     .await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::policy::apply(
+    elevate::broker::policy::apply(
         &store,
         &ctx(clock.as_ref()),
         &tenant,
@@ -260,7 +260,7 @@ async fn webhooks_hear_transitions_signed_and_are_retried() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::policy::apply(
+    elevate::broker::policy::apply(
         &store,
         &ctx(clock.as_ref()),
         &tenant,

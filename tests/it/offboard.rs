@@ -749,7 +749,7 @@ async fn the_last_approval_rechecks_eligibility(db: TestDb) {
     .await
     .unwrap();
     let id = o.pending("shell").await;
-    elevate::policy::apply(
+    elevate::broker::policy::apply(
         app.store(),
         &ctx(app.clock.as_ref()),
         &o.shop.tenant,

@@ -2,8 +2,8 @@
 
 use std::process::Command;
 
+use elevate::broker;
 use elevate::model::{Role, Scope};
-use elevate::policy;
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -30,19 +30,24 @@ async fn versions_are_kept_diffed_audited_and_invalid_files_change_nothing(db: T
     let clock = elevate::clock::ManualClock::starting_now();
     let master = elevate::crypto::MasterKey::generate().unwrap();
     let tenant = seed_tenant(&db.store, &master, &clock, "acme").await;
-    assert!(policy::current(&db.store, &tenant).await.unwrap().is_none());
+    assert!(
+        broker::policy::current(&db.store, &tenant)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
-    let first = policy::apply(&db.store, &ctx(&clock), &tenant, V1)
+    let first = broker::policy::apply(&db.store, &ctx(&clock), &tenant, V1)
         .await
         .unwrap();
     assert_eq!((first.version, first.created), (1, true));
     assert_eq!(first.diff.added, ["prod-shell"]);
-    let same = policy::apply(&db.store, &ctx(&clock), &tenant, V1)
+    let same = broker::policy::apply(&db.store, &ctx(&clock), &tenant, V1)
         .await
         .unwrap();
     assert_eq!((same.version, same.created), (1, false));
 
-    let second = policy::apply(&db.store, &ctx(&clock), &tenant, &v2())
+    let second = broker::policy::apply(&db.store, &ctx(&clock), &tenant, &v2())
         .await
         .unwrap();
     assert_eq!((second.version, second.created), (2, true));
@@ -52,7 +57,7 @@ async fn versions_are_kept_diffed_audited_and_invalid_files_change_nothing(db: T
     );
 
     let bad = v2().replace("roles = [\"orders_readonly\"]", "roles = []");
-    let err = policy::apply(&db.store, &ctx(&clock), &tenant, &bad)
+    let err = broker::policy::apply(&db.store, &ctx(&clock), &tenant, &bad)
         .await
         .unwrap_err()
         .to_string();
@@ -61,7 +66,10 @@ async fn versions_are_kept_diffed_audited_and_invalid_files_change_nothing(db: T
         "{err}"
     );
 
-    let (current, profiles) = policy::current(&db.store, &tenant).await.unwrap().unwrap();
+    let (current, profiles) = broker::policy::current(&db.store, &tenant)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(current.version, 2);
     assert_eq!(current.source, v2());
     assert_eq!(

@@ -19,7 +19,7 @@ async fn acme_with_webhook(
 ) -> (elevate::model::Tenant, String, crate::notify::Receiver) {
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::policy::apply(
+    elevate::broker::policy::apply(
         &store,
         &ctx(clock.as_ref()),
         &tenant,

@@ -62,7 +62,7 @@ pub(crate) async fn shop_in(app: TestApp, slug: &str) -> Shop {
 pub(crate) async fn shop_with(app: TestApp, slug: &str, policy: &str) -> Shop {
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), slug).await;
-    elevate::policy::apply(&store, &ctx(clock.as_ref()), &tenant, policy)
+    elevate::broker::policy::apply(&store, &ctx(clock.as_ref()), &tenant, policy)
         .await
         .unwrap();
     let alice = seed_user(

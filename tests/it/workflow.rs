@@ -45,7 +45,7 @@ async fn org(db: TestDb) -> Org {
     let app = TestApp::spawn(db).await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::policy::apply(&store, &ctx(clock.as_ref()), &tenant, POLICY)
+    elevate::broker::policy::apply(&store, &ctx(clock.as_ref()), &tenant, POLICY)
         .await
         .unwrap();
     let token = async |email: &str, roles: &[Role], groups: &[&str]| {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth::{RequestScope, Scoped};
-use crate::db_targets::issue::{self, IssuedLogin};
+use crate::broker::db::{self, IssuedLogin};
 use crate::error::{AppError, AppResult};
 use crate::web::{AppState, ClientOrigin};
 
@@ -41,7 +41,7 @@ async fn create(
         .parse()
         .map_err(|_| AppError::NotFound(format!("no request {id}")))?;
     let ctx = p.ctx(origin, state.clock.now());
-    let login = issue::issue(
+    let login = db::issue(
         &state.store,
         &state.master_key,
         &ctx,

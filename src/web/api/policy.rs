@@ -7,8 +7,9 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 
 use crate::auth::{AdminScope, ReadScope, Scoped};
+use crate::broker;
 use crate::error::AppResult;
-use crate::policy::{self, Profile};
+use crate::policy::Profile;
 use crate::web::{AppState, ClientOrigin};
 
 pub fn router() -> Router<AppState> {
@@ -24,7 +25,7 @@ async fn apply(
     body: String,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let ctx = p.ctx(origin, state.clock.now());
-    let applied = policy::apply(&state.store, &ctx, &p.tenant, &body).await?;
+    let applied = broker::policy::apply(&state.store, &ctx, &p.tenant, &body).await?;
     let status = if applied.created {
         StatusCode::CREATED
     } else {
@@ -53,7 +54,7 @@ async fn profiles(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<ReadScope>,
 ) -> AppResult<Json<Value>> {
-    let current = policy::current(&state.store, &p.tenant).await?;
+    let current = broker::policy::current(&state.store, &p.tenant).await?;
     let (version, profiles) = match &current {
         Some((v, profiles)) => (Some(v.version), profiles.as_slice()),
         None => (None, &[][..]),

@@ -11,13 +11,13 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::auth::{ApiPrincipal, ApproveScope, ReadScope, RequestScope, Scoped};
+use crate::broker::service;
 use crate::error::{AppError, AppResult};
 use crate::model::Scope;
 use crate::policy::Profile;
 use crate::store::{Cursor, StoredRequest};
 use crate::web::extract::ApiJson;
 use crate::web::{AppState, ClientOrigin};
-use crate::workflow::service;
 use crate::workflow::{Event, NewRequest, Shortcut, State as RequestState};
 
 pub fn router() -> Router<AppState> {

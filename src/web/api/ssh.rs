@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
 use crate::auth::{RequestScope, Scoped};
+use crate::broker::ssh::{self, Issued};
 use crate::error::{AppError, AppResult};
-use crate::ssh::issue::{self, Issued};
 use crate::web::extract::ApiJson;
 use crate::web::{AppState, ClientOrigin};
 
@@ -49,7 +49,7 @@ async fn create(
         .parse()
         .map_err(|_| AppError::NotFound(format!("no request {id}")))?;
     let ctx = p.ctx(origin, state.clock.now());
-    let issued = issue::issue(
+    let issued = ssh::issue(
         &state.store,
         &state.master_key,
         &ctx,

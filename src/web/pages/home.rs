@@ -7,9 +7,9 @@ use axum::routing::get;
 
 use super::Nav;
 use crate::auth::session::SessionUser;
+use crate::broker::service;
 use crate::error::AppResult;
 use crate::web::AppState;
-use crate::workflow::service;
 use axum::extract::{Query, State};
 
 pub fn router() -> Router<AppState> {

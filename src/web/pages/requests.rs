@@ -12,13 +12,13 @@ use uuid::Uuid;
 
 use super::{Nav, when};
 use crate::auth::session::SessionUser;
+use crate::broker::service::{self, person};
 use crate::error::{AppError, AppResult};
 use crate::policy::Profile;
 use crate::store::{Cursor, StoredRequest};
 use crate::text::shown_owned;
 use crate::web::AppState;
 use crate::web::csrf::{CsrfForm, NoFields};
-use crate::workflow::service::{self, person};
 use crate::workflow::{Event, NewRequest, Shortcut, State as RequestState};
 
 pub fn router() -> Router<AppState> {
@@ -82,7 +82,7 @@ struct NewPage {
 }
 
 async fn new_form(State(state): State<AppState>, who: SessionUser) -> AppResult<NewPage> {
-    let profiles = crate::policy::current(&state.store, &who.tenant)
+    let profiles = crate::broker::policy::current(&state.store, &who.tenant)
         .await?
         .map(|(_, p)| p)
         .unwrap_or_default();
@@ -439,7 +439,7 @@ async fn issue_certificate(
     let request_id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
-    let issued = crate::ssh::issue::issue(
+    let issued = crate::broker::ssh::issue(
         &state.store,
         &state.master_key,
         &who.ctx(state.clock.now()),
@@ -465,7 +465,7 @@ struct DbLoginPage {
     nav: Nav,
     id: String,
     profile: String,
-    login: crate::db_targets::issue::IssuedLogin,
+    login: crate::broker::db::IssuedLogin,
     expires: String,
     psql: String,
 }
@@ -481,7 +481,7 @@ async fn issue_db_login(
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
     let (stored, _) = service::load(&state.store, &who.tenant, &who.user, request_id).await?;
-    let login = crate::db_targets::issue::issue(
+    let login = crate::broker::db::issue(
         &state.store,
         &state.master_key,
         &who.ctx(state.clock.now()),
@@ -494,7 +494,7 @@ async fn issue_db_login(
         .telemetry
         .credential(crate::telemetry::Credential::DbLogin, &login);
     let login = login?;
-    let psql = crate::db_targets::client_hint(&login);
+    let psql = crate::broker::db::client_hint(&login);
     Ok(DbLoginPage {
         nav: Nav::of(&who),
         id,
@@ -557,7 +557,7 @@ pub struct PageQuery {
 
 impl PageQuery {
     /// The list query for this page (`limit` defaults to 50 rows on pages).
-    pub fn list(&self, base: crate::workflow::service::ListQuery) -> AppResult<service::ListQuery> {
+    pub fn list(&self, base: crate::broker::service::ListQuery) -> AppResult<service::ListQuery> {
         let after = match self.after.trim() {
             "" => None,
             a => Some(Cursor::parse(a).ok_or_else(|| {

@@ -8,18 +8,18 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::{TargetSpec, names};
 use crate::audit::Ctx;
+use crate::broker::service;
 use crate::crypto::MasterKey;
+use crate::db_targets::{TargetSpec, names};
 use crate::error::{AppError, AppResult};
-use crate::model::{Tenant, User};
+use crate::model::{TargetKind, Tenant, User};
 use crate::store::{DbLoginRecord, Store};
-use crate::workflow::service;
 
 /// A login just created: shown to the requester once.
 pub struct IssuedLogin {
     pub target: String,
-    pub kind: crate::model::TargetKind,
+    pub kind: TargetKind,
     pub host: String,
     pub port: u16,
     pub database: String,
@@ -62,9 +62,9 @@ pub async fn issue(
         Some(db) => tx.target_by_name(&db.target).await?,
         None => None,
     };
-    let refusal = service::credential_refusal(
+    let refusal = crate::workflow::credential_refusal(
         r,
-        user,
+        user.id,
         profile.database.is_some(),
         "database",
         &profile.name,
@@ -165,7 +165,7 @@ async fn create(
     password: &str,
     now: OffsetDateTime,
 ) -> AppResult<()> {
-    let unavailable = |e: super::TargetError| {
+    let unavailable = |e: crate::db_targets::TargetError| {
         tracing::warn!(target = %spec.name, error = %e, "database target failed");
         AppError::Unavailable(format!("database target {} failed: {e}", spec.name))
     };
@@ -190,4 +190,33 @@ async fn create(
     .await;
     conn.close().await;
     result
+}
+
+/// The client command for a login, without its password (the client asks for it).
+pub fn client_hint(login: &IssuedLogin) -> String {
+    match login.kind {
+        TargetKind::Postgres => format!(
+            "psql \"host={} port={} dbname={} user={}\"",
+            login.host, login.port, login.database, login.username
+        ),
+        // The login may have no default role (see mysql.rs): take it, then open the database.
+        TargetKind::Mysql => {
+            let mut init: Vec<String> = login
+                .roles
+                .first()
+                .map(|r| format!("SET ROLE `{r}`"))
+                .into_iter()
+                .collect();
+            if !login.database.is_empty() {
+                init.push(format!("USE `{}`", login.database));
+            }
+            format!(
+                "mariadb -h {} -P {} -u {} -p --init-command='{}'",
+                login.host,
+                login.port,
+                login.username,
+                init.join("; ")
+            )
+        }
+    }
 }

@@ -4,10 +4,10 @@
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{PolicyDiff, Profile, diff, parse};
 use crate::audit::Ctx;
 use crate::error::{AppError, AppResult};
 use crate::model::{PolicyVersion, Tenant};
+use crate::policy::{PolicyDiff, Profile, diff, parse};
 use crate::store::Store;
 
 /// The outcome of an apply.

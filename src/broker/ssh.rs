@@ -5,13 +5,13 @@ use serde_json::json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::cert::{self, CertSpec};
 use crate::audit::Ctx;
+use crate::broker::service;
 use crate::crypto::MasterKey;
 use crate::error::{AppError, AppResult};
 use crate::model::{KeyPurpose, Tenant, User};
+use crate::ssh::cert::{self, CertSpec};
 use crate::store::{SshCertRecord, Store};
-use crate::workflow::service;
 
 /// A signed certificate and what the caller shows about it.
 #[derive(Debug, Clone)]
@@ -63,9 +63,14 @@ pub async fn issue(
     let (stored, profile) = service::lock_with_profile(&mut tx, id).await?;
     let r = &stored.request;
     let now = ctx.now;
-    if let Some(err) =
-        service::credential_refusal(r, user, profile.ssh.is_some(), "SSH", &profile.name, now)
-    {
+    if let Some(err) = crate::workflow::credential_refusal(
+        r,
+        user.id,
+        profile.ssh.is_some(),
+        "SSH",
+        &profile.name,
+        now,
+    ) {
         tx.rollback().await?;
         return service::refuse_credential(store, tenant, ctx, id, "ssh.certificate_refused", err)
             .await;

@@ -7,16 +7,16 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{
-    Effect, Event, NewRequest, Person, Refusal, Request, State, refuse_in_lockdown, step, submit,
-};
 use crate::audit::Ctx;
 use crate::audit::{Actor, NewEvent, Origin};
 use crate::error::{AppError, AppResult};
 use crate::model::{Role, Tenant, User};
-use crate::policy::{self, Profile};
+use crate::policy::Profile;
 use crate::store::{Cursor, RequestFilter, Store, StoredRequest, TenantTx};
 use crate::text::shown;
+use crate::workflow::{
+    Effect, Event, NewRequest, Person, Refusal, Request, State, refuse_in_lockdown, step, submit,
+};
 
 pub fn person(u: &User) -> Person {
     Person {
@@ -130,7 +130,7 @@ async fn end_credentials(
         .await?;
     }
     let roles = tx
-        .end_db_logins(req.id, req.state == super::State::Revoked, now)
+        .end_db_logins(req.id, req.state == crate::workflow::State::Revoked, now)
         .await?;
     if !roles.is_empty() {
         tx.append_audit(
@@ -255,36 +255,6 @@ pub(crate) async fn withdraw_open(
     Ok(moved)
 }
 
-/// Why `user` gets no credentials for request `r` now (None: they do): only the requester, only
-/// while the grant is active (by the clock, not just the stored state), only when the profile as
-/// decided grants `what`.
-pub(crate) fn credential_refusal(
-    r: &Request,
-    user: &User,
-    profile_grants: bool,
-    what: &str,
-    profile_name: &str,
-    now: OffsetDateTime,
-) -> Option<AppError> {
-    if r.requester != user.id {
-        return Some(AppError::Forbidden(
-            "only the requester gets credentials for a grant".into(),
-        ));
-    }
-    if !profile_grants {
-        return Some(AppError::Conflict(format!(
-            "profile {profile_name} grants no {what} access"
-        )));
-    }
-    match (&r.grant, r.state) {
-        (Some(g), super::State::Active) if g.not_after > now => None,
-        _ => Some(AppError::Conflict(format!(
-            "the grant is not active (request is {})",
-            r.state.as_str()
-        ))),
-    }
-}
-
 /// Audits a refused credential (`action`, with the reason) in its own transaction, then fails
 /// with `err`.
 pub(crate) async fn refuse_credential<T>(
@@ -392,7 +362,7 @@ async fn notify(
             }
         }
     }
-    let submitted = effects.is_empty() && req.state == super::State::Pending;
+    let submitted = effects.is_empty() && req.state == crate::workflow::State::Pending;
     if submitted {
         notify_approvers(
             tx,
@@ -410,7 +380,7 @@ async fn notify(
             |subject: String, body: String| json!({ "subject": subject, "body": body });
         match effect {
             Effect::Activated {
-                shortcut: Some(super::Shortcut::BreakGlass),
+                shortcut: Some(crate::workflow::Shortcut::BreakGlass),
                 ..
             } => {
                 let subject = format!("elevate: BREAK-GLASS {who} activated {what}");
@@ -472,7 +442,7 @@ pub async fn file(
     profile_name: &str,
     new: NewRequest,
 ) -> AppResult<StoredRequest> {
-    let (version, profiles) = policy::current(store, tenant)
+    let (version, profiles) = crate::broker::policy::current(store, tenant)
         .await?
         .ok_or_else(|| AppError::NotFound("this organisation has no access profiles yet".into()))?;
     let profile = profiles
@@ -505,7 +475,7 @@ pub async fn file(
                 "ticket": request.ticket,
                 "starts_at": request.starts_at.map(|t| t.unix_timestamp()),
                 "policy_version": version.version,
-                "break_glass": request.shortcut == Some(super::Shortcut::BreakGlass),
+                "break_glass": request.shortcut == Some(crate::workflow::Shortcut::BreakGlass),
             })),
         ctx.now,
     )
@@ -576,7 +546,7 @@ pub struct ListQuery {
     /// Only the viewer's own requests.
     pub mine: bool,
     /// Only these states (all when empty).
-    pub states: Vec<super::State>,
+    pub states: Vec<crate::workflow::State>,
     /// Only what waits for the viewer's decision as an approver: pending requests and extensions
     /// of others, and break-glass activations awaiting review.
     pub reviewable: bool,
@@ -713,7 +683,7 @@ pub async fn act(
 ) -> AppResult<StoredRequest> {
     // Visibility first: acting on a request you cannot see is a 404, not a 403.
     let (seen, _) = load(store, tenant, actor, id).await?;
-    if let Err(refusal) = super::check_event_text(&event) {
+    if let Err(refusal) = crate::workflow::check_event_text(&event) {
         audit_refusal(
             store,
             tenant,
@@ -812,7 +782,12 @@ pub async fn revoke_open_after_restore(
             .open_request_ids(None)
             .await?
             .into_iter()
-            .filter(|(_, state)| matches!(state, super::State::Active | super::State::Scheduled))
+            .filter(|(_, state)| {
+                matches!(
+                    state,
+                    crate::workflow::State::Active | crate::workflow::State::Scheduled
+                )
+            })
             .map(|(id, _)| id)
             .collect();
         tx.commit().await?;
@@ -949,7 +924,7 @@ pub async fn tick_tenant(
         }
         tx.commit().await?;
         moved += 1;
-        if let (super::State::Active, super::State::Expired, Some(grant)) =
+        if let (crate::workflow::State::Active, crate::workflow::State::Expired, Some(grant)) =
             (stored.request.state, next.state, &stored.request.grant)
         {
             late.push(now - grant.not_after);
