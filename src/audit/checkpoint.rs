@@ -282,30 +282,27 @@ pub async fn check_known(tx: &mut TenantTx, known: &[Known], head_seq: i64) -> A
     Ok(())
 }
 
-/// Signs what is due for one tenant; returns how many checkpoints were stored. Before signing,
-/// the chain must pass through every point this replica knows of (the newest stored checkpoint
-/// and its anchor) and the events after them must link: elevate never vouches for a chain that
-/// is cut short, rewritten or broken. Each pass also moves the anchor to the verified head, so a
-/// rewrite of events this replica has already seen is refused even before they are signed.
-pub async fn checkpoint_tenant(
-    store: &Store,
+/// What one signing pass found and stored, for the anchor that follows the commit.
+struct Pass {
+    stored: usize,
+    seen_seq: i64,
+    seen_hash: Vec<u8>,
+    signed_seq: i64,
+    anchor: Option<Anchor>,
+}
+
+async fn sign_due(
+    tx: &mut TenantTx,
     master: &MasterKey,
     tenant_id: Uuid,
     schedule: Schedule,
     now: OffsetDateTime,
-) -> AppResult<usize> {
-    let mut tx = store.tenant(tenant_id).await?;
-    // One signer per tenant across replicas: another replica signing this tenant now does the
-    // same work, so this one skips the tenant until its next pass.
-    if !tx.try_singleton("checkpointer").await? {
-        tx.rollback().await?;
-        return Ok(0);
-    }
+) -> AppResult<Pass> {
     // What is known first, then the head: a checkpoint another replica signs in between is then
     // never beyond the head read here.
-    let (last, anchor, known) = known_points(&mut tx, master, tenant_id).await?;
+    let (last, anchor, known) = known_points(tx, master, tenant_id).await?;
     let head_seq = tx.audit_head().await?.map_or(0, |h| h.0);
-    check_known(&mut tx, &known, head_seq).await?;
+    check_known(tx, &known, head_seq).await?;
     let (base_seq, base_hash) = known
         .iter()
         .max_by_key(|k| k.seq)
@@ -360,8 +357,7 @@ pub async fn checkpoint_tenant(
             }
         })?;
         let (key_id, key) =
-            crate::signing_keys::active_signing_key(&mut tx, master, KeyPurpose::AuditSigning)
-                .await?;
+            crate::signing_keys::active_signing_key(tx, master, KeyPurpose::AuditSigning).await?;
         for seq in targets {
             let Some(event) = events.iter().find(|e| e.seq == seq) else {
                 continue;
@@ -374,6 +370,49 @@ pub async fn checkpoint_tenant(
             signed_seq = signed_seq.max(seq);
         }
     }
+    Ok(Pass {
+        stored,
+        seen_seq,
+        seen_hash,
+        signed_seq,
+        anchor,
+    })
+}
+
+/// Signs what is due for one tenant; returns how many checkpoints were stored. Before signing,
+/// the chain must pass through every point this replica knows of (the newest stored checkpoint
+/// and its anchor) and the events after them must link: elevate never vouches for a chain that
+/// is cut short, rewritten or broken. Each pass also moves the anchor to the verified head, so a
+/// rewrite of events this replica has already seen is refused even before they are signed.
+pub async fn checkpoint_tenant(
+    store: &Store,
+    master: &MasterKey,
+    tenant_id: Uuid,
+    schedule: Schedule,
+    now: OffsetDateTime,
+) -> AppResult<usize> {
+    let mut tx = store.tenant(tenant_id).await?;
+    // One signer per tenant across replicas: another replica signing this tenant now does the
+    // same work, so this one skips the tenant until its next pass.
+    if !tx.try_singleton("checkpointer").await? {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    // A refusal rolls back here, not when the pooled connection is next used: until then the
+    // signer's lock would stay held and the next pass would skip the tenant.
+    let Pass {
+        stored,
+        seen_seq,
+        seen_hash,
+        signed_seq,
+        anchor,
+    } = match sign_due(&mut tx, master, tenant_id, schedule, now).await {
+        Ok(pass) => pass,
+        Err(e) => {
+            tx.rollback().await.ok();
+            return Err(e);
+        }
+    };
     tx.commit().await?;
     if let Some(dir) = master.anchor_dir() {
         let next = Anchor {

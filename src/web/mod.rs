@@ -3,6 +3,7 @@
 //! TLS-terminating proxy).
 
 pub mod api;
+pub mod audit_query;
 mod auth;
 pub mod csrf;
 pub mod error;

@@ -150,3 +150,18 @@ fn the_store_the_pure_core_and_the_vocabulary_import_nothing_above_them() {
         assert!(named.is_empty(), "{folder} names {named:?}");
     }
 }
+
+#[test]
+fn pages_do_not_import_api_handlers() {
+    let pages = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/pages");
+    let offenders: Vec<String> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read_to_string(p).unwrap().contains("web::api"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "pages name API handler modules (move shared code below both): {offenders:?}"
+    );
+}

@@ -17,7 +17,7 @@ use crate::auth::session::SessionUser;
 use crate::error::{AppError, AppResult};
 use crate::model::Role;
 use crate::web::AppState;
-use crate::web::api::audit::{FilterQuery, filter_details, start_export};
+use crate::web::audit_query::{FilterQuery, filter_details, start_export};
 
 pub fn router() -> Router<AppState> {
     Router::new()
