@@ -18,6 +18,8 @@ use crate::store::{DbLoginRecord, Store};
 
 /// A login just created: shown to the requester once.
 pub struct IssuedLogin {
+    /// The profile the grant is for.
+    pub profile: String,
     pub target: String,
     pub kind: TargetKind,
     pub host: String,
@@ -49,14 +51,16 @@ pub async fn issue(
     user: &User,
     id: Uuid,
 ) -> AppResult<IssuedLogin> {
-    service::load(store, tenant, user, id).await?;
     let now = ctx.now;
     let mut tx = store.tenant(tenant.tenant_id).await?;
+    let Some((stored, profile)) = service::lock_visible(&mut tx, user, id).await? else {
+        tx.rollback().await?;
+        return Err(AppError::NotFound(format!("no request {id}")));
+    };
     if let Some(err) = service::lockdown_refusal(&mut tx).await? {
         tx.rollback().await?;
         return service::refuse_credential(store, tenant, ctx, id, "db.login_refused", err).await;
     }
-    let (stored, profile) = service::lock_with_profile(&mut tx, id).await?;
     let r = &stored.request;
     let target = match &profile.database {
         Some(db) => tx.target_by_name(&db.target).await?,
@@ -123,6 +127,7 @@ pub async fn issue(
     let password = names::password().map_err(AppError::internal)?;
     match create(store, tenant, &spec, &record, &db.roles, &password, now).await {
         Ok(()) => Ok(IssuedLogin {
+            profile: profile.name.clone(),
             target: target.name,
             kind: spec.kind,
             host: spec.host(),

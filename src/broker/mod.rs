@@ -6,3 +6,166 @@ pub mod db;
 pub mod policy;
 pub mod service;
 pub mod ssh;
+
+use std::sync::Arc;
+
+use time::Duration;
+use uuid::Uuid;
+
+use crate::audit::Ctx;
+use crate::crypto::MasterKey;
+use crate::error::AppResult;
+use crate::model::{Tenant, User};
+use crate::policy::Profile;
+use crate::store::{Store, StoredRequest};
+use crate::telemetry::{Credential, Telemetry};
+use crate::workflow::{Event, NewRequest, Person};
+
+/// Who asks, as every action needs it: the audit context, the tenant, the account, and the
+/// person the workflow sees (narrowed to what the credential allows: an API token without the
+/// `approve` scope decides nothing, whatever its user's roles).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub ctx: Ctx,
+    pub tenant: Tenant,
+    pub user: User,
+    pub person: Person,
+}
+
+impl Caller {
+    /// A caller with the full standing roles of `user` (a signed-in person, the operator's CLI).
+    pub fn new(ctx: Ctx, tenant: Tenant, user: User) -> Self {
+        let person = service::person(&user);
+        Self {
+            ctx,
+            tenant,
+            user,
+            person,
+        }
+    }
+}
+
+/// A request as the front ends show it, with the profile it was decided under.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub stored: StoredRequest,
+    pub profile: Profile,
+}
+
+impl From<(StoredRequest, Profile)> for Shown {
+    fn from((stored, profile): (StoredRequest, Profile)) -> Self {
+        Self { stored, profile }
+    }
+}
+
+/// The broker's dependencies, cloned cheaply into every handler.
+#[derive(Clone)]
+pub struct Broker {
+    pub store: Store,
+    pub master: Arc<MasterKey>,
+    /// The public URL, for links in notifications.
+    pub links: Arc<str>,
+    /// Wakes the reaper for work that should not wait for its next pass (ended logins).
+    pub reaper_wake: Arc<tokio::sync::Notify>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl Broker {
+    pub async fn file(&self, c: &Caller, profile: &str, new: NewRequest) -> AppResult<Shown> {
+        service::file(
+            &self.store,
+            &c.ctx,
+            &self.links,
+            &c.tenant,
+            &c.user,
+            profile,
+            new,
+        )
+        .await
+        .map(Shown::from)
+    }
+
+    pub async fn show(&self, c: &Caller, id: Uuid) -> AppResult<Shown> {
+        service::load(&self.store, &c.tenant, &c.user, id)
+            .await
+            .map(Shown::from)
+    }
+
+    /// A person's transition, in one transaction that locks the request; the reaper is woken
+    /// because a transition may have ended database logins.
+    async fn act(&self, c: &Caller, id: Uuid, event: Event) -> AppResult<Shown> {
+        let shown = service::act(
+            &self.store,
+            &c.ctx,
+            &self.links,
+            &c.tenant,
+            &c.user,
+            id,
+            event,
+        )
+        .await?;
+        self.reaper_wake.notify_one();
+        Ok(shown.into())
+    }
+
+    pub async fn approve(&self, c: &Caller, id: Uuid, comment: Option<String>) -> AppResult<Shown> {
+        let by = c.person.clone();
+        self.act(c, id, Event::Approve { by, comment }).await
+    }
+
+    pub async fn deny(&self, c: &Caller, id: Uuid, comment: String) -> AppResult<Shown> {
+        let by = c.person.clone();
+        self.act(c, id, Event::Deny { by, comment }).await
+    }
+
+    pub async fn cancel(&self, c: &Caller, id: Uuid) -> AppResult<Shown> {
+        let by = c.person.clone();
+        self.act(c, id, Event::Cancel { by }).await
+    }
+
+    pub async fn revoke(&self, c: &Caller, id: Uuid, reason: String) -> AppResult<Shown> {
+        let by = c.person.clone();
+        self.act(c, id, Event::Revoke { by, reason }).await
+    }
+
+    pub async fn extend(&self, c: &Caller, id: Uuid, added: Duration) -> AppResult<Shown> {
+        let by = c.person.clone();
+        self.act(c, id, Event::Extend { by, added }).await
+    }
+
+    pub async fn review(&self, c: &Caller, id: Uuid) -> AppResult<Shown> {
+        let by = c.person.clone();
+        self.act(c, id, Event::Review { by }).await
+    }
+
+    pub async fn issue_ssh_certificate(
+        &self,
+        c: &Caller,
+        id: Uuid,
+        public_key: &str,
+    ) -> AppResult<ssh::Issued> {
+        let issued = ssh::issue(
+            &self.store,
+            &self.master,
+            &c.ctx,
+            &c.tenant,
+            &c.user,
+            id,
+            public_key,
+        )
+        .await;
+        self.telemetry
+            .credential(Credential::SshCertificate, &issued);
+        issued
+    }
+
+    pub async fn issue_db_login(&self, c: &Caller, id: Uuid) -> AppResult<db::IssuedLogin> {
+        let login = db::issue(&self.store, &self.master, &c.ctx, &c.tenant, &c.user, id).await;
+        self.telemetry.credential(Credential::DbLogin, &login);
+        login
+    }
+
+    pub async fn list(&self, c: &Caller, q: &service::ListQuery) -> AppResult<service::Page> {
+        service::visible(&self.store, &c.tenant, &c.user, q).await
+    }
+}

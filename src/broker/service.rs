@@ -441,7 +441,7 @@ pub async fn file(
     requester: &User,
     profile_name: &str,
     new: NewRequest,
-) -> AppResult<StoredRequest> {
+) -> AppResult<(StoredRequest, Profile)> {
     let (version, profiles) = crate::broker::policy::current(store, tenant)
         .await?
         .ok_or_else(|| AppError::NotFound("this organisation has no access profiles yet".into()))?;
@@ -490,10 +490,13 @@ pub async fn file(
     )
     .await?;
     tx.commit().await?;
-    Ok(StoredRequest {
-        request,
-        policy_version: version.version,
-    })
+    Ok((
+        StoredRequest {
+            request,
+            policy_version: version.version,
+        },
+        profile,
+    ))
 }
 
 /// Locks request `id` in `tx` (waiting for another holder) and loads it with the profile it was
@@ -509,6 +512,17 @@ pub(crate) async fn lock_with_profile(
         .ok_or_else(|| AppError::NotFound(format!("no request {id}")))?;
     let profile = profile_of(tx, &stored).await?;
     Ok((stored, profile))
+}
+
+/// [`lock_with_profile`] for a person acting on the request: one they may not see is a 404 (the
+/// transaction is rolled back), so ids do not reveal that a request exists.
+pub(crate) async fn lock_visible(
+    tx: &mut TenantTx,
+    user: &User,
+    id: Uuid,
+) -> AppResult<Option<(StoredRequest, Profile)>> {
+    let (stored, profile) = lock_with_profile(tx, id).await?;
+    Ok(may_see(user, stored.request.requester, &profile).then_some((stored, profile)))
 }
 
 /// The profile a stored request was decided under.
@@ -680,24 +694,28 @@ pub async fn act(
     actor: &User,
     id: Uuid,
     event: Event,
-) -> AppResult<StoredRequest> {
+) -> AppResult<(StoredRequest, Profile)> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let locked = lockdown_reason(&mut tx).await?;
+    let (stored, profile) = lock_with_profile(&mut tx, id).await?;
     // Visibility first: acting on a request you cannot see is a 404, not a 403.
-    let (seen, _) = load(store, tenant, actor, id).await?;
+    if !may_see(actor, stored.request.requester, &profile) {
+        tx.rollback().await?;
+        return Err(AppError::NotFound(format!("no request {id}")));
+    }
     if let Err(refusal) = crate::workflow::check_event_text(&event) {
+        tx.rollback().await?;
         audit_refusal(
             store,
             tenant,
             ctx,
             Some(id),
-            &seen.request.profile,
+            &stored.request.profile,
             &refusal,
         )
         .await?;
         return Err(refusal.into());
     }
-    let mut tx = store.tenant(tenant.tenant_id).await?;
-    let locked = lockdown_reason(&mut tx).await?;
-    let (stored, profile) = lock_with_profile(&mut tx, id).await?;
     let requester = tx
         .user_by_id(stored.request.requester)
         .await?
@@ -760,10 +778,13 @@ pub async fn act(
         .await?;
     }
     tx.commit().await?;
-    Ok(StoredRequest {
-        request: next,
-        policy_version: stored.policy_version,
-    })
+    Ok((
+        StoredRequest {
+            request: next,
+            policy_version: stored.policy_version,
+        },
+        profile,
+    ))
 }
 
 /// After a restore from a backup (`ops::backup`): revokes every active and scheduled grant of

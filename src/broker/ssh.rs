@@ -53,14 +53,16 @@ pub async fn issue(
 ) -> AppResult<Issued> {
     let key =
         cert::parse_user_key(public_key).map_err(|e| AppError::Unprocessable(e.to_string()))?;
-    service::load(store, tenant, user, id).await?;
     let mut tx = store.tenant(tenant.tenant_id).await?;
+    let Some((stored, profile)) = service::lock_visible(&mut tx, user, id).await? else {
+        tx.rollback().await?;
+        return Err(AppError::NotFound(format!("no request {id}")));
+    };
     if let Some(err) = service::lockdown_refusal(&mut tx).await? {
         tx.rollback().await?;
         return service::refuse_credential(store, tenant, ctx, id, "ssh.certificate_refused", err)
             .await;
     }
-    let (stored, profile) = service::lock_with_profile(&mut tx, id).await?;
     let r = &stored.request;
     let now = ctx.now;
     if let Some(err) = crate::workflow::credential_refusal(

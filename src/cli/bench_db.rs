@@ -172,7 +172,7 @@ async fn elevate_logins(
         },
     )
     .await?;
-    let id = request.request.id;
+    let id = request.0.request.id;
 
     let start = Instant::now();
     let mut issued: u64 = 0;

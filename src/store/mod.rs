@@ -163,6 +163,9 @@ impl SecretKind {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: Pool,
+    /// Tenant transactions begun since connect: what an action costs, for `/metrics` and for the
+    /// tests that keep each front-end action to one read and one write.
+    begun: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 // Beside the error it converts, so `error` stays below the store.
@@ -250,6 +253,7 @@ impl Store {
                     .map_err(connect_err)?;
                 Ok(Self {
                     pool: Pool::Sqlite(pool),
+                    begun: Default::default(),
                 })
             }
             Backend::Postgres => {
@@ -262,9 +266,15 @@ impl Store {
                     .map_err(connect_err)?;
                 Ok(Self {
                     pool: Pool::Postgres(pool),
+                    begun: Default::default(),
                 })
             }
         }
+    }
+
+    /// How many tenant transactions this store (and its clones) has begun.
+    pub fn transactions_begun(&self) -> u64 {
+        self.begun.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn backend(&self) -> Backend {
@@ -359,6 +369,8 @@ impl Store {
 
     /// Opens a transaction pinned to one tenant.
     pub async fn tenant(&self, tenant_id: Uuid) -> StoreResult<TenantTx> {
+        self.begun
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let conn = match &self.pool {
             // IMMEDIATE takes the write lock up front, so a read-then-write (the audit chain
             // head, say) cannot fail half-way with SQLITE_BUSY.

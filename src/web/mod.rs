@@ -5,6 +5,7 @@
 pub mod api;
 pub mod audit_query;
 mod auth;
+pub(crate) mod caller;
 pub mod csrf;
 pub mod error;
 mod extract;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub probes: probes::SharedProbes,
     /// Process-wide counters for `/metrics` (HTTP, credentials, sign-ins, reaper).
     pub telemetry: Arc<crate::telemetry::Telemetry>,
+    /// What handlers ask of elevate: every request and credential action goes through it.
+    pub broker: crate::broker::Broker,
 }
 
 impl AppState {
@@ -71,6 +74,15 @@ impl AppState {
         config: Config,
     ) -> anyhow::Result<Self> {
         let mailer = Mailer::from_config(&config)?;
+        let reaper_wake: Arc<tokio::sync::Notify> = Default::default();
+        let telemetry: Arc<crate::telemetry::Telemetry> = Default::default();
+        let broker = crate::broker::Broker {
+            store: store.clone(),
+            master: master_key.clone(),
+            links: config.public_url.as_str().into(),
+            reaper_wake: reaper_wake.clone(),
+            telemetry: telemetry.clone(),
+        };
         Ok(Self {
             store,
             clock,
@@ -80,10 +92,11 @@ impl AppState {
             signin_limits: Arc::new(SigninLimits::default()),
             reaper: Default::default(),
             audit: Default::default(),
-            reaper_wake: Default::default(),
+            reaper_wake,
             target_health: Default::default(),
             probes: Default::default(),
-            telemetry: Default::default(),
+            telemetry,
+            broker,
         })
     }
 }

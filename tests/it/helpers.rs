@@ -358,6 +358,161 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The API as the holder of `token`.
+    pub fn api(&self, token: &str) -> Api {
+        Api {
+            client: self.client.clone(),
+            base: self.base.clone(),
+            token: token.to_owned(),
+        }
+    }
+
+    /// The API as `user`, through a new token with every scope their roles allow.
+    pub async fn as_user(&self, user: &User) -> Api {
+        let token = seed_token(self.store(), self.clock.as_ref(), user, &[]).await;
+        self.api(&token)
+    }
+}
+
+/// Tenant acme under the workflow tests' policy (`prod-shell`, ...), with alice (requester in
+/// engineering) and bob (approver in sre), each with an API client holding all their scopes.
+pub struct Acme {
+    pub tenant: Tenant,
+    pub alice: User,
+    pub bob: User,
+    pub alice_api: Api,
+    pub bob_api: Api,
+}
+
+pub async fn acme(app: &TestApp) -> Acme {
+    let (store, clock) = (app.store(), app.clock.as_ref());
+    let tenant = seed_tenant(store, &app.master, clock, "acme").await;
+    elevate::broker::policy::apply(store, &ctx(clock), &tenant, crate::workflow::POLICY)
+        .await
+        .unwrap();
+    let alice = seed_user(
+        store,
+        clock,
+        &tenant,
+        "alice@acme.example",
+        &[Role::Requester],
+        &["engineering"],
+    )
+    .await;
+    let bob = seed_user(
+        store,
+        clock,
+        &tenant,
+        "bob@acme.example",
+        &[Role::Approver],
+        &["sre"],
+    )
+    .await;
+    let alice_api = app.as_user(&alice).await;
+    let bob_api = app.as_user(&bob).await;
+    Acme {
+        tenant,
+        alice,
+        bob,
+        alice_api,
+        bob_api,
+    }
+}
+
+/// A typed API client: one bearer token, and the product's words for what it does. Each call
+/// answers the status and the JSON body (`null` when there is none), so tests assert both.
+#[derive(Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    base: String,
+    pub token: String,
+}
+
+impl Api {
+    pub async fn post(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Files a request with a justification and a ticket; its id (the filing must succeed).
+    pub async fn request(&self, profile: &str, duration: &str) -> String {
+        let (s, r) = self
+            .post(
+                "/api/v1/requests",
+                serde_json::json!({"profile": profile, "duration": duration,
+                    "justification": "fix the deploy", "ticket": "INC-7"}),
+            )
+            .await;
+        assert_eq!(s, reqwest::StatusCode::CREATED, "{r}");
+        r["id"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn show(&self, id: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.get(&format!("/api/v1/requests/{id}")).await
+    }
+
+    pub async fn approve(&self, id: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.post(
+            &format!("/api/v1/requests/{id}/approve"),
+            serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn deny(&self, id: &str, comment: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.post(
+            &format!("/api/v1/requests/{id}/deny"),
+            serde_json::json!({ "comment": comment }),
+        )
+        .await
+    }
+
+    pub async fn revoke(&self, id: &str, reason: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        self.post(
+            &format!("/api/v1/requests/{id}/revoke"),
+            serde_json::json!({ "reason": reason }),
+        )
+        .await
+    }
+
+    pub async fn ssh_certificate(
+        &self,
+        id: &str,
+        public_key: &str,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        self.post(
+            &format!("/api/v1/requests/{id}/ssh-certificate"),
+            serde_json::json!({ "public_key": public_key }),
+        )
+        .await
+    }
+}
+
 /// Runs the same async test body against SQLite and Postgres.
 #[macro_export]
 macro_rules! on_both_backends {

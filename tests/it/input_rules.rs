@@ -12,7 +12,7 @@ use elevate::notify::Mailer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, csrf_in, ctx, seed_tenant, seed_token, seed_user};
+use crate::helpers::{TestApp, TestDb, acme, csrf_in, ctx, seed_user};
 
 struct Org {
     app: TestApp,
@@ -25,59 +25,20 @@ struct Org {
 
 async fn org(db: TestDb) -> Org {
     let app = TestApp::spawn(db).await;
-    let (store, clock) = (app.store().clone(), app.clock.clone());
-    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::broker::policy::apply(
-        &store,
-        &ctx(clock.as_ref()),
-        &tenant,
-        crate::workflow::POLICY,
-    )
-    .await
-    .unwrap();
-    let alice = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        "alice@acme.example",
-        &[Role::Requester],
-        &["engineering"],
-    )
-    .await;
-    let bob = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        "bob@acme.example",
-        &[Role::Approver],
-        &["sre"],
-    )
-    .await;
-    let alice_token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
-    let bob_token = seed_token(&store, clock.as_ref(), &bob, &[]).await;
+    let acme = acme(&app).await;
     Org {
         app,
-        tenant,
-        alice,
-        alice_token,
-        bob,
-        bob_token,
+        tenant: acme.tenant,
+        alice: acme.alice,
+        alice_token: acme.alice_api.token,
+        bob: acme.bob,
+        bob_token: acme.bob_api.token,
     }
 }
 
 impl Org {
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let res = self
-            .app
-            .client
-            .post(self.app.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.app.api(token).post(path, body).await
     }
 
     async fn ask(&self, justification: &str, ticket: &str) -> (StatusCode, Value) {

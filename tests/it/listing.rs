@@ -10,7 +10,7 @@ use elevate::workflow::State;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
+use crate::helpers::{TestApp, TestDb, acme, seed_user};
 
 struct Org {
     app: TestApp,
@@ -25,34 +25,22 @@ struct Org {
 
 async fn org(db: TestDb) -> Org {
     let app = TestApp::spawn(db).await;
+    let acme = acme(&app).await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
-    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::broker::policy::apply(
-        &store,
-        &ctx(clock.as_ref()),
-        &tenant,
-        crate::workflow::POLICY,
-    )
-    .await
-    .unwrap();
     let user = async |email: &str, roles: &[Role], groups: &[&str]| {
-        seed_user(&store, clock.as_ref(), &tenant, email, roles, groups).await
+        seed_user(&store, clock.as_ref(), &acme.tenant, email, roles, groups).await
     };
-    let alice = user("alice@acme.example", &[Role::Requester], &["engineering"]).await;
-    let bob = user("bob@acme.example", &[Role::Approver], &["sre"]).await;
     let carol = user("carol@acme.example", &[Role::Admin, Role::Auditor], &[]).await;
     // An approver of another group: sees nothing of alice's.
     let frank = user("frank@acme.example", &[Role::Approver], &["dba"]).await;
-    let alice_token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
-    let bob_token = seed_token(&store, clock.as_ref(), &bob, &[]).await;
-    let carol_token = seed_token(&store, clock.as_ref(), &carol, &[]).await;
+    let carol_token = app.as_user(&carol).await.token;
     Org {
         app,
-        tenant,
-        alice,
-        alice_token,
-        bob,
-        bob_token,
+        tenant: acme.tenant,
+        alice: acme.alice,
+        alice_token: acme.alice_api.token,
+        bob: acme.bob,
+        bob_token: acme.bob_api.token,
         carol_token,
         frank,
     }
@@ -60,23 +48,11 @@ async fn org(db: TestDb) -> Org {
 
 impl Org {
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let res = self
-            .app
-            .client
-            .post(self.app.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.app.api(token).post(path, body).await
     }
 
     async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let res = self.app.get_as(token, path).await;
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.app.api(token).get(path).await
     }
 
     async fn file(&self, break_glass: bool) -> String {

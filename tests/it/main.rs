@@ -32,4 +32,5 @@ mod ssh;
 mod sshd;
 mod sso;
 mod store;
+mod transactions;
 mod workflow;

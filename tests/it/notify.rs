@@ -6,7 +6,7 @@ use elevate::model::Role;
 use elevate::store::UserChange;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
+use crate::helpers::{Acme, TestApp, TestDb, acme, ctx, seed_token, seed_user};
 use crate::signin::SmtpSink;
 
 #[tokio::test]
@@ -21,33 +21,9 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
     })
     .await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
-    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::broker::policy::apply(
-        &store,
-        &ctx(clock.as_ref()),
-        &tenant,
-        crate::workflow::POLICY,
-    )
-    .await
-    .unwrap();
-    let alice = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        "alice@acme.example",
-        &[Role::Requester],
-        &["engineering"],
-    )
-    .await;
-    let bob = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        "bob@acme.example",
-        &[Role::Approver],
-        &["sre"],
-    )
-    .await;
+    let Acme {
+        tenant, alice, bob, ..
+    } = acme(&app).await;
     seed_user(
         &store,
         clock.as_ref(),
@@ -259,25 +235,10 @@ pub(crate) async fn receiver() -> (Receiver, String) {
 async fn webhooks_hear_transitions_signed_and_are_retried() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let (store, clock) = (app.store().clone(), app.clock.clone());
-    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::broker::policy::apply(
-        &store,
-        &ctx(clock.as_ref()),
-        &tenant,
-        crate::workflow::POLICY,
-    )
-    .await
-    .unwrap();
-    let alice = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        "alice@acme.example",
-        &[Role::Requester],
-        &["engineering"],
-    )
-    .await;
-    let alice_token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
+    let Acme {
+        tenant, alice_api, ..
+    } = acme(&app).await;
+    let alice_token = alice_api.token;
     let (rx, url) = receiver().await;
     let secret = "a-webhook-secret-of-enough-length";
     let bad = elevate::admin::add_webhook(

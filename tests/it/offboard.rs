@@ -74,9 +74,7 @@ async fn org_with(db: TestDb, policy: &str) -> Org {
 
 impl Org {
     async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let res = self.shop.app.get_as(token, path).await;
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.shop.app.api(token).get(path).await
     }
 
     async fn state(&self, id: &str) -> String {

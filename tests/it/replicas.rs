@@ -18,25 +18,10 @@ async fn acme_with_webhook(
     delay_ms: u64,
 ) -> (elevate::model::Tenant, String, crate::notify::Receiver) {
     let (store, clock) = (app.store().clone(), app.clock.clone());
-    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "acme").await;
-    elevate::broker::policy::apply(
-        &store,
-        &ctx(clock.as_ref()),
-        &tenant,
-        crate::workflow::POLICY,
-    )
-    .await
-    .unwrap();
-    let alice = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        "alice@acme.example",
-        &[Role::Requester],
-        &["engineering"],
-    )
-    .await;
-    let token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
+    let crate::helpers::Acme {
+        tenant, alice_api, ..
+    } = crate::helpers::acme(app).await;
+    let token = alice_api.token;
     let (rx, url) = receiver().await;
     rx.delay_ms
         .store(delay_ms, std::sync::atomic::Ordering::SeqCst);

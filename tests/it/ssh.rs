@@ -98,17 +98,7 @@ pub(crate) async fn shop(db: TestDb) -> Shop {
 
 impl Shop {
     pub async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let res = self
-            .app
-            .client
-            .post(self.app.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.app.api(token).post(path, body).await
     }
 
     /// Alice's request for `profile`, approved by Bob: its id.

@@ -75,23 +75,11 @@ async fn org(db: TestDb) -> Org {
 
 impl Org {
     async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        let res = self
-            .app
-            .client
-            .post(self.app.url(path))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.app.api(token).post(path, body).await
     }
 
     async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
-        let res = self.app.get_as(token, path).await;
-        let status = res.status();
-        (status, res.json().await.unwrap_or(Value::Null))
+        self.app.api(token).get(path).await
     }
 
     async fn ask(&self, token: &str, body: Value) -> Value {

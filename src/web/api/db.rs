@@ -1,17 +1,18 @@
 //! `POST /api/v1/requests/{id}/db-credentials`: a short-lived database login for the caller's
 //! active grant. The password is in this response only; elevate keeps no copy.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use crate::auth::{RequestScope, Scoped};
-use crate::broker::db::{self, IssuedLogin};
-use crate::error::{AppError, AppResult};
-use crate::web::{AppState, ClientOrigin};
+use crate::auth::RequestScope;
+use crate::broker::db::IssuedLogin;
+use crate::error::AppResult;
+use crate::web::AppState;
+use crate::web::caller::{ApiCaller, RequestId};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/requests/{id}/db-credentials", post(create))
@@ -33,26 +34,9 @@ pub fn login_json(l: &IssuedLogin) -> Value {
 
 async fn create(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<RequestScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, ..): ApiCaller<RequestScope>,
+    RequestId(id): RequestId,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let id = id
-        .parse()
-        .map_err(|_| AppError::NotFound(format!("no request {id}")))?;
-    let ctx = p.ctx(origin, state.clock.now());
-    let login = db::issue(
-        &state.store,
-        &state.master_key,
-        &ctx,
-        &p.tenant,
-        &p.user,
-        id,
-    )
-    .await;
-    state
-        .telemetry
-        .credential(crate::telemetry::Credential::DbLogin, &login);
-    let login = login?;
+    let login = state.broker.issue_db_login(&c, id).await?;
     Ok((StatusCode::CREATED, Json(login_json(&login))))
 }

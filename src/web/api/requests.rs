@@ -1,6 +1,6 @@
 //! The request workflow over JSON (DESIGN §8): file, read, list, and act on requests.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -8,17 +8,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use uuid::Uuid;
 
-use crate::auth::{ApiPrincipal, ApproveScope, ReadScope, RequestScope, Scoped};
-use crate::broker::service;
+use crate::auth::{ApproveScope, ReadScope, RequestScope};
+use crate::broker::{Shown, service};
 use crate::error::{AppError, AppResult};
 use crate::model::Scope;
 use crate::policy::Profile;
 use crate::store::{Cursor, StoredRequest};
+use crate::web::AppState;
+use crate::web::caller::{ApiCaller, RequestId};
 use crate::web::extract::ApiJson;
-use crate::web::{AppState, ClientOrigin};
-use crate::workflow::{Event, NewRequest, Shortcut, State as RequestState};
+use crate::workflow::{NewRequest, Shortcut, State as RequestState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -68,11 +68,6 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> AppRe
     serde_json::from_slice(body).map_err(|e| AppError::Unprocessable(e.to_string()))
 }
 
-fn parse_id(id: &str) -> AppResult<Uuid> {
-    id.parse()
-        .map_err(|_| AppError::NotFound(format!("no request {id}")))
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
@@ -88,8 +83,7 @@ struct CreateRequest {
 
 async fn create(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<RequestScope>,
+    ApiCaller(c, ..): ApiCaller<RequestScope>,
     ApiJson(body): ApiJson<CreateRequest>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let duration = body
@@ -114,28 +108,16 @@ async fn create(
         starts_at,
         break_glass: body.break_glass,
     };
-    let ctx = p.ctx(origin, state.clock.now());
-    let stored = service::file(
-        &state.store,
-        &ctx,
-        &state.config.public_url,
-        &p.tenant,
-        &p.user,
-        &body.profile,
-        new,
-    )
-    .await?;
-    let (_, profile) = service::load(&state.store, &p.tenant, &p.user, stored.request.id).await?;
-    Ok((StatusCode::CREATED, Json(request_json(&stored, &profile))))
+    let shown = state.broker.file(&c, &body.profile, new).await?;
+    Ok((StatusCode::CREATED, Json(shown_json(&shown))))
 }
 
 async fn show(
     State(state): State<AppState>,
-    Scoped(p, ..): Scoped<ReadScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, ..): ApiCaller<ReadScope>,
+    RequestId(id): RequestId,
 ) -> AppResult<Json<Value>> {
-    let (stored, profile) = service::load(&state.store, &p.tenant, &p.user, parse_id(&id)?).await?;
-    Ok(Json(request_json(&stored, &profile)))
+    Ok(Json(shown_json(&state.broker.show(&c, id).await?)))
 }
 
 #[derive(Deserialize)]
@@ -154,7 +136,7 @@ struct ListQuery {
 /// time: `next` (null on the last page) is the `after` of the following page.
 async fn list(
     State(state): State<AppState>,
-    Scoped(p, ..): Scoped<ReadScope>,
+    ApiCaller(c, ..): ApiCaller<ReadScope>,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Json<Value>> {
     let states = match &q.state {
@@ -174,19 +156,19 @@ async fn list(
             })
         })
         .transpose()?;
-    let page = service::visible(
-        &state.store,
-        &p.tenant,
-        &p.user,
-        &service::ListQuery {
-            mine: q.mine,
-            states,
-            reviewable: q.reviewable,
-            after,
-            limit: q.limit,
-        },
-    )
-    .await?;
+    let page = state
+        .broker
+        .list(
+            &c,
+            &service::ListQuery {
+                mine: q.mine,
+                states,
+                reviewable: q.reviewable,
+                after,
+                limit: q.limit,
+            },
+        )
+        .await?;
     let items: Vec<Value> = page
         .items
         .iter()
@@ -203,92 +185,41 @@ struct Comment {
     comment: Option<String>,
 }
 
-async fn run(
-    state: &AppState,
-    p: &ApiPrincipal,
-    origin: crate::audit::Origin,
-    id: &str,
-    event: Event,
-) -> AppResult<Json<Value>> {
-    let ctx = p.ctx(origin, state.clock.now());
-    let id = parse_id(id)?;
-    service::act(
-        &state.store,
-        &ctx,
-        &state.config.public_url,
-        &p.tenant,
-        &p.user,
-        id,
-        event,
-    )
-    .await?;
-    // A transition may have ended database logins: drop them now, not at the next pass.
-    state.reaper_wake.notify_one();
-    let (stored, profile) = service::load(&state.store, &p.tenant, &p.user, id).await?;
-    Ok(Json(request_json(&stored, &profile)))
-}
-
-/// The person a token acts as: its user, with the approver and admin roles only when the token
-/// also carries the matching scope (a `request` token of an approver decides nothing).
-fn me(p: &ApiPrincipal) -> crate::workflow::Person {
-    let mut me = service::person(&p.user);
-    me.is_approver &= p.require(Scope::Approve).is_ok();
-    me.is_admin &= p.require(Scope::Admin).is_ok();
-    me
+fn shown_json(s: &Shown) -> Value {
+    request_json(&s.stored, &s.profile)
 }
 
 async fn approve(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<ApproveScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, ..): ApiCaller<ApproveScope>,
+    RequestId(id): RequestId,
     body: axum::body::Bytes,
 ) -> AppResult<Json<Value>> {
     let comment = optional_body::<Comment>(&body)?.comment;
-    run(
-        &state,
-        &p,
-        origin,
-        &id,
-        Event::Approve {
-            by: me(&p),
-            comment,
-        },
-    )
-    .await
+    Ok(Json(shown_json(
+        &state.broker.approve(&c, id, comment).await?,
+    )))
 }
 
 async fn deny(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<ApproveScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, ..): ApiCaller<ApproveScope>,
+    RequestId(id): RequestId,
     ApiJson(body): ApiJson<Comment>,
 ) -> AppResult<Json<Value>> {
     let comment = body.comment.unwrap_or_default();
     if comment.trim().is_empty() {
         return Err(AppError::Unprocessable("a denial needs a comment".into()));
     }
-    run(
-        &state,
-        &p,
-        origin,
-        &id,
-        Event::Deny {
-            by: me(&p),
-            comment,
-        },
-    )
-    .await
+    Ok(Json(shown_json(&state.broker.deny(&c, id, comment).await?)))
 }
 
 async fn cancel(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<RequestScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, ..): ApiCaller<RequestScope>,
+    RequestId(id): RequestId,
 ) -> AppResult<Json<Value>> {
-    run(&state, &p, origin, &id, Event::Cancel { by: me(&p) }).await
+    Ok(Json(shown_json(&state.broker.cancel(&c, id).await?)))
 }
 
 #[derive(Deserialize, Default)]
@@ -302,9 +233,8 @@ struct Reason {
 /// decides whether this person may.
 async fn revoke(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<ReadScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, p, ..): ApiCaller<ReadScope>,
+    RequestId(id): RequestId,
     body: axum::body::Bytes,
 ) -> AppResult<Json<Value>> {
     if ![Scope::Request, Scope::Approve, Scope::Admin]
@@ -316,14 +246,9 @@ async fn revoke(
         ));
     }
     let reason = optional_body::<Reason>(&body)?.reason;
-    run(
-        &state,
-        &p,
-        origin,
-        &id,
-        Event::Revoke { by: me(&p), reason },
-    )
-    .await
+    Ok(Json(shown_json(
+        &state.broker.revoke(&c, id, reason).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -334,20 +259,18 @@ struct ExtendBody {
 
 async fn extend(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<RequestScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, ..): ApiCaller<RequestScope>,
+    RequestId(id): RequestId,
     ApiJson(body): ApiJson<ExtendBody>,
 ) -> AppResult<Json<Value>> {
     let added = crate::duration::parse(&body.duration).map_err(AppError::Unprocessable)?;
-    run(&state, &p, origin, &id, Event::Extend { by: me(&p), added }).await
+    Ok(Json(shown_json(&state.broker.extend(&c, id, added).await?)))
 }
 
 async fn review(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<ApproveScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, ..): ApiCaller<ApproveScope>,
+    RequestId(id): RequestId,
 ) -> AppResult<Json<Value>> {
-    run(&state, &p, origin, &id, Event::Review { by: me(&p) }).await
+    Ok(Json(shown_json(&state.broker.review(&c, id).await?)))
 }

@@ -1,6 +1,6 @@
 //! `POST /api/v1/requests/{id}/ssh-certificate`: a certificate for the caller's active grant.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
@@ -8,11 +8,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use crate::auth::{RequestScope, Scoped};
-use crate::broker::ssh::{self, Issued};
-use crate::error::{AppError, AppResult};
+use crate::auth::RequestScope;
+use crate::broker::ssh::Issued;
+use crate::error::AppResult;
+use crate::web::AppState;
+use crate::web::caller::{ApiCaller, RequestId};
 use crate::web::extract::ApiJson;
-use crate::web::{AppState, ClientOrigin};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/requests/{id}/ssh-certificate", post(create))
@@ -40,28 +41,13 @@ pub fn issued_json(i: &Issued) -> Value {
 
 async fn create(
     State(state): State<AppState>,
-    ClientOrigin(origin): ClientOrigin,
-    Scoped(p, ..): Scoped<RequestScope>,
-    Path(id): Path<String>,
+    ApiCaller(c, ..): ApiCaller<RequestScope>,
+    RequestId(id): RequestId,
     ApiJson(body): ApiJson<Body>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
-    let id = id
-        .parse()
-        .map_err(|_| AppError::NotFound(format!("no request {id}")))?;
-    let ctx = p.ctx(origin, state.clock.now());
-    let issued = ssh::issue(
-        &state.store,
-        &state.master_key,
-        &ctx,
-        &p.tenant,
-        &p.user,
-        id,
-        &body.public_key,
-    )
-    .await;
-    state
-        .telemetry
-        .credential(crate::telemetry::Credential::SshCertificate, &issued);
-    let issued = issued?;
+    let issued = state
+        .broker
+        .issue_ssh_certificate(&c, id, &body.public_key)
+        .await?;
     Ok((StatusCode::CREATED, Json(issued_json(&issued))))
 }

@@ -12,14 +12,15 @@ use uuid::Uuid;
 
 use super::{Nav, when};
 use crate::auth::session::SessionUser;
-use crate::broker::service::{self, person};
+use crate::broker::service;
 use crate::error::{AppError, AppResult};
 use crate::policy::Profile;
 use crate::store::{Cursor, StoredRequest};
 use crate::text::shown_owned;
 use crate::web::AppState;
+use crate::web::caller::page_caller;
 use crate::web::csrf::{CsrfForm, NoFields};
-use crate::workflow::{Event, NewRequest, Shortcut, State as RequestState};
+use crate::workflow::{NewRequest, Shortcut, State as RequestState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -126,17 +127,14 @@ async fn create(
         starts_at: None,
         break_glass: form.break_glass.is_some(),
     };
-    let stored = service::file(
-        &state.store,
-        &who.ctx(state.clock.now()),
-        &state.config.public_url,
-        &who.tenant,
-        &who.user,
-        &form.profile,
-        new,
-    )
-    .await?;
-    Ok(Redirect::to(&format!("/requests/{}", stored.request.id)))
+    let shown = state
+        .broker
+        .file(&page_caller(&state, &who), &form.profile, new)
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/requests/{}",
+        shown.stored.request.id
+    )))
 }
 
 pub struct Row {
@@ -326,7 +324,7 @@ async fn detail(
         .collect();
     tx.commit().await?;
     let r = &stored.request;
-    let me = person(&who.user);
+    let me = service::person(&who.user);
     let mine = r.requester == who.user.id;
     let approver = !mine
         && me.groups.iter().any(|g| profile.approvers.contains(g))
@@ -387,40 +385,27 @@ async fn act(
     let request_id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
-    let by = person(&who.user);
+    let c = page_caller(&state, &who);
+    let broker = &state.broker;
     let comment = form.comment.trim().to_owned();
-    let event = match action.as_str() {
-        "approve" => Event::Approve {
-            by,
-            comment: Some(comment).filter(|c| !c.is_empty()),
-        },
+    match action.as_str() {
+        "approve" => {
+            let comment = Some(comment).filter(|c| !c.is_empty());
+            broker.approve(&c, request_id, comment).await?
+        }
         "deny" if comment.is_empty() => {
             return Err(AppError::Unprocessable("a denial needs a comment".into()));
         }
-        "deny" => Event::Deny { by, comment },
-        "cancel" => Event::Cancel { by },
-        "revoke" => Event::Revoke {
-            by,
-            reason: comment,
-        },
-        "review" => Event::Review { by },
-        "extend" => Event::Extend {
-            by,
-            added: crate::duration::parse(&form.duration).map_err(AppError::Unprocessable)?,
-        },
+        "deny" => broker.deny(&c, request_id, comment).await?,
+        "cancel" => broker.cancel(&c, request_id).await?,
+        "revoke" => broker.revoke(&c, request_id, comment).await?,
+        "review" => broker.review(&c, request_id).await?,
+        "extend" => {
+            let added = crate::duration::parse(&form.duration).map_err(AppError::Unprocessable)?;
+            broker.extend(&c, request_id, added).await?
+        }
         _ => return Err(AppError::NotFound("no such action".into())),
     };
-    service::act(
-        &state.store,
-        &who.ctx(state.clock.now()),
-        &state.config.public_url,
-        &who.tenant,
-        &who.user,
-        request_id,
-        event,
-    )
-    .await?;
-    state.reaper_wake.notify_one();
     Ok(Redirect::to(&format!("/requests/{id}")))
 }
 
@@ -439,20 +424,10 @@ async fn issue_certificate(
     let request_id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
-    let issued = crate::broker::ssh::issue(
-        &state.store,
-        &state.master_key,
-        &who.ctx(state.clock.now()),
-        &who.tenant,
-        &who.user,
-        request_id,
-        &form.public_key,
-    )
-    .await;
-    state
-        .telemetry
-        .credential(crate::telemetry::Credential::SshCertificate, &issued);
-    let issued = issued?;
+    let issued = state
+        .broker
+        .issue_ssh_certificate(&page_caller(&state, &who), request_id, &form.public_key)
+        .await?;
     Ok(Redirect::to(&format!(
         "/requests/{id}#cert-{}",
         issued.serial
@@ -480,25 +455,15 @@ async fn issue_db_login(
     let request_id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
-    let (stored, _) = service::load(&state.store, &who.tenant, &who.user, request_id).await?;
-    let login = crate::broker::db::issue(
-        &state.store,
-        &state.master_key,
-        &who.ctx(state.clock.now()),
-        &who.tenant,
-        &who.user,
-        request_id,
-    )
-    .await;
-    state
-        .telemetry
-        .credential(crate::telemetry::Credential::DbLogin, &login);
-    let login = login?;
+    let login = state
+        .broker
+        .issue_db_login(&page_caller(&state, &who), request_id)
+        .await?;
     let psql = crate::broker::db::client_hint(&login);
     Ok(DbLoginPage {
         nav: Nav::of(&who),
         id,
-        profile: stored.request.profile,
+        profile: login.profile.clone(),
         expires: when(login.expires_at),
         psql,
         login,

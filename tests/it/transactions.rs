@@ -1,0 +1,87 @@
+//! What each front-end action costs the store: at most one read transaction (authentication)
+//! before the one transaction that loads, locks and acts (issue 12, item 6). Counted through
+//! `Store::transactions_begun`, around real HTTP calls, on both stores.
+
+use reqwest::StatusCode;
+
+use elevate::model::Role;
+
+use crate::helpers::{TestDb, seed_user};
+use crate::on_both_backends;
+use crate::ssh::shop;
+use crate::sshd::user_key;
+
+/// The transactions `call` begins, measured around it.
+async fn cost<T>(
+    store: &elevate::store::Store,
+    call: impl std::future::Future<Output = T>,
+) -> (u64, T) {
+    let before = store.transactions_begun();
+    let out = call.await;
+    (store.transactions_begun() - before, out)
+}
+
+async fn each_action_reads_once_and_writes_once(db: TestDb) {
+    let shop = shop(db).await;
+    let store = shop.app.store().clone();
+    let alice = shop.app.api(&shop.alice);
+    let bob = shop.app.api(&shop.bob);
+
+    let (n, id) = cost(&store, alice.request("prod-shell", "1h")).await;
+    // Filing also reads the policy in force before its write.
+    assert!(n <= 3, "filing a request took {n} transactions");
+
+    let (n, (s, r)) = cost(&store, bob.approve(&id)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(r["state"], "active", "{r}");
+    assert!(
+        n <= 2,
+        "approving took {n} transactions (authentication, then the action)"
+    );
+
+    let key = std::fs::read_to_string(user_key(&shop.dir, "ed25519").1).unwrap();
+    let (n, (s, r)) = cost(&store, alice.ssh_certificate(&id, &key)).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert!(
+        n <= 2,
+        "issuing a certificate took {n} transactions (authentication, then the issuance)"
+    );
+
+    let (n, (s, r)) = cost(&store, alice.show(&id)).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert!(n <= 2, "showing a request took {n} transactions");
+
+    // A refusal costs one more: its audit record is written after the rollback.
+    let (n, (s, _)) = cost(&store, bob.ssh_certificate(&id, &key)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert!(n <= 3, "a refused issuance took {n} transactions");
+
+    let pending = alice.request("prod-shell", "30m").await;
+    let (n, (s, r)) = cost(&store, bob.deny(&pending, "not today")).await;
+    assert_eq!(
+        (s, r["state"].as_str()),
+        (StatusCode::OK, Some("denied")),
+        "{r}"
+    );
+    assert!(n <= 2, "denying took {n} transactions");
+
+    let carol = seed_user(
+        &store,
+        shop.app.clock.as_ref(),
+        &shop.tenant,
+        "carol@acme.example",
+        &[Role::Admin],
+        &[],
+    )
+    .await;
+    let carol = shop.app.as_user(&carol).await;
+    let (n, (s, r)) = cost(&store, carol.revoke(&id, "offboarding drill")).await;
+    assert_eq!(
+        (s, r["state"].as_str()),
+        (StatusCode::OK, Some("revoked")),
+        "{r}"
+    );
+    assert!(n <= 2, "revoking took {n} transactions");
+}
+
+on_both_backends!(each_action_reads_once_and_writes_once);
