@@ -38,14 +38,14 @@ pub(crate) async fn append_events(app: &TestApp, tenant: &Tenant, n: usize) {
     }
 }
 
-fn every(n: i64) -> Schedule {
+pub(crate) fn every(n: i64) -> Schedule {
     Schedule {
         every_events: n,
         every: time::Duration::seconds(60),
     }
 }
 
-async fn auditor(app: &TestApp, tenant: &Tenant) -> String {
+pub(crate) async fn auditor(app: &TestApp, tenant: &Tenant) -> String {
     let u = seed_user(
         app.store(),
         app.clock.as_ref(),

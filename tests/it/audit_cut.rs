@@ -7,7 +7,7 @@
 
 use std::process::Output;
 
-use elevate::audit::checkpoint::{Schedule, checkpoint_tenant, run_once};
+use elevate::audit::checkpoint::{checkpoint_tenant, run_once};
 use elevate::clock::Clock;
 use elevate::model::{Role, Tenant};
 use elevate::store::Backend;
@@ -15,27 +15,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::audit::append_events;
-use crate::helpers::{TestApp, TestDb, seed_tenant, seed_token, seed_user};
-
-fn every(n: i64) -> Schedule {
-    Schedule {
-        every_events: n,
-        every: time::Duration::seconds(60),
-    }
-}
-
-async fn auditor(app: &TestApp, tenant: &Tenant) -> String {
-    let u = seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        tenant,
-        &format!("audrey@{}.example", tenant.slug),
-        &[Role::Auditor],
-        &[],
-    )
-    .await;
-    seed_token(app.store(), app.clock.as_ref(), &u, &[]).await
-}
+use crate::audit::{auditor, every};
+use crate::helpers::{TestApp, TestDb, seed_tenant, seed_user};
 
 /// What the attacker does with the database file or the owner login: SQL past the append-only
 /// triggers.
