@@ -12,6 +12,9 @@ pub enum AppError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// 403 with code `step_up_required`: allowed only with a fresh passkey assertion.
+    #[error("{0}")]
+    StepUpRequired(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -110,6 +110,7 @@ pub fn reason(e: &AppError) -> &'static str {
         AppError::BadRequest(_) | AppError::Unprocessable(_) | AppError::TooLarge(_) => "invalid",
         AppError::Unauthorized(_) => "unauthorized",
         AppError::Forbidden(_) => "forbidden",
+        AppError::StepUpRequired(_) => "step_up_required",
         AppError::NotFound(_) => "not_found",
         AppError::Conflict(_) => "not_allowed_now",
         AppError::TooManyRequests { .. } => "rate_limited",

@@ -26,6 +26,7 @@ pub fn person(u: &User) -> Person {
         is_approver: u.has_role(Role::Approver),
         is_admin: u.has_role(Role::Admin),
         disabled: u.disabled,
+        stepped_up: false,
     }
 }
 
@@ -189,6 +190,7 @@ fn gone(id: Uuid) -> Person {
         is_approver: false,
         is_admin: false,
         disabled: true,
+        stepped_up: false,
     }
 }
 
@@ -738,6 +740,14 @@ pub async fn act(
     let (next, effects) = match result {
         Ok(ok) => ok,
         Err(refusal) => {
+            // Where a step-up would happen: the request's page, where the approver sees what
+            // they approve.
+            let refusal = match refusal {
+                Refusal::StepUpRequired(why) => Refusal::StepUpRequired(format!(
+                    "{why}: approve with a passkey at {links}/requests/{id}"
+                )),
+                other => other,
+            };
             tx.rollback().await?;
             audit_refusal(
                 store,
@@ -821,6 +831,7 @@ pub async fn revoke_open_after_restore(
         is_admin: true,
         is_approver: false,
         disabled: false,
+        stepped_up: false,
     };
     let mut revoked = Vec::new();
     for id in ids {
@@ -837,6 +848,7 @@ pub async fn revoke_open_after_restore(
                 is_admin: false,
                 is_approver: false,
                 disabled: true,
+                stepped_up: false,
             });
         let Ok((next, effects)) = step(
             &stored.request,

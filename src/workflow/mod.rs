@@ -75,6 +75,10 @@ pub struct Person {
     pub is_approver: bool,
     pub is_admin: bool,
     pub disabled: bool,
+    /// This action carries a WebAuthn assertion verified for it (a step-up). Profiles with
+    /// `step_up = true` are approved only with one; nothing sets it yet (issue 14), so such
+    /// profiles cannot be approved at all rather than approved without it.
+    pub stepped_up: bool,
 }
 
 impl Person {
@@ -231,6 +235,9 @@ pub enum Refusal {
     /// 422: the input breaks the profile's rules.
     #[error("{0}")]
     Invalid(String),
+    /// 403 `step_up_required`: the profile is approved only with a passkey step-up.
+    #[error("{0}")]
+    StepUpRequired(String),
 }
 
 impl From<Refusal> for crate::error::AppError {
@@ -239,6 +246,7 @@ impl From<Refusal> for crate::error::AppError {
             Refusal::NotAllowed(m) => crate::error::AppError::Forbidden(m),
             Refusal::Conflict(m) => crate::error::AppError::Conflict(m),
             Refusal::Invalid(m) => crate::error::AppError::Unprocessable(m),
+            Refusal::StepUpRequired(m) => crate::error::AppError::StepUpRequired(m),
         }
     }
 }
@@ -476,6 +484,13 @@ pub fn step(
                 _ => return Err(illegal("approve")),
             };
             require_approver(by, requester, profile)?;
+            if profile.step_up && !by.stepped_up {
+                return Err(Refusal::StepUpRequired(format!(
+                    "profile {} is approved only with a passkey step-up; a token or a password \
+                     session cannot approve it",
+                    profile.name
+                )));
+            }
             if req
                 .approvals
                 .iter()

@@ -28,6 +28,7 @@ fn person(name: &str, groups: &[&str]) -> Person {
         is_approver: groups.contains(&"sre"),
         is_admin: name == "carol",
         disabled: false,
+        stepped_up: false,
     }
 }
 
@@ -420,4 +421,22 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_step_up_profile_is_approved_only_with_a_step_up() {
+    let p = Profile {
+        step_up: true,
+        ..profile(1)
+    };
+    let (req, _) = submit(Uuid::nil(), &alice(), &p, ask(Duration::hours(1)), T0).unwrap();
+    let bob = person("bob", &["sre"]);
+    let refused = step(&req, &alice(), &approve(&bob), &p, T0).unwrap_err();
+    assert!(matches!(refused, Refusal::StepUpRequired(_)), "{refused:?}");
+    let bob = Person {
+        stepped_up: true,
+        ..bob
+    };
+    let (req, _) = step(&req, &alice(), &approve(&bob), &p, T0).unwrap();
+    assert_eq!(req.state, State::Active);
 }

@@ -30,6 +30,7 @@ fn person(name: &str, groups: &[&str], roles: &[&str]) -> Person {
         is_approver: roles.contains(&"approver"),
         is_admin: roles.contains(&"admin"),
         disabled: false,
+        stepped_up: false,
     }
 }
 

@@ -31,6 +31,7 @@ mod signin;
 mod ssh;
 mod sshd;
 mod sso;
+mod step_up;
 mod store;
 mod transactions;
 mod workflow;

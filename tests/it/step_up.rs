@@ -1,0 +1,94 @@
+//! `step_up = true` in a profile is enforced in the core (issue 14, item 5): no approval without
+//! a passkey assertion bound to it. Passkeys do not exist yet, so a bare token and a session both
+//! get 403 `step_up_required`, the request stays pending, and the refusal is audited, from the
+//! API and from the pages, on both stores.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{TestApp, TestDb, csrf_in};
+use crate::on_both_backends;
+use crate::ssh::shop_with;
+
+const POLICY: &str = r#"
+[[profile]]
+name = "prod-db-admin"
+requesters = ["engineering"]
+approvers = ["sre"]
+approvals_required = 1
+step_up = true
+[profile.ssh]
+principals = ["dba"]
+
+[[profile]]
+name = "prod-shell"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.ssh]
+principals = ["deploy"]
+"#;
+
+async fn a_step_up_profile_is_never_approved_without_a_passkey(db: TestDb) {
+    let shop = shop_with(TestApp::spawn(db).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let (alice, bob) = (app.api(&shop.alice), app.api(&shop.bob));
+    let id = alice.request("prod-db-admin", "30m").await;
+
+    // The API, with a token that holds every scope bob has.
+    let (s, r) = bob.approve(&id).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(r["error"]["code"], "step_up_required", "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{}/requests/{id}", app.base)),
+        "{message}"
+    );
+    let (_, shown) = bob.show(&id).await;
+    assert_eq!(shown["state"], "pending", "{shown}");
+    assert_eq!(shown["approvals"].as_array().unwrap().len(), 0, "{shown}");
+
+    // The page, with bob's session.
+    let browser = app.signed_in(&shop.user("bob@acme.example").await).await;
+    let html = browser
+        .get(app.url(&format!("/requests/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = browser
+        .post(app.url(&format!("/requests/{id}/approve")))
+        .form(&[("csrf", csrf_in(&html).as_str()), ("comment", "ok")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.unwrap().contains("passkey"));
+    let (_, shown) = bob.show(&id).await;
+    assert_eq!(shown["state"], "pending", "{shown}");
+
+    // Both refusals are audited with their reason.
+    let refused: Vec<String> = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "request.refused")
+        .map(|(_, d)| d["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(
+        refused.iter().all(|r| r.contains("passkey step-up")),
+        "{refused:?}"
+    );
+
+    // A profile without step_up is approved as before.
+    let plain = alice.request("prod-shell", "30m").await;
+    let (s, r) = bob.approve(&plain).await;
+    assert_eq!(
+        (s, r["state"].as_str()),
+        (StatusCode::OK, Some("active")),
+        "{r}"
+    );
+}
+
+on_both_backends!(a_step_up_profile_is_never_approved_without_a_passkey);
