@@ -277,15 +277,19 @@ pub struct Overrides {
     /// Public URL [default: https://localhost:8443].
     #[arg(long, env = "ELEVATE_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
+    /// Master key file [default: elevate.key beside a SQLite database].
     #[arg(long, env = "ELEVATE_MASTER_KEY_FILE", value_name = "FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); a development certificate is made when left out.
     #[arg(long, env = "ELEVATE_TLS_CERT", value_name = "FILE")]
     pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for --tls-cert.
     #[arg(long, env = "ELEVATE_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
     /// Serve plain HTTP (only behind a TLS-terminating proxy).
     #[arg(long, env = "ELEVATE_INSECURE_HTTP", action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_http: bool,
+    /// SMTP server for sign-in links and notifications (smtp:// or smtps://).
     #[arg(
         long,
         env = "ELEVATE_SMTP_URL",
@@ -321,9 +325,9 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(overrides: &Overrides, log_format: Option<LogFormat>) -> Result<Self, ConfigError> {
-        let mut config = match &overrides.config {
+        let (mut config, file_sets_public_url) = match &overrides.config {
             Some(path) => Self::from_file(path)?,
-            None => Self::default(),
+            None => (Self::default(), false),
         };
         let o = overrides.clone();
         if let Some(v) = o.listen {
@@ -354,19 +358,29 @@ impl Config {
         if let Some(v) = log_format {
             config.log_format = v;
         }
+        // Nobody said where elevate is reached: it is reached where it listens, under the name
+        // `localhost` (which WebAuthn and the development certificate accept), so the printed
+        // commands and the links in mail work with `--listen 127.0.0.1:18443` too.
+        if !file_sets_public_url && overrides.public_url.is_none() && config.listen.port() != 0 {
+            config.public_url = format!("https://localhost:{}", config.listen.port());
+        }
         config.validate()?;
         Ok(config)
     }
 
-    fn from_file(path: &Path) -> Result<Self, ConfigError> {
+    /// The file's settings, and whether it names `public_url` itself.
+    fn from_file(path: &Path) -> Result<(Self, bool), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: path.display().to_string(),
             reason: e.to_string().trim_end().to_owned(),
-        })
+        };
+        let config: Self = toml::from_str(&text).map_err(parse_error)?;
+        let table: toml::Table = toml::from_str(&text).map_err(parse_error)?;
+        Ok((config, table.contains_key("public_url")))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -470,6 +484,33 @@ mod tests {
         assert_eq!(c.public_url, "https://localhost:8443");
         assert_eq!(c.data_dir(), PathBuf::from("."));
         assert!(!c.insecure_http);
+    }
+
+    #[test]
+    fn the_public_url_follows_the_listen_port_unless_it_is_set() {
+        let listen = |o: &mut Overrides| o.listen = Some("127.0.0.1:18443".parse().unwrap());
+        let mut o = Overrides::default();
+        listen(&mut o);
+        assert_eq!(
+            Config::load(&o, None).unwrap().public_url,
+            "https://localhost:18443"
+        );
+        o.public_url = Some("https://elevate.example.com".into());
+        assert_eq!(
+            Config::load(&o, None).unwrap().public_url,
+            "https://elevate.example.com"
+        );
+        let path = write("public_url = \"https://access.example.com\"\n");
+        let mut o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        listen(&mut o);
+        assert_eq!(
+            Config::load(&o, None).unwrap().public_url,
+            "https://access.example.com"
+        );
+        std::fs::remove_file(path).unwrap();
     }
 
     #[test]

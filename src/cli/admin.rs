@@ -47,6 +47,7 @@ pub enum AdminCommand {
     /// A tenant lockdown also refuses all issuance (certificates, database logins, activations,
     /// break-glass included) until `--lift`.
     Lockdown {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
         /// Only this person's grants (their account stays enabled; disable it to end that too).
@@ -67,6 +68,7 @@ pub enum AdminCommand {
 pub enum TargetCommand {
     /// Register (or replace) a target; its admin login's password is read from stdin.
     Set {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
         /// The name profiles use (`[profile.database] target = NAME`).
@@ -82,14 +84,17 @@ pub enum TargetCommand {
     },
     /// Log in to a target with its admin login and report what elevate can do there.
     Test {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
+        /// The name shown in pages, lists and the audit log.
         name: String,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// List a tenant's targets.
     List {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
@@ -102,6 +107,7 @@ pub enum CaCommand {
     /// Make a new SSH user CA the signer; the old public key stays published until the last
     /// certificate it signed has expired.
     Rotate {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
         #[command(flatten)]
@@ -113,8 +119,10 @@ pub enum CaCommand {
 pub enum WebhookCommand {
     /// Add a webhook; its signing secret is read from stdin.
     Add {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
+        /// Where to POST the events (https://...).
         #[arg(long)]
         url: String,
         #[command(flatten)]
@@ -126,7 +134,9 @@ pub enum WebhookCommand {
 pub enum TenantCommand {
     /// Create a tenant with its SSH user CA and audit signing key.
     Create {
+        /// Short name of the organisation, used in URLs and commands (like acme).
         slug: String,
+        /// The name shown in pages, lists and the audit log.
         #[arg(long, default_value = "")]
         name: String,
         #[command(flatten)]
@@ -138,10 +148,13 @@ pub enum TenantCommand {
 pub enum UserCommand {
     /// Create a user with standing roles and groups.
     Create {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
+        /// The person's email address.
         #[arg(long)]
         email: String,
+        /// The name shown in pages, lists and the audit log.
         #[arg(long)]
         name: Option<String>,
         /// requester, approver, admin or auditor (repeatable).
@@ -156,8 +169,10 @@ pub enum UserCommand {
     /// Disable (offboard) a person: ends their sessions, cancels their pending requests and
     /// revokes every scheduled and active grant at once.
     Disable {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
+        /// The person's email address.
         #[arg(long)]
         email: String,
         #[command(flatten)]
@@ -165,8 +180,10 @@ pub enum UserCommand {
     },
     /// Enable a disabled person again (ended grants stay ended).
     Enable {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
+        /// The person's email address.
         #[arg(long)]
         email: String,
         #[command(flatten)]
@@ -178,8 +195,10 @@ pub enum UserCommand {
 pub enum TokenCommand {
     /// Create an API token and print it (only it) on stdout.
     Create {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
+        /// The person's email address.
         #[arg(long)]
         email: String,
         /// read, request, approve, admin, audit or metrics (repeatable) [default: all the user's roles allow].
@@ -188,6 +207,7 @@ pub enum TokenCommand {
         /// Lifetime, like 12h or 30d (at most 365d).
         #[arg(long, default_value = "30d", value_parser = crate::duration::parse)]
         ttl: time::Duration,
+        /// The name shown in pages, lists and the audit log.
         #[arg(long, default_value = "cli")]
         name: String,
         #[command(flatten)]

@@ -62,6 +62,7 @@ pub enum AuditCommand {
     /// anchor knew but the log no longer holds (`audit.restored`), reset the anchor and sign the
     /// head. Without it the signer refuses a log shorter than what it has seen.
     Restored {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
         /// Why (recorded in the event), e.g. the backup restored.
@@ -85,6 +86,7 @@ pub enum SinkCommand {
     /// Stream a tenant's log to a webhook (secret read from stdin, signed like notification
     /// webhooks) or to syslog (`tcp://HOST:PORT` or `udp://HOST:PORT`, RFC 5424).
     Add {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
         #[arg(
@@ -93,7 +95,9 @@ pub enum SinkCommand {
             conflicts_with = "syslog",
             required_unless_present = "syslog"
         )]
+        /// Send to this URL (HTTPS POST, JSON lines).
         webhook: Option<String>,
+        /// Send to this syslog server (host:port over TCP).
         #[arg(long, value_name = "tcp://HOST:PORT")]
         syslog: Option<String>,
         #[command(flatten)]

@@ -24,6 +24,7 @@ pub struct BackupArgs {
         default_value = "sqlite:elevate.db",
         hide_env_values = true
     )]
+    /// The store: a SQLite file (sqlite:elevate.db) or a postgres:// URL.
     database: String,
     /// The backup file to write (never overwritten); its manifest goes beside it as
     /// FILE.manifest.json.

@@ -21,6 +21,7 @@ fn config_path() -> anyhow::Result<PathBuf> {
 
 #[derive(Debug, Serialize, Deserialize, Default)]
 struct Saved {
+    /// The elevate server, like https://elevate.example.com.
     server: String,
     token: String,
     #[serde(default)]
@@ -51,6 +52,7 @@ pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<
 
 pub struct Api {
     http: reqwest::Client,
+    /// The elevate server, like https://elevate.example.com.
     server: String,
     token: String,
 }
@@ -150,6 +152,7 @@ impl Api {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// The elevate server, like https://elevate.example.com.
     #[arg(long)]
     server: String,
     /// An API token (create one on the API tokens page).
@@ -235,8 +238,10 @@ pub struct RequestArgs {
     /// How long, like 30m or 2h [default: the profile's default_duration].
     #[arg(long = "for", value_name = "DURATION")]
     duration: Option<String>,
+    /// Why you need access: approvers see it, the audit log keeps it.
     #[arg(long, default_value = "")]
     reason: String,
+    /// A ticket reference (like INC-123) when the profile asks for one.
     #[arg(long)]
     ticket: Option<String>,
     /// Start later (RFC 3339 time).
@@ -248,6 +253,7 @@ pub struct RequestArgs {
     /// Wait until the request is decided.
     #[arg(long)]
     wait: bool,
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -21,8 +21,10 @@ pub struct SyncArgs {
     /// The elevate server, like https://elevate.example.com.
     #[arg(long, env = "ELEVATE_SERVER")]
     server: String,
+    /// The organisation, by its slug (like acme).
     #[arg(long)]
     tenant: String,
+    /// Where sshd reads them: user-ca.pub and revoked.krl.
     #[arg(long, default_value = "/etc/ssh/elevate")]
     dir: PathBuf,
     /// CA certificate to trust for the server (e.g. the development certificate).

@@ -8,6 +8,7 @@ mod bench;
 mod bench_db;
 mod client;
 mod db;
+mod docs;
 mod doctor;
 mod host;
 mod policy;
@@ -31,8 +32,16 @@ use crate::store::{Backend, Store};
     about = "Just-in-time privileged access broker"
 )]
 pub struct Cli {
-    /// Log format for the server and operator commands.
-    #[arg(long, global = true, value_enum, env = "ELEVATE_LOG_FORMAT")]
+    /// Log format for the server and operator commands (`serve --log-format json`). Hidden from
+    /// `--help`, where client commands would list it for nothing; README and `elevate serve
+    /// --help` name it.
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        value_enum,
+        env = "ELEVATE_LOG_FORMAT"
+    )]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
@@ -40,7 +49,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the broker (HTTPS on 127.0.0.1:8443 with SQLite ./elevate.db unless configured).
+    /// Run the broker (HTTPS on 127.0.0.1:8443 with SQLite ./elevate.db unless configured;
+    /// `--log-format json` for structured logs).
     Serve(Box<Overrides>),
     /// Apply database migrations (on Postgres, as the owner role).
     Migrate {
@@ -50,6 +60,7 @@ enum Command {
             value_name = "URL",
             hide_env_values = true
         )]
+        /// The store: a SQLite file (sqlite:elevate.db) or a postgres:// URL.
         database: String,
     },
     /// Bootstrap and administration.
@@ -68,51 +79,69 @@ enum Command {
     Request(client::RequestArgs),
     /// My requests and what waits for my decision, or one request.
     Status {
+        /// A request id (all of mine and my inbox when left out).
         id: Option<String>,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Approve a request (or a pending extension).
     Approve {
+        /// The request id (from `elevate status` or the request page).
         id: String,
+        /// A comment for the requester and the audit log.
         #[arg(long)]
         comment: Option<String>,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Deny a request (or a pending extension).
     Deny {
+        /// The request id (from `elevate status` or the request page).
         id: String,
+        /// Why: the requester sees it, the audit log keeps it.
         #[arg(long)]
         comment: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Withdraw my pending or scheduled request.
     Cancel {
+        /// The request id (from `elevate status` or the request page).
         id: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// End a grant now.
     Revoke {
+        /// The request id (from `elevate status` or the request page).
         id: String,
+        /// Why the grant ends (kept in the audit log).
         #[arg(long, default_value = "")]
         reason: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Ask for more time on an active grant.
     Extend {
+        /// The request id (from `elevate status` or the request page).
         id: String,
+        /// How much more time, like 30m or 2h.
         #[arg(long = "for", value_name = "DURATION")]
         duration: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Sign off a break-glass activation.
     Review {
+        /// The request id (from `elevate status` or the request page).
         id: String,
+        /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -134,6 +163,10 @@ enum Command {
     },
     /// Advisor checks of a deployment: what is wrong or risky, and how to fix it (exit 1 on errors).
     Doctor(doctor::DoctorArgs),
+    /// Shell completions: `elevate completions bash|zsh|fish` prints the script.
+    Completions(docs::CompletionsArgs),
+    /// Manual pages: `elevate man` prints elevate(1); `--out DIR` writes one page per command.
+    Man(docs::ManArgs),
     /// On SSH hosts: keep sshd's CA keys and KRL current.
     Host {
         #[command(subcommand)]
@@ -158,6 +191,7 @@ pub struct StoreArgs {
         default_value = "sqlite:elevate.db",
         hide_env_values = true
     )]
+    /// The store: a SQLite file (sqlite:elevate.db) or a postgres:// URL.
     pub database: String,
     /// Master key file [default: elevate.key beside a SQLite database].
     #[arg(long, env = "ELEVATE_MASTER_KEY_FILE", value_name = "FILE")]
@@ -211,6 +245,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow::Result<()> {
     match command {
         Command::Serve(overrides) => serve::run(&overrides, log_format).await,
+        Command::Completions(args) => {
+            docs::completions(&args, &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Command::Man(args) => docs::man(&args),
         Command::Migrate { database } => {
             let store = Store::connect(&database).await?;
             store.migrate().await?;
@@ -301,8 +340,11 @@ fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("ELEVATE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // Colour codes only on a terminal: a log redirected to a file or a journal stays plain.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -15,14 +15,17 @@ use crate::clock::{Clock, SystemClock};
 pub enum PolicyCommand {
     /// Validate a policy file and make it the tenant's new policy version.
     Apply {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
+        /// The policy file (TOML; see the README for the format).
         file: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Print the policy file in force.
     Show {
+        /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
         #[command(flatten)]

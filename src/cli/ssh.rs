@@ -26,6 +26,7 @@ pub struct SshCertArgs {
     /// Your public key (e.g. ~/.ssh/id_ed25519.pub); the certificate goes beside it.
     #[arg(long, value_name = "FILE.pub")]
     key: PathBuf,
+    /// Print JSON (for scripts) instead of text.
     #[arg(long)]
     json: bool,
 }

@@ -451,3 +451,69 @@ async fn plain_http_behind_a_proxy_and_json_logs() {
         );
     }
 }
+
+/// `elevate completions` for bash, zsh and fish from the real binary (bash's parses with
+/// `bash -n`), and `elevate man --out DIR` writing a page per command.
+#[test]
+fn completions_and_manual_pages_come_from_the_binary() {
+    let dir = temp_dir("completions");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{shell}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["request", "approve", "ssh-cert", "--for"] {
+            assert!(script.contains(word), "{shell} completion lacks {word}");
+        }
+        if shell == "bash" {
+            let file = dir.join("elevate.bash");
+            std::fs::write(&file, &script).unwrap();
+            let check = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+            assert!(
+                check.status.success(),
+                "{}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    let out = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+
+    let pages = dir.join("man");
+    let out = Command::new(BIN)
+        .args(["man", "--out"])
+        .arg(&pages)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for page in [
+        "elevate.1",
+        "elevate-request.1",
+        "elevate-admin-user-create.1",
+    ] {
+        let text = std::fs::read_to_string(pages.join(page)).unwrap();
+        assert!(text.contains(".TH"), "{page} is not a manual page");
+    }
+    let request = std::fs::read_to_string(pages.join("elevate-request.1")).unwrap();
+    assert!(
+        request.contains("justification") || request.contains("approvers see it"),
+        "{request}"
+    );
+}
