@@ -13,6 +13,7 @@ mod health;
 pub mod limits;
 pub mod metrics;
 mod pages;
+mod plain_hint;
 mod probes;
 mod public;
 mod static_files;
@@ -203,7 +204,10 @@ pub async fn serve(
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(tls) => {
-            axum_server::from_tcp_rustls(listener, tls)?
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                .acceptor(plain_hint::PlainHttpHint);
+            axum_server::from_tcp(listener)?
+                .acceptor(acceptor)
                 .handle(handle)
                 .serve(service)
                 .await

@@ -447,3 +447,31 @@ async fn malformed_and_oversized_bodies_get_clear_errors() {
         .unwrap();
     assert_eq!(error_of(res).await.1, "method_not_allowed");
 }
+
+/// Plain HTTP to the TLS port is told to use https:// (one line, then closed); TLS clients on
+/// the same port are served as before.
+#[tokio::test]
+async fn plain_http_on_the_tls_port_gets_a_hint() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let port = app.base.rsplit(':').next().unwrap().to_owned();
+    let mut plain = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        plain.read_to_string(&mut answer),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("use https://"), "{answer}");
+    let res = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
