@@ -165,3 +165,39 @@ fn pages_do_not_import_api_handlers() {
         "pages name API handler modules (move shared code below both): {offenders:?}"
     );
 }
+
+/// Test modules take what they share from the shared ones (the typed client and seeds in
+/// `helpers`, `fixtures`, and the harnesses of real components), never from each other.
+#[test]
+fn test_modules_borrow_nothing_from_each_other() {
+    let shared = [
+        "helpers",
+        "fixtures",
+        "db_fixtures",
+        "sshd",
+        "browser",
+        "on_both_backends",
+    ];
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let mut offenders = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let me = path.file_stem().unwrap().to_string_lossy().into_owned();
+        if me == "architecture" {
+            continue; // it names modules in its own checks
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("crate::") {
+            rest = &rest[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != me && !shared.contains(&name.as_str()) {
+                offenders.push(format!("{me} → {name}"));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "{offenders:?}");
+}

@@ -4,59 +4,16 @@
 
 use std::sync::Arc;
 
-use elevate::audit::checkpoint::{
-    Checkpoint, Kind, Schedule, checkpoint_tenant, parse_public_keys,
-};
+use elevate::audit::checkpoint::{Checkpoint, Kind, checkpoint_tenant, parse_public_keys};
 use elevate::audit::verify::{Verifier, verify_reader};
-use elevate::audit::{Actor, NewEvent};
 use elevate::clock::Clock;
-use elevate::model::{Role, Tenant};
+use elevate::model::Role;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use ssh_key::rand_core::OsRng;
 
+use crate::fixtures::{append_events, auditor, every};
 use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
-
-/// Appends `n` plain events to a tenant's chain, a thousand per transaction.
-pub(crate) async fn append_events(app: &TestApp, tenant: &Tenant, n: usize) {
-    let now = app.clock.now();
-    let mut left = n;
-    while left > 0 {
-        let k = left.min(1000);
-        let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
-        for i in 0..k {
-            tx.append_audit(
-                &NewEvent::new(Actor::System, "test.event", format!("{}-{i}", tenant.slug))
-                    .details(json!({ "i": i, "note": "plain \"quoted\" text ✓" })),
-                now,
-            )
-            .await
-            .unwrap();
-        }
-        tx.commit().await.unwrap();
-        left -= k;
-    }
-}
-
-pub(crate) fn every(n: i64) -> Schedule {
-    Schedule {
-        every_events: n,
-        every: time::Duration::seconds(60),
-    }
-}
-
-pub(crate) async fn auditor(app: &TestApp, tenant: &Tenant) -> String {
-    let u = seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        tenant,
-        &format!("audrey@{}.example", tenant.slug),
-        &[Role::Auditor],
-        &[],
-    )
-    .await;
-    seed_token(app.store(), app.clock.as_ref(), &u, &[]).await
-}
 
 async fn export(app: &TestApp, token: &str) -> String {
     let res = app.get_as(token, "/api/v1/audit/export").await;
@@ -677,7 +634,7 @@ roles = ["{}"]
 "#,
         pg.read
     );
-    let shop = crate::ssh::shop_with(
+    let shop = crate::fixtures::shop_with(
         TestApp::spawn(TestDb::postgres().await).await,
         "acme",
         &policy,
@@ -1040,7 +997,7 @@ async fn sinks_stream_events_and_checkpoints_and_a_down_sink_only_falls_behind()
 
 #[tokio::test]
 async fn the_audit_page_filters_links_requests_and_shows_its_proof() {
-    let shop = crate::ssh::shop(TestDb::sqlite().await).await;
+    let shop = crate::fixtures::shop(TestDb::sqlite().await).await;
     let app = &shop.app;
     let id = shop.granted("prod-shell").await;
     checkpoint_tenant(

@@ -14,8 +14,8 @@ use elevate::store::Backend;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::audit::append_events;
-use crate::audit::{auditor, every};
+use crate::fixtures::append_events;
+use crate::fixtures::{auditor, every};
 use crate::helpers::{TestApp, TestDb, seed_tenant, seed_user};
 
 /// What the attacker does with the database file or the owner login: SQL past the append-only
@@ -34,7 +34,7 @@ async fn tamper(app: &TestApp, sql: &str) {
 /// `elevate audit ...` against the test's store, with the key (and so the anchors) in its dir.
 fn audit_cli(app: &TestApp, args: &[&str]) -> Output {
     let key = app.db.dir.join("elevate.key");
-    crate::cli::elevate(&app.db.dir)
+    crate::fixtures::elevate(&app.db.dir)
         .arg("audit")
         .args(args)
         .args(["--database", &app.db.url])
@@ -561,7 +561,7 @@ async fn an_out_of_range_date_filter_is_a_400_with_a_message() {
 async fn serve_signs_the_head_at_shutdown() {
     let dir = crate::helpers::temp_dir("shutdown-sign");
     let run = |args: &[&str]| {
-        let out = crate::cli::elevate(&dir).args(args).output().unwrap();
+        let out = crate::fixtures::elevate(&dir).args(args).output().unwrap();
         assert!(out.status.success(), "{}", says(&out));
     };
     run(&["admin", "tenant", "create", "acme"]);
@@ -570,7 +570,7 @@ async fn serve_signs_the_head_at_shutdown() {
         "[audit]\ncheckpoint_every_events = 1000000\ncheckpoint_every = \"1d\"\n",
     )
     .unwrap();
-    let server = crate::cli::Server::start(crate::cli::elevate(&dir).args([
+    let server = crate::fixtures::Server::start(crate::fixtures::elevate(&dir).args([
         "serve",
         "--listen",
         "127.0.0.1:0",

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::cli::{Server, elevate};
+use crate::fixtures::{Server, elevate};
 use crate::helpers::{run_with_stdin, temp_dir};
 
 fn client() -> reqwest::Client {

@@ -11,9 +11,9 @@ use elevate::ops::backup::{Manifest, manifest_path};
 use elevate::store::{Backend, Store};
 use serde_json::{Value, json};
 
-use crate::cli::elevate;
+use crate::fixtures::elevate;
+use crate::fixtures::{Shop, shop};
 use crate::helpers::{TestApp, TestDb, ctx, pg_admin_url, pg_url, temp_dir};
-use crate::ssh::{Shop, shop};
 use crate::sshd::{Sshd, host_sync};
 
 fn text(b: &[u8]) -> String {
@@ -457,7 +457,7 @@ roles = ["{}"]
 "#,
         pg.read
     );
-    let shop = crate::ssh::shop_with(
+    let shop = crate::fixtures::shop_with(
         TestApp::spawn(TestDb::sqlite().await).await,
         "acme",
         &policy,

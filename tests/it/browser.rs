@@ -104,7 +104,7 @@ async fn an_auditor_filters_downloads_and_follows_a_request_in_chromium() {
             && std::path::Path::new("/usr/bin/chromium").exists(),
         "browser tests need Chromium and playwright-core: apt-get install -y chromium; (cd tests/support/browser && npm ci) — scripts/test.sh does both"
     );
-    let shop = crate::ssh::shop(TestDb::sqlite().await).await;
+    let shop = crate::fixtures::shop(TestDb::sqlite().await).await;
     shop.granted("prod-shell").await;
     let audrey = seed_user(
         shop.app.store(),

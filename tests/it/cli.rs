@@ -1,26 +1,14 @@
 //! The `elevate` binary as an operator meets it: start-up with nothing configured, the demo,
 //! bootstrap commands, and clear failures for bad input.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::fixtures::{Server, elevate};
 use crate::helpers::{TestDb, pg_url, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_elevate");
-
-/// The binary with a clean environment (no ELEVATE_* from the developer's shell).
-pub(crate) fn elevate(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("ELEVATE_LOG", "info");
-    cmd
-}
 
 fn run(cmd: &mut Command) -> Output {
     cmd.output().unwrap()
@@ -28,95 +16,6 @@ fn run(cmd: &mut Command) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A running server and the URL it printed.
-pub(crate) struct Server {
-    pub(crate) child: Child,
-    pub(crate) url: String,
-    pub(crate) stdout: Vec<String>,
-}
-
-impl Server {
-    /// Starts the server and reads stdout up to the listen line (and, for `--demo`, the token block).
-    pub(crate) fn start(cmd: &mut Command) -> Server {
-        let demo = cmd.get_args().any(|a| a == "--demo");
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut lines: Vec<String> = Vec::new();
-        let mut url = None;
-        while Instant::now() < deadline {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("elevate listening on ") {
-                        url = rest.split_whitespace().next().map(str::to_owned);
-                    }
-                    let done = url.is_some() && (!demo || line.contains("/dev/outbox"));
-                    lines.push(line);
-                    if done {
-                        break;
-                    }
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        let mut err = String::new();
-                        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err)
-                            .unwrap();
-                        panic!("server exited with {status}: {err}");
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let url = url.unwrap_or_else(|| panic!("server did not print its address: {lines:?}"));
-        assert!(
-            !demo || lines.iter().any(|l| l.contains("/dev/outbox")),
-            "the demo did not say how to sign in: {lines:?}"
-        );
-        Server {
-            child,
-            url,
-            stdout: lines,
-        }
-    }
-
-    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub(crate) fn token_of(&self, email: &str) -> String {
-        let line = self
-            .stdout
-            .iter()
-            .find(|l| l.trim_start().starts_with(email))
-            .unwrap();
-        line.split_whitespace().last().unwrap().to_owned()
-    }
 }
 
 fn client() -> reqwest::Client {

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::db_fixtures::{MyTarget, PgTarget, Proxy};
+use crate::fixtures::{Shop, shop_with};
 use crate::helpers::{TestApp, TestDb, ctx};
-use crate::ssh::{Shop, shop_with};
 
 fn policy(pg: &PgTarget, my: Option<&MyTarget>) -> String {
     let mut p = format!(

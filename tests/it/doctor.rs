@@ -14,10 +14,10 @@ use elevate::model::{TargetKind, Tenant};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
-use crate::cli::elevate;
 use crate::db_fixtures::{MyTarget, PgTarget};
+use crate::fixtures::SmtpSink;
+use crate::fixtures::elevate;
 use crate::helpers::{TestApp, TestDb, ctx, metrics_token, pg_url, seed_tenant, temp_dir};
-use crate::signin::SmtpSink;
 
 /// A certificate for `host` valid from `not_before` to `not_after` (self-signed, rcgen), written
 /// with its key (0600) into `dir`.

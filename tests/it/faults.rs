@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
 use crate::db_fixtures::{PgTarget, Proxy};
+use crate::fixtures::receiver;
 use crate::helpers::{ctx, ensure_login_role, seed_tenant, seed_token, seed_user, temp_dir};
-use crate::notify::receiver;
 
 const BIN: &str = env!("CARGO_BIN_EXE_elevate");
 const LOAD: Duration = Duration::from_secs(90);
@@ -287,7 +287,7 @@ struct Deployment {
     bob_token: String,
     public_key: String,
     proxy: Arc<Proxy>,
-    hooks: crate::notify::Receiver,
+    hooks: crate::fixtures::Receiver,
     owner_url: String,
     _target: PgTarget,
 }

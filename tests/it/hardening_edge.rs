@@ -13,8 +13,8 @@ use serde_json::json;
 use sqlx::Connection;
 
 use crate::db_fixtures::{MyTarget, PgTarget};
+use crate::fixtures::{Shop, shop_with};
 use crate::helpers::{TestApp, TestDb, ctx, temp_dir};
-use crate::ssh::{Shop, shop_with};
 
 crate::on_both_backends!(
     target_core_refuses_query_passwords,
@@ -263,7 +263,7 @@ fn text(b: &[u8]) -> String {
 fn target_set_refuses_a_password_anywhere_in_the_url() {
     let dir = temp_dir("target-url");
     let run = |args: &[&str], stdin: &str| {
-        let mut cmd = crate::cli::elevate(&dir);
+        let mut cmd = crate::fixtures::elevate(&dir);
         cmd.args(args);
         crate::helpers::run_with_stdin(cmd, stdin)
     };
@@ -438,7 +438,7 @@ fn rsa_key(e: u64, bits: usize) -> String {
 }
 
 async fn unsafe_rsa_keys_get_no_certificate(db: TestDb) {
-    let shop = crate::ssh::shop(db).await;
+    let shop = crate::fixtures::shop(db).await;
     let id = shop.granted("prod-shell").await;
     for (e, bits, needle) in [
         (1, 3072, "exponent"),
@@ -505,7 +505,7 @@ async fn unsafe_rsa_keys_get_no_certificate(db: TestDb) {
 // The CLI runs on this thread while the in-process server answers on another.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_says_why_an_rsa_key_is_refused() {
-    let shop = crate::ssh::shop(TestDb::sqlite().await).await;
+    let shop = crate::fixtures::shop(TestDb::sqlite().await).await;
     let id = shop.granted("prod-shell").await;
     let home = temp_dir("cli-rsa");
     let cli = |args: &[&str]| {

@@ -388,7 +388,7 @@ pub struct Acme {
 pub async fn acme(app: &TestApp) -> Acme {
     let (store, clock) = (app.store(), app.clock.as_ref());
     let tenant = seed_tenant(store, &app.master, clock, "acme").await;
-    elevate::broker::policy::apply(store, &ctx(clock), &tenant, crate::workflow::POLICY)
+    elevate::broker::policy::apply(store, &ctx(clock), &tenant, crate::fixtures::ACME_POLICY)
         .await
         .unwrap();
     let alice = seed_user(

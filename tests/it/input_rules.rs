@@ -358,7 +358,7 @@ async fn emails_have_one_normal_form(db: TestDb) {
     // The CLI, on the SQLite file (the master key lies beside it).
     if o.app.db.backend == elevate::store::Backend::Sqlite {
         let cli = |args: &[&str]| {
-            crate::cli::elevate(&o.app.db.dir)
+            crate::fixtures::elevate(&o.app.db.dir)
                 .args(args)
                 .args(["--database", &o.app.db.url])
                 .output()

@@ -16,6 +16,7 @@ mod db_fixtures;
 mod db_logins;
 mod doctor;
 mod faults;
+mod fixtures;
 mod hardening_edge;
 mod helpers;
 mod http;

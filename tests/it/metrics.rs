@@ -6,8 +6,8 @@ use elevate::clock::{Clock, SharedClock};
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::fixtures::shop;
 use crate::helpers::{TestApp, TestDb, metrics_token};
-use crate::ssh::shop;
 
 crate::on_both_backends!(
     metrics_count_routes_credentials_requests_and_the_audit_log,

@@ -6,8 +6,9 @@ use elevate::model::Role;
 use elevate::store::UserChange;
 use serde_json::{Value, json};
 
+use crate::fixtures::SmtpSink;
+use crate::fixtures::receiver;
 use crate::helpers::{Acme, TestApp, TestDb, acme, ctx, seed_token, seed_user};
-use crate::signin::SmtpSink;
 
 #[tokio::test]
 async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
@@ -193,42 +194,6 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
         0,
         "nothing is sent twice"
     );
-}
-
-/// One delivery as the receiver saw it.
-pub(crate) type Delivery = (axum::http::HeaderMap, Vec<u8>);
-
-/// A real HTTP receiver: records each delivery, answers with the status the test sets.
-/// It answers after `delay_ms`, so deliveries of concurrent senders overlap.
-#[derive(Clone, Default)]
-pub(crate) struct Receiver {
-    pub(crate) got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
-    pub(crate) status: std::sync::Arc<std::sync::atomic::AtomicU16>,
-    pub(crate) delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-pub(crate) async fn receiver() -> (Receiver, String) {
-    let r = Receiver::default();
-    r.status.store(200, std::sync::atomic::Ordering::SeqCst);
-    let state = r.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(
-            |axum::extract::State(s): axum::extract::State<Receiver>,
-             headers: axum::http::HeaderMap,
-             body: axum::body::Bytes| async move {
-                let delay = s.delay_ms.load(std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
-                s.got.lock().unwrap().push((headers, body.to_vec()));
-                axum::http::StatusCode::from_u16(s.status.load(std::sync::atomic::Ordering::SeqCst))
-                    .unwrap()
-            },
-        ),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app.with_state(state)).await });
-    (r, url)
 }
 
 #[tokio::test]

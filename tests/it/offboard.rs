@@ -8,10 +8,10 @@ use elevate::model::{Role, Scope, User};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::cli::elevate;
 use crate::db_fixtures::PgTarget;
+use crate::fixtures::elevate;
+use crate::fixtures::{Shop, krl_revokes, shop_with, sync};
 use crate::helpers::{TestApp, TestDb, csrf_in, ctx, seed_token, seed_user, temp_dir};
-use crate::ssh::{Shop, krl_revokes, shop_with, sync};
 use crate::sshd::Sshd;
 
 const POLICY: &str = r#"

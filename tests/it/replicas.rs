@@ -8,15 +8,15 @@ use elevate::model::Role;
 use elevate::store::Store;
 use serde_json::json;
 
+use crate::fixtures::receiver;
 use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user};
-use crate::notify::receiver;
 
 /// Tenant acme (the workflow tests' policy) with alice and her token, and a webhook receiver that
 /// answers after `delay_ms`.
 async fn acme_with_webhook(
     app: &TestApp,
     delay_ms: u64,
-) -> (elevate::model::Tenant, String, crate::notify::Receiver) {
+) -> (elevate::model::Tenant, String, crate::fixtures::Receiver) {
     let (store, clock) = (app.store().clone(), app.clock.clone());
     let crate::helpers::Acme {
         tenant, alice_api, ..
@@ -118,7 +118,7 @@ async fn three_replicas_stream_an_audit_sink_once() {
         replicas.push(Store::connect(&app.db.url).await.unwrap());
     }
     for _round in 0..6 {
-        crate::audit::append_events(&app, &tenant, 250).await;
+        crate::fixtures::append_events(&app, &tenant, 250).await;
         let now = app.clock.now();
         let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(replicas.len()));
         let mut runs = tokio::task::JoinSet::new();

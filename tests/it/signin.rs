@@ -1,8 +1,6 @@
 //! Sign-in by email link through a real SMTP server, sessions, CSRF, and the people pages.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use elevate::admin;
 use elevate::clock::Clock;
@@ -11,89 +9,8 @@ use elevate::store::UserChange;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestDb, csrf_in, ctx, seed_tenant, seed_user, temp_dir};
-
-/// aiosmtpd on a free port, writing each message it receives as JSON.
-pub(crate) struct SmtpSink {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl SmtpSink {
-    pub(crate) fn start() -> Self {
-        // The probe listener must be closed before the server binds the port.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        Self::start_on(port)
-    }
-
-    /// On a given port (a test that first wants the server down).
-    pub(crate) fn start_on(port: u16) -> Self {
-        let dir = temp_dir("smtp");
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/smtp_sink.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg(port.to_string())
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 is needed for the SMTP test server");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-            &mut line,
-        )
-        .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the SMTP test server did not start (pip install aiosmtpd; scripts/test.sh does)"
-        );
-        SmtpSink { child, dir, port }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    pub(crate) fn mails(&self) -> Vec<Value> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-            .collect()
-    }
-
-    /// Waits for the `n`th message overall and returns it.
-    pub(crate) async fn nth(&self, n: usize) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let mails = self.mails();
-            if mails.len() >= n {
-                return mails[n - 1].clone();
-            }
-            assert!(Instant::now() < deadline, "no mail #{n} arrived");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::fixtures::SmtpSink;
+use crate::helpers::{TestApp, TestDb, csrf_in, ctx, seed_tenant, seed_user};
 
 fn link_in(mail: &Value) -> String {
     let body = mail["body"].as_str().unwrap();

@@ -2,200 +2,18 @@
 //! `elevate host sync`, the `ssh` client logging in with issued certificates, `ssh-keygen -L/-Q`
 //! reading them and the KRL.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use elevate::clock::Clock;
-use elevate::model::{Role, Tenant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user, temp_dir};
+use crate::fixtures::{Shop, krl_revokes, shop, shop_in, sync};
+use crate::helpers::{TestApp, TestDb, temp_dir};
 use crate::sshd::{BIN, Sshd, host_sync, unix_user, user_key};
-
-const POLICY: &str = r#"
-[[profile]]
-name = "prod-shell"
-default_duration = "1h"
-max_duration = "4h"
-requesters = ["engineering"]
-approvers = ["sre"]
-ticket_pattern = "^(INC|CHG)-[0-9]+$"
-[profile.ssh]
-principals = ["deploy"]
-extensions = ["permit-pty", "permit-port-forwarding"]
-
-[[profile]]
-name = "web-shell"
-requesters = ["engineering"]
-approvers = ["sre"]
-[profile.ssh]
-principals = ["web"]
-force_command = "/usr/bin/id -un"
-source_address = ["127.0.0.1/32", "::1/128"]
-cert_ttl = "10m"
-
-[[profile]]
-name = "db-only"
-requesters = ["engineering"]
-approvers = ["sre"]
-[profile.database]
-target = "orders"
-roles = ["orders_readonly"]
-"#;
-
-pub(crate) struct Shop {
-    pub app: TestApp,
-    pub tenant: Tenant,
-    pub alice: String,
-    pub bob: String,
-    pub dir: PathBuf,
-}
-
-pub(crate) async fn shop_in(app: TestApp, slug: &str) -> Shop {
-    shop_with(app, slug, POLICY).await
-}
-
-/// Alice (requester, engineering) and Bob (approver, sre) in tenant `slug` under `policy`.
-pub(crate) async fn shop_with(app: TestApp, slug: &str, policy: &str) -> Shop {
-    let (store, clock) = (app.store().clone(), app.clock.clone());
-    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), slug).await;
-    elevate::broker::policy::apply(&store, &ctx(clock.as_ref()), &tenant, policy)
-        .await
-        .unwrap();
-    let alice = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        &format!("alice@{slug}.example"),
-        &[Role::Requester],
-        &["engineering"],
-    )
-    .await;
-    let bob = seed_user(
-        &store,
-        clock.as_ref(),
-        &tenant,
-        &format!("bob@{slug}.example"),
-        &[Role::Approver],
-        &["sre"],
-    )
-    .await;
-    Shop {
-        alice: seed_token(&store, clock.as_ref(), &alice, &[]).await,
-        bob: seed_token(&store, clock.as_ref(), &bob, &[]).await,
-        app,
-        tenant,
-        dir: temp_dir("ssh-keys"),
-    }
-}
-
-pub(crate) async fn shop(db: TestDb) -> Shop {
-    shop_in(TestApp::spawn(db).await, "acme").await
-}
-
-impl Shop {
-    pub async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-        self.app.api(token).post(path, body).await
-    }
-
-    /// Alice's request for `profile`, approved by Bob: its id.
-    pub async fn granted(&self, profile: &str) -> String {
-        let (s, r) = self
-            .post(&self.alice, "/api/v1/requests", json!({"profile": profile, "duration": "1h", "justification": "fix the deploy", "ticket": "INC-7"}))
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{r}");
-        let id = r["id"].as_str().unwrap().to_owned();
-        let (s, r) = self
-            .post(
-                &self.bob,
-                &format!("/api/v1/requests/{id}/approve"),
-                json!({}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{r}");
-        assert_eq!(r["state"], "active", "{r}");
-        id
-    }
-
-    pub async fn issue(&self, token: &str, id: &str, public_key: &str) -> (StatusCode, Value) {
-        self.post(
-            token,
-            &format!("/api/v1/requests/{id}/ssh-certificate"),
-            json!({ "public_key": public_key }),
-        )
-        .await
-    }
-
-    /// Alice asks for a certificate for a new key.
-    pub async fn issue_new_key(&self, id: &str) -> (StatusCode, Value) {
-        let (_, public) = user_key(&self.dir, "ed25519");
-        self.issue(&self.alice, id, &std::fs::read_to_string(public).unwrap())
-            .await
-    }
-
-    /// A new key certified for request `id`: (private key path, certificate path, answer).
-    pub async fn certified(&self, id: &str) -> (PathBuf, PathBuf, Value) {
-        let (key, public) = user_key(&self.dir, "ed25519");
-        let (s, issued) = self
-            .issue(&self.alice, id, &std::fs::read_to_string(&public).unwrap())
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{issued}");
-        let cert = PathBuf::from(format!("{}-cert.pub", key.display()));
-        std::fs::write(&cert, issued["certificate"].as_str().unwrap()).unwrap();
-        (key, cert, issued)
-    }
-
-    pub async fn user(&self, email: &str) -> elevate::model::User {
-        let mut tx = self
-            .app
-            .store()
-            .tenant(self.tenant.tenant_id)
-            .await
-            .unwrap();
-        let u = tx.user_by_email(email).await.unwrap().unwrap();
-        tx.commit().await.unwrap();
-        u
-    }
-
-    pub async fn revoke(&self, id: &str) {
-        let (s, r) = self
-            .post(
-                &self.bob,
-                &format!("/api/v1/requests/{id}/revoke"),
-                json!({"reason": "done"}),
-            )
-            .await;
-        assert_eq!(s, StatusCode::OK, "{r}");
-        assert_eq!(r["state"], "revoked");
-    }
-
-    pub async fn actions(&self) -> Vec<(String, Value)> {
-        let mut tx = self
-            .app
-            .store()
-            .tenant(self.tenant.tenant_id)
-            .await
-            .unwrap();
-        let events = tx.audit_events(0, 10_000).await.unwrap();
-        tx.commit().await.unwrap();
-        events
-            .into_iter()
-            .map(|e| (e.action, e.details.0))
-            .collect()
-    }
-}
-
-pub(crate) fn sync(shop: &Shop, sshd: &Sshd) {
-    let out = host_sync(&shop.app, &shop.tenant.slug, &sshd.etc);
-    assert!(
-        out.status.success(),
-        "host sync: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// `ssh-keygen -L` of a certificate file, in UTC.
 fn describe_cert(cert: &Path) -> String {
@@ -212,26 +30,6 @@ fn describe_cert(cert: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `ssh-keygen -Q`: does this KRL revoke this certificate?
-pub(crate) fn krl_revokes(krl: &Path, cert: &Path) -> bool {
-    let out = Command::new("ssh-keygen")
-        .arg("-Q")
-        .arg("-f")
-        .arg(krl)
-        .arg(cert)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    match out.status.code() {
-        Some(0) if text.contains(": ok") => false,
-        Some(1) if text.contains("REVOKED") => true,
-        other => panic!(
-            "ssh-keygen -Q: {other:?} {text} {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    }
 }
 
 fn rfc(v: &Value) -> OffsetDateTime {

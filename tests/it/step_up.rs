@@ -5,9 +5,9 @@
 
 use reqwest::StatusCode;
 
+use crate::fixtures::shop_with;
 use crate::helpers::{TestApp, TestDb, csrf_in};
 use crate::on_both_backends;
-use crate::ssh::shop_with;
 
 const POLICY: &str = r#"
 [[profile]]

@@ -6,9 +6,9 @@ use reqwest::StatusCode;
 
 use elevate::model::Role;
 
+use crate::fixtures::shop;
 use crate::helpers::{TestDb, seed_user};
 use crate::on_both_backends;
-use crate::ssh::shop;
 use crate::sshd::user_key;
 
 /// The transactions `call` begins, measured around it.

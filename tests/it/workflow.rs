@@ -5,31 +5,8 @@ use elevate::model::{Role, Tenant};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::fixtures::ACME_POLICY as POLICY;
 use crate::helpers::{TestApp, TestDb, csrf_in, ctx, seed_tenant, seed_token, seed_user};
-
-pub(crate) const POLICY: &str = r#"
-[[profile]]
-name = "prod-shell"
-default_duration = "1h"
-max_duration = "4h"
-requesters = ["engineering"]
-approvers = ["sre"]
-ticket_pattern = "^(INC|CHG)-[0-9]+$"
-break_glass = true
-auto_approve_groups = ["oncall"]
-[profile.ssh]
-principals = ["deploy"]
-
-[[profile]]
-name = "prod-db-admin"
-max_duration = "2h"
-requesters = ["engineering"]
-approvers = ["sre"]
-approvals_required = 2
-[profile.database]
-target = "orders"
-roles = ["orders_admin"]
-"#;
 
 struct Org {
     app: TestApp,
