@@ -447,10 +447,22 @@ pub async fn file(
     let (version, profiles) = crate::broker::policy::current(store, tenant)
         .await?
         .ok_or_else(|| AppError::NotFound("this organisation has no access profiles yet".into()))?;
-    let profile = profiles
-        .into_iter()
-        .find(|p| p.name == profile_name)
-        .ok_or_else(|| AppError::NotFound(format!("no profile {profile_name}")))?;
+    let Some(profile) = profiles.iter().find(|p| p.name == profile_name).cloned() else {
+        // Name what the requester may ask for instead, so a typo is one step from the fix.
+        let mine: Vec<&str> = profiles
+            .iter()
+            .filter(|p| p.may_request(&requester.group_names.0))
+            .map(|p| p.name.as_str())
+            .collect();
+        return Err(AppError::NotFound(if mine.is_empty() {
+            format!("no profile {profile_name}; you may request no profile")
+        } else {
+            format!(
+                "no profile {profile_name}; you may request: {}",
+                mine.join(", ")
+            )
+        }));
+    };
     let (request, effects) =
         match submit(Uuid::now_v7(), &person(requester), &profile, new, ctx.now) {
             Ok(ok) => ok,

@@ -50,6 +50,22 @@ pub fn http_client(timeout: Duration, ca_cert: Option<&Path>) -> anyhow::Result<
     Ok(builder.build()?)
 }
 
+/// A refusal from the server: its HTTP status, its error code and its message. `--json` prints
+/// it as `{"error":{"code","message"}}`.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} (HTTP {status})")]
+pub struct ApiFailure {
+    pub status: u16,
+    pub code: String,
+    pub message: String,
+}
+
+/// `request --wait` saw the request end without a grant. The request itself was printed (as
+/// JSON under `--json`), so only the exit code is left to say it.
+#[derive(Debug, thiserror::Error)]
+#[error("request {0}")]
+pub struct Ended(pub String);
+
 pub struct Api {
     http: reqwest::Client,
     /// The elevate server, like https://elevate.example.com.
@@ -110,7 +126,16 @@ impl Api {
                 .as_str()
                 .unwrap_or("request failed");
             // Messages may quote what someone typed: shown, not replayed to the terminal.
-            bail!("{} (HTTP {})", crate::text::shown(message), status.as_u16());
+            let mut message = crate::text::shown(message).into_owned();
+            if status == reqwest::StatusCode::UNAUTHORIZED {
+                message.push_str(": run `elevate login` again");
+            }
+            return Err(ApiFailure {
+                status: status.as_u16(),
+                code: body["error"]["code"].as_str().unwrap_or("error").to_owned(),
+                message,
+            }
+            .into());
         }
         Ok(res)
     }
@@ -255,7 +280,7 @@ pub struct RequestArgs {
     wait: bool,
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
@@ -288,10 +313,75 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
     print(&r, args.json);
     match r["state"].as_str() {
         Some("denied" | "lapsed" | "cancelled" | "revoked") if args.wait => {
-            bail!("request {}", r["state"].as_str().unwrap_or("?"))
+            Err(Ended(r["state"].as_str().unwrap_or("?").to_owned()).into())
         }
         _ => Ok(()),
     }
+}
+
+/// `elevate profiles`: what I can request, for how long, and who approves.
+pub async fn profiles(all: bool, json_output: bool) -> anyhow::Result<()> {
+    let api = Api::from_saved()?;
+    let listed = api.get("/profiles").await?;
+    let shown: Vec<&Value> = listed["profiles"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter(|p| all || p["can_request"] == json!(true))
+                .collect()
+        })
+        .unwrap_or_default();
+    if json_output {
+        println!(
+            "{}",
+            json!({ "version": listed["version"], "profiles": shown })
+        );
+        return Ok(());
+    }
+    if shown.is_empty() {
+        println!("no profile you can request (--all lists every profile)");
+    }
+    for p in shown {
+        let text = |k: &str| crate::text::shown(p[k].as_str().unwrap_or_default()).into_owned();
+        let list = |k: &str| {
+            p[k].as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        let mut flags = Vec::new();
+        if p["step_up"] == json!(true) {
+            flags.push("passkey step-up");
+        }
+        if p["break_glass"] == json!(true) {
+            flags.push("break-glass");
+        }
+        if p["can_request"] != json!(true) {
+            flags.push("not for you");
+        }
+        println!(
+            "{}  {} (up to {}), {} approval(s) from {}{}",
+            text("name"),
+            text("default_duration"),
+            text("max_duration"),
+            p["approvals_required"],
+            list("approvers"),
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", flags.join(", "))
+            }
+        );
+        let description = text("description");
+        if !description.is_empty() {
+            println!("    {description}");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -77,6 +77,15 @@ enum Command {
     Login(client::LoginArgs),
     /// Ask for access: `elevate request prod-shell --for 30m --reason "..." [--wait]`.
     Request(client::RequestArgs),
+    /// The profiles I can request, with their durations and approvers.
+    Profiles {
+        /// Every profile in force, also those I cannot request.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON (for scripts) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// My requests and what waits for my decision, or one request.
     Status {
         /// A request id (all of mine and my inbox when left out).
@@ -219,11 +228,43 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let json_errors = cli.command.json_output();
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
+        Err(e) if json_errors && e.downcast_ref::<client::Ended>().is_some() => ExitCode::FAILURE,
+        Err(e) if json_errors => {
+            // Scripts asked for JSON: the error is JSON too, on stdout, with the same exit code.
+            let (code, message) = match e.downcast_ref::<client::ApiFailure>() {
+                Some(f) => (f.code.clone(), f.message.clone()),
+                None => ("error".to_owned(), format!("{e:#}")),
+            };
+            println!(
+                "{}",
+                serde_json::json!({ "error": { "code": code, "message": message } })
+            );
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+impl Command {
+    /// Whether the caller asked for JSON output (`--json`): errors then come as JSON too.
+    fn json_output(&self) -> bool {
+        match self {
+            Command::Status { json, .. }
+            | Command::Approve { json, .. }
+            | Command::Deny { json, .. }
+            | Command::Cancel { json, .. }
+            | Command::Revoke { json, .. }
+            | Command::Extend { json, .. }
+            | Command::Review { json, .. }
+            | Command::Profiles { json, .. } => *json,
+            Command::Request(args) => args.json,
+            _ => false,
         }
     }
 }
@@ -263,6 +304,7 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         Command::Policy { command } => policy::run(command).await,
         Command::Login(args) => client::login(args).await,
         Command::Request(args) => client::request(args).await,
+        Command::Profiles { all, json } => client::profiles(all, json).await,
         Command::Status { id, json } => {
             let api = client::Api::from_saved()?;
             match id {

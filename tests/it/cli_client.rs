@@ -207,4 +207,63 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
 
     let out = Person::new().run(&["status"]);
     assert!(stderr(&out).contains("not logged in"), "{}", stderr(&out));
+
+    // What can I request? Only what alice's groups allow, unless --all.
+    let out = a.run(&["profiles"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listed.contains("prod-shell") && listed.contains("approval(s) from"),
+        "{listed}"
+    );
+    let mine = a.json(&["profiles", "--json"]);
+    let all = a.json(&["profiles", "--all", "--json"]);
+    let count = |v: &Value| v["profiles"].as_array().unwrap().len();
+    assert!(
+        count(&mine) >= 1 && count(&mine) <= count(&all),
+        "{mine} {all}"
+    );
+    assert!(
+        mine["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["can_request"] == true)
+    );
+
+    // A typo names what alice may request instead.
+    let out = a.run(&["request", "prod-shel", "--for", "30m", "--reason", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no profile prod-shel; you may request: ")
+            && stderr(&out).contains("prod-shell"),
+        "{}",
+        stderr(&out)
+    );
+
+    // --json makes errors JSON too, with the same exit code.
+    let out = b.run(&["approve", "0190c0de-0000-7000-8000-000000000000", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(err["error"]["code"], "not_found", "{err}");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no request"),
+        "{err}"
+    );
+
+    // A token that stopped working says what to do.
+    let out = a
+        .command(&["status"])
+        .env("ELEVATE_TOKEN", "elv_revoked_or_expired")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("run `elevate login` again"),
+        "{}",
+        stderr(&out)
+    );
 }
