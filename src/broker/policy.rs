@@ -17,6 +17,25 @@ pub struct Applied {
     pub version: i64,
     pub created: bool,
     pub diff: PolicyDiff,
+    /// What the admin should know about the policy in force: profiles that cannot work as
+    /// written. Shown by `policy apply` and returned by the API; nothing is refused for them.
+    pub warnings: Vec<String>,
+}
+
+/// Profiles that need a passkey step-up to approve cannot be approved yet: elevate has no
+/// passkeys (issue 14), and the core refuses every approval without one.
+pub fn warnings(profiles: &[Profile]) -> Vec<String> {
+    profiles
+        .iter()
+        .filter(|p| p.step_up)
+        .map(|p| {
+            format!(
+                "profile {} has step_up = true: approvals need a passkey step-up, which this \
+                 elevate does not offer yet, so no request for it can be approved",
+                p.name
+            )
+        })
+        .collect()
 }
 
 /// The version in force and its profiles (`None` before the first apply).
@@ -55,6 +74,7 @@ pub async fn apply(store: &Store, ctx: &Ctx, tenant: &Tenant, source: &str) -> A
             version: v.version,
             created: false,
             diff: changes,
+            warnings: warnings(&profiles),
         });
     }
     let version = latest.map_or(1, |v| v.version + 1);
@@ -76,5 +96,6 @@ pub async fn apply(store: &Store, ctx: &Ctx, tenant: &Tenant, source: &str) -> A
         version,
         created: true,
         diff: changes,
+        warnings: warnings(&profiles),
     })
 }

@@ -66,6 +66,9 @@ pub async fn run(command: PolicyCommand) -> anyhow::Result<()> {
                     file.display()
                 );
             }
+            for warning in &applied.warnings {
+                eprintln!("warning: {warning}");
+            }
             store.close().await;
         }
         PolicyCommand::Show {

@@ -81,6 +81,22 @@ async fn a_step_up_profile_is_never_approved_without_a_passkey(db: TestDb) {
         "{refused:?}"
     );
 
+    // Applying the policy says so, naming only the step-up profile.
+    let applied = elevate::broker::policy::apply(
+        app.store(),
+        &crate::helpers::ctx(app.clock.as_ref()),
+        &shop.tenant,
+        POLICY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.warnings.len(), 1, "{:?}", applied.warnings);
+    assert!(
+        applied.warnings[0].contains("prod-db-admin") && applied.warnings[0].contains("passkey"),
+        "{:?}",
+        applied.warnings
+    );
+
     // A profile without step_up is approved as before.
     let plain = alice.request("prod-shell", "30m").await;
     let (s, r) = bob.approve(&plain).await;

@@ -34,7 +34,7 @@ async fn apply(
     Ok((
         status,
         Json(
-            json!({ "version": applied.version, "created": applied.created, "diff": applied.diff }),
+            json!({ "version": applied.version, "created": applied.created, "diff": applied.diff, "warnings": applied.warnings }),
         ),
     ))
 }
