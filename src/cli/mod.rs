@@ -264,6 +264,7 @@ impl Command {
             | Command::Review { json, .. }
             | Command::Profiles { json, .. } => *json,
             Command::Request(args) => args.json,
+            Command::SshCert(args) => args.json,
             _ => false,
         }
     }

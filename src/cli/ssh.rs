@@ -28,7 +28,7 @@ pub struct SshCertArgs {
     key: PathBuf,
     /// Print JSON (for scripts) instead of text.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// `~/.ssh/id_ed25519.pub` → `~/.ssh/id_ed25519-cert.pub`, where `ssh` looks for it.
@@ -41,10 +41,31 @@ fn cert_path(key: &Path) -> PathBuf {
     key.with_file_name(format!("{stem}-cert.pub"))
 }
 
+/// The public key in `path`, checked here so that nothing else (a private key above all) is
+/// ever sent to the server.
+fn read_public_key(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if text.contains("PRIVATE KEY") {
+        anyhow::bail!(
+            "{} is a private key: give its public half ({}.pub); nothing was sent",
+            path.display(),
+            path.display()
+        );
+    }
+    ssh_key::PublicKey::from_openssh(text.trim()).with_context(|| {
+        format!(
+            "{} is not an OpenSSH public key (like ~/.ssh/id_ed25519.pub); nothing was sent",
+            path.display()
+        )
+    })?;
+    Ok(text.trim().to_owned())
+}
+
 pub async fn ssh_cert(args: SshCertArgs) -> anyhow::Result<()> {
+    // Before the login is even read: a wrong file never gets near the network.
+    let public_key = read_public_key(&args.key)?;
     let api = Api::from_saved()?;
-    let public_key = std::fs::read_to_string(&args.key)
-        .with_context(|| format!("reading {}", args.key.display()))?;
     let issued = api
         .post(
             &format!("/requests/{}/ssh-certificate", args.id),

@@ -254,6 +254,38 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
         "{err}"
     );
 
+    // A private key given as --key is refused before anything is sent (the server here does
+    // not even exist).
+    let keys = temp_dir("cli-keys");
+    let private = keys.join("id_ed25519");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&private)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    for (file, says) in [
+        (private.clone(), "is a private key"),
+        (keys.join("nothing.pub"), "reading"),
+    ] {
+        let out = a
+            .command(&[
+                "ssh-cert",
+                &pending,
+                "--key",
+                file.to_str().unwrap(),
+                "--json",
+            ])
+            .env("ELEVATE_SERVER", "https://127.0.0.1:1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+        assert!(!message.contains("cannot reach"), "{message}");
+    }
+
     // A token that stopped working says what to do.
     let out = a
         .command(&["status"])
