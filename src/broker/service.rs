@@ -717,19 +717,6 @@ pub async fn act(
         tx.rollback().await?;
         return Err(AppError::NotFound(format!("no request {id}")));
     }
-    if let Err(refusal) = crate::workflow::check_event_text(&event) {
-        tx.rollback().await?;
-        audit_refusal(
-            store,
-            tenant,
-            ctx,
-            Some(id),
-            &stored.request.profile,
-            &refusal,
-        )
-        .await?;
-        return Err(refusal.into());
-    }
     let requester = tx
         .user_by_id(stored.request.requester)
         .await?
@@ -738,17 +725,21 @@ pub async fn act(
         Event::Approve { .. } => with_current_requesters(&mut tx, profile.clone()).await?,
         _ => profile.clone(),
     };
-    let result = step(
-        &stored.request,
-        &person(&requester),
-        &event,
-        &deciding,
-        ctx.now,
-    )
-    .and_then(|(next, effects)| {
-        refuse_in_lockdown(&effects, locked.as_deref())?;
-        Ok((next, effects))
-    });
+    // Every refusal (typed text, the state machine, lockdown) takes the one path below.
+    let result = crate::workflow::check_event_text(&event)
+        .and_then(|()| {
+            step(
+                &stored.request,
+                &person(&requester),
+                &event,
+                &deciding,
+                ctx.now,
+            )
+        })
+        .and_then(|(next, effects)| {
+            refuse_in_lockdown(&effects, locked.as_deref())?;
+            Ok((next, effects))
+        });
     let (next, effects) = match result {
         Ok(ok) => ok,
         Err(refusal) => {

@@ -41,7 +41,10 @@ async fn dashboard(
         states: vec![S::Pending, S::Scheduled, S::Active],
         ..Default::default()
     })?;
-    let page = service::visible(&state.store, &who.tenant, &who.user, &mine).await?;
+    let page = state
+        .broker
+        .list(&crate::web::caller::page_caller(&state, &who), &mine)
+        .await?;
     let waiting = service::count_visible(
         &state.store,
         &who.tenant,

@@ -300,7 +300,8 @@ async fn detail(
     let id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
-    let (stored, profile) = service::load(&state.store, &who.tenant, &who.user, id).await?;
+    let crate::broker::Shown { stored, profile } =
+        state.broker.show(&page_caller(&state, &who), id).await?;
     let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
     let requester = tx
         .user_by_id(stored.request.requester)
@@ -480,7 +481,10 @@ async fn download_certificate(
     let not_found = || AppError::NotFound("no such certificate".into());
     let request_id: Uuid = id.parse().map_err(|_| not_found())?;
     let serial: i64 = serial.parse().map_err(|_| not_found())?;
-    service::load(&state.store, &who.tenant, &who.user, request_id).await?;
+    state
+        .broker
+        .show(&page_caller(&state, &who), request_id)
+        .await?;
     let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
     let cert = tx
         .ssh_certs_for_request(request_id)
@@ -557,7 +561,10 @@ async fn inbox(
         reviewable: true,
         ..Default::default()
     })?;
-    let page = service::visible(&state.store, &who.tenant, &who.user, &query).await?;
+    let page = state
+        .broker
+        .list(&page_caller(&state, &who), &query)
+        .await?;
     Ok(InboxPage {
         nav: Nav::of(&who),
         waiting: page
