@@ -18,6 +18,7 @@ pub mod files;
 pub mod model;
 pub mod notify;
 pub mod ops;
+pub mod passkeys;
 pub mod policy;
 pub mod reaper;
 pub mod signing_keys;

@@ -92,6 +92,7 @@ pub enum SignInMethod {
     /// Redeeming an email link.
     EmailLink,
     Oidc,
+    Passkey,
 }
 
 impl SignInMethod {
@@ -100,6 +101,7 @@ impl SignInMethod {
             SignInMethod::EmailLinkAsk => "email_link_ask",
             SignInMethod::EmailLink => "email_link",
             SignInMethod::Oidc => "oidc",
+            SignInMethod::Passkey => "passkey",
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod magic_link;
 pub mod oidc;
+pub mod passkey;
 pub mod session;
 
 use std::marker::PhantomData;

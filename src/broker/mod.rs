@@ -16,6 +16,7 @@ use crate::audit::Ctx;
 use crate::crypto::MasterKey;
 use crate::error::AppResult;
 use crate::model::{Tenant, User};
+use crate::passkeys::{self as passkey, RelyingParty, StepUpProof, TakenStepUp};
 use crate::policy::Profile;
 use crate::store::{Store, StoredRequest};
 use crate::telemetry::{Credential, Telemetry};
@@ -68,6 +69,8 @@ pub struct Broker {
     /// Wakes the reaper for work that should not wait for its next pass (ended logins).
     pub reaper_wake: Arc<tokio::sync::Notify>,
     pub telemetry: Arc<Telemetry>,
+    /// The WebAuthn relying party (elevate at its public URL) for step-ups.
+    pub passkeys: RelyingParty,
 }
 
 impl Broker {
@@ -94,16 +97,17 @@ impl Broker {
     /// A person's transition, in one transaction that locks the request; the reaper is woken
     /// because a transition may have ended database logins.
     async fn act(&self, c: &Caller, id: Uuid, event: Event) -> AppResult<Shown> {
-        let shown = service::act(
-            &self.store,
-            &c.ctx,
-            &self.links,
-            &c.tenant,
-            &c.user,
-            id,
-            event,
-        )
-        .await?;
+        self.act_proven(c, id, event, None).await
+    }
+
+    async fn act_proven(
+        &self,
+        c: &Caller,
+        id: Uuid,
+        event: Event,
+        step_up: Option<&TakenStepUp>,
+    ) -> AppResult<Shown> {
+        let shown = service::act(&self.store, &self.links, c, id, event, step_up).await?;
         self.reaper_wake.notify_one();
         Ok(shown.into())
     }
@@ -111,6 +115,40 @@ impl Broker {
     pub async fn approve(&self, c: &Caller, id: Uuid, comment: Option<String>) -> AppResult<Shown> {
         let by = c.person.clone();
         self.act(c, id, Event::Approve { by, comment }).await
+    }
+
+    /// Approves with a passkey step-up: the proof's ceremony is spent first (whatever follows,
+    /// it cannot be replayed), then checked against the request as it is under the lock.
+    pub async fn approve_with_step_up(
+        &self,
+        c: &Caller,
+        id: Uuid,
+        comment: Option<String>,
+        proof: &StepUpProof,
+    ) -> AppResult<Shown> {
+        let taken = passkey::take_step_up(&self.store, &self.passkeys, &c.tenant, proof).await?;
+        let by = c.person.clone();
+        self.act_proven(c, id, Event::Approve { by, comment }, Some(&taken))
+            .await
+    }
+
+    /// Starts a step-up for approving request `id` as the caller sees it now.
+    pub async fn begin_approval_step_up(
+        &self,
+        c: &Caller,
+        id: Uuid,
+    ) -> AppResult<(Uuid, webauthn_rs::prelude::RequestChallengeResponse)> {
+        let shown = self.show(c, id).await?;
+        let binding = crate::workflow::approval_binding(&shown.stored.request);
+        passkey::begin_step_up(
+            &self.store,
+            &self.passkeys,
+            &c.tenant,
+            &c.user,
+            &binding,
+            c.ctx.now,
+        )
+        .await
     }
 
     pub async fn deny(&self, c: &Caller, id: Uuid, comment: String) -> AppResult<Shown> {

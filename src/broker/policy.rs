@@ -6,9 +6,10 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::Ctx;
 use crate::error::{AppError, AppResult};
-use crate::model::{PolicyVersion, Tenant};
+use crate::model::{PolicyVersion, Role, Tenant, User};
 use crate::policy::{PolicyDiff, Profile, diff, parse};
-use crate::store::Store;
+use crate::store::{Store, TenantTx};
+use uuid::Uuid;
 
 /// The outcome of an apply.
 #[derive(Debug, Clone)]
@@ -22,20 +23,53 @@ pub struct Applied {
     pub warnings: Vec<String>,
 }
 
-/// Profiles that need a passkey step-up to approve cannot be approved yet: elevate has no
-/// passkeys (issue 14), and the core refuses every approval without one.
-pub fn warnings(profiles: &[Profile]) -> Vec<String> {
+/// Step-up profiles whose approver groups hold fewer enabled approvers with a passkey than
+/// the approvals they need: no request for them can be approved until more people register one.
+pub fn warnings(profiles: &[Profile], people: &[User], with_passkey: &[Uuid]) -> Vec<String> {
     profiles
         .iter()
         .filter(|p| p.step_up)
-        .map(|p| {
-            format!(
-                "profile {} has step_up = true: approvals need a passkey step-up, which this \
-                 elevate does not offer yet, so no request for it can be approved",
-                p.name
-            )
+        .filter_map(|p| {
+            let able = people
+                .iter()
+                .filter(|u| !u.disabled && u.has_role(Role::Approver))
+                .filter(|u| p.approvers.iter().any(|g| u.group_names.0.contains(g)))
+                .filter(|u| with_passkey.contains(&u.id))
+                .count();
+            let needed = p.approvals_required as usize;
+            (able < needed).then(|| {
+                format!(
+                    "profile {} has step_up = true: approvals need a passkey, and only {able} \
+                     approver(s) of {} hold one ({needed} needed), so no request for it can be \
+                     approved until more register a passkey",
+                    p.name,
+                    p.approvers.join(", ")
+                )
+            })
         })
         .collect()
+}
+
+/// The warnings for `profiles` as the tenant's people and passkeys stand, in `tx`.
+async fn warnings_now(tx: &mut TenantTx, profiles: &[Profile]) -> AppResult<Vec<String>> {
+    if !profiles.iter().any(|p| p.step_up) {
+        return Ok(Vec::new());
+    }
+    let people = tx.list_users().await?;
+    let with_passkey = tx.users_with_passkeys().await?;
+    Ok(warnings(profiles, &people, &with_passkey))
+}
+
+/// The warnings about the policy in force (the admin policy page shows them).
+pub async fn current_warnings(store: &Store, tenant: &Tenant) -> AppResult<Vec<String>> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let profiles = match tx.latest_policy_version().await? {
+        Some(v) => tx.profiles_at(v.version).await?,
+        None => Vec::new(),
+    };
+    let found = warnings_now(&mut tx, &profiles).await?;
+    tx.commit().await?;
+    Ok(found)
 }
 
 /// The version in force and its profiles (`None` before the first apply).
@@ -69,12 +103,13 @@ pub async fn apply(store: &Store, ctx: &Ctx, tenant: &Tenant, source: &str) -> A
     if let Some(v) = &latest
         && v.digest == digest
     {
+        let warnings = warnings_now(&mut tx, &profiles).await?;
         tx.commit().await?;
         return Ok(Applied {
             version: v.version,
             created: false,
             diff: changes,
-            warnings: warnings(&profiles),
+            warnings,
         });
     }
     let version = latest.map_or(1, |v| v.version + 1);
@@ -91,11 +126,12 @@ pub async fn apply(store: &Store, ctx: &Ctx, tenant: &Tenant, source: &str) -> A
         ctx.now,
     )
     .await?;
+    let warnings = warnings_now(&mut tx, &profiles).await?;
     tx.commit().await?;
     Ok(Applied {
         version,
         created: true,
         diff: changes,
-        warnings: warnings(&profiles),
+        warnings,
     })
 }

@@ -11,6 +11,7 @@ use crate::audit::Ctx;
 use crate::audit::{Actor, NewEvent, Origin};
 use crate::error::{AppError, AppResult};
 use crate::model::{Role, Tenant, User};
+use crate::passkeys::TakenStepUp;
 use crate::policy::Profile;
 use crate::store::{Cursor, RequestFilter, Store, StoredRequest, TenantTx};
 use crate::text::shown;
@@ -702,13 +703,14 @@ pub async fn load(
 /// Applies a person's action (approve, deny, cancel, revoke, extend, review) to a request.
 pub async fn act(
     store: &Store,
-    ctx: &Ctx,
     links: &str,
-    tenant: &Tenant,
-    actor: &User,
+    caller: &super::Caller,
     id: Uuid,
     event: Event,
+    step_up: Option<&TakenStepUp>,
 ) -> AppResult<(StoredRequest, Profile)> {
+    let (ctx, tenant, actor) = (&caller.ctx, &caller.tenant, &caller.user);
+    let mut event = event;
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let locked = lockdown_reason(&mut tx).await?;
     let (stored, profile) = lock_with_profile(&mut tx, id).await?;
@@ -725,8 +727,32 @@ pub async fn act(
         Event::Approve { .. } => with_current_requesters(&mut tx, profile.clone()).await?,
         _ => profile.clone(),
     };
-    // Every refusal (typed text, the state machine, lockdown) takes the one path below.
-    let result = crate::workflow::check_event_text(&event)
+    // A passkey step-up counts only for the decision it was issued for: this request as it is
+    // now (an assertion for another request, or for this one before an extension, does not).
+    let mut passkey_used = None;
+    let proven = match (step_up, &mut event) {
+        (Some(taken), Event::Approve { by, .. }) => {
+            let binding = crate::workflow::approval_binding(&stored.request);
+            match taken.verify(&mut tx, actor, &binding, ctx.now).await? {
+                Ok(passkey) => {
+                    by.stepped_up = true;
+                    passkey_used = Some(passkey);
+                    Ok(())
+                }
+                Err(why) => Err(Refusal::NotAllowed(format!(
+                    "the passkey step-up was not accepted: {why}"
+                ))),
+            }
+        }
+        (Some(_), _) => Err(Refusal::Invalid(
+            "a passkey step-up is only taken with an approval".into(),
+        )),
+        (None, _) => Ok(()),
+    };
+    // Every refusal (the step-up, typed text, the state machine, lockdown) takes the one path
+    // below.
+    let result = proven
+        .and_then(|()| crate::workflow::check_event_text(&event))
         .and_then(|()| {
             step(
                 &stored.request,
@@ -765,6 +791,15 @@ pub async fn act(
         }
     };
     tx.save_request(&stored.request, &next, ctx.now).await?;
+    if let Some(passkey) = passkey_used {
+        tx.append_audit(
+            &ctx.event("passkey.stepped_up", &next.profile)
+                .request(id)
+                .details(json!({ "passkey_id": passkey, "for": "approve" })),
+            ctx.now,
+        )
+        .await?;
+    }
     for effect in &effects {
         if let Some(event) = effect_event(&ctx.actor, &ctx.origin, &next, effect) {
             tx.append_audit(&event, ctx.now).await?;

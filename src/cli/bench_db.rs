@@ -182,17 +182,17 @@ async fn elevate_logins(
     }
     let issue_rate = issued as f64 / start.elapsed().as_secs_f64();
 
+    let caller = crate::broker::Caller::new(ctx(), tenant.clone(), user.clone());
     crate::broker::service::act(
         &store,
-        &ctx(),
         links,
-        &tenant,
-        &user,
+        &caller,
         id,
         Event::Revoke {
             by: crate::broker::service::person(&user),
             reason: "benchmark done".into(),
         },
+        None,
     )
     .await?;
     let start = Instant::now();

@@ -392,3 +392,45 @@ mod tests {
         assert!(!Scope::allowed_for(&[Role::Auditor, Role::Approver]).contains(&Scope::Metrics));
     }
 }
+
+/// A registered passkey. `passkey` is webauthn-rs's serialised credential (public key and
+/// counter): not secret, but it stays out of the audit log and the pages.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PasskeyRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub credential_id: String,
+    pub name: String,
+    pub passkey: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+}
+
+/// What a WebAuthn ceremony is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CeremonyPurpose {
+    Register,
+    SignIn,
+    StepUp,
+}
+
+impl CeremonyPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CeremonyPurpose::Register => "register",
+            CeremonyPurpose::SignIn => "sign_in",
+            CeremonyPurpose::StepUp => "step_up",
+        }
+    }
+}
+
+/// A ceremony in progress, kept server-side until it finishes or expires.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredCeremony {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub purpose: String,
+    pub binding: String,
+    pub state: String,
+    pub expires_at: OffsetDateTime,
+}

@@ -47,6 +47,7 @@ pub mod backup;
 mod db_logins;
 mod keys;
 mod outbox;
+mod passkeys;
 mod policy;
 mod requests;
 mod sessions;
@@ -68,7 +69,7 @@ pub use users::{NewUser, UserChange};
 pub use webhooks::Webhook;
 
 /// Every tenant table. Isolation tests and the start-up ownership check walk this list.
-pub const TENANT_TABLES: [&str; 18] = [
+pub const TENANT_TABLES: [&str; 20] = [
     "tenants",
     "users",
     "sessions",
@@ -87,6 +88,8 @@ pub const TENANT_TABLES: [&str; 18] = [
     "webhooks",
     "notification_outbox",
     "audit_sinks",
+    "passkeys",
+    "webauthn_ceremonies",
 ];
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -31,6 +31,7 @@ struct ApprovalRow {
     approver_id: Uuid,
     round: i64,
     created_at: OffsetDateTime,
+    stepped_up: bool,
 }
 
 /// A stored request with the policy version it was decided under.
@@ -105,9 +106,9 @@ impl TenantTx {
         let tenant_id = self.tenant_id;
         for a in r.approvals.iter().filter(|a| !known.contains(a)) {
             sql!(exec self,
-                "INSERT INTO approvals (tenant_id, id, request_id, round, approver_id, decision, created_at)
-                 VALUES ($1, $2, $3, $4, $5, 'approve', $6)",
-                tenant_id, Uuid::now_v7(), r.id, i64::from(a.round), a.approver, ts(a.at))
+                "INSERT INTO approvals (tenant_id, id, request_id, round, approver_id, decision, created_at, stepped_up)
+                 VALUES ($1, $2, $3, $4, $5, 'approve', $6, $7)",
+                tenant_id, Uuid::now_v7(), r.id, i64::from(a.round), a.approver, ts(a.at), a.stepped_up)
             .map_err(|e| StoreError::conflict_or(e, "approval"))?;
         }
         if let Some(g) = &r.grant {
@@ -133,7 +134,7 @@ impl TenantTx {
              WHERE r.tenant_id = $1 AND r.id = $2", tenant_id, id)?;
         let Some(row) = row else { return Ok(None) };
         let approvals = sql!(fetch_all ApprovalRow; self,
-            "SELECT approver_id, round, created_at FROM approvals
+            "SELECT approver_id, round, created_at, stepped_up FROM approvals
              WHERE tenant_id = $1 AND request_id = $2 AND decision = 'approve' ORDER BY created_at, id", tenant_id, id)?;
         Ok(Some(assemble(row, approvals)?))
     }
@@ -330,6 +331,7 @@ fn assemble(row: RequestRow, approvals: Vec<ApprovalRow>) -> StoreResult<StoredR
                     approver: a.approver_id,
                     round: u32::try_from(a.round).unwrap_or(0),
                     at: a.created_at,
+                    stepped_up: a.stepped_up,
                 })
                 .collect(),
             extension,
@@ -410,6 +412,7 @@ struct ListApprovalRow {
     approver_id: Uuid,
     round: i64,
     created_at: OffsetDateTime,
+    stepped_up: bool,
 }
 
 enum Arg {
@@ -667,7 +670,7 @@ impl TenantTx {
         let tenant = sql.arg(Arg::Uuid(self.tenant_id));
         let list: Vec<String> = ids.into_iter().map(|id| sql.arg(Arg::Uuid(id))).collect();
         sql.text = format!(
-            "SELECT request_id, approver_id, round, created_at FROM approvals
+            "SELECT request_id, approver_id, round, created_at, stepped_up FROM approvals
              WHERE tenant_id = {tenant} AND decision = 'approve' AND request_id IN ({})
              ORDER BY created_at, id",
             list.join(", ")
@@ -678,6 +681,7 @@ impl TenantTx {
                 approver_id: a.approver_id,
                 round: a.round,
                 created_at: a.created_at,
+                stepped_up: a.stepped_up,
             });
         }
         Ok(out)

@@ -105,7 +105,13 @@ struct ErrorPage<'a> {
 }
 
 pub async fn render_errors(req: Request, next: Next) -> Response {
-    let is_api = req.uri().path().starts_with("/api/");
+    // The pages' own scripts (passkey challenges) ask for JSON and get errors as JSON too.
+    let is_api = req.uri().path().starts_with("/api/")
+        || req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
     let request_id = req
         .headers()
         .get("x-request-id")

@@ -27,6 +27,15 @@ impl Default for SigninLimits {
     }
 }
 
+fn refuse(not_until: governor::NotUntil<governor::clock::QuantaInstant>) -> AppError {
+    AppError::TooManyRequests {
+        retry_after_secs: not_until
+            .wait_time_from(DefaultClock::default().now())
+            .as_secs()
+            .max(1),
+    }
+}
+
 fn nonzero(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
 }
@@ -34,18 +43,18 @@ fn nonzero(n: u32) -> NonZeroU32 {
 impl SigninLimits {
     /// Counts one attempt; refuses with the seconds to wait when either limit is reached.
     pub fn check(&self, email: &str, ip: Option<&str>) -> Result<(), AppError> {
-        let refuse = |not_until: governor::NotUntil<_>| AppError::TooManyRequests {
-            retry_after_secs: not_until
-                .wait_time_from(DefaultClock::default().now())
-                .as_secs()
-                .max(1),
-        };
-        if let Some(ip) = ip {
-            self.per_ip.check_key(&ip.to_owned()).map_err(refuse)?;
-        }
+        self.check_ip(ip)?;
         self.per_email
             .check_key(&email.trim().to_lowercase())
             .map_err(refuse)?;
+        Ok(())
+    }
+
+    /// Counts one attempt that names no address (a passkey sign-in challenge).
+    pub fn check_ip(&self, ip: Option<&str>) -> Result<(), AppError> {
+        if let Some(ip) = ip {
+            self.per_ip.check_key(&ip.to_owned()).map_err(refuse)?;
+        }
         Ok(())
     }
 }

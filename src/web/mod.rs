@@ -83,6 +83,7 @@ impl AppState {
             links: config.public_url.as_str().into(),
             reaper_wake: reaper_wake.clone(),
             telemetry: telemetry.clone(),
+            passkeys: crate::passkeys::RelyingParty::for_public_url(&config.public_url),
         };
         Ok(Self {
             store,

@@ -9,11 +9,13 @@ use super::AppState;
 
 const CSS: &str = include_str!("../../static/elevate.css");
 const JS: &str = include_str!("../../static/elevate.js");
+const PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/static/elevate.css", get(css))
         .route("/static/elevate.js", get(js))
+        .route("/static/passkeys.js", get(passkeys_js))
 }
 
 async fn css() -> impl IntoResponse {
@@ -33,5 +35,15 @@ async fn js() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         JS,
+    )
+}
+
+async fn passkeys_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        PASSKEYS_JS,
     )
 }

@@ -76,7 +76,7 @@ pub struct Person {
     pub is_admin: bool,
     pub disabled: bool,
     /// This action carries a WebAuthn assertion verified for it (a step-up). Profiles with
-    /// `step_up = true` are approved only with one; nothing sets it yet (issue 14), so such
+    /// `step_up = true` are approved only with one; only the broker sets it, after checking a
     /// profiles cannot be approved at all rather than approved without it.
     pub stepped_up: bool,
 }
@@ -97,6 +97,8 @@ pub struct Approval {
     pub approver: Uuid,
     pub round: u32,
     pub at: OffsetDateTime,
+    /// Made with a passkey assertion bound to this decision.
+    pub stepped_up: bool,
 }
 
 /// An extension waiting for its own approvals.
@@ -502,6 +504,7 @@ pub fn step(
                 approver: by.id,
                 round,
                 at: now,
+                stepped_up: by.stepped_up,
             });
             let have = next.approvals.iter().filter(|a| a.round == round).count() as u32;
             let remaining = profile.approvals_required.saturating_sub(have);
@@ -745,3 +748,23 @@ pub fn credential_refusal(
 mod tests;
 #[cfg(test)]
 mod tests_offboard;
+
+/// What a step-up for approving `req` is bound to: a digest of the request as the approver sees
+/// it (who asks, for which profile, how long or how much more, from when, why). An assertion
+/// made for another request, or for this one before it changed (an extension asked since), does
+/// not match.
+pub fn approval_binding(req: &Request) -> String {
+    use sha2::Digest;
+    let what = serde_json::json!({
+        "decision": "approve",
+        "request": req.id,
+        "requester": req.requester,
+        "profile": req.profile,
+        "duration_secs": req.duration.whole_seconds(),
+        "extension": req.extension.as_ref().map(|e| (e.round, e.added.whole_seconds())),
+        "starts_at": req.starts_at.map(|t| t.unix_timestamp()),
+        "justification": req.justification,
+        "ticket": req.ticket,
+    });
+    hex::encode(sha2::Sha256::digest(what.to_string().as_bytes()))
+}

@@ -25,6 +25,7 @@ mod listing;
 mod metrics;
 mod notify;
 mod offboard;
+mod passkeys;
 mod policy;
 mod replicas;
 mod rls;

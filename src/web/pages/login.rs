@@ -25,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/login", get(login_form).post(ask_for_link))
         .route("/login/verify", get(confirm_link).post(redeem_link))
         .route("/logout", post(logout))
+        .route("/login/passkey", post(passkey_sign_in))
+        .route("/login/passkey/challenge", post(passkey_challenge))
         .route("/login/oidc", get(oidc_begin))
         .route("/login/oidc/callback", get(oidc_callback))
 }
@@ -39,6 +41,7 @@ struct LoginPage {
     email: String,
     mail_available: bool,
     demo_outbox: bool,
+    passkeys: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -76,6 +79,7 @@ async fn login_form(
         email: String::new(),
         mail_available: state.mailer.is_available(),
         demo_outbox: state.mailer.demo_outbox().is_some(),
+        passkeys: state.broker.passkeys.is_available(),
     })
 }
 
@@ -259,6 +263,78 @@ async fn end_previous_session(
     if let Err(e) = result {
         tracing::warn!(error = %e, "could not end the previous session at sign-in");
     }
+}
+
+#[derive(Deserialize)]
+struct PasskeyChallengeForm {
+    #[serde(default)]
+    tenant: String,
+}
+
+/// A sign-in challenge for the organisation on the form (for `passkeys.js`).
+async fn passkey_challenge(
+    State(state): State<AppState>,
+    ClientOrigin(origin): ClientOrigin,
+    PlainForm(form): PlainForm<PasskeyChallengeForm>,
+) -> AppResult<axum::Json<serde_json::Value>> {
+    if form.tenant.trim().is_empty() {
+        return Err(AppError::Unprocessable("enter your organisation".into()));
+    }
+    // Challenges cost a row each: limited like email links, per client address.
+    state.signin_limits.check_ip(origin.ip.as_deref())?;
+    let (ceremony, options) = crate::auth::passkey::begin_sign_in(
+        &state.store,
+        &state.broker.passkeys,
+        &form.tenant,
+        state.clock.now(),
+    )
+    .await?;
+    Ok(axum::Json(
+        serde_json::json!({ "ceremony": ceremony, "options": options }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct PasskeySignInForm {
+    #[serde(default)]
+    tenant: String,
+    #[serde(default)]
+    ceremony: String,
+    #[serde(default)]
+    credential: String,
+}
+
+async fn passkey_sign_in(
+    State(state): State<AppState>,
+    ClientOrigin(origin): ClientOrigin,
+    headers: axum::http::HeaderMap,
+    PlainForm(form): PlainForm<PasskeySignInForm>,
+) -> AppResult<Response> {
+    let now = state.clock.now();
+    let signed_in = match form.ceremony.parse() {
+        Ok(ceremony) => {
+            crate::auth::passkey::finish_sign_in(
+                &state.store,
+                &state.broker.passkeys,
+                &form.tenant,
+                crate::passkeys::Answer {
+                    ceremony,
+                    credential: &form.credential,
+                },
+                state.config.session_absolute(),
+                (&origin, now),
+            )
+            .await
+        }
+        Err(_) => Err(AppError::BadRequest(
+            crate::auth::passkey::SIGN_IN_REFUSED.into(),
+        )),
+    };
+    state
+        .telemetry
+        .sign_in(crate::telemetry::SignInMethod::Passkey, &signed_in);
+    let signed_in = signed_in?;
+    Ok(signed_in_response(&state, &headers, &origin, &signed_in, SIGNIN_COOKIE, now).await)
 }
 
 async fn oidc_begin(

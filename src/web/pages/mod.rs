@@ -5,6 +5,7 @@ mod audit;
 mod dev;
 mod home;
 mod login;
+mod passkeys;
 mod people;
 mod policy;
 mod requests;
@@ -28,6 +29,7 @@ pub fn router() -> Router<AppState> {
         .merge(audit::router())
         .merge(login::router())
         .merge(home::router())
+        .merge(passkeys::router())
         .merge(people::router())
         .merge(policy::router())
         .merge(requests::router())

@@ -28,6 +28,8 @@ struct VersionRow {
 struct HistoryPage {
     nav: Nav,
     versions: Vec<VersionRow>,
+    /// Profiles of the version in force that cannot work as things stand (see `policy apply`).
+    warnings: Vec<String>,
 }
 
 async fn history(
@@ -37,7 +39,9 @@ async fn history(
     let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
     let versions = tx.policy_versions().await?;
     tx.commit().await?;
+    let warnings = crate::broker::policy::current_warnings(&state.store, &who.tenant).await?;
     Ok(HistoryPage {
+        warnings,
         nav: Nav::of(&who),
         versions: versions
             .into_iter()

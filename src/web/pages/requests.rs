@@ -14,6 +14,7 @@ use super::{Nav, when};
 use crate::auth::session::SessionUser;
 use crate::broker::service;
 use crate::error::{AppError, AppResult};
+use crate::passkeys::StepUpProof;
 use crate::policy::Profile;
 use crate::store::{Cursor, StoredRequest};
 use crate::text::shown_owned;
@@ -27,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/requests/new", get(new_form))
         .route("/requests", post(create))
         .route("/requests/{id}", get(detail))
+        .route("/requests/{id}/step-up", post(step_up))
         .route("/requests/{id}/{action}", post(act))
         .route("/requests/{id}/certificates", post(issue_certificate))
         .route("/requests/{id}/db-login", post(issue_db_login))
@@ -187,6 +189,8 @@ struct DetailPage {
     ticket: String,
     grants: String,
     approvals: String,
+    /// Approving needs a passkey step-up (the approve form asks for one).
+    step_up: bool,
     timeline: Vec<Step>,
     can_decide: bool,
     can_cancel: bool,
@@ -336,11 +340,16 @@ async fn detail(
         r: row(&stored, &requester),
         ticket: shown_owned(r.ticket.as_deref().unwrap_or_default()),
         grants: grants(&profile),
-        approvals: format!(
-            "{}/{}",
-            r.approvals.iter().filter(|a| a.round == round).count(),
-            profile.approvals_required
-        ),
+        approvals: {
+            let this_round: Vec<_> = r.approvals.iter().filter(|a| a.round == round).collect();
+            let with_passkey = this_round.iter().filter(|a| a.stepped_up).count();
+            let mut shown = format!("{}/{}", this_round.len(), profile.approvals_required);
+            if with_passkey > 0 {
+                shown.push_str(&format!(" ({with_passkey} with a passkey)"));
+            }
+            shown
+        },
+        step_up: profile.step_up,
         timeline: events
             .into_iter()
             .map(|e| Step {
@@ -375,6 +384,11 @@ struct ActForm {
     comment: String,
     #[serde(default)]
     duration: String,
+    /// A passkey step-up for an approval: the ceremony and the browser's assertion (JSON).
+    #[serde(default)]
+    ceremony: String,
+    #[serde(default)]
+    credential: String,
 }
 
 async fn act(
@@ -392,7 +406,14 @@ async fn act(
     match action.as_str() {
         "approve" => {
             let comment = Some(comment).filter(|c| !c.is_empty());
-            broker.approve(&c, request_id, comment).await?
+            match step_up_proof(&form)? {
+                Some(proof) => {
+                    broker
+                        .approve_with_step_up(&c, request_id, comment, &proof)
+                        .await?
+                }
+                None => broker.approve(&c, request_id, comment).await?,
+            }
         }
         "deny" if comment.is_empty() => {
             return Err(AppError::Unprocessable("a denial needs a comment".into()));
@@ -408,6 +429,40 @@ async fn act(
         _ => return Err(AppError::NotFound("no such action".into())),
     };
     Ok(Redirect::to(&format!("/requests/{id}")))
+}
+
+/// The step-up an approve form carries, when it carries one.
+fn step_up_proof(form: &ActForm) -> AppResult<Option<StepUpProof>> {
+    if form.ceremony.is_empty() && form.credential.is_empty() {
+        return Ok(None);
+    }
+    let ceremony = form
+        .ceremony
+        .parse()
+        .map_err(|_| AppError::BadRequest("the passkey step-up names no challenge".into()))?;
+    Ok(Some(StepUpProof {
+        ceremony,
+        credential: form.credential.clone(),
+    }))
+}
+
+/// A step-up challenge for approving the request as this page shows it (for `passkeys.js`).
+async fn step_up(
+    State(state): State<AppState>,
+    who: SessionUser,
+    Path(id): Path<String>,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> AppResult<axum::Json<serde_json::Value>> {
+    let request_id: Uuid = id
+        .parse()
+        .map_err(|_| AppError::NotFound("no such request".into()))?;
+    let (ceremony, options) = state
+        .broker
+        .begin_approval_step_up(&page_caller(&state, &who), request_id)
+        .await?;
+    Ok(axum::Json(
+        serde_json::json!({ "ceremony": ceremony, "options": options }),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,49 @@
+-- Passkeys (issue 14): a person's WebAuthn credentials, the server-side state of ceremonies in
+-- progress (never a client cookie), and which approvals were made with a passkey step-up.
+CREATE TABLE passkeys (
+    tenant_id     UUID NOT NULL,
+    id            UUID NOT NULL,
+    user_id       UUID NOT NULL,
+    -- base64url of the credential id, as browsers and assertions name it.
+    credential_id TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    -- webauthn-rs's Passkey (public key, algorithm, counter): no secret, but never audited.
+    passkey       TEXT NOT NULL,
+    created_at    TIMESTAMPTZ NOT NULL,
+    last_used_at  TIMESTAMPTZ,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, credential_id),
+    FOREIGN KEY (tenant_id, user_id) REFERENCES users (tenant_id, id)
+);
+CREATE INDEX passkeys_by_user ON passkeys (tenant_id, user_id);
+
+CREATE TABLE webauthn_ceremonies (
+    tenant_id  UUID NOT NULL,
+    id         UUID NOT NULL,
+    -- NULL for a sign-in, where the passkey names the person.
+    user_id    UUID,
+    purpose    TEXT NOT NULL CHECK (purpose IN ('register', 'sign_in', 'step_up')),
+    -- What the assertion is for: a digest of the request as the approver saw it, or an action.
+    binding    TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+
+ALTER TABLE approvals ADD COLUMN stepped_up BOOLEAN NOT NULL DEFAULT false;
+
+DO $$
+DECLARE t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['passkeys', 'webauthn_ceremonies'] LOOP
+        EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
+        EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
+        EXECUTE format(
+            'CREATE POLICY tenant_isolation ON %I '
+            'USING (tenant_id = NULLIF(current_setting(''app.tenant_id'', true), '''')::uuid) '
+            'WITH CHECK (tenant_id = NULLIF(current_setting(''app.tenant_id'', true), '''')::uuid)', t);
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO elevate_app', t);
+        EXECUTE format('ALTER TABLE %I OWNER TO elevate_owner', t);
+    END LOOP;
+END $$;

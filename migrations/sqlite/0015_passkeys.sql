@@ -1,0 +1,29 @@
+-- Passkeys (issue 14): see the Postgres migration of the same number.
+CREATE TABLE passkeys (
+    tenant_id     BLOB NOT NULL,
+    id            BLOB NOT NULL,
+    user_id       BLOB NOT NULL,
+    credential_id TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    passkey       TEXT NOT NULL,
+    created_at    TEXT NOT NULL,
+    last_used_at  TEXT,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, credential_id),
+    FOREIGN KEY (tenant_id, user_id) REFERENCES users (tenant_id, id)
+);
+CREATE INDEX passkeys_by_user ON passkeys (tenant_id, user_id);
+
+CREATE TABLE webauthn_ceremonies (
+    tenant_id  BLOB NOT NULL,
+    id         BLOB NOT NULL,
+    user_id    BLOB,
+    purpose    TEXT NOT NULL CHECK (purpose IN ('register', 'sign_in', 'step_up')),
+    binding    TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, id)
+);
+
+ALTER TABLE approvals ADD COLUMN stepped_up INTEGER NOT NULL DEFAULT 0;

@@ -1,0 +1,98 @@
+// WebAuthn glue for passkeys. A form with data-register (add a passkey), data-step-up (approve,
+// remove a passkey) or data-signin (sign in) first posts its CSRF token (or organisation) to
+// that URL for a challenge, asks the browser's authenticator, puts the ceremony id and the
+// answer (JSON) into the form's hidden fields, and then submits the form as usual.
+(function () {
+  if (!window.PublicKeyCredential) { return; }
+
+  function fromB64url(s) {
+    s = s.replace(/-/g, '+').replace(/_/g, '/');
+    while (s.length % 4) { s += '='; }
+    var bin = atob(s), out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) { out[i] = bin.charCodeAt(i); }
+    return out.buffer;
+  }
+  function toB64url(buf) {
+    var bytes = new Uint8Array(buf), bin = '';
+    for (var i = 0; i < bytes.length; i++) { bin += String.fromCharCode(bytes[i]); }
+    return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+  function ids(list) {
+    return (list || []).map(function (c) { return Object.assign({}, c, { id: fromB64url(c.id) }); });
+  }
+
+  function create(options) {
+    var pk = options.publicKey;
+    pk.challenge = fromB64url(pk.challenge);
+    pk.user.id = fromB64url(pk.user.id);
+    pk.excludeCredentials = ids(pk.excludeCredentials);
+    return navigator.credentials.create({ publicKey: pk }).then(function (c) {
+      return {
+        id: c.id, rawId: toB64url(c.rawId), type: c.type, extensions: {},
+        response: {
+          attestationObject: toB64url(c.response.attestationObject),
+          clientDataJSON: toB64url(c.response.clientDataJSON),
+          transports: c.response.getTransports ? c.response.getTransports() : []
+        }
+      };
+    });
+  }
+
+  function get(options) {
+    var pk = options.publicKey;
+    pk.challenge = fromB64url(pk.challenge);
+    pk.allowCredentials = ids(pk.allowCredentials);
+    return navigator.credentials.get({ publicKey: pk }).then(function (c) {
+      return {
+        id: c.id, rawId: toB64url(c.rawId), type: c.type, extensions: {},
+        response: {
+          authenticatorData: toB64url(c.response.authenticatorData),
+          clientDataJSON: toB64url(c.response.clientDataJSON),
+          signature: toB64url(c.response.signature),
+          userHandle: c.response.userHandle ? toB64url(c.response.userHandle) : null
+        }
+      };
+    });
+  }
+
+  function challenge(form, url, fields) {
+    var body = new URLSearchParams();
+    fields.forEach(function (name) {
+      var input = form.querySelector('[name="' + name + '"]');
+      if (input) { body.append(name, input.value); }
+    });
+    var headers = { Accept: 'application/json' };
+    return fetch(url, { method: 'POST', body: body, headers: headers, credentials: 'same-origin' }).then(function (res) {
+      return res.json().then(function (json) {
+        if (!res.ok) { throw new Error((json.error && json.error.message) || res.statusText); }
+        return json;
+      });
+    });
+  }
+
+  function show(form, err) {
+    var box = form.querySelector('.passkey-error');
+    if (box) { box.textContent = String(err.message || err); box.hidden = false; } else { alert(err.message || err); }
+  }
+
+  function wire(attr, fields, ceremony) {
+    document.querySelectorAll('form[' + attr + ']').forEach(function (form) {
+      form.addEventListener('submit', function (ev) {
+        if (form.querySelector('[name="credential"]').value) { return; }
+        ev.preventDefault();
+        challenge(form, form.getAttribute(attr), fields).then(function (c) {
+          return ceremony(c.options).then(function (answer) {
+            form.querySelector('[name="ceremony"]').value = c.ceremony;
+            form.querySelector('[name="credential"]').value = JSON.stringify(answer);
+            form.submit();
+          });
+        }).catch(function (err) { show(form, err); });
+      });
+    });
+  }
+
+  wire('data-register', ['csrf'], create);
+  wire('data-step-up', ['csrf'], get);
+  // Sign-in: a button, not conditional mediation, so it works the same in every browser.
+  wire('data-signin', ['tenant'], function (options) { delete options.mediation; return get(options); });
+})();

@@ -1,0 +1,518 @@
+//! Passkeys through the real HTTP endpoints with webauthn-authenticator-rs' software passkey
+//! (issue 14): register, sign in, approve a `step_up` profile with an assertion bound to the
+//! decision; and the refusals: a replayed assertion, one for another request, one for the
+//! request before its extension, UV=false, an expired challenge, a wrong origin, removing a
+//! passkey without a step-up with another one.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use webauthn_authenticator_rs::WebauthnAuthenticator;
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
+use webauthn_rs_proto::{CreationChallengeResponse, RequestChallengeResponse};
+
+use crate::fixtures::{Shop, shop_with};
+use crate::helpers::{TestApp, TestDb, csrf_in};
+use crate::on_both_backends;
+
+const POLICY: &str = r#"
+[[profile]]
+name = "prod-db-admin"
+requesters = ["engineering"]
+approvers = ["sre"]
+approvals_required = 1
+max_duration = "4h"
+step_up = true
+[profile.ssh]
+principals = ["dba"]
+"#;
+
+type Authenticator = SoftPasskey;
+
+/// A signed-in browser of one person, and their software passkey.
+struct Person {
+    browser: reqwest::Client,
+    csrf: String,
+    passkey: Authenticator,
+}
+
+async fn person(shop: &Shop, email: &str) -> Person {
+    let app = &shop.app;
+    let browser = app.signed_in(&shop.user(email).await).await;
+    let html = browser
+        .get(app.url("/passkeys"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    Person {
+        csrf: csrf_in(&html),
+        browser,
+        passkey: SoftPasskey::new(true),
+    }
+}
+
+fn origin(app: &TestApp) -> url::Url {
+    url::Url::parse(&app.base).unwrap()
+}
+
+/// POSTs a form, asking for JSON (as `static/passkeys.js` does).
+async fn post_json(
+    browser: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, Value) {
+    let res = browser
+        .post(app.url(path))
+        .header("accept", "application/json")
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn post_form(
+    browser: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let res = browser.post(app.url(path)).form(form).send().await.unwrap();
+    let status = res.status();
+    (status, res.text().await.unwrap_or_default())
+}
+
+impl Person {
+    /// Registers this person's software passkey under `name`.
+    async fn register(&mut self, app: &TestApp, name: &str) {
+        let (s, c) = post_json(
+            &self.browser,
+            app,
+            "/passkeys/challenge",
+            &[("csrf", &self.csrf)],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        let options: CreationChallengeResponse =
+            serde_json::from_value(c["options"].clone()).unwrap();
+        let answer = self
+            .passkey
+            .do_registration(origin(app), options)
+            .expect("the software passkey registers");
+        let (s, body) = post_form(
+            &self.browser,
+            app,
+            "/passkeys",
+            &[
+                ("csrf", &self.csrf),
+                ("name", name),
+                ("ceremony", c["ceremony"].as_str().unwrap()),
+                ("credential", &serde_json::to_string(&answer).unwrap()),
+            ],
+        )
+        .await;
+        assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    }
+
+    /// A challenge from `path` answered by this person's passkey, as if at `at`: (ceremony,
+    /// assertion JSON).
+    async fn assert_at(&mut self, app: &TestApp, path: &str, at: url::Url) -> (String, String) {
+        let (s, c) = post_json(&self.browser, app, path, &[("csrf", &self.csrf)]).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        let options: RequestChallengeResponse =
+            serde_json::from_value(c["options"].clone()).unwrap();
+        let answer = self
+            .passkey
+            .do_authentication(at, options)
+            .expect("the software passkey answers");
+        (
+            c["ceremony"].as_str().unwrap().to_owned(),
+            serde_json::to_string(&answer).unwrap(),
+        )
+    }
+
+    async fn step_up_for(&mut self, app: &TestApp, id: &str) -> (String, String) {
+        self.assert_at(app, &format!("/requests/{id}/step-up"), origin(app))
+            .await
+    }
+
+    /// Approves request `id` on its page with a step-up (ceremony, assertion).
+    async fn approve(
+        &self,
+        app: &TestApp,
+        id: &str,
+        proof: &(String, String),
+    ) -> (StatusCode, String) {
+        post_form(
+            &self.browser,
+            app,
+            &format!("/requests/{id}/approve"),
+            &[
+                ("csrf", &self.csrf),
+                ("comment", "checked"),
+                ("ceremony", &proof.0),
+                ("credential", &proof.1),
+            ],
+        )
+        .await
+    }
+}
+
+fn base64_url(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap()
+}
+
+async fn state(shop: &Shop, id: &str) -> String {
+    let (_, r) = shop.app.api(&shop.bob).show(id).await;
+    r["state"].as_str().unwrap().to_owned()
+}
+
+async fn refusals(shop: &Shop) -> Vec<String> {
+    shop.actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "request.refused")
+        .map(|(_, d)| d["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+async fn a_step_up_approval_holds_only_for_its_own_decision(db: TestDb) {
+    let shop = shop_with(TestApp::spawn(db).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let alice = app.api(&shop.alice);
+    let mut bob = person(&shop, "bob@acme.example").await;
+
+    // Before any passkey: no challenge, with a message saying where to register one.
+    let first = alice.request("prod-db-admin", "30m").await;
+    let (s, r) = post_json(
+        &bob.browser,
+        app,
+        &format!("/requests/{first}/step-up"),
+        &[("csrf", &bob.csrf)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("register one"),
+        "{r}"
+    );
+
+    bob.register(app, "bob <laptop>").await;
+    let page = bob
+        .browser
+        .get(app.url("/passkeys"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("bob &#60;laptop&#62;"),
+        "the name, escaped: {page}"
+    );
+    let registered: Vec<Value> = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "passkey.registered")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(registered.len(), 1);
+    assert!(
+        registered[0]["credential_id"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    assert!(
+        registered[0].get("passkey").is_none(),
+        "no key material in the audit log"
+    );
+
+    // An assertion for another request is refused on this one, and spent.
+    let second = alice.request("prod-db-admin", "1h").await;
+    let for_second = bob.step_up_for(app, &second).await;
+    let (s, body) = bob.approve(app, &first, &for_second).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("something else"), "{body}");
+    assert_eq!(state(&shop, &first).await, "pending");
+    let (s, body) = bob.approve(app, &second, &for_second).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "a refused assertion stays spent: {body}"
+    );
+    assert_eq!(state(&shop, &second).await, "pending");
+
+    // The real thing: an assertion for this request approves it, once.
+    let proof = bob.step_up_for(app, &first).await;
+    let (s, body) = bob.approve(app, &first, &proof).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    assert_eq!(state(&shop, &first).await, "active");
+    let detail = bob
+        .browser
+        .get(app.url(&format!("/requests/{first}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(detail.contains("1 with a passkey"), "{detail}");
+    let stepped: Vec<Value> = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "passkey.stepped_up")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(stepped.len(), 1, "{stepped:?}");
+
+    // Replayed on another request: refused (the ceremony is spent).
+    let (s, body) = bob.approve(app, &second, &proof).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("already used"), "{body}");
+
+    // An assertion for the request before its extension does not approve the extension.
+    let before = bob.step_up_for(app, &first).await;
+    let (s, r) = alice
+        .post(
+            &format!("/api/v1/requests/{first}/extend"),
+            serde_json::json!({ "duration": "30m" }),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, body) = bob.approve(app, &first, &before).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("something else"), "{body}");
+    let after = bob.step_up_for(app, &first).await;
+    let (s, body) = bob.approve(app, &first, &after).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+
+    // An expired challenge, and an assertion made for another origin.
+    let late = bob.step_up_for(app, &second).await;
+    app.clock.advance(time::Duration::minutes(6));
+    let (s, body) = bob.approve(app, &second, &late).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("expired"), "{body}");
+    let phished = bob
+        .assert_at(
+            app,
+            &format!("/requests/{second}/step-up"),
+            // Same site name, another origin (a look-alike service on another port).
+            url::Url::parse("https://localhost:1").unwrap(),
+        )
+        .await;
+    let (s, body) = bob.approve(app, &second, &phished).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(state(&shop, &second).await, "pending");
+
+    // A bare token still cannot approve.
+    let (s, r) = app.api(&shop.bob).approve(&second).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(r["error"]["code"], "step_up_required", "{r}");
+
+    // Every refusal is audited with its reason.
+    let reasons = refusals(&shop).await;
+    assert!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("step-up was not accepted"))
+            .count()
+            >= 5,
+        "{reasons:?}"
+    );
+}
+
+async fn a_passkey_without_user_verification_approves_nothing(db: TestDb) {
+    let shop = shop_with(TestApp::spawn(db).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let mut bob = person(&shop, "bob@acme.example").await;
+    bob.register(app, "laptop").await;
+    // The same credential, now answering without verifying the user.
+    let id = app.api(&shop.alice).request("prod-db-admin", "30m").await;
+    let proof = {
+        let (s, c) = post_json(
+            &bob.browser,
+            app,
+            &format!("/requests/{id}/step-up"),
+            &[("csrf", &bob.csrf)],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+        let mut options: RequestChallengeResponse =
+            serde_json::from_value(c["options"].clone()).unwrap();
+        // The authenticator is told verification is not wanted, so its answer says unverified.
+        options.public_key.user_verification =
+            webauthn_rs_proto::UserVerificationPolicy::Discouraged_DO_NOT_USE;
+        let answer = bob.passkey.do_authentication(origin(app), options).unwrap();
+        (
+            c["ceremony"].as_str().unwrap().to_owned(),
+            serde_json::to_string(&answer).unwrap(),
+        )
+    };
+    let (s, body) = bob.approve(app, &id, &proof).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("user verified bit is not set"), "{body}");
+    assert_eq!(state(&shop, &id).await, "pending");
+}
+
+on_both_backends!(
+    a_step_up_approval_holds_only_for_its_own_decision,
+    a_passkey_without_user_verification_approves_nothing,
+);
+
+#[tokio::test]
+async fn a_passkey_signs_in_and_is_removed_only_with_another() {
+    let shop = shop_with(TestApp::spawn(TestDb::sqlite().await).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let mut bob = person(&shop, "bob@acme.example").await;
+    bob.register(app, "laptop").await;
+
+    // Sign in with it, in a browser with no session: a full sign-in.
+    let browser = app.browser();
+    let (s, c) = post_json(
+        &browser,
+        app,
+        "/login/passkey/challenge",
+        &[("tenant", "acme")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let mut options: RequestChallengeResponse =
+        serde_json::from_value(c["options"].clone()).unwrap();
+    assert!(
+        options.public_key.allow_credentials.is_empty(),
+        "the passkey names the person"
+    );
+    // The software passkey is not discoverable: point it at its credential, and hand back the
+    // user handle a discoverable one keeps (it is not signed; the server checks it against the
+    // credential).
+    let bob_user = shop.user("bob@acme.example").await;
+    let registered = {
+        let mut tx = app.store().tenant(shop.tenant.tenant_id).await.unwrap();
+        let p = tx.passkeys_of(bob_user.id).await.unwrap();
+        tx.commit().await.unwrap();
+        p
+    };
+    options.mediation = None;
+    options.public_key.allow_credentials = vec![webauthn_rs_proto::AllowCredentials {
+        type_: "public-key".into(),
+        id: base64_url(&registered[0].credential_id),
+        transports: None,
+    }];
+    let mut answer = bob.passkey.do_authentication(origin(app), options).unwrap();
+    answer.response.user_handle = Some(bob_user.id.as_bytes().to_vec());
+    let res = browser
+        .post(app.url("/login/passkey"))
+        .form(&[
+            ("tenant", "acme"),
+            ("ceremony", c["ceremony"].as_str().unwrap()),
+            ("credential", &serde_json::to_string(&answer).unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/dashboard");
+    let dashboard = browser.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(dashboard.status(), StatusCode::OK);
+    assert!(dashboard.text().await.unwrap().contains("bob@acme.example"));
+    let signins: Vec<Value> = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "signin.succeeded")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(signins.last().unwrap()["method"], "passkey");
+
+    // The same assertion again: refused, and audited.
+    let res = browser
+        .post(app.url("/login/passkey"))
+        .form(&[
+            ("tenant", "acme"),
+            ("ceremony", c["ceremony"].as_str().unwrap()),
+            ("credential", &serde_json::to_string(&answer).unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
+    // The last passkey of someone who approves step-up profiles stays.
+    let first = registered[0].id.to_string();
+    let (s, body) = post_form(
+        &bob.browser,
+        app,
+        &format!("/passkeys/{first}/remove"),
+        &[("csrf", &bob.csrf)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("last passkey"), "{body}");
+
+    // With a second one, removing the first needs a step-up with the second.
+    let mut second_device = Person {
+        browser: bob.browser.clone(),
+        csrf: bob.csrf.clone(),
+        passkey: SoftPasskey::new(true),
+    };
+    second_device.register(app, "phone").await;
+    let (s, body) = post_form(
+        &bob.browser,
+        app,
+        &format!("/passkeys/{first}/remove"),
+        &[("csrf", &bob.csrf)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    // Confirming with the passkey being removed does not count.
+    let (ceremony, credential) = bob
+        .assert_at(app, &format!("/passkeys/{first}/challenge"), origin(app))
+        .await;
+    let (s, body) = post_form(
+        &bob.browser,
+        app,
+        &format!("/passkeys/{first}/remove"),
+        &[
+            ("csrf", &bob.csrf),
+            ("ceremony", &ceremony),
+            ("credential", &credential),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let (ceremony, credential) = second_device
+        .assert_at(app, &format!("/passkeys/{first}/challenge"), origin(app))
+        .await;
+    let (s, body) = post_form(
+        &bob.browser,
+        app,
+        &format!("/passkeys/{first}/remove"),
+        &[
+            ("csrf", &bob.csrf),
+            ("ceremony", &ceremony),
+            ("credential", &credential),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    let removed = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "passkey.removed")
+        .count();
+    assert_eq!(removed, 1);
+}
