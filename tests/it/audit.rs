@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use elevate::audit::checkpoint::{Checkpoint, Kind, checkpoint_tenant, parse_public_keys};
+use elevate::audit::checkpoint::{Checkpoint, Kind, parse_public_keys};
 use elevate::audit::verify::{Verifier, verify_reader};
 use elevate::clock::Clock;
 use elevate::model::Role;
@@ -51,24 +51,12 @@ async fn checkpoints_sign_the_head_and_an_export_verifies_offline(db: TestDb) {
 
     // Every 100 events: 100 and 200 now; the rest once the oldest unsigned event is a minute old.
     let now = app.clock.now();
-    let n = checkpoint_tenant(app.store(), &app.master, tenant.tenant_id, every(100), now)
-        .await
-        .unwrap();
+    let n = app.checkpoint(&tenant, 100, now).await.unwrap();
     assert_eq!(n, 2);
-    let n = checkpoint_tenant(app.store(), &app.master, tenant.tenant_id, every(100), now)
-        .await
-        .unwrap();
+    let n = app.checkpoint(&tenant, 100, now).await.unwrap();
     assert_eq!(n, 0, "nothing new is due");
     app.clock.advance(time::Duration::seconds(61));
-    let n = checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(100),
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
+    let n = app.checkpoint(&tenant, 100, app.clock.now()).await.unwrap();
     assert_eq!(n, 1);
 
     let latest: Value = app
@@ -201,15 +189,7 @@ async fn a_tenants_export_holds_nothing_of_another(db: TestDb) {
     append_events(&app, &a, 30).await;
     append_events(&app, &b, 30).await;
     for t in [&a, &b] {
-        checkpoint_tenant(
-            app.store(),
-            &app.master,
-            t.tenant_id,
-            every(10),
-            app.clock.now(),
-        )
-        .await
-        .unwrap();
+        app.checkpoint(&t, 10, app.clock.now()).await.unwrap();
     }
     let token = auditor(&app, &a).await;
     let text = export(&app, &token).await;
@@ -280,15 +260,7 @@ async fn a_thousand_random_tamperings_of_a_10000_event_export_are_all_detected()
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
     append_events(&app, &tenant, 10_000).await;
-    checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(100),
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
+    app.checkpoint(&tenant, 100, app.clock.now()).await.unwrap();
     let token = auditor(&app, &tenant).await;
     let text = export(&app, &token).await;
     let keys = public_keys(&app, "acme").await;
@@ -462,15 +434,7 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
     let app = TestApp::spawn(db).await;
     let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
     append_events(&app, &tenant, 5).await;
-    checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(5),
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
+    app.checkpoint(&tenant, 5, app.clock.now()).await.unwrap();
     let mut owner = <sqlx::PgConnection as sqlx::Connection>::connect(&app.db.owner_url)
         .await
         .unwrap();
@@ -540,15 +504,10 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
     .execute(&mut owner)
     .await
     .unwrap();
-    let refused = checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(5),
-        app.clock.now(),
-    )
-    .await
-    .unwrap_err();
+    let refused = app
+        .checkpoint(&tenant, 5, app.clock.now())
+        .await
+        .unwrap_err();
     let status = elevate::audit::checkpoint::SharedStatus::default();
     elevate::audit::checkpoint::run_once(
         app.store(),
@@ -597,15 +556,10 @@ async fn the_postgres_log_is_append_only_even_for_the_owner() {
     let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
     assert!(tx.insert_checkpoint(&forged).await.unwrap());
     tx.commit().await.unwrap();
-    let refused = checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(5),
-        app.clock.now(),
-    )
-    .await
-    .unwrap_err();
+    let refused = app
+        .checkpoint(&tenant, 5, app.clock.now())
+        .await
+        .unwrap_err();
     assert!(
         format!("{refused:?}").contains("not the tenant's audit key"),
         "{refused:?}"
@@ -623,16 +577,8 @@ requesters = ["engineering"]
 approvers = ["sre"]
 [profile.ssh]
 principals = ["deploy"]
-
-[[profile]]
-name = "orders-read"
-requesters = ["engineering"]
-approvers = ["sre"]
-[profile.database]
-target = "orders"
-roles = ["{}"]
-"#,
-        pg.read
+{}"#,
+        crate::fixtures::orders_read_profile(&pg.read)
     );
     let shop = crate::fixtures::shop_with(
         TestApp::spawn(TestDb::postgres().await).await,
@@ -640,20 +586,7 @@ roles = ["{}"]
         &policy,
     )
     .await;
-    elevate::db_targets::targets::set_target(
-        shop.app.store(),
-        &shop.app.master,
-        &ctx(shop.app.clock.as_ref()),
-        &shop.tenant,
-        elevate::db_targets::targets::NewTarget {
-            name: "orders",
-            kind: elevate::model::TargetKind::Postgres,
-            url: &pg.admin_url(),
-            password: &pg.admin_password,
-        },
-    )
-    .await
-    .unwrap();
+    shop.add_orders_target(&pg).await;
     let ssh_grant = shop.granted("prod-shell").await;
     let db_grant = shop.granted("orders-read").await;
     let (s, pending) = shop
@@ -695,13 +628,7 @@ roles = ["{}"]
         .owner_exec("REVOKE INSERT ON audit_events FROM elevate_app")
         .await;
 
-    let (s, r) = shop
-        .post(
-            &shop.bob,
-            &format!("/api/v1/requests/{pending_id}/approve"),
-            json!({}),
-        )
-        .await;
+    let (s, r) = shop.approve(&pending_id).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "approve: {r}");
     let (s, r) = shop.issue_new_key(&ssh_grant).await;
     assert_eq!(s, StatusCode::INTERNAL_SERVER_ERROR, "SSH certificate: {r}");
@@ -848,15 +775,7 @@ async fn sinks_stream_events_and_checkpoints_and_a_down_sink_only_falls_behind()
         crate::helpers::metrics_token(app.store(), app.clock.as_ref(), &tenant).await;
 
     append_events(&app, &tenant, 250).await;
-    checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(100),
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
+    app.checkpoint(&tenant, 100, app.clock.now()).await.unwrap();
     let head = {
         let mut tx = app.store().tenant(tenant.tenant_id).await.unwrap();
         let h = tx.audit_head().await.unwrap().unwrap().0;
@@ -1000,15 +919,9 @@ async fn the_audit_page_filters_links_requests_and_shows_its_proof() {
     let shop = crate::fixtures::shop(TestDb::sqlite().await).await;
     let app = &shop.app;
     let id = shop.granted("prod-shell").await;
-    checkpoint_tenant(
-        app.store(),
-        &app.master,
-        shop.tenant.tenant_id,
-        every(5),
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
+    app.checkpoint(&shop.tenant, 5, app.clock.now())
+        .await
+        .unwrap();
     let audrey = seed_user(
         app.store(),
         app.clock.as_ref(),

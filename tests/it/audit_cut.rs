@@ -7,7 +7,6 @@
 
 use std::process::Output;
 
-use elevate::audit::checkpoint::{checkpoint_tenant, run_once};
 use elevate::clock::Clock;
 use elevate::model::{Role, Tenant};
 use elevate::store::Backend;
@@ -84,14 +83,7 @@ async fn readiness(app: &TestApp) -> (StatusCode, Value) {
 }
 
 async fn metrics(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    app.get_text("/metrics").await.1
 }
 
 async fn a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed(db: TestDb) {
@@ -99,38 +91,14 @@ async fn a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed(db: 
     let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
     let token = auditor(&app, &tenant).await;
     append_events(&app, &tenant, 30).await;
-    run_once(
-        app.store(),
-        &app.master,
-        every(10),
-        app.clock.now(),
-        &app.audit,
-    )
-    .await
-    .unwrap();
+    app.checkpoint_all(10, app.clock.now()).await;
     let seen = head(&app, &tenant).await;
     assert_eq!(latest_checkpoint(&app, &tenant).await, Some(30));
     // What an auditor keeps: the published checkpoint and the public key.
-    let published = app
-        .client
-        .get(app.url("/t/acme/audit/checkpoint"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let published = app.get_text("/t/acme/audit/checkpoint").await.1;
     let dir = &app.db.dir;
     std::fs::write(dir.join("published.json"), &published).unwrap();
-    let key = app
-        .client
-        .get(app.url("/t/acme/audit/public-key"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let key = app.get_text("/t/acme/audit/public-key").await.1;
     std::fs::write(dir.join("audit.pub"), key).unwrap();
     let ok = audit_cli(&app, &["verify", "--tenant", "acme"]);
     assert!(ok.status.success(), "{}", says(&ok));
@@ -180,15 +148,10 @@ async fn a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed(db: 
     assert!(says(&out).contains("seq 20"), "{}", says(&out));
 
     // The signer refuses, loudly: readiness degraded (not unready), the metric, the page.
-    let refused = checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(10),
-        app.clock.now(),
-    )
-    .await
-    .unwrap_err();
+    let refused = app
+        .checkpoint(&tenant, 10, app.clock.now())
+        .await
+        .unwrap_err();
     assert!(
         format!("{refused:?}").contains("newest signed checkpoint is at seq 30"),
         "{refused:?}"
@@ -197,15 +160,7 @@ async fn a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed(db: 
         format!("{refused:?}").contains("were removed"),
         "{refused:?}"
     );
-    run_once(
-        app.store(),
-        &app.master,
-        every(10),
-        app.clock.now(),
-        &app.audit,
-    )
-    .await
-    .unwrap();
+    app.checkpoint_all(10, app.clock.now()).await;
     let (status, ready) = readiness(&app).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
     assert_eq!(ready["checks"]["audit"]["chain"], "broken", "{ready}");
@@ -287,15 +242,10 @@ async fn a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed(db: 
         "{}",
         says(&out)
     );
-    let refused = checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(10),
-        app.clock.now() + time::Duration::hours(1),
-    )
-    .await
-    .unwrap_err();
+    let refused = app
+        .checkpoint(&tenant, 10, app.clock.now() + time::Duration::hours(1))
+        .await
+        .unwrap_err();
     assert!(
         format!("{refused:?}").contains("this replica's anchor"),
         "{refused:?}"
@@ -322,26 +272,10 @@ async fn a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed(db: 
         "the restore is signed at once"
     );
     append_events(&app, &tenant, 10).await;
-    checkpoint_tenant(
-        app.store(),
-        &app.master,
-        tenant.tenant_id,
-        every(10),
-        app.clock.now(),
-    )
-    .await
-    .unwrap();
+    app.checkpoint(&tenant, 10, app.clock.now()).await.unwrap();
     let out = audit_cli(&app, &["verify", "--tenant", "acme"]);
     assert!(out.status.success(), "{}", says(&out));
-    run_once(
-        app.store(),
-        &app.master,
-        every(10),
-        app.clock.now(),
-        &app.audit,
-    )
-    .await
-    .unwrap();
+    app.checkpoint_all(10, app.clock.now()).await;
     let (_, ready) = readiness(&app).await;
     assert_eq!(ready["checks"]["audit"]["chain"], "ok", "{ready}");
     let m = metrics(&app).await;
@@ -357,15 +291,7 @@ async fn a_rewritten_and_rehashed_tail_is_not_signed(db: TestDb) {
     let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
     append_events(&app, &tenant, 25).await;
     // Every 10: checkpoints at 10 and 20; the pass also anchors the head it verified.
-    run_once(
-        app.store(),
-        &app.master,
-        every(10),
-        app.clock.now(),
-        &app.audit,
-    )
-    .await
-    .unwrap();
+    app.checkpoint_all(10, app.clock.now()).await;
     let seen = head(&app, &tenant).await;
     assert_eq!(latest_checkpoint(&app, &tenant).await, Some(20));
     assert!(seen > 20);
@@ -395,9 +321,7 @@ async fn a_rewritten_and_rehashed_tail_is_not_signed(db: TestDb) {
 
     // The signer saw the original tail: it refuses the forgery even once it is due.
     let later = app.clock.now() + time::Duration::hours(1);
-    let refused = checkpoint_tenant(app.store(), &app.master, tenant.tenant_id, every(10), later)
-        .await
-        .unwrap_err();
+    let refused = app.checkpoint(&tenant, 10, later).await.unwrap_err();
     let why = format!("{refused:?}");
     assert!(
         why.contains(&format!("anchor at seq {seen} disagrees with the chain")),
@@ -415,16 +339,12 @@ async fn a_rewritten_and_rehashed_tail_is_not_signed(db: TestDb) {
     // Deleting the checkpoint rows does not reset what the signer knows.
     tamper(&app, "DELETE FROM audit_checkpoints WHERE seq > 0").await;
     assert_eq!(latest_checkpoint(&app, &tenant).await, None);
-    let refused = checkpoint_tenant(app.store(), &app.master, tenant.tenant_id, every(10), later)
-        .await
-        .unwrap_err();
+    let refused = app.checkpoint(&tenant, 10, later).await.unwrap_err();
     assert!(
         format!("{refused:?}").contains("this replica's anchor"),
         "{refused:?}"
     );
-    run_once(app.store(), &app.master, every(10), later, &app.audit)
-        .await
-        .unwrap();
+    app.checkpoint_all(10, later).await;
     assert!(app.audit.lock().unwrap().broken.contains_key("acme"));
     assert_eq!(latest_checkpoint(&app, &tenant).await, None);
 
@@ -436,9 +356,7 @@ async fn a_rewritten_and_rehashed_tail_is_not_signed(db: TestDb) {
         "{}",
         says(&out)
     );
-    run_once(app.store(), &app.master, every(10), later, &app.audit)
-        .await
-        .unwrap();
+    app.checkpoint_all(10, later).await;
     assert!(app.audit.lock().unwrap().broken.is_empty());
     assert_eq!(latest_checkpoint(&app, &tenant).await, Some(seen + 1));
 }
@@ -516,13 +434,7 @@ async fn an_out_of_range_date_filter_is_a_400_with_a_message() {
             let r = app.get_as(&token, &format!("{path}?{q}")).await;
             assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}?{q}");
             let body: Value = r.json().await.unwrap();
-            assert!(
-                body["error"]["message"]
-                    .as_str()
-                    .unwrap()
-                    .contains("out of range"),
-                "{body}"
-            );
+            crate::helpers::assert_error_says(&body, "out of range");
         }
     }
     let u = seed_user(
@@ -570,13 +482,10 @@ async fn serve_signs_the_head_at_shutdown() {
         "[audit]\ncheckpoint_every_events = 1000000\ncheckpoint_every = \"1d\"\n",
     )
     .unwrap();
-    let server = crate::fixtures::Server::start(crate::fixtures::elevate(&dir).args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        "elevate.toml",
-    ]));
+    let server = crate::fixtures::Server::start(
+        crate::fixtures::elevate(&dir)
+            .args("serve --listen 127.0.0.1:0 --config elevate.toml".split(' ')),
+    );
     let status = server.terminate();
     assert!(status.success(), "{status}");
     let store =

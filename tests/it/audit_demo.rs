@@ -36,16 +36,9 @@ fn demo_server(dir: &Path) -> (Server, Arc<Mutex<String>>) {
     )
     .unwrap();
     let mut cmd = elevate(dir);
-    cmd.env("ELEVATE_LOG", "debug").args([
-        "--log-format",
-        "json",
-        "serve",
-        "--demo",
-        "--listen",
-        "127.0.0.1:0",
-        "--config",
-        "elevate.toml",
-    ]);
+    cmd.env("ELEVATE_LOG", "debug").args(
+        "--log-format json serve --demo --listen 127.0.0.1:0 --config elevate.toml".split(' '),
+    );
     let mut server = Server::start(&mut cmd);
     let mut stderr = server.child.stderr.take().unwrap();
     let log = Arc::new(Mutex::new(String::new()));
@@ -90,27 +83,24 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
 
     // The auditor's machine: a CLI login, the export, the public key from the server.
     let home = temp_dir("auditor-home");
-    let auditor = |args: &[&str]| {
+    // Arguments split on spaces (none of the values here has one).
+    let auditor = |args: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_elevate"));
         c.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("XDG_CONFIG_HOME", &home)
             .current_dir(&home)
-            .args(args);
+            .args(args.split(' '));
         c.output().unwrap()
     };
     let cert = dir.join(elevate::web::tls::DEV_CERT_FILE);
-    let out = auditor(&[
-        "login",
-        "--server",
-        &server.url.replace("127.0.0.1", "localhost"),
-        "--token",
-        &carol,
-        "--ca-cert",
-        cert.to_str().unwrap(),
-    ]);
+    let server_url = server.url.replace("127.0.0.1", "localhost");
+    let out = auditor(&format!(
+        "login --server {server_url} --token {carol} --ca-cert {}",
+        cert.display()
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = auditor(&["audit", "export", "--output", "demo.jsonl"]);
+    let out = auditor("audit export --output demo.jsonl");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let key = client()
         .get(format!("{}/t/demo/audit/public-key", server.url))
@@ -124,14 +114,7 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
     assert!(server.terminate().success());
 
     // Offline from here on: the server is gone.
-    let out = auditor(&[
-        "audit",
-        "verify",
-        "--file",
-        "demo.jsonl",
-        "--public-key",
-        "audit.pub",
-    ]);
+    let out = auditor("audit verify --file demo.jsonl --public-key audit.pub");
     let summary = text(&out.stdout);
     assert!(out.status.success(), "{}{}", summary, text(&out.stderr));
     assert!(summary.starts_with("ok: "), "{summary}");
@@ -159,14 +142,7 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
         export.replacen(target, &edited_line, 1),
     )
     .unwrap();
-    let out = auditor(&[
-        "audit",
-        "verify",
-        "--file",
-        "edited.jsonl",
-        "--public-key",
-        "audit.pub",
-    ]);
+    let out = auditor("audit verify --file edited.jsonl --public-key audit.pub");
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -178,20 +154,9 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
     // Cut short: truncated. Another tenant's key: refused.
     let cut: String = export.lines().take(10).map(|l| format!("{l}\n")).collect();
     std::fs::write(home.join("cut.jsonl"), cut).unwrap();
-    let out = auditor(&[
-        "audit",
-        "verify",
-        "--file",
-        "cut.jsonl",
-        "--public-key",
-        "audit.pub",
-    ]);
+    let out = auditor("audit verify --file cut.jsonl --public-key audit.pub");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("truncated"),
-        "{}",
-        text(&out.stderr)
-    );
+    crate::helpers::assert_contains(&out.stderr, "truncated");
     let other =
         ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
             .unwrap()
@@ -199,63 +164,21 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
             .to_openssh()
             .unwrap();
     std::fs::write(home.join("other.pub"), other).unwrap();
-    let out = auditor(&[
-        "audit",
-        "verify",
-        "--file",
-        "demo.jsonl",
-        "--public-key",
-        "other.pub",
-    ]);
+    let out = auditor("audit verify --file demo.jsonl --public-key other.pub");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("not the tenant's audit key"),
-        "{}",
-        text(&out.stderr)
-    );
+    crate::helpers::assert_contains(&out.stderr, "not the tenant's audit key");
 
     // Bad input: clear messages, no panic.
     std::fs::write(home.join("junk.pub"), "not a key\n").unwrap();
-    let out = auditor(&[
-        "audit",
-        "verify",
-        "--file",
-        "demo.jsonl",
-        "--public-key",
-        "junk.pub",
-    ]);
+    let out = auditor("audit verify --file demo.jsonl --public-key junk.pub");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("not an OpenSSH public key"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = auditor(&[
-        "audit",
-        "verify",
-        "--file",
-        "missing.jsonl",
-        "--public-key",
-        "audit.pub",
-    ]);
+    crate::helpers::assert_contains(&out.stderr, "not an OpenSSH public key");
+    let out = auditor("audit verify --file missing.jsonl --public-key audit.pub");
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("missing.jsonl"),
-        "{}",
-        text(&out.stderr)
-    );
-    let out = auditor(&["audit", "verify", "--file", "demo.jsonl"]);
+    crate::helpers::assert_contains(&out.stderr, "missing.jsonl");
+    let out = auditor("audit verify --file demo.jsonl");
     assert_eq!(out.status.code(), Some(2), "--file needs --public-key");
-    let out = auditor(&[
-        "audit",
-        "verify",
-        "--file",
-        "demo.jsonl",
-        "--public-key",
-        "audit.pub",
-        "--tenant",
-        "demo",
-    ]);
+    let out = auditor("audit verify --file demo.jsonl --public-key audit.pub --tenant demo");
     assert_eq!(out.status.code(), Some(2), "--tenant is for the live store");
 
     // On the server, the operator checks the live store.
@@ -265,11 +188,7 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("tenant demo"),
-        "{}",
-        text(&out.stdout)
-    );
+    crate::helpers::assert_contains(&out.stdout, "tenant demo");
     // With the key pinned: the auditor's copy of the key, not the one beside the log.
     let pinned = home.join("audit.pub");
     let out = elevate(&dir)
@@ -297,11 +216,7 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("not the tenant's audit key"),
-        "{}",
-        text(&out.stderr)
-    );
+    crate::helpers::assert_contains(&out.stderr, "not the tenant's audit key");
     let out = elevate(&dir)
         .args([
             "audit",
@@ -316,14 +231,10 @@ async fn an_auditor_downloads_the_demo_log_and_verifies_it_with_only_the_public_
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = auditor(&[
-        "audit",
-        "verify",
-        "--file",
-        dir.join("server.jsonl").to_str().unwrap(),
-        "--public-key",
-        "audit.pub",
-    ]);
+    let out = auditor(&format!(
+        "audit verify --file {} --public-key audit.pub",
+        dir.join("server.jsonl").display()
+    ));
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 

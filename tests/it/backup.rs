@@ -263,11 +263,7 @@ async fn round_trip(db: TestDb) {
     // A store with tenants is refused unless --force.
     let refused = restore_cmd(&work, &file, &target, &key, &anchors);
     assert!(!refused.status.success());
-    assert!(
-        text(&refused.stderr).contains("--force"),
-        "{}",
-        text(&refused.stderr)
-    );
+    crate::helpers::assert_contains(&refused.stderr, "--force");
 
     // A damaged backup fails the drill (exit 1) and says why.
     let mut bytes = std::fs::read(&file).unwrap();
@@ -445,38 +441,14 @@ async fn a_restore_drops_database_logins_the_backup_does_not_account_for() {
     use crate::db_fixtures::PgTarget;
     use elevate::db_targets::targets::{NewTarget, set_target};
     let pg = PgTarget::new().await;
-    let policy = format!(
-        r#"
-[[profile]]
-name = "orders-read"
-requesters = ["engineering"]
-approvers = ["sre"]
-[profile.database]
-target = "orders"
-roles = ["{}"]
-"#,
-        pg.read
-    );
+    let policy = crate::fixtures::orders_read_profile(&pg.read);
     let shop = crate::fixtures::shop_with(
         TestApp::spawn(TestDb::sqlite().await).await,
         "acme",
         &policy,
     )
     .await;
-    set_target(
-        shop.app.store(),
-        &shop.app.master,
-        &ctx(shop.app.clock.as_ref()),
-        &shop.tenant,
-        NewTarget {
-            name: "orders",
-            kind: elevate::model::TargetKind::Postgres,
-            url: &pg.admin_url(),
-            password: &pg.admin_password,
-        },
-    )
-    .await
-    .unwrap();
+    shop.add_orders_target(&pg).await;
     let login = |id: String| {
         let shop = &shop;
         async move {

@@ -110,37 +110,9 @@ async fn admin_commands_bootstrap_a_tenant_and_print_only_the_token() {
     let dir = temp_dir("admin");
     let ok = run(elevate(&dir).args(["admin", "tenant", "create", "acme", "--name", "Acme Corp"]));
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    let ok = run(elevate(&dir).args([
-        "admin",
-        "user",
-        "create",
-        "--tenant",
-        "acme",
-        "--email",
-        "ops@acme.example",
-        "--role",
-        "admin",
-        "--role",
-        "approver",
-        "--group",
-        "sre",
-    ]));
+    let ok = run(elevate(&dir).args("admin user create --tenant acme --email ops@acme.example --role admin --role approver --group sre".split(' ')));
     assert!(ok.status.success(), "{}", text(&ok.stderr));
-    let out = run(elevate(&dir).args([
-        "admin",
-        "token",
-        "create",
-        "--tenant",
-        "acme",
-        "--email",
-        "ops@acme.example",
-        "--scope",
-        "read",
-        "--scope",
-        "admin",
-        "--ttl",
-        "2h",
-    ]));
+    let out = run(elevate(&dir).args("admin token create --tenant acme --email ops@acme.example --scope read --scope admin --ttl 2h".split(' ')));
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let token = stdout.trim_end();
@@ -158,43 +130,17 @@ async fn admin_commands_bootstrap_a_tenant_and_print_only_the_token() {
     );
     assert!(server.terminate().success());
 
-    let dup = run(elevate(&dir).args([
-        "admin",
-        "user",
-        "create",
-        "--tenant",
-        "acme",
-        "--email",
-        "OPS@acme.example",
-    ]));
+    let dup =
+        run(elevate(&dir)
+            .args("admin user create --tenant acme --email OPS@acme.example".split(' ')));
     assert_eq!(dup.status.code(), Some(1));
-    assert!(
-        text(&dup.stderr).contains("already exists"),
-        "{}",
-        text(&dup.stderr)
-    );
-    let missing = run(elevate(&dir).args([
-        "admin",
-        "token",
-        "create",
-        "--tenant",
-        "nope",
-        "--email",
-        "x@y.example",
-    ]));
+    crate::helpers::assert_contains(&dup.stderr, "already exists");
+    let missing =
+        run(elevate(&dir).args("admin token create --tenant nope --email x@y.example".split(' ')));
     assert_eq!(missing.status.code(), Some(1));
     assert!(text(&missing.stderr).contains("no tenant nope"));
-    let bad_role = run(elevate(&dir).args([
-        "admin",
-        "user",
-        "create",
-        "--tenant",
-        "acme",
-        "--email",
-        "a@b.example",
-        "--role",
-        "root",
-    ]));
+    let bad_role = run(elevate(&dir)
+        .args("admin user create --tenant acme --email a@b.example --role root".split(' ')));
     assert_eq!(bad_role.status.code(), Some(2));
     assert!(text(&bad_role.stderr).contains("unknown role"));
 }
@@ -224,39 +170,26 @@ fn bad_start_up_input_ends_with_one_clear_message() {
     assert_clean_failure(&out, 1, "bad.toml");
     assert!(text(&out.stderr).contains("line 2"));
 
-    let out = run(elevate(&dir).args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        "postgres://nobody@127.0.0.1:1/elevate",
-    ]));
+    let out = run(elevate(&dir).args(
+        "serve --listen 127.0.0.1:0 --database postgres://nobody@127.0.0.1:1/elevate".split(' '),
+    ));
     assert_clean_failure(
         &out,
         1,
         "cannot connect to database postgres://nobody@127.0.0.1:1/elevate",
     );
 
-    let out = run(elevate(&dir).args([
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database",
-        "postgres://app:hunter2@127.0.0.1:1/x",
-    ]));
+    let out = run(elevate(&dir).args(
+        "serve --listen 127.0.0.1:0 --database postgres://app:hunter2@127.0.0.1:1/x".split(' '),
+    ));
     assert!(
         !text(&out.stderr).contains("hunter2"),
         "password in error output"
     );
 
     assert_clean_failure(
-        &run(elevate(&dir).args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--master-key-file",
-            "missing.key",
-        ])),
+        &run(elevate(&dir)
+            .args("serve --listen 127.0.0.1:0 --master-key-file missing.key".split(' '))),
         1,
         "missing.key",
     );

@@ -246,13 +246,7 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
     assert_eq!(out.status.code(), Some(1));
     let err: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(err["error"]["code"], "not_found", "{err}");
-    assert!(
-        err["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no request"),
-        "{err}"
-    );
+    crate::helpers::assert_error_says(&err, "no request");
 
     // A private key given as --key is refused before anything is sent (the server here does
     // not even exist).

@@ -165,11 +165,7 @@ fn bootstrap(install: &Install, pg: &PgTarget) -> (String, String) {
         "pw\n",
     );
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("stdin, not in the URL"),
-        "{}",
-        text(&out.stderr)
-    );
+    crate::helpers::assert_contains(&out.stderr, "stdin, not in the URL");
     let out = install.run_with_stdin(
         &[
             "admin", "target", "set", "--tenant", "acme", "orders", "--kind", "postgres", "--url",
@@ -178,11 +174,7 @@ fn bootstrap(install: &Install, pg: &PgTarget) -> (String, String) {
         "",
     );
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("on stdin"),
-        "{}",
-        text(&out.stderr)
-    );
+    crate::helpers::assert_contains(&out.stderr, "on stdin");
     let out = install.run_with_stdin(
         &[
             "admin", "target", "set", "--tenant", "acme", "orders", "--kind", "postgres", "--url",
@@ -191,11 +183,7 @@ fn bootstrap(install: &Install, pg: &PgTarget) -> (String, String) {
         &format!("{}\n", pg.admin_password),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("connection: ok"),
-        "{}",
-        text(&out.stdout)
-    );
+    crate::helpers::assert_contains(&out.stdout, "connection: ok");
     assert!(!text(&out.stdout).contains(&pg.admin_password));
     let tested = install.ok(&["admin", "target", "test", "--tenant", "acme", "orders"]);
     assert!(tested.contains("can create roles"), "{tested}");

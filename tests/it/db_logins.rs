@@ -70,42 +70,27 @@ roles = ["{read}"]
     p
 }
 
-async fn add_target(shop: &Shop, name: &str, kind: TargetKind, url: &str, password: &str) {
-    set_target(
-        shop.app.store(),
-        &shop.app.master,
-        &ctx(shop.app.clock.as_ref()),
-        &shop.tenant,
-        NewTarget {
-            name,
-            kind,
-            url,
-            password,
-        },
-    )
-    .await
-    .unwrap();
-}
-
 async fn org(db: TestDb, pg: &PgTarget, my: Option<&MyTarget>) -> Shop {
     let shop = shop_with(TestApp::spawn(db).await, "acme", &policy(pg, my)).await;
-    add_target(
-        &shop,
-        "orders",
-        TargetKind::Postgres,
-        &pg.admin_url(),
-        &pg.admin_password,
-    )
-    .await;
-    if let Some(my) = my {
-        add_target(
-            &shop,
-            "shop",
-            TargetKind::Mysql,
-            &my.admin_url(),
-            &my.admin_password,
+    shop.app
+        .add_target(
+            &shop.tenant,
+            "orders",
+            TargetKind::Postgres,
+            &pg.admin_url(),
+            &pg.admin_password,
         )
         .await;
+    if let Some(my) = my {
+        shop.app
+            .add_target(
+                &shop.tenant,
+                "shop",
+                TargetKind::Mysql,
+                &my.admin_url(),
+                &my.admin_password,
+            )
+            .await;
     }
     shop
 }

@@ -150,6 +150,21 @@ target = "orders"
 roles = ["orders_readonly"]
 "#;
 
+/// Profile `orders-read`: engineering asks, sre approves, `role` on the Postgres target `orders`.
+pub(crate) fn orders_read_profile(role: &str) -> String {
+    format!(
+        r#"
+[[profile]]
+name = "orders-read"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.database]
+target = "orders"
+roles = ["{role}"]
+"#
+    )
+}
+
 pub(crate) struct Shop {
     pub app: TestApp,
     pub tenant: Tenant,
@@ -205,6 +220,20 @@ impl Shop {
         self.app.api(token).post(path, body).await
     }
 
+    /// Registers `pg` as the tenant's target `orders` (see `orders_read_profile`).
+    pub async fn add_orders_target(&self, pg: &crate::db_fixtures::PgTarget) {
+        let kind = elevate::model::TargetKind::Postgres;
+        let (url, password) = (pg.admin_url(), &pg.admin_password);
+        self.app
+            .add_target(&self.tenant, "orders", kind, &url, password)
+            .await;
+    }
+
+    /// Bob approves request `id`.
+    pub async fn approve(&self, id: &str) -> (StatusCode, Value) {
+        self.app.api(&self.bob).approve(id).await
+    }
+
     /// Alice's request for `profile`, approved by Bob: its id.
     pub async fn granted(&self, profile: &str) -> String {
         let (s, r) = self
@@ -212,13 +241,7 @@ impl Shop {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{r}");
         let id = r["id"].as_str().unwrap().to_owned();
-        let (s, r) = self
-            .post(
-                &self.bob,
-                &format!("/api/v1/requests/{id}/approve"),
-                json!({}),
-            )
-            .await;
+        let (s, r) = self.approve(&id).await;
         assert_eq!(s, StatusCode::OK, "{r}");
         assert_eq!(r["state"], "active", "{r}");
         id

@@ -100,23 +100,6 @@ fn db_policy(pg: Option<&PgTarget>, my: Option<&MyTarget>) -> String {
     p
 }
 
-async fn add_target(shop: &Shop, name: &str, kind: TargetKind, url: &str, password: &str) {
-    set_target(
-        shop.app.store(),
-        &shop.app.master,
-        &ctx(shop.app.clock.as_ref()),
-        &shop.tenant,
-        NewTarget {
-            name,
-            kind,
-            url,
-            password,
-        },
-    )
-    .await
-    .unwrap();
-}
-
 async fn db_login(shop: &Shop, id: &str) -> (String, String) {
     let (s, login) = shop
         .post(
@@ -144,14 +127,15 @@ async fn mariadb_passwords_stay_out_of_the_log_of_a_slow_issuance() {
         &db_policy(None, Some(&my)),
     )
     .await;
-    add_target(
-        &shop,
-        "shop",
-        TargetKind::Mysql,
-        &my.admin_url(),
-        &my.admin_password,
-    )
-    .await;
+    shop.app
+        .add_target(
+            &shop.tenant,
+            "shop",
+            TargetKind::Mysql,
+            &my.admin_url(),
+            &my.admin_password,
+        )
+        .await;
     let id = shop.granted("shop-read").await;
 
     // Another session holds the accounts table for two seconds: `CREATE USER` waits behind it,
@@ -225,14 +209,15 @@ async fn postgres_login_statements_stay_out_of_the_debug_log() {
         &db_policy(Some(&pg), None),
     )
     .await;
-    add_target(
-        &shop,
-        "orders",
-        TargetKind::Postgres,
-        &pg.admin_url(),
-        &pg.admin_password,
-    )
-    .await;
+    shop.app
+        .add_target(
+            &shop.tenant,
+            "orders",
+            TargetKind::Postgres,
+            &pg.admin_url(),
+            &pg.admin_password,
+        )
+        .await;
     let id = shop.granted("orders-read").await;
     let (user, password) = db_login(&shop, &id).await;
     // The capture works: a statement on this thread (where the server runs too) is logged.
@@ -309,7 +294,7 @@ fn target_set_refuses_a_password_anywhere_in_the_url() {
             "pw\n",
         );
         assert!(!out.status.success(), "{url} accepted");
-        assert!(text(&out.stderr).contains("stdin"), "{}", text(&out.stderr));
+        crate::helpers::assert_contains(&out.stderr, "stdin");
     }
     // Nothing was stored or audited.
     let out = run(&["admin", "target", "list", "--tenant", "acme"], "");
@@ -371,20 +356,14 @@ async fn target_core_refuses_query_passwords(db: TestDb) {
     );
 
     // A row stored before the check (edited in here by the owner) is not shown to admins.
-    set_target(
-        app.store(),
-        &app.master,
-        &ctx(app.clock.as_ref()),
+    app.add_target(
         &tenant,
-        NewTarget {
-            name: "orders",
-            kind: TargetKind::Postgres,
-            url: "postgres://admin@db.internal/orders",
-            password: "pw",
-        },
+        "orders",
+        TargetKind::Postgres,
+        "postgres://admin@db.internal/orders",
+        "pw",
     )
-    .await
-    .unwrap();
+    .await;
     app.db
         .owner_exec(
             "UPDATE targets SET url = 'postgres://admin@db.internal/orders?password=hunter2'",
@@ -532,11 +511,7 @@ async fn the_cli_says_why_an_rsa_key_is_refused() {
     std::fs::write(&key, rsa_key(1, 3072)).unwrap();
     let out = cli(&["ssh-cert", &id, "--key", key.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
-    assert!(
-        text(&out.stderr).contains("public exponent"),
-        "{}",
-        text(&out.stderr)
-    );
+    crate::helpers::assert_contains(&out.stderr, "public exponent");
     assert!(!home.join("id_rsa-cert.pub").exists());
 }
 

@@ -359,6 +359,73 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// An unauthenticated GET: the status and the body as text.
+    pub async fn get_text(&self, path: &str) -> (reqwest::StatusCode, String) {
+        let res = self.client.get(self.url(path)).send().await.unwrap();
+        (res.status(), res.text().await.unwrap())
+    }
+
+    /// Registers a database target for `tenant` through the admin core (password encrypted).
+    pub async fn add_target(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        kind: elevate::model::TargetKind,
+        url: &str,
+        password: &str,
+    ) {
+        let target = elevate::db_targets::targets::NewTarget {
+            name,
+            kind,
+            url,
+            password,
+        };
+        elevate::db_targets::targets::set_target(
+            self.store(),
+            &self.master,
+            &ctx(self.clock.as_ref()),
+            tenant,
+            target,
+        )
+        .await
+        .unwrap();
+    }
+
+    /// One checkpoint pass over `tenant` at `now`, signing every `every_events` events: how many
+    /// checkpoints it signed, or why it refused.
+    pub async fn checkpoint(
+        &self,
+        tenant: &Tenant,
+        every_events: i64,
+        now: time::OffsetDateTime,
+    ) -> Result<usize, elevate::error::AppError> {
+        let schedule = crate::fixtures::every(every_events);
+        elevate::audit::checkpoint::checkpoint_tenant(
+            self.store(),
+            &self.master,
+            tenant.tenant_id,
+            schedule,
+            now,
+        )
+        .await
+    }
+
+    /// One checkpointer pass over every tenant at `now`, as the server's task runs it.
+    pub async fn checkpoint_all(&self, every_events: i64, now: time::OffsetDateTime) {
+        let schedule = crate::fixtures::every(every_events);
+        elevate::audit::checkpoint::run_once(
+            self.store(),
+            &self.master,
+            schedule,
+            now,
+            &self.audit,
+        )
+        .await
+        .unwrap();
+    }
+}
+
+impl TestApp {
     /// The API as the holder of `token`.
     pub fn api(&self, token: &str) -> Api {
         Api {
@@ -550,4 +617,18 @@ pub fn run_with_stdin(mut cmd: std::process::Command, input: &str) -> std::proce
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// Asserts that `haystack` (text or bytes, e.g. a process's stderr) contains `needle`.
+#[track_caller]
+pub fn assert_contains(haystack: impl AsRef<[u8]>, needle: &str) {
+    let text = String::from_utf8_lossy(haystack.as_ref());
+    assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+}
+
+/// Asserts that an API answer is an error whose message contains `needle`.
+#[track_caller]
+pub fn assert_error_says(answer: &serde_json::Value, needle: &str) {
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(needle), "expected {needle:?} in {answer}");
 }

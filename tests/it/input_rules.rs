@@ -12,28 +12,25 @@ use elevate::notify::Mailer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, acme, csrf_in, ctx, seed_user};
+use crate::helpers::{Acme, TestApp, TestDb, acme, csrf_in, ctx, seed_user};
 
 struct Org {
     app: TestApp,
-    tenant: Tenant,
-    alice: User,
-    alice_token: String,
-    bob: User,
-    bob_token: String,
+    acme: Acme,
+}
+
+/// The acme fixture's tenant, people and API clients, as `o.alice`, `o.bob_api`, ...
+impl std::ops::Deref for Org {
+    type Target = Acme;
+    fn deref(&self) -> &Acme {
+        &self.acme
+    }
 }
 
 async fn org(db: TestDb) -> Org {
     let app = TestApp::spawn(db).await;
     let acme = acme(&app).await;
-    Org {
-        app,
-        tenant: acme.tenant,
-        alice: acme.alice,
-        alice_token: acme.alice_api.token,
-        bob: acme.bob,
-        bob_token: acme.bob_api.token,
-    }
+    Org { app, acme }
 }
 
 impl Org {
@@ -43,7 +40,7 @@ impl Org {
 
     async fn ask(&self, justification: &str, ticket: &str) -> (StatusCode, Value) {
         self.post(
-            &self.alice_token,
+            &self.alice_api.token,
             "/api/v1/requests",
             json!({"profile": "prod-shell", "duration": "30m", "justification": justification, "ticket": ticket}),
         )
@@ -51,7 +48,10 @@ impl Org {
     }
 
     async fn count_requests(&self) -> usize {
-        let res = self.app.get_as(&self.alice_token, "/api/v1/requests").await;
+        let res = self
+            .app
+            .get_as(&self.alice_api.token, "/api/v1/requests")
+            .await;
         let body: Value = res.json().await.unwrap();
         body["requests"].as_array().unwrap().len()
     }
@@ -92,7 +92,7 @@ async fn control_characters_are_refused_with_422(db: TestDb) {
     ] {
         let (status, r) = o
             .post(
-                &o.bob_token,
+                &o.bob_api.token,
                 &format!("/api/v1/requests/{id}/{action}"),
                 body,
             )
@@ -101,7 +101,7 @@ async fn control_characters_are_refused_with_422(db: TestDb) {
     }
     let (status, r) = o
         .post(
-            &o.bob_token,
+            &o.bob_api.token,
             &format!("/api/v1/requests/{id}/approve"),
             json!({"comment": "fine\nby me"}),
         )
@@ -110,13 +110,7 @@ async fn control_characters_are_refused_with_422(db: TestDb) {
         (status, r["state"].as_str()),
         (StatusCode::OK, Some("active"))
     );
-    let (status, r) = o
-        .post(
-            &o.alice_token,
-            &format!("/api/v1/requests/{id}/revoke"),
-            json!({"reason": "done\u{0}"}),
-        )
-        .await;
+    let (status, r) = o.app.api(&o.alice_api.token).revoke(&id, "done\u{0}").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
 
     // The pages go through the same core.

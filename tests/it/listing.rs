@@ -10,17 +10,21 @@ use elevate::workflow::State;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, TestDb, acme, seed_user};
+use crate::helpers::{Acme, TestApp, TestDb, acme, seed_user};
 
 struct Org {
     app: TestApp,
-    tenant: Tenant,
-    alice: User,
-    alice_token: String,
-    bob: User,
-    bob_token: String,
+    acme: Acme,
     carol_token: String,
     frank: User,
+}
+
+/// The acme fixture's tenant, people and API clients, as `o.alice`, `o.bob_api`, ...
+impl std::ops::Deref for Org {
+    type Target = Acme;
+    fn deref(&self) -> &Acme {
+        &self.acme
+    }
 }
 
 async fn org(db: TestDb) -> Org {
@@ -36,11 +40,7 @@ async fn org(db: TestDb) -> Org {
     let carol_token = app.as_user(&carol).await.token;
     Org {
         app,
-        tenant: acme.tenant,
-        alice: acme.alice,
-        alice_token: acme.alice_api.token,
-        bob: acme.bob,
-        bob_token: acme.bob_api.token,
+        acme,
         carol_token,
         frank,
     }
@@ -58,7 +58,7 @@ impl Org {
     async fn file(&self, break_glass: bool) -> String {
         let (status, r) = self
             .post(
-                &self.alice_token,
+                &self.alice_api.token,
                 "/api/v1/requests",
                 json!({"profile": "prod-shell", "duration": "30m", "justification": "deploy",
                        "ticket": "INC-1", "break_glass": break_glass}),
@@ -102,7 +102,7 @@ async fn filing_and_cancelling_many_requests_hides_nothing_from_approvers(db: Te
         let id = o.file(false).await;
         let (status, r) = o
             .post(
-                &o.alice_token,
+                &o.alice_api.token,
                 &format!("/api/v1/requests/{id}/cancel"),
                 json!({}),
             )
@@ -111,7 +111,7 @@ async fn filing_and_cancelling_many_requests_hides_nothing_from_approvers(db: Te
     }
 
     let (status, inbox) = o
-        .get(&o.bob_token, "/api/v1/requests?reviewable=true")
+        .get(&o.bob_api.token, "/api/v1/requests?reviewable=true")
         .await;
     assert_eq!(status, StatusCode::OK, "{inbox}");
     let ids: Vec<&str> = inbox["requests"]
@@ -123,11 +123,13 @@ async fn filing_and_cancelling_many_requests_hides_nothing_from_approvers(db: Te
     assert_eq!(ids, vec![pending.as_str(), glass.as_str()], "{inbox}");
     assert_eq!(inbox["next"], Value::Null);
     // The state filter is applied in SQL too: the one pending request, not the newest 200 rows.
-    let (_, listed) = o.get(&o.bob_token, "/api/v1/requests?state=pending").await;
+    let (_, listed) = o
+        .get(&o.bob_api.token, "/api/v1/requests?state=pending")
+        .await;
     assert_eq!(listed["requests"][0]["id"], pending.as_str());
     assert_eq!(listed["requests"].as_array().unwrap().len(), 1);
     // The unfiltered list pages through all 207 for an approver of the profile.
-    let all = o.all_pages(&o.bob_token, "", 50).await;
+    let all = o.all_pages(&o.bob_api.token, "", 50).await;
     assert_eq!(all.len(), 207);
     assert!(all.contains(&glass) && all.contains(&pending));
 

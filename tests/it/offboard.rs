@@ -25,18 +25,7 @@ principals = ["deploy"]
 "#;
 
 fn db_policy(pg: &PgTarget) -> String {
-    format!(
-        r#"{POLICY}
-[[profile]]
-name = "orders-read"
-requesters = ["engineering"]
-approvers = ["sre"]
-[profile.database]
-target = "orders"
-roles = ["{read}"]
-"#,
-        read = pg.read
-    )
+    format!("{POLICY}{}", crate::fixtures::orders_read_profile(&pg.read))
 }
 
 /// Alice (requester) and Bob (approver) from `shop_with`, plus Trent (requester and auditor in
@@ -209,25 +198,11 @@ async fn only_approvers_decide_through_pages_and_api(db: TestDb) {
     .await;
     let trent_all = seed_token(&store, clock.as_ref(), &o.trent, &[]).await;
     for token in [&trent_token, &carol_narrow, &trent_all] {
-        let (s, r) = o
-            .shop
-            .post(
-                token,
-                &format!("/api/v1/requests/{id}/revoke"),
-                json!({"reason": "mine now"}),
-            )
-            .await;
+        let (s, r) = o.shop.app.api(token).revoke(&id, "mine now").await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
     }
     assert_eq!(o.state(&id).await, "active");
-    let (s, r) = o
-        .shop
-        .post(
-            &carol_admin,
-            &format!("/api/v1/requests/{id}/revoke"),
-            json!({"reason": "incident"}),
-        )
-        .await;
+    let (s, r) = o.shop.app.api(&carol_admin).revoke(&id, "incident").await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["state"], "revoked");
     assert_eq!(o.count("request.refused").await, 9);
@@ -240,20 +215,7 @@ async fn disabling_ends_ssh_and_database_access_at_once(db: TestDb) {
     let pg = PgTarget::new().await;
     let o = org_with(db, &db_policy(&pg)).await;
     let app = &o.shop.app;
-    elevate::db_targets::targets::set_target(
-        app.store(),
-        &app.master,
-        &ctx(app.clock.as_ref()),
-        &o.shop.tenant,
-        elevate::db_targets::targets::NewTarget {
-            name: "orders",
-            kind: elevate::model::TargetKind::Postgres,
-            url: &pg.admin_url(),
-            password: &pg.admin_password,
-        },
-    )
-    .await
-    .unwrap();
+    o.shop.add_orders_target(&pg).await;
     let sshd = Sshd::start(app, "acme", &["deploy"]);
 
     // Alice holds an SSH grant with a certificate that logs in, a database grant with an open
@@ -372,22 +334,18 @@ async fn disabling_ends_ssh_and_database_access_at_once(db: TestDb) {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("incident 9"),
-        "{r}"
-    );
+    crate::helpers::assert_error_says(&r, "incident 9");
     assert_eq!(o.count("db.login_refused").await, 1);
 }
 
 // ---------------------------------------------------------------------------------------------
 // Item 2: the CLI (disable/enable, lockdown and lift) through the binary.
 
-fn cli(dir: &Path, db: &TestDb, args: &[&str]) -> (bool, String, String) {
+/// Runs `command` (words split on spaces) and then `extra` (kept whole) against `db`.
+fn cli(dir: &Path, db: &TestDb, command: &str, extra: &[&str]) -> (bool, String, String) {
     let out = elevate(dir)
-        .args(args)
+        .args(command.split(' '))
+        .args(extra)
         .args(["--database", &db.url])
         .output()
         .unwrap();
@@ -419,15 +377,8 @@ async fn the_cli_disables_and_locks_down_until_lifted(db: TestDb) {
     let (ok, out, err) = cli(
         &dir,
         &o.shop.app.db,
-        &[
-            "admin",
-            "user",
-            "disable",
-            "--tenant",
-            "acme",
-            "--email",
-            "alice@acme.example",
-        ],
+        "admin user disable --tenant acme --email alice@acme.example",
+        &[],
     );
     assert!(ok, "{err}");
     assert!(out.contains("ended 2 open request(s)"), "{out}");
@@ -440,15 +391,8 @@ async fn the_cli_disables_and_locks_down_until_lifted(db: TestDb) {
     let (ok, out, err) = cli(
         &dir,
         &o.shop.app.db,
-        &[
-            "admin",
-            "user",
-            "enable",
-            "--tenant",
-            "acme",
-            "--email",
-            "alice@acme.example",
-        ],
+        "admin user enable --tenant acme --email alice@acme.example",
+        &[],
     );
     assert!(ok, "{err}");
     assert!(out.contains("enabled alice@acme.example"), "{out}");
@@ -456,15 +400,8 @@ async fn the_cli_disables_and_locks_down_until_lifted(db: TestDb) {
     let (ok, _, err) = cli(
         &dir,
         &o.shop.app.db,
-        &[
-            "admin",
-            "user",
-            "disable",
-            "--tenant",
-            "acme",
-            "--email",
-            "nobody@acme.example",
-        ],
+        "admin user disable --tenant acme --email nobody@acme.example",
+        &[],
     );
     assert!(!ok && err.contains("no user nobody@acme.example"), "{err}");
 
@@ -478,26 +415,13 @@ async fn the_cli_disables_and_locks_down_until_lifted(db: TestDb) {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let erins = erins["id"].as_str().unwrap().to_owned();
-    let (s, r) = o
-        .shop
-        .post(
-            &o.shop.bob,
-            &format!("/api/v1/requests/{erins}/approve"),
-            json!({}),
-        )
-        .await;
+    let (s, r) = o.shop.approve(&erins).await;
     assert_eq!((s, r["state"].as_str()), (StatusCode::OK, Some("active")));
     let (ok, out, err) = cli(
         &dir,
         &o.shop.app.db,
-        &[
-            "admin",
-            "lockdown",
-            "--tenant",
-            "acme",
-            "--reason",
-            "incident 7",
-        ],
+        "admin lockdown --tenant acme --reason",
+        &["incident 7"],
     );
     assert!(ok, "{err}");
     assert!(out.contains("revoked 2 grant(s)"), "{out}");
@@ -508,27 +432,11 @@ async fn the_cli_disables_and_locks_down_until_lifted(db: TestDb) {
     // break-glass. A request may still be filed (it waits).
     let (s, r) = o.shop.issue_new_key(&alices).await;
     assert_eq!(s, StatusCode::CONFLICT, "{r}");
-    assert!(
-        r["error"]["message"].as_str().unwrap().contains("lockdown"),
-        "{r}"
-    );
+    crate::helpers::assert_error_says(&r, "lockdown");
     let id = o.pending("shell").await;
-    let (s, r) = o
-        .shop
-        .post(
-            &o.shop.bob,
-            &format!("/api/v1/requests/{id}/approve"),
-            json!({}),
-        )
-        .await;
+    let (s, r) = o.shop.approve(&id).await;
     assert_eq!(s, StatusCode::CONFLICT, "{r}");
-    assert!(
-        r["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("incident 7"),
-        "{r}"
-    );
+    crate::helpers::assert_error_says(&r, "incident 7");
     assert_eq!(o.state(&id).await, "pending");
     let (s, r) = o
         .ask(
@@ -549,14 +457,7 @@ async fn the_cli_disables_and_locks_down_until_lifted(db: TestDb) {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{later}");
     let later = later["id"].as_str().unwrap().to_owned();
-    let (s, r) = o
-        .shop
-        .post(
-            &o.shop.bob,
-            &format!("/api/v1/requests/{later}/approve"),
-            json!({}),
-        )
-        .await;
+    let (s, r) = o.shop.approve(&later).await;
     assert_eq!(
         (s, r["state"].as_str()),
         (StatusCode::OK, Some("scheduled")),
@@ -581,18 +482,12 @@ async fn the_cli_disables_and_locks_down_until_lifted(db: TestDb) {
     let (ok, out, err) = cli(
         &dir,
         &o.shop.app.db,
-        &["admin", "lockdown", "--tenant", "acme", "--lift"],
+        "admin lockdown --tenant acme --lift",
+        &[],
     );
     assert!(ok, "{err}");
     assert!(out.contains("lifted"), "{out}");
-    let (s, r) = o
-        .shop
-        .post(
-            &o.shop.bob,
-            &format!("/api/v1/requests/{id}/approve"),
-            json!({}),
-        )
-        .await;
+    let (s, r) = o.shop.approve(&id).await;
     assert_eq!(
         (s, r["state"].as_str()),
         (StatusCode::OK, Some("active")),
@@ -711,14 +606,7 @@ async fn the_last_approval_rechecks_eligibility(db: TestDb) {
     )
     .await
     .unwrap();
-    let (s, r) = o
-        .shop
-        .post(
-            &o.shop.bob,
-            &format!("/api/v1/requests/{id}/approve"),
-            json!({}),
-        )
-        .await;
+    let (s, r) = o.shop.approve(&id).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["state"], "revoked", "{r}");
     let (s, r) = o.shop.issue_new_key(&id).await;
@@ -758,14 +646,7 @@ async fn the_last_approval_rechecks_eligibility(db: TestDb) {
     )
     .await
     .unwrap();
-    let (s, r) = o
-        .shop
-        .post(
-            &o.shop.bob,
-            &format!("/api/v1/requests/{id}/approve"),
-            json!({}),
-        )
-        .await;
+    let (s, r) = o.shop.approve(&id).await;
     assert_eq!(
         (s, r["state"].as_str()),
         (StatusCode::OK, Some("revoked")),

@@ -389,36 +389,20 @@ async fn signing_out_and_disabling_end_sessions() {
     let csrf = csrf_in(&html);
 
     // No token, a wrong token, or a cross-site origin: refused.
-    let res = alice
-        .post(w.app.url("/logout"))
-        .form(&[("x", "1")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let res = alice
-        .post(w.app.url("/logout"))
-        .form(&[("csrf", "forged")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let res = alice
-        .post(w.app.url("/logout"))
-        .header("origin", "https://evil.example")
-        .form(&[("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let res = alice
-        .post(w.app.url("/logout"))
-        .header("sec-fetch-site", "cross-site")
-        .form(&[("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let refused: [(&[(&str, &str)], &[(&str, &str)]); 4] = [
+        (&[], &[("x", "1")]),
+        (&[], &[("csrf", "forged")]),
+        (&[("origin", "https://evil.example")], &[("csrf", &csrf)]),
+        (&[("sec-fetch-site", "cross-site")], &[("csrf", &csrf)]),
+    ];
+    for (headers, form) in refused {
+        let mut req = alice.post(w.app.url("/logout")).form(form);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{headers:?} {form:?}");
+    }
     assert_eq!(
         page(&w.app, &alice, "/dashboard").await.0,
         200,

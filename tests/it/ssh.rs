@@ -245,15 +245,7 @@ async fn a_missing_or_corrupt_krl_refuses_every_certificate_and_sync_keeps_good_
         std::fs::read(sshd.etc.join("user-ca.pub")).unwrap(),
     );
     let down = Command::new(BIN)
-        .args([
-            "host",
-            "sync",
-            "--server",
-            "https://127.0.0.1:1",
-            "--tenant",
-            "acme",
-            "--dir",
-        ])
+        .args("host sync --server https://127.0.0.1:1 --tenant acme --dir".split(' '))
         .arg(&sshd.etc)
         .output()
         .unwrap();
@@ -297,16 +289,7 @@ async fn after_ca_rotation_old_certificates_work_until_they_expire_and_revocatio
     let id = shop.granted("prod-shell").await;
     let (old_key, old_cert, old) = shop.certified(&id).await;
 
-    let before = shop
-        .app
-        .client
-        .get(shop.app.url("/t/acme/ssh/user-ca.pub"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let before = shop.app.get_text("/t/acme/ssh/user-ca.pub").await.1;
     assert_eq!(before.lines().count(), 1);
     let out = Command::new(BIN)
         .args([
@@ -328,16 +311,7 @@ async fn after_ca_rotation_old_certificates_work_until_they_expire_and_revocatio
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("still published until"));
-    let after = shop
-        .app
-        .client
-        .get(shop.app.url("/t/acme/ssh/user-ca.pub"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let after = shop.app.get_text("/t/acme/ssh/user-ca.pub").await.1;
     assert_eq!(after.lines().count(), 2, "old key still published: {after}");
     assert!(after.contains(before.trim()));
     sync(&shop, &sshd);
@@ -370,16 +344,7 @@ async fn after_ca_rotation_old_certificates_work_until_they_expire_and_revocatio
 
     // Once the old CA's last certificate has expired, hosts stop trusting it.
     shop.app.clock.advance(time::Duration::hours(2));
-    let later = shop
-        .app
-        .client
-        .get(shop.app.url("/t/acme/ssh/user-ca.pub"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let later = shop.app.get_text("/t/acme/ssh/user-ca.pub").await.1;
     assert_eq!(later.lines().count(), 1);
     assert!(!later.contains(before.trim()));
 }
@@ -421,13 +386,7 @@ async fn elevate_ssh_requests_waits_for_approval_and_logs_in_without_an_agent() 
                 .unwrap();
             if let Some(r) = list["requests"].as_array().and_then(|l| l.first()) {
                 let id = r["id"].as_str().unwrap().to_owned();
-                let (s, _) = shop
-                    .post(
-                        &shop.bob,
-                        &format!("/api/v1/requests/{id}/approve"),
-                        json!({}),
-                    )
-                    .await;
+                let (s, _) = shop.approve(&id).await;
                 assert_eq!(s, StatusCode::OK);
                 return id;
             }
@@ -638,10 +597,7 @@ async fn issuing_is_only_for_the_requesters_active_ssh_grant(db: TestDb) {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (s, body) = shop.issue(&shop.alice, &id, &ed("rsa:2048")).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("3072"),
-        "{body}"
-    );
+    crate::helpers::assert_error_says(&body, "3072");
     let (s, _) = shop.issue(&shop.bob, &id, &ed("ed25519")).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "an approver is not the requester");
     let (s, _) = shop
@@ -655,13 +611,7 @@ async fn issuing_is_only_for_the_requesters_active_ssh_grant(db: TestDb) {
     let db_id = shop.granted("db-only").await;
     let (s, body) = shop.issue(&shop.alice, &db_id, &ed("ed25519")).await;
     assert_eq!(s, StatusCode::CONFLICT);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no SSH"),
-        "{body}"
-    );
+    crate::helpers::assert_error_says(&body, "no SSH");
     let (s, pending) = shop
         .post(
             &shop.alice,

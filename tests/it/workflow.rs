@@ -263,12 +263,7 @@ async fn bad_requests_get_clear_errors_and_change_nothing() {
         .1["state"],
         "cancelled"
     );
-    assert_eq!(
-        o.post(&o.bob, &format!("/api/v1/requests/{id}/approve"), json!({}))
-            .await
-            .0,
-        StatusCode::CONFLICT
-    );
+    assert_eq!(o.app.api(&o.bob).approve(&id).await.0, StatusCode::CONFLICT);
     assert_eq!(
         o.get(&o.alice, "/api/v1/requests/not-an-id").await.0,
         StatusCode::NOT_FOUND
@@ -322,13 +317,7 @@ async fn break_glass_activates_at_once_and_waits_for_review() {
     let (_, inbox) = o.get(&o.bob, "/api/v1/requests?reviewable=true").await;
     assert_eq!(inbox["requests"], json!([]));
     // Bob revokes it early.
-    let (_, r) = o
-        .post(
-            &o.bob,
-            &format!("/api/v1/requests/{id}/revoke"),
-            json!({"reason": "done"}),
-        )
-        .await;
+    let (_, r) = o.app.api(&o.bob).revoke(&id, "done").await;
     assert_eq!(r["state"], "revoked");
     assert!(
         o.actions()
@@ -355,13 +344,7 @@ async fn the_reaper_lapses_stale_requests_and_starts_scheduled_ones() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_, r) = o
-        .post(
-            &o.bob,
-            &format!("/api/v1/requests/{later}/approve"),
-            json!({}),
-        )
-        .await;
+    let (_, r) = o.app.api(&o.bob).approve(&later).await;
     assert_eq!(r["state"], "scheduled");
 
     o.app.clock.advance(time::Duration::hours(2));
@@ -499,12 +482,7 @@ async fn concurrent_reapers_move_each_request_once(db: TestDb) {
             .as_str()
             .unwrap()
             .to_owned();
-        assert_eq!(
-            o.post(&o.bob, &format!("/api/v1/requests/{id}/approve"), json!({}))
-                .await
-                .0,
-            StatusCode::OK
-        );
+        assert_eq!(o.app.api(&o.bob).approve(&id).await.0, StatusCode::OK);
         ids.push(id);
     }
     o.app.clock.advance(time::Duration::hours(1));
