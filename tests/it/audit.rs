@@ -189,7 +189,7 @@ async fn a_tenants_export_holds_nothing_of_another(db: TestDb) {
     append_events(&app, &a, 30).await;
     append_events(&app, &b, 30).await;
     for t in [&a, &b] {
-        app.checkpoint(&t, 10, app.clock.now()).await.unwrap();
+        app.checkpoint(t, 10, app.clock.now()).await.unwrap();
     }
     let token = auditor(&app, &a).await;
     let text = export(&app, &token).await;

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::fixtures::append_events;
-use crate::fixtures::{auditor, every};
+use crate::fixtures::auditor;
 use crate::helpers::{TestApp, TestDb, seed_tenant, seed_user};
 
 /// What the attacker does with the database file or the owner login: SQL past the append-only

@@ -439,7 +439,6 @@ async fn a_certificate_revoked_after_the_backup_stays_refused_after_the_restore(
 #[tokio::test]
 async fn a_restore_drops_database_logins_the_backup_does_not_account_for() {
     use crate::db_fixtures::PgTarget;
-    use elevate::db_targets::targets::{NewTarget, set_target};
     let pg = PgTarget::new().await;
     let policy = crate::fixtures::orders_read_profile(&pg.read);
     let shop = crate::fixtures::shop_with(

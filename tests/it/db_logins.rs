@@ -3,7 +3,6 @@
 //! expires or is revoked, after a target outage, and after a crash.
 
 use elevate::clock::{Clock, SharedClock};
-use elevate::db_targets::targets::{NewTarget, set_target};
 use elevate::model::TargetKind;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -11,7 +10,7 @@ use sqlx::Connection;
 
 use crate::db_fixtures::{MyTarget, PgTarget, Proxy};
 use crate::fixtures::{Shop, shop_with};
-use crate::helpers::{TestApp, TestDb, ctx};
+use crate::helpers::{TestApp, TestDb};
 
 fn policy(pg: &PgTarget, my: Option<&MyTarget>) -> String {
     let mut p = format!(

@@ -174,7 +174,8 @@ async fn pages_are_styled_from_static_css_without_inline_code() {
     assert!(!scripts.is_empty());
     for s in scripts {
         assert!(
-            s.starts_with(r#" src="/static/elevate.js" defer></script>"#),
+            s.starts_with(r#" src="/static/elevate.js" defer></script>"#)
+                || s.starts_with(r#" src="/static/passkeys.js" defer></script>"#),
             "inline script: {s}"
         );
     }

@@ -7,7 +7,7 @@ use elevate::auth::magic_link;
 use elevate::clock::Clock;
 use elevate::crypto::TokenHash;
 use elevate::error::AppError;
-use elevate::model::{Role, Tenant, User};
+use elevate::model::Role;
 use elevate::notify::Mailer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

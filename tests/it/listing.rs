@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use elevate::broker::service::{self, ListQuery};
 use elevate::clock::Clock;
-use elevate::model::{Role, Tenant, User};
+use elevate::model::{Role, User};
 use elevate::workflow::State;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -389,7 +389,8 @@ async fn signing_out_and_disabling_end_sessions() {
     let csrf = csrf_in(&html);
 
     // No token, a wrong token, or a cross-site origin: refused.
-    let refused: [(&[(&str, &str)], &[(&str, &str)]); 4] = [
+    type Pairs<'a> = &'a [(&'a str, &'a str)];
+    let refused: [(Pairs, Pairs); 4] = [
         (&[], &[("x", "1")]),
         (&[], &[("csrf", "forged")]),
         (&[("origin", "https://evil.example")], &[("csrf", &csrf)]),
