@@ -80,6 +80,10 @@
       form.addEventListener('submit', function (ev) {
         if (form.querySelector('[name="credential"]').value) { return; }
         ev.preventDefault();
+        // Sign-in: the organisation typed into the email form counts for the passkey too.
+        var typed = document.querySelector('form:not([data-signin]) input[name="tenant"]');
+        var own = form.querySelector('input[name="tenant"]');
+        if (typed && own && typed.value) { own.value = typed.value; }
         challenge(form, form.getAttribute(attr), fields).then(function (c) {
           return ceremony(c.options).then(function (answer) {
             form.querySelector('[name="ceremony"]').value = c.ceremony;

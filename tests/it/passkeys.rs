@@ -516,3 +516,38 @@ async fn a_passkey_signs_in_and_is_removed_only_with_another() {
         .count();
     assert_eq!(removed, 1);
 }
+
+/// The same in Chromium with a virtual authenticator: the page scripts register a passkey,
+/// approve a step-up request with it, and sign in with it; no CSP violation.
+#[tokio::test]
+async fn chromium_registers_approves_and_signs_in_with_a_passkey() {
+    let shop = shop_with(TestApp::spawn(TestDb::sqlite().await).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let id = app.api(&shop.alice).request("prod-db-admin", "30m").await;
+    let session = app.session_for(&shop.user("bob@acme.example").await).await;
+    let report =
+        crate::browser::run_script("passkeys.mjs", vec![app.base.clone(), session, id.clone()])
+            .await;
+    assert_eq!(report["error"], Value::Null, "{report}");
+    assert!(
+        report["registered"].as_str().unwrap().contains("chromium"),
+        "{report}"
+    );
+    assert_eq!(
+        report["credentials"],
+        serde_json::json!([{ "resident": true }]),
+        "{report}"
+    );
+    assert_eq!(report["stateAfterApproval"], "active", "{report}");
+    assert!(
+        report["approvals"]
+            .as_str()
+            .unwrap()
+            .contains("1 with a passkey"),
+        "{report}"
+    );
+    assert_eq!(report["dashboardHeading"], "Welcome, bob", "{report}");
+    assert_eq!(report["cspViolations"], serde_json::json!([]), "{report}");
+    assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report}");
+    assert_eq!(state(&shop, &id).await, "active");
+}
