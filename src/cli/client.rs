@@ -73,7 +73,30 @@ pub struct Api {
     token: String,
 }
 
+/// Opens `url` in the person's browser (`$BROWSER`, else `xdg-open`), without waiting for it
+/// and without failing: the URL was printed already.
+pub fn open_in_browser(url: &str) {
+    let program = std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "xdg-open".into());
+    let started = std::process::Command::new(program.trim())
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+    if started.is_err() {
+        eprintln!("(could not start a browser; open the page yourself)");
+    }
+}
+
 impl Api {
+    /// The server this login talks to.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
     fn build(server: &str, token: &str, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
         Ok(Api {
             http: http_client(Duration::from_secs(30), ca_cert)?,

@@ -104,6 +104,10 @@ enum Command {
         /// Print JSON (for scripts) instead of text.
         #[arg(long)]
         json: bool,
+        /// When the profile needs a passkey, only print the page to approve it on (do not open
+        /// a browser).
+        #[arg(long)]
+        no_browser: bool,
     },
     /// Deny a request (or a pending extension).
     Deny {
@@ -334,14 +338,30 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
             }
             Ok(())
         }
-        Command::Approve { id, comment, json } => {
-            act(
+        Command::Approve {
+            id,
+            comment,
+            json,
+            no_browser,
+        } => {
+            let done = act(
                 &id,
                 "approve",
                 serde_json::json!({ "comment": comment }),
                 json,
             )
-            .await
+            .await;
+            if let Err(e) = &done
+                && let Some(failure) = e.downcast_ref::<client::ApiFailure>()
+                && failure.code == "step_up_required"
+            {
+                let page = format!("{}/requests/{id}", client::Api::from_saved()?.server());
+                eprintln!("This profile is approved only with a passkey: approve it at {page}");
+                if !no_browser {
+                    client::open_in_browser(&page);
+                }
+            }
+            done
         }
         Command::Deny { id, comment, json } => {
             act(&id, "deny", serde_json::json!({ "comment": comment }), json).await

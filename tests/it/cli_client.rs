@@ -163,6 +163,56 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
     );
     assert_eq!(a.json(&["status", &id, "--json"])["state"], "active");
 
+    // A profile approved only with a passkey: the CLI says where, and opens the page.
+    let r = a.json(&[
+        "request",
+        "prod-db-admin",
+        "--for",
+        "30m",
+        "--reason",
+        "migration",
+        "--json",
+    ]);
+    let admin_id = r["id"].as_str().unwrap().to_owned();
+    let opened = b.home.join("opened");
+    let browser = b.home.join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\necho \"$1\" > {}\n", opened.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&browser, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let page = format!("{}/requests/{admin_id}", app.base);
+    let out = b
+        .command(&["approve", &admin_id])
+        .env("BROWSER", &browser)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("approve it at {page}")),
+        "{}",
+        stderr(&out)
+    );
+    for _ in 0..50 {
+        if opened.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&opened).unwrap().trim(), page);
+    std::fs::remove_file(&opened).unwrap();
+    let out = b
+        .command(&["approve", &admin_id, "--no-browser"])
+        .env("BROWSER", &browser)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&page), "{}", stderr(&out));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(!opened.exists(), "--no-browser opened a browser");
+    assert_eq!(a.json(&["status", &admin_id, "--json"])["state"], "pending");
+
     // --wait blocks until the decision.
     let waiting = a
         .command(&[
