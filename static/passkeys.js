@@ -58,7 +58,7 @@
   function challenge(form, url, fields) {
     var body = new URLSearchParams();
     fields.forEach(function (name) {
-      var input = form.querySelector('[name="' + name + '"]');
+      var input = form.querySelector('[name="' + name + '"]:checked') || form.querySelector('[name="' + name + '"]');
       if (input) { body.append(name, input.value); }
     });
     var headers = { Accept: 'application/json' };
@@ -75,10 +75,11 @@
     if (box) { box.textContent = String(err.message || err); box.hidden = false; } else { alert(err.message || err); }
   }
 
-  function wire(attr, fields, ceremony) {
+  function wire(attr, fields, ceremony, wanted) {
     document.querySelectorAll('form[' + attr + ']').forEach(function (form) {
       form.addEventListener('submit', function (ev) {
         if (form.querySelector('[name="credential"]').value) { return; }
+        if (wanted && !wanted(form)) { return; }
         ev.preventDefault();
         // Sign-in: the organisation typed into the email form counts for the passkey too.
         var typed = document.querySelector('form:not([data-signin]) input[name="tenant"]');
@@ -96,6 +97,11 @@
   }
 
   wire('data-register', ['csrf'], create);
+  // A new request: only break-glass asks for the passkey.
+  wire('data-break-glass', ['csrf', 'profile'], get, function (form) {
+    var box = form.querySelector('input[name="break_glass"]');
+    return box && box.checked;
+  });
   wire('data-step-up', ['csrf'], get);
   // Sign-in: a button, not conditional mediation, so it works the same in every browser.
   wire('data-signin', ['tenant'], function (options) { delete options.mediation; return get(options); });

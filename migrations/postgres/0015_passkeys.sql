@@ -31,6 +31,10 @@ CREATE TABLE webauthn_ceremonies (
     PRIMARY KEY (tenant_id, id)
 );
 
+-- Break-glass always needs the requester's passkey step-up when they have one; with this on,
+-- also when they have none (they are told to register one).
+ALTER TABLE tenants ADD COLUMN require_passkey_for_break_glass BOOLEAN NOT NULL DEFAULT false;
+
 ALTER TABLE approvals ADD COLUMN stepped_up BOOLEAN NOT NULL DEFAULT false;
 
 DO $$

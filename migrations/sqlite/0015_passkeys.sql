@@ -26,4 +26,8 @@ CREATE TABLE webauthn_ceremonies (
     PRIMARY KEY (tenant_id, id)
 );
 
+-- Break-glass always needs the requester's passkey step-up when they have one; with this on,
+-- also when they have none (they are told to register one).
+ALTER TABLE tenants ADD COLUMN require_passkey_for_break_glass INTEGER NOT NULL DEFAULT 0;
+
 ALTER TABLE approvals ADD COLUMN stepped_up INTEGER NOT NULL DEFAULT 0;

@@ -572,3 +572,26 @@ pub async fn lockdown_state(store: &Store, tenant: &Tenant) -> AppResult<Option<
     tx.commit().await?;
     Ok(l)
 }
+
+/// Turns on (or off) the tenant setting that makes break-glass need a passkey step-up even from
+/// people who have no passkey yet (they are told to register one). Audited; false when it was
+/// already so.
+pub async fn set_require_passkey_for_break_glass(
+    store: &Store,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    on: bool,
+) -> AppResult<bool> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let changed = tx.set_require_passkey_for_break_glass(on).await?;
+    if changed {
+        tx.append_audit(
+            &ctx.event("tenant.settings_changed", &tenant.slug)
+                .details(serde_json::json!({ "require_passkey_for_break_glass": on })),
+            ctx.now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(changed)
+}

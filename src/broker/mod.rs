@@ -75,17 +75,41 @@ pub struct Broker {
 
 impl Broker {
     pub async fn file(&self, c: &Caller, profile: &str, new: NewRequest) -> AppResult<Shown> {
-        service::file(
+        service::file(&self.store, &self.links, c, profile, new, None)
+            .await
+            .map(Shown::from)
+    }
+
+    /// Files a request with a passkey step-up (break-glass): the ceremony is spent first.
+    pub async fn file_with_step_up(
+        &self,
+        c: &Caller,
+        profile: &str,
+        new: NewRequest,
+        proof: &StepUpProof,
+    ) -> AppResult<Shown> {
+        let taken = passkey::take_step_up(&self.store, &self.passkeys, &c.tenant, proof).await?;
+        service::file(&self.store, &self.links, c, profile, new, Some(&taken))
+            .await
+            .map(Shown::from)
+    }
+
+    /// Starts a step-up for break-glass on `profile`.
+    pub async fn begin_break_glass_step_up(
+        &self,
+        c: &Caller,
+        profile: &str,
+    ) -> AppResult<(Uuid, webauthn_rs::prelude::RequestChallengeResponse)> {
+        let binding = service::break_glass_binding(&c.user, profile);
+        passkey::begin_step_up(
             &self.store,
-            &c.ctx,
-            &self.links,
+            &self.passkeys,
             &c.tenant,
             &c.user,
-            profile,
-            new,
+            &binding,
+            c.ctx.now,
         )
         .await
-        .map(Shown::from)
     }
 
     pub async fn show(&self, c: &Caller, id: Uuid) -> AppResult<Shown> {

@@ -438,13 +438,13 @@ async fn notify(
 /// Files a request for `profile_name` under the policy in force.
 pub async fn file(
     store: &Store,
-    ctx: &Ctx,
     links: &str,
-    tenant: &Tenant,
-    requester: &User,
+    caller: &super::Caller,
     profile_name: &str,
     new: NewRequest,
+    step_up: Option<&TakenStepUp>,
 ) -> AppResult<(StoredRequest, Profile)> {
+    let (ctx, tenant, requester) = (&caller.ctx, &caller.tenant, &caller.user);
     let (version, profiles) = crate::broker::policy::current(store, tenant)
         .await?
         .ok_or_else(|| AppError::NotFound("this organisation has no access profiles yet".into()))?;
@@ -474,13 +474,37 @@ pub async fn file(
         };
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let locked = lockdown_reason(&mut tx).await?;
-    if let Err(refusal) = refuse_in_lockdown(&effects, locked.as_deref()) {
+    let mut passkey_used = None;
+    let checked = match refuse_in_lockdown(&effects, locked.as_deref()) {
+        Err(refusal) => Err(refusal),
+        Ok(()) if request.shortcut == Some(crate::workflow::Shortcut::BreakGlass) => {
+            match break_glass_step_up(&mut tx, links, requester, &profile, step_up, ctx.now).await?
+            {
+                Ok(used) => {
+                    passkey_used = used;
+                    Ok(())
+                }
+                Err(refusal) => Err(refusal),
+            }
+        }
+        Ok(()) => Ok(()),
+    };
+    if let Err(refusal) = checked {
         tx.rollback().await?;
         audit_refusal(store, tenant, ctx, None, profile_name, &refusal).await?;
         return Err(refusal.into());
     }
     tx.insert_request(&request, version.version, ctx.now)
         .await?;
+    if let Some(passkey) = passkey_used {
+        tx.append_audit(
+            &ctx.event("passkey.stepped_up", &profile.name)
+                .request(request.id)
+                .details(json!({ "passkey_id": passkey, "for": "break_glass" })),
+            ctx.now,
+        )
+        .await?;
+    }
     tx.append_audit(
         &ctx.event("request.submitted", &profile.name)
             .request(request.id)
@@ -512,6 +536,43 @@ pub async fn file(
         },
         profile,
     ))
+}
+
+/// What a break-glass step-up is bound to: the requester's break-glass on this profile.
+pub fn break_glass_binding(requester: &User, profile: &str) -> String {
+    format!("break-glass {} {profile}", requester.id)
+}
+
+/// Break-glass activates at once, so it always needs the requester's passkey when they have
+/// one, and when the tenant requires it, also when they have none. The passkey used, or why not.
+async fn break_glass_step_up(
+    tx: &mut TenantTx,
+    links: &str,
+    requester: &User,
+    profile: &Profile,
+    step_up: Option<&TakenStepUp>,
+    now: time::OffsetDateTime,
+) -> AppResult<Result<Option<Uuid>, Refusal>> {
+    let has_passkey = !tx.passkeys_of(requester.id).await?.is_empty();
+    let required = has_passkey || tx.require_passkey_for_break_glass().await?;
+    Ok(match (required, step_up) {
+        (false, None) => Ok(None),
+        (_, Some(taken)) => {
+            let binding = break_glass_binding(requester, &profile.name);
+            match taken.verify(tx, requester, &binding, now).await? {
+                Ok(used) => Ok(Some(used)),
+                Err(why) => Err(Refusal::NotAllowed(format!(
+                    "the passkey step-up was not accepted: {why}"
+                ))),
+            }
+        }
+        (true, None) if has_passkey => Err(Refusal::StepUpRequired(format!(
+            "break-glass needs a passkey step-up: use the new request page at {links}/requests/new"
+        ))),
+        (true, None) => Err(Refusal::NotAllowed(format!(
+            "this organisation requires a passkey for break-glass: register one at {links}/passkeys"
+        ))),
+    })
 }
 
 /// Locks request `id` in `tx` (waiting for another holder) and loads it with the profile it was

@@ -142,6 +142,26 @@ pub enum TenantCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Change a tenant's settings.
+    Set {
+        /// The organisation, by its slug (like acme).
+        #[arg(long)]
+        tenant: String,
+        /// Break-glass needs a passkey step-up even from people who have none yet (they are told
+        /// to register one). People with a passkey always confirm break-glass with it.
+        #[arg(long, value_name = "on|off", value_parser = on_off, action = clap::ArgAction::Set, required = true)]
+        require_passkey_for_break_glass: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn on_off(text: &str) -> Result<bool, String> {
+    match text {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        other => Err(format!("{other:?}: say on or off")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +302,32 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let (store, key) = args.open_with_key().await?;
             let tenant = admin::create_tenant(&store, &key, &ctx(), &slug, &name).await?;
             println!("created tenant {} ({})", tenant.slug, tenant.tenant_id);
+            store.close().await;
+        }
+        AdminCommand::Tenant {
+            command:
+                TenantCommand::Set {
+                    tenant,
+                    require_passkey_for_break_glass: on,
+                    store: args,
+                },
+        } => {
+            let store = open_store(&args.database).await?;
+            let tenant = admin::tenant_by_slug(&store, &tenant).await?;
+            let changed =
+                admin::set_require_passkey_for_break_glass(&store, &ctx(), &tenant, on).await?;
+            let state = if on { "on" } else { "off" };
+            if changed {
+                println!(
+                    "{}: require_passkey_for_break_glass is now {state}",
+                    tenant.slug
+                );
+            } else {
+                println!(
+                    "{}: require_passkey_for_break_glass was already {state}",
+                    tenant.slug
+                );
+            }
             store.close().await;
         }
         AdminCommand::User {

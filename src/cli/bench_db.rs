@@ -156,12 +156,11 @@ async fn elevate_logins(
     )
     .await?;
     let links = "http://localhost";
+    let caller = crate::broker::Caller::new(ctx(), tenant.clone(), user.clone());
     let request = crate::broker::service::file(
         &store,
-        &ctx(),
         links,
-        &tenant,
-        &user,
+        &caller,
         "bench-db",
         NewRequest {
             duration: None,
@@ -170,6 +169,7 @@ async fn elevate_logins(
             starts_at: None,
             break_glass: false,
         },
+        None,
     )
     .await?;
     let id = request.0.request.id;
@@ -182,7 +182,6 @@ async fn elevate_logins(
     }
     let issue_rate = issued as f64 / start.elapsed().as_secs_f64();
 
-    let caller = crate::broker::Caller::new(ctx(), tenant.clone(), user.clone());
     crate::broker::service::act(
         &store,
         links,

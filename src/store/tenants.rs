@@ -88,3 +88,25 @@ pub struct Lockdown {
     /// Who set it, as the audit log names the actor.
     pub set_by: String,
 }
+
+impl TenantTx {
+    /// Whether break-glass needs a passkey step-up even from people who have none.
+    pub async fn require_passkey_for_break_glass(&mut self) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let row: Option<(bool,)> = sql!(fetch_optional (bool,); self,
+            "SELECT require_passkey_for_break_glass FROM tenants WHERE tenant_id = $1", tenant_id)?;
+        Ok(row.is_some_and(|r| r.0))
+    }
+
+    /// Sets it; false when nothing changed.
+    pub async fn set_require_passkey_for_break_glass(&mut self, on: bool) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let n = sql!(exec self,
+            "UPDATE tenants SET require_passkey_for_break_glass = $2
+             WHERE tenant_id = $1 AND require_passkey_for_break_glass <> $2", tenant_id, on)?;
+        if n > 0 {
+            self.mark_changed();
+        }
+        Ok(n > 0)
+    }
+}

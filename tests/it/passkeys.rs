@@ -24,6 +24,14 @@ max_duration = "4h"
 step_up = true
 [profile.ssh]
 principals = ["dba"]
+
+[[profile]]
+name = "prod-shell"
+requesters = ["engineering"]
+approvers = ["sre"]
+break_glass = true
+[profile.ssh]
+principals = ["deploy"]
 "#;
 
 type Authenticator = SoftPasskey;
@@ -367,9 +375,132 @@ async fn a_passkey_without_user_verification_approves_nothing(db: TestDb) {
     assert_eq!(state(&shop, &id).await, "pending");
 }
 
+/// Break-glass on prod-shell from the new-request page, with a step-up when given one.
+async fn file_break_glass(
+    p: &Person,
+    app: &TestApp,
+    proof: Option<&(String, String)>,
+) -> (StatusCode, String) {
+    let mut form = vec![
+        ("csrf", p.csrf.as_str()),
+        ("profile", "prod-shell"),
+        ("duration", "30m"),
+        ("justification", "outage"),
+        ("break_glass", "1"),
+    ];
+    if let Some((ceremony, credential)) = proof {
+        form.push(("ceremony", ceremony));
+        form.push(("credential", credential));
+    }
+    post_form(&p.browser, app, "/requests", &form).await
+}
+
+async fn break_glass_is_confirmed_with_the_requesters_passkey(db: TestDb) {
+    let shop = shop_with(TestApp::spawn(db).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let break_glass = serde_json::json!({"profile": "prod-shell", "duration": "30m",
+        "justification": "outage", "break_glass": true});
+
+    // Without a passkey, and without the tenant setting, break-glass works as before.
+    let (s, r) = app
+        .api(&shop.alice)
+        .post("/api/v1/requests", break_glass.clone())
+        .await;
+    assert_eq!(
+        (s, r["state"].as_str()),
+        (StatusCode::CREATED, Some("active")),
+        "{r}"
+    );
+
+    // With a passkey, a token cannot: the page asks the passkey.
+    let mut alice = person(&shop, "alice@acme.example").await;
+    alice.register(app, "laptop").await;
+    let (s, r) = app
+        .api(&shop.alice)
+        .post("/api/v1/requests", break_glass.clone())
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(r["error"]["code"], "step_up_required", "{r}");
+    let (s, body) = file_break_glass(&alice, app, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let (s, c) = post_json(
+        &alice.browser,
+        app,
+        "/requests/break-glass/step-up",
+        &[("csrf", &alice.csrf), ("profile", "prod-shell")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{c}");
+    let options: RequestChallengeResponse = serde_json::from_value(c["options"].clone()).unwrap();
+    let answer = alice
+        .passkey
+        .do_authentication(origin(app), options)
+        .unwrap();
+    let proof = (
+        c["ceremony"].as_str().unwrap().to_owned(),
+        serde_json::to_string(&answer).unwrap(),
+    );
+    let (s, body) = file_break_glass(&alice, app, Some(&proof)).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    // An approval's step-up does not stand in for break-glass.
+    let pending = app.api(&shop.alice).request("prod-db-admin", "30m").await;
+    let wrong = alice.step_up_for(app, &pending).await;
+    let (s, body) = file_break_glass(&alice, app, Some(&wrong)).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let stepped: Vec<Value> = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, d)| a == "passkey.stepped_up" && d["for"] == "break_glass")
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(stepped.len(), 1, "{stepped:?}");
+
+    // With the tenant setting on, someone without a passkey is told to register one.
+    let dir = crate::helpers::temp_dir("break-glass-setting");
+    let out = crate::fixtures::elevate(&dir)
+        .args("admin tenant set --tenant acme --require-passkey-for-break-glass on".split(' '))
+        .args(["--database", &app.db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let erin = crate::helpers::seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &shop.tenant,
+        "erin@acme.example",
+        &[elevate::model::Role::Requester],
+        &["engineering"],
+    )
+    .await;
+    let (s, r) = app
+        .as_user(&erin)
+        .await
+        .post("/api/v1/requests", break_glass)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+    let message = r["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("{}/passkeys", app.base)),
+        "{message}"
+    );
+    let changed = shop
+        .actions()
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "tenant.settings_changed")
+        .count();
+    assert_eq!(changed, 1);
+}
+
 on_both_backends!(
     a_step_up_approval_holds_only_for_its_own_decision,
     a_passkey_without_user_verification_approves_nothing,
+    break_glass_is_confirmed_with_the_requesters_passkey,
 );
 
 #[tokio::test]

@@ -28,6 +28,7 @@ pub fn router() -> Router<AppState> {
         .route("/requests/new", get(new_form))
         .route("/requests", post(create))
         .route("/requests/{id}", get(detail))
+        .route("/requests/break-glass/step-up", post(break_glass_step_up))
         .route("/requests/{id}/step-up", post(step_up))
         .route("/requests/{id}/{action}", post(act))
         .route("/requests/{id}/certificates", post(issue_certificate))
@@ -82,6 +83,8 @@ fn card(p: &Profile) -> ProfileCard {
 struct NewPage {
     nav: Nav,
     profiles: Vec<ProfileCard>,
+    /// Break-glass is then confirmed with a passkey (see `broker::service::file`).
+    has_passkey: bool,
 }
 
 async fn new_form(State(state): State<AppState>, who: SessionUser) -> AppResult<NewPage> {
@@ -89,8 +92,12 @@ async fn new_form(State(state): State<AppState>, who: SessionUser) -> AppResult<
         .await?
         .map(|(_, p)| p)
         .unwrap_or_default();
+    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let has_passkey = !tx.passkeys_of(who.user.id).await?.is_empty();
+    tx.commit().await?;
     Ok(NewPage {
         nav: Nav::of(&who),
+        has_passkey,
         profiles: profiles
             .iter()
             .filter(|p| p.may_request(&who.user.group_names.0))
@@ -110,6 +117,11 @@ struct NewForm {
     ticket: String,
     #[serde(default)]
     break_glass: Option<String>,
+    /// A passkey step-up for break-glass (see `static/passkeys.js`).
+    #[serde(default)]
+    ceremony: String,
+    #[serde(default)]
+    credential: String,
 }
 
 async fn create(
@@ -129,10 +141,21 @@ async fn create(
         starts_at: None,
         break_glass: form.break_glass.is_some(),
     };
-    let shown = state
-        .broker
-        .file(&page_caller(&state, &who), &form.profile, new)
-        .await?;
+    let c = page_caller(&state, &who);
+    let shown = if form.ceremony.is_empty() {
+        state.broker.file(&c, &form.profile, new).await?
+    } else {
+        let proof = StepUpProof {
+            ceremony: form.ceremony.parse().map_err(|_| {
+                AppError::BadRequest("the passkey step-up names no challenge".into())
+            })?,
+            credential: form.credential,
+        };
+        state
+            .broker
+            .file_with_step_up(&c, &form.profile, new, &proof)
+            .await?
+    };
     Ok(Redirect::to(&format!(
         "/requests/{}",
         shown.stored.request.id
@@ -444,6 +467,27 @@ fn step_up_proof(form: &ActForm) -> AppResult<Option<StepUpProof>> {
         ceremony,
         credential: form.credential.clone(),
     }))
+}
+
+#[derive(Deserialize)]
+struct BreakGlassChallenge {
+    #[serde(default)]
+    profile: String,
+}
+
+/// A step-up challenge for break-glass on the chosen profile (for `passkeys.js`).
+async fn break_glass_step_up(
+    State(state): State<AppState>,
+    who: SessionUser,
+    CsrfForm(form): CsrfForm<BreakGlassChallenge>,
+) -> AppResult<axum::Json<serde_json::Value>> {
+    let (ceremony, options) = state
+        .broker
+        .begin_break_glass_step_up(&page_caller(&state, &who), &form.profile)
+        .await?;
+    Ok(axum::Json(
+        serde_json::json!({ "ceremony": ceremony, "options": options }),
+    ))
 }
 
 /// A step-up challenge for approving the request as this page shows it (for `passkeys.js`).
