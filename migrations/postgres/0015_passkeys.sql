@@ -35,6 +35,11 @@ CREATE TABLE webauthn_ceremonies (
 -- also when they have none (they are told to register one).
 ALTER TABLE tenants ADD COLUMN require_passkey_for_break_glass BOOLEAN NOT NULL DEFAULT false;
 
+-- Admin changes from a browser need a passkey confirmation in the last five minutes, from admins
+-- who have a passkey and, with this on, from every admin.
+ALTER TABLE tenants ADD COLUMN require_passkey_for_admin BOOLEAN NOT NULL DEFAULT false;
+ALTER TABLE sessions ADD COLUMN stepped_up_at TIMESTAMPTZ;
+
 ALTER TABLE approvals ADD COLUMN stepped_up BOOLEAN NOT NULL DEFAULT false;
 
 DO $$

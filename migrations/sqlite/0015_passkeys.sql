@@ -30,4 +30,9 @@ CREATE TABLE webauthn_ceremonies (
 -- also when they have none (they are told to register one).
 ALTER TABLE tenants ADD COLUMN require_passkey_for_break_glass INTEGER NOT NULL DEFAULT 0;
 
+-- Admin changes from a browser need a passkey confirmation in the last five minutes, from admins
+-- who have a passkey and, with this on, from every admin.
+ALTER TABLE tenants ADD COLUMN require_passkey_for_admin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN stepped_up_at TEXT;
+
 ALTER TABLE approvals ADD COLUMN stepped_up INTEGER NOT NULL DEFAULT 0;

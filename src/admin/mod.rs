@@ -573,21 +573,31 @@ pub async fn lockdown_state(store: &Store, tenant: &Tenant) -> AppResult<Option<
     Ok(l)
 }
 
-/// Turns on (or off) the tenant setting that makes break-glass need a passkey step-up even from
-/// people who have no passkey yet (they are told to register one). Audited; false when it was
+/// Turns a tenant's passkey setting on or off (`require_passkey_for_break_glass`: break-glass
+/// needs a step-up even from people without a passkey; `require_passkey_for_admin`: admin
+/// changes from a browser need a recent step-up from every admin). Audited; false when it was
 /// already so.
-pub async fn set_require_passkey_for_break_glass(
+pub async fn set_tenant_setting(
     store: &Store,
     ctx: &Ctx,
     tenant: &Tenant,
+    name: &str,
     on: bool,
 ) -> AppResult<bool> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    let changed = tx.set_require_passkey_for_break_glass(on).await?;
+    let changed = match name {
+        "require_passkey_for_break_glass" => tx.set_require_passkey_for_break_glass(on).await?,
+        "require_passkey_for_admin" => tx.set_require_passkey_for_admin(on).await?,
+        other => {
+            return Err(AppError::Unprocessable(format!(
+                "no tenant setting {other}"
+            )));
+        }
+    };
     if changed {
         tx.append_audit(
             &ctx.event("tenant.settings_changed", &tenant.slug)
-                .details(serde_json::json!({ "require_passkey_for_break_glass": on })),
+                .details(serde_json::json!({ name: on })),
             ctx.now,
         )
         .await?;

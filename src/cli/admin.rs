@@ -149,8 +149,12 @@ pub enum TenantCommand {
         tenant: String,
         /// Break-glass needs a passkey step-up even from people who have none yet (they are told
         /// to register one). People with a passkey always confirm break-glass with it.
-        #[arg(long, value_name = "on|off", value_parser = on_off, action = clap::ArgAction::Set, required = true)]
-        require_passkey_for_break_glass: bool,
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        require_passkey_for_break_glass: Option<bool>,
+        /// Admin changes from a browser need a passkey confirmation in the last five minutes
+        /// from every admin (admins with a passkey always confirm). Tokens are not affected.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        require_passkey_for_admin: Option<bool>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -308,25 +312,32 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             command:
                 TenantCommand::Set {
                     tenant,
-                    require_passkey_for_break_glass: on,
+                    require_passkey_for_break_glass,
+                    require_passkey_for_admin,
                     store: args,
                 },
         } => {
+            if require_passkey_for_break_glass.is_none() && require_passkey_for_admin.is_none() {
+                anyhow::bail!(
+                    "say what to set: --require-passkey-for-break-glass on|off or \
+                     --require-passkey-for-admin on|off"
+                );
+            }
             let store = open_store(&args.database).await?;
             let tenant = admin::tenant_by_slug(&store, &tenant).await?;
-            let changed =
-                admin::set_require_passkey_for_break_glass(&store, &ctx(), &tenant, on).await?;
-            let state = if on { "on" } else { "off" };
-            if changed {
-                println!(
-                    "{}: require_passkey_for_break_glass is now {state}",
-                    tenant.slug
-                );
-            } else {
-                println!(
-                    "{}: require_passkey_for_break_glass was already {state}",
-                    tenant.slug
-                );
+            let settings = [
+                (
+                    "require_passkey_for_break_glass",
+                    require_passkey_for_break_glass,
+                ),
+                ("require_passkey_for_admin", require_passkey_for_admin),
+            ];
+            for (name, value) in settings {
+                let Some(on) = value else { continue };
+                let changed = admin::set_tenant_setting(&store, &ctx(), &tenant, name, on).await?;
+                let state = if on { "on" } else { "off" };
+                let verb = if changed { "is now" } else { "was already" };
+                println!("{}: {name} {verb} {state}", tenant.slug);
             }
             store.close().await;
         }

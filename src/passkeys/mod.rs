@@ -473,3 +473,91 @@ impl TakenStepUp {
 pub fn removal_binding(id: Uuid) -> String {
     format!("remove passkey {id}")
 }
+
+// ---------------------------------------------------------------------------------------------
+// Admin changes from a browser: a recent step-up of the session.
+
+/// How long a session's passkey confirmation counts for admin changes.
+pub const ADMIN_STEP_UP_TTL: Duration = Duration::minutes(5);
+
+/// What a session's step-up is bound to: that session.
+pub fn session_binding(session: Uuid) -> String {
+    format!("session {session}")
+}
+
+/// Why `user`'s session may not make an admin change now, if it may not: the admin has a
+/// passkey (or the tenant requires one) and the session has not confirmed with it in the last
+/// five minutes. Tokens are not sessions: the API and CLI keep working for operators' scripts.
+pub async fn admin_change_refusal(
+    store: &Store,
+    links: &str,
+    tenant: &Tenant,
+    user: &User,
+    session: Uuid,
+    now: OffsetDateTime,
+) -> AppResult<Option<AppError>> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let has_passkey = !tx.passkeys_of(user.id).await?.is_empty();
+    let required = has_passkey || tx.require_passkey_for_admin().await?;
+    let recent = tx
+        .session_stepped_up_at(session)
+        .await?
+        .is_some_and(|at| now - at <= ADMIN_STEP_UP_TTL);
+    tx.commit().await?;
+    Ok(match (required, recent, has_passkey) {
+        (false, _, _) | (true, true, _) => None,
+        (true, false, true) => Some(AppError::StepUpRequired(format!(
+            "admin changes need a passkey confirmation in the last {} minutes: confirm at \
+             {links}/step-up, then try again",
+            ADMIN_STEP_UP_TTL.whole_minutes()
+        ))),
+        (true, false, false) => Some(AppError::Forbidden(format!(
+            "this organisation requires a passkey for admin changes: register one at \
+             {links}/passkeys"
+        ))),
+    })
+}
+
+/// Confirms the session with a passkey (for admin changes in the next five minutes). Audited.
+pub async fn step_up_session(
+    store: &Store,
+    rp: &RelyingParty,
+    ctx: &Ctx,
+    (tenant, user): (&Tenant, &User),
+    session: Uuid,
+    proof: &StepUpProof,
+) -> AppResult<()> {
+    let taken = take_step_up(store, rp, tenant, proof).await?;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    match taken
+        .verify(&mut tx, user, &session_binding(session), ctx.now)
+        .await?
+    {
+        Ok(passkey) => {
+            tx.set_session_stepped_up(session, ctx.now).await?;
+            tx.append_audit(
+                &ctx.event("passkey.stepped_up", &user.email).details(
+                    json!({ "passkey_id": passkey, "for": "session", "session_id": session }),
+                ),
+                ctx.now,
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        Err(why) => {
+            tx.rollback().await?;
+            let mut tx = store.tenant(tenant.tenant_id).await?;
+            tx.append_audit(
+                &ctx.event("passkey.step_up_refused", &user.email)
+                    .details(json!({ "for": "session", "session_id": session, "reason": why })),
+                ctx.now,
+            )
+            .await?;
+            tx.commit().await?;
+            Err(AppError::Forbidden(format!(
+                "the passkey step-up was not accepted: {why}"
+            )))
+        }
+    }
+}

@@ -107,4 +107,25 @@ impl TenantTx {
         self.mark_changed();
         Ok(n)
     }
+
+    /// When the session last confirmed with a passkey (admin changes need it recent).
+    pub async fn session_stepped_up_at(&mut self, id: Uuid) -> StoreResult<Option<OffsetDateTime>> {
+        let tenant_id = self.tenant_id;
+        let row: Option<(Option<OffsetDateTime>,)> = sql!(fetch_optional (Option<OffsetDateTime>,); self,
+            "SELECT stepped_up_at FROM sessions WHERE tenant_id = $1 AND id = $2", tenant_id, id)?;
+        Ok(row.and_then(|r| r.0))
+    }
+
+    pub async fn set_session_stepped_up(
+        &mut self,
+        id: Uuid,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let n = sql!(exec self,
+            "UPDATE sessions SET stepped_up_at = $3 WHERE tenant_id = $1 AND id = $2",
+            tenant_id, id, ts(now))?;
+        self.mark_changed();
+        Ok(n == 1)
+    }
 }

@@ -109,4 +109,24 @@ impl TenantTx {
         }
         Ok(n > 0)
     }
+
+    /// Whether admin changes from a browser need a recent passkey step-up from every admin.
+    pub async fn require_passkey_for_admin(&mut self) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let row: Option<(bool,)> = sql!(fetch_optional (bool,); self,
+            "SELECT require_passkey_for_admin FROM tenants WHERE tenant_id = $1", tenant_id)?;
+        Ok(row.is_some_and(|r| r.0))
+    }
+
+    /// Sets it; false when nothing changed.
+    pub async fn set_require_passkey_for_admin(&mut self, on: bool) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let n = sql!(exec self,
+            "UPDATE tenants SET require_passkey_for_admin = $2
+             WHERE tenant_id = $1 AND require_passkey_for_admin <> $2", tenant_id, on)?;
+        if n > 0 {
+            self.mark_changed();
+        }
+        Ok(n > 0)
+    }
 }

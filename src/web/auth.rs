@@ -93,3 +93,32 @@ impl FromRequestParts<AppState> for AdminUser {
         Ok(AdminUser(user))
     }
 }
+
+/// An admin's session that may make an admin change now: with a passkey (or when the tenant
+/// requires one), only within five minutes of confirming with it (`passkeys::admin_change_refusal`).
+pub struct SteppedUpAdmin(pub SessionUser);
+
+impl FromRequestParts<AppState> for SteppedUpAdmin {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let AdminUser(who) = AdminUser::from_request_parts(parts, state).await?;
+        let refusal = crate::passkeys::admin_change_refusal(
+            &state.store,
+            &state.config.public_url,
+            &who.tenant,
+            &who.user,
+            who.session.id,
+            state.clock.now(),
+        )
+        .await
+        .map_err(SessionRejection::Error)?;
+        match refusal {
+            Some(e) => Err(SessionRejection::Error(e)),
+            None => Ok(SteppedUpAdmin(who)),
+        }
+    }
+}

@@ -212,6 +212,8 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(!opened.exists(), "--no-browser opened a browser");
     assert_eq!(a.json(&["status", &admin_id, "--json"])["state"], "pending");
+    let out = a.run(&["cancel", &admin_id]);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // --wait blocks until the decision.
     let waiting = a

@@ -682,3 +682,168 @@ async fn chromium_registers_approves_and_signs_in_with_a_passkey() {
     assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report}");
     assert_eq!(state(&shop, &id).await, "active");
 }
+
+/// Admin changes from a browser need a passkey confirmation of the session in the last five
+/// minutes from an admin who has a passkey, and from every admin when the tenant requires it.
+#[tokio::test]
+async fn admin_changes_need_a_recent_step_up_of_the_session() {
+    let shop = shop_with(TestApp::spawn(TestDb::sqlite().await).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let carol = crate::helpers::seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &shop.tenant,
+        "carol@acme.example",
+        &[elevate::model::Role::Admin],
+        &[],
+    )
+    .await;
+    let mut carol_p = person(&shop, &carol.email).await;
+    let lockdown = |p: &Person| {
+        let (browser, csrf) = (p.browser.clone(), p.csrf.clone());
+        let url = app.url("/admin/lockdown");
+        async move {
+            let form = [("csrf", csrf.as_str()), ("reason", "drill")];
+            let res = browser.post(url).form(&form).send().await.unwrap();
+            (res.status(), res.text().await.unwrap_or_default())
+        }
+    };
+
+    // Without a passkey (and the tenant not requiring one): as before.
+    let (s, body) = lockdown(&carol_p).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    let (s, _) = post_form(
+        &carol_p.browser,
+        app,
+        "/admin/lockdown/lift",
+        &[("csrf", &carol_p.csrf)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+
+    // With one, the session must confirm first.
+    carol_p.register(app, "laptop").await;
+    let (s, body) = lockdown(&carol_p).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains(&format!("{}/step-up", app.base)), "{body}");
+    let (s, body) = post_form(
+        &carol_p.browser,
+        app,
+        "/tokens",
+        &[("csrf", &carol_p.csrf), ("name", "ops")],
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "an admin token is an admin change: {body}"
+    );
+    let (ceremony, credential) = carol_p
+        .assert_at(app, "/step-up/challenge", origin(app))
+        .await;
+    let res = carol_p
+        .browser
+        .post(app.url("/step-up"))
+        .form(&[
+            ("csrf", carol_p.csrf.as_str()),
+            ("next", "/admin/status"),
+            ("ceremony", &ceremony),
+            ("credential", &credential),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/admin/status");
+    let (s, body) = lockdown(&carol_p).await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+
+    // Five minutes later it has to confirm again.
+    app.clock.advance(time::Duration::minutes(6));
+    let (s, body) = post_form(
+        &carol_p.browser,
+        app,
+        "/admin/lockdown/lift",
+        &[("csrf", &carol_p.csrf)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    // A step-up for another session does not count, and a redirect never leaves the site.
+    let (ceremony, credential) = carol_p
+        .assert_at(app, "/step-up/challenge", origin(app))
+        .await;
+    let other = person(&shop, &carol.email).await;
+    let (s, body) = post_form(
+        &other.browser,
+        app,
+        "/step-up",
+        &[
+            ("csrf", &other.csrf),
+            ("ceremony", &ceremony),
+            ("credential", &credential),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    let (ceremony, credential) = carol_p
+        .assert_at(app, "/step-up/challenge", origin(app))
+        .await;
+    let res = carol_p
+        .browser
+        .post(app.url("/step-up"))
+        .form(&[
+            ("csrf", carol_p.csrf.as_str()),
+            ("next", "//evil.example/x"),
+            ("ceremony", &ceremony),
+            ("credential", &credential),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/dashboard");
+    let (s, body) = post_form(
+        &carol_p.browser,
+        app,
+        "/admin/lockdown/lift",
+        &[("csrf", &carol_p.csrf)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+
+    // With the tenant requiring it, an admin without a passkey is told to register one; tokens
+    // (the CLI, scripts) keep working.
+    let dir = crate::helpers::temp_dir("admin-setting");
+    let out = crate::fixtures::elevate(&dir)
+        .args("admin tenant set --tenant acme --require-passkey-for-admin on".split(' '))
+        .args(["--database", &app.db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dan = crate::helpers::seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &shop.tenant,
+        "dan@acme.example",
+        &[elevate::model::Role::Admin],
+        &[],
+    )
+    .await;
+    let dan_p = person(&shop, &dan.email).await;
+    let (s, body) = lockdown(&dan_p).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains(&format!("{}/passkeys", app.base)), "{body}");
+    let (s, r) = app
+        .as_user(&dan)
+        .await
+        .post(
+            "/api/v1/tokens",
+            serde_json::json!({"name": "ops", "scopes": ["admin"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+}

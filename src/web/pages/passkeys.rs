@@ -25,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/passkeys/{id}/rename", post(rename))
         .route("/passkeys/{id}/challenge", post(removal_challenge))
         .route("/passkeys/{id}/remove", post(remove))
+        .route("/step-up", get(step_up_page).post(step_up))
+        .route("/step-up/challenge", post(step_up_challenge))
 }
 
 struct PasskeyRow {
@@ -190,4 +192,88 @@ async fn remove(
     )
     .await?;
     Ok(Redirect::to("/passkeys"))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "passkeys/step_up.html")]
+struct StepUpPage {
+    nav: Nav,
+    next: String,
+    minutes: i64,
+}
+
+#[derive(Deserialize, Default)]
+struct Next {
+    #[serde(default)]
+    next: String,
+}
+
+/// Where to go after a step-up: a path of this site only, never another site.
+fn same_site(next: &str) -> String {
+    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
+    if ok {
+        next.to_owned()
+    } else {
+        "/dashboard".into()
+    }
+}
+
+/// Confirm this session with a passkey, for admin changes in the next five minutes.
+async fn step_up_page(
+    who: SessionUser,
+    axum::extract::Query(q): axum::extract::Query<Next>,
+) -> StepUpPage {
+    StepUpPage {
+        nav: Nav::of(&who),
+        next: same_site(&q.next),
+        minutes: passkey::ADMIN_STEP_UP_TTL.whole_minutes(),
+    }
+}
+
+async fn step_up_challenge(
+    State(state): State<AppState>,
+    who: SessionUser,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> AppResult<Json<Value>> {
+    let (ceremony, options) = passkey::begin_step_up(
+        &state.store,
+        &state.broker.passkeys,
+        &who.tenant,
+        &who.user,
+        &passkey::session_binding(who.session.id),
+        state.clock.now(),
+    )
+    .await?;
+    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+}
+
+#[derive(Deserialize)]
+struct StepUpForm {
+    #[serde(default)]
+    next: String,
+    #[serde(default)]
+    ceremony: String,
+    #[serde(default)]
+    credential: String,
+}
+
+async fn step_up(
+    State(state): State<AppState>,
+    who: SessionUser,
+    CsrfForm(form): CsrfForm<StepUpForm>,
+) -> AppResult<Redirect> {
+    let proof = passkey::StepUpProof {
+        ceremony: ceremony_id(&form.ceremony)?,
+        credential: form.credential,
+    };
+    passkey::step_up_session(
+        &state.store,
+        &state.broker.passkeys,
+        &who.ctx(state.clock.now()),
+        (&who.tenant, &who.user),
+        who.session.id,
+        &proof,
+    )
+    .await?;
+    Ok(Redirect::to(&same_site(&form.next)))
 }

@@ -16,6 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::model::{Role, User};
 use crate::store::UserChange;
 use crate::web::AppState;
+use crate::web::auth::SteppedUpAdmin;
 use crate::web::csrf::{CsrfForm, NoFields};
 
 pub fn router() -> Router<AppState> {
@@ -114,7 +115,7 @@ struct InviteForm {
 /// Creates the user and mails them where to sign in.
 async fn invite(
     State(state): State<AppState>,
-    AdminUser(who): AdminUser,
+    SteppedUpAdmin(who): SteppedUpAdmin,
     CsrfForm(form): CsrfForm<InviteForm>,
 ) -> AppResult<UsersPage> {
     let now = state.clock.now();
@@ -199,7 +200,7 @@ struct ChangeForm {
 
 async fn change(
     State(state): State<AppState>,
-    AdminUser(who): AdminUser,
+    SteppedUpAdmin(who): SteppedUpAdmin,
     Path(id): Path<String>,
     CsrfForm(form): CsrfForm<ChangeForm>,
 ) -> AppResult<Redirect> {
@@ -253,7 +254,7 @@ async fn set_disabled(
 
 async fn disable(
     State(state): State<AppState>,
-    AdminUser(who): AdminUser,
+    SteppedUpAdmin(who): SteppedUpAdmin,
     Path(id): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<Redirect> {
@@ -262,7 +263,7 @@ async fn disable(
 
 async fn enable(
     State(state): State<AppState>,
-    AdminUser(who): AdminUser,
+    SteppedUpAdmin(who): SteppedUpAdmin,
     Path(id): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<Redirect> {

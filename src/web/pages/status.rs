@@ -14,6 +14,7 @@ use super::{Nav, when};
 use crate::auth::session::AdminUser;
 use crate::error::AppResult;
 use crate::web::AppState;
+use crate::web::auth::SteppedUpAdmin;
 use crate::web::csrf::{CsrfForm, NoFields};
 
 pub fn router() -> Router<AppState> {
@@ -110,7 +111,7 @@ struct LockdownForm {
 /// Emergency lockdown of one person or of the organisation (see `admin::lockdown`).
 async fn lockdown(
     State(state): State<AppState>,
-    AdminUser(who): AdminUser,
+    SteppedUpAdmin(who): SteppedUpAdmin,
     CsrfForm(form): CsrfForm<LockdownForm>,
 ) -> AppResult<Redirect> {
     let ctx = who.ctx(state.clock.now());
@@ -142,7 +143,7 @@ async fn lockdown(
 
 async fn lift(
     State(state): State<AppState>,
-    AdminUser(who): AdminUser,
+    SteppedUpAdmin(who): SteppedUpAdmin,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<Redirect> {
     crate::admin::lift_lockdown(&state.store, &who.ctx(state.clock.now()), &who.tenant).await?;

@@ -106,6 +106,27 @@ async fn create(
     } else {
         crate::duration::parse(&form.ttl).map_err(AppError::Unprocessable)?
     };
+    // A token with admin powers is an admin change: it needs the session's recent step-up.
+    let effective = if scopes.is_empty() {
+        Scope::allowed_for(&who.user.roles.0)
+    } else {
+        scopes.clone()
+    };
+    if effective
+        .iter()
+        .any(|s| matches!(s, Scope::Admin | Scope::Metrics))
+        && let Some(refusal) = crate::passkeys::admin_change_refusal(
+            &state.store,
+            &state.config.public_url,
+            &who.tenant,
+            &who.user,
+            who.session.id,
+            state.clock.now(),
+        )
+        .await?
+    {
+        return Err(refusal);
+    }
     let issued = admin::create_token(
         &state.store,
         &who.ctx(state.clock.now()),
