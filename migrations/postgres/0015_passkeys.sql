@@ -40,12 +40,32 @@ ALTER TABLE tenants ADD COLUMN require_passkey_for_break_glass BOOLEAN NOT NULL 
 ALTER TABLE tenants ADD COLUMN require_passkey_for_admin BOOLEAN NOT NULL DEFAULT false;
 ALTER TABLE sessions ADD COLUMN stepped_up_at TIMESTAMPTZ;
 
+-- Two people for policy changes that widen access: with `policy_two_person` on, such a version
+-- waits here until a second admin approves it with a passkey step-up.
+ALTER TABLE tenants ADD COLUMN policy_two_person BOOLEAN NOT NULL DEFAULT false;
+CREATE TABLE policy_proposals (
+    tenant_id    UUID NOT NULL,
+    id           UUID NOT NULL,
+    -- The version in force when it was proposed: approving applies it only on top of that one.
+    base_version BIGINT NOT NULL,
+    source       TEXT NOT NULL,
+    digest       BYTEA NOT NULL,
+    widening     TEXT NOT NULL,
+    proposed_by  TEXT NOT NULL,
+    proposer_id  UUID,
+    state        TEXT NOT NULL CHECK (state IN ('proposed', 'applied', 'rejected', 'superseded')),
+    decided_by   TEXT,
+    created_at   TIMESTAMPTZ NOT NULL,
+    decided_at   TIMESTAMPTZ,
+    PRIMARY KEY (tenant_id, id)
+);
+
 ALTER TABLE approvals ADD COLUMN stepped_up BOOLEAN NOT NULL DEFAULT false;
 
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['passkeys', 'webauthn_ceremonies'] LOOP
+    FOREACH t IN ARRAY ARRAY['passkeys', 'webauthn_ceremonies', 'policy_proposals'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format(

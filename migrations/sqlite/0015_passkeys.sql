@@ -35,4 +35,24 @@ ALTER TABLE tenants ADD COLUMN require_passkey_for_break_glass INTEGER NOT NULL 
 ALTER TABLE tenants ADD COLUMN require_passkey_for_admin INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN stepped_up_at TEXT;
 
+-- Two people for policy changes that widen access: with `policy_two_person` on, such a version
+-- waits here until a second admin approves it with a passkey step-up.
+ALTER TABLE tenants ADD COLUMN policy_two_person INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE policy_proposals (
+    tenant_id    BLOB NOT NULL,
+    id           BLOB NOT NULL,
+    -- The version in force when it was proposed: approving applies it only on top of that one.
+    base_version BIGINT NOT NULL,
+    source       TEXT NOT NULL,
+    digest       BLOB NOT NULL,
+    widening     TEXT NOT NULL,
+    proposed_by  TEXT NOT NULL,
+    proposer_id  BLOB,
+    state        TEXT NOT NULL CHECK (state IN ('proposed', 'applied', 'rejected', 'superseded')),
+    decided_by   TEXT,
+    created_at   TEXT NOT NULL,
+    decided_at   TEXT,
+    PRIMARY KEY (tenant_id, id)
+);
+
 ALTER TABLE approvals ADD COLUMN stepped_up INTEGER NOT NULL DEFAULT 0;

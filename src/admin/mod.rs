@@ -575,7 +575,8 @@ pub async fn lockdown_state(store: &Store, tenant: &Tenant) -> AppResult<Option<
 
 /// Turns a tenant's passkey setting on or off (`require_passkey_for_break_glass`: break-glass
 /// needs a step-up even from people without a passkey; `require_passkey_for_admin`: admin
-/// changes from a browser need a recent step-up from every admin). Audited; false when it was
+/// changes from a browser need a recent step-up from every admin; `policy_two_person`: policy
+/// changes that widen access wait for a second admin). Audited; false when it was
 /// already so.
 pub async fn set_tenant_setting(
     store: &Store,
@@ -588,6 +589,7 @@ pub async fn set_tenant_setting(
     let changed = match name {
         "require_passkey_for_break_glass" => tx.set_require_passkey_for_break_glass(on).await?,
         "require_passkey_for_admin" => tx.set_require_passkey_for_admin(on).await?,
+        "policy_two_person" => tx.set_policy_two_person(on).await?,
         other => {
             return Err(AppError::Unprocessable(format!(
                 "no tenant setting {other}"

@@ -175,6 +175,44 @@ impl Broker {
         .await
     }
 
+    /// A second admin approves a proposed policy with a passkey step-up.
+    pub async fn approve_policy_proposal(
+        &self,
+        c: &Caller,
+        id: Uuid,
+        proof: &StepUpProof,
+    ) -> AppResult<policy::Applied> {
+        let taken = passkey::take_step_up(&self.store, &self.passkeys, &c.tenant, proof).await?;
+        policy::approve_proposal(&self.store, c, id, &taken).await
+    }
+
+    /// Starts a step-up for approving policy proposal `id` as it stands.
+    pub async fn begin_proposal_step_up(
+        &self,
+        c: &Caller,
+        id: Uuid,
+    ) -> AppResult<(Uuid, webauthn_rs::prelude::RequestChallengeResponse)> {
+        let mut tx = self.store.tenant(c.tenant.tenant_id).await?;
+        let proposal = tx
+            .policy_proposal(id)
+            .await?
+            .filter(|p| p.state == "proposed")
+            .ok_or_else(|| {
+                crate::error::AppError::NotFound(format!("no open policy proposal {id}"))
+            })?;
+        tx.commit().await?;
+        let binding = policy::proposal_binding(id, &proposal.digest);
+        passkey::begin_step_up(
+            &self.store,
+            &self.passkeys,
+            &c.tenant,
+            &c.user,
+            &binding,
+            c.ctx.now,
+        )
+        .await
+    }
+
     pub async fn deny(&self, c: &Caller, id: Uuid, comment: String) -> AppResult<Shown> {
         let by = c.person.clone();
         self.act(c, id, Event::Deny { by, comment }).await

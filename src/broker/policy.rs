@@ -4,10 +4,11 @@
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use crate::audit::Actor;
 use crate::audit::Ctx;
 use crate::error::{AppError, AppResult};
 use crate::model::{PolicyVersion, Role, Tenant, User};
-use crate::policy::{PolicyDiff, Profile, diff, parse};
+use crate::policy::{PolicyDiff, Profile, diff, parse, widening};
 use crate::store::{Store, TenantTx};
 use uuid::Uuid;
 
@@ -21,6 +22,11 @@ pub struct Applied {
     /// What the admin should know about the policy in force: profiles that cannot work as
     /// written. Shown by `policy apply` and returned by the API; nothing is refused for them.
     pub warnings: Vec<String>,
+    /// With `policy_two_person`, a change that widens access is not applied but proposed: it
+    /// waits for a second admin at `/admin/policy/proposals/{id}`.
+    pub proposed: Option<Uuid>,
+    /// The changes that widen access (why it was proposed rather than applied).
+    pub widening: Vec<String>,
 }
 
 /// Step-up profiles whose approver groups hold fewer enabled approvers with a passkey than
@@ -110,20 +116,54 @@ pub async fn apply(store: &Store, ctx: &Ctx, tenant: &Tenant, source: &str) -> A
             created: false,
             diff: changes,
             warnings,
+            proposed: None,
+            widening: Vec::new(),
         });
     }
-    let version = latest.map_or(1, |v| v.version + 1);
-    tx.insert_policy_version(version, source, &digest, &ctx.actor.render(), ctx.now)
+    let base = latest.as_ref().map_or(0, |v| v.version);
+    let widening = widening(&before, &profiles);
+    // The first policy has nothing to widen from; afterwards, two people when asked for.
+    if base > 0 && !widening.is_empty() && tx.policy_two_person().await? {
+        let proposer = match &ctx.actor {
+            Actor::User { email, .. } | Actor::Token { email, .. } => {
+                tx.user_by_email(email).await?.map(|u| u.id)
+            }
+            _ => None,
+        };
+        let id = tx
+            .insert_policy_proposal(
+                base,
+                source,
+                &digest,
+                &serde_json::to_string(&widening).map_err(AppError::internal)?,
+                &ctx.actor.render(),
+                proposer,
+                ctx.now,
+            )
+            .await?;
+        tx.append_audit(
+            &ctx.event("policy.proposed", format!("on version {base}"))
+                .details(json!({
+                    "proposal": id, "base_version": base, "digest": hex::encode(&digest),
+                    "diff": changes, "widening": widening,
+                })),
+            ctx.now,
+        )
         .await?;
-    for p in &profiles {
-        tx.insert_profile(version, p).await?;
+        let warnings = warnings_now(&mut tx, &profiles).await?;
+        tx.commit().await?;
+        return Ok(Applied {
+            version: base,
+            created: false,
+            diff: changes,
+            warnings,
+            proposed: Some(id),
+            widening,
+        });
     }
-    tx.append_audit(
-        &ctx.event("policy.applied", format!("version {version}"))
-            .details(
-                json!({ "version": version, "digest": hex::encode(&digest), "diff": changes }),
-            ),
-        ctx.now,
+    let version = base + 1;
+    store_version(
+        &mut tx, ctx, version, source, &digest, &profiles, &changes, None,
     )
     .await?;
     let warnings = warnings_now(&mut tx, &profiles).await?;
@@ -133,5 +173,119 @@ pub async fn apply(store: &Store, ctx: &Ctx, tenant: &Tenant, source: &str) -> A
         created: true,
         diff: changes,
         warnings,
+        proposed: None,
+        widening,
+    })
+}
+
+/// Stores `profiles` as `version` with its audit record (`policy.applied`, naming the second
+/// admin when a proposal was approved).
+#[allow(clippy::too_many_arguments)]
+async fn store_version(
+    tx: &mut TenantTx,
+    ctx: &Ctx,
+    version: i64,
+    source: &str,
+    digest: &[u8],
+    profiles: &[Profile],
+    changes: &PolicyDiff,
+    proposal: Option<Uuid>,
+) -> AppResult<()> {
+    tx.insert_policy_version(version, source, digest, &ctx.actor.render(), ctx.now)
+        .await?;
+    for p in profiles {
+        tx.insert_profile(version, p).await?;
+    }
+    tx.append_audit(
+        &ctx.event("policy.applied", format!("version {version}"))
+            .details(json!({
+                "version": version, "digest": hex::encode(digest), "diff": changes,
+                "proposal": proposal,
+            })),
+        ctx.now,
+    )
+    .await?;
+    Ok(())
+}
+
+/// What a step-up for approving proposal `id` is bound to: the proposal and its content.
+pub fn proposal_binding(id: Uuid, digest: &[u8]) -> String {
+    format!("policy proposal {id} {}", hex::encode(digest))
+}
+
+/// A second admin approves a proposed policy with a passkey step-up (`taken`, spent already):
+/// not the proposer, only on top of the version it was proposed on. It becomes the next version.
+pub async fn approve_proposal(
+    store: &Store,
+    caller: &super::Caller,
+    id: Uuid,
+    taken: &crate::passkeys::TakenStepUp,
+) -> AppResult<Applied> {
+    let (ctx, tenant, user) = (&caller.ctx, &caller.tenant, &caller.user);
+    if !user.has_role(Role::Admin) {
+        return Err(AppError::Forbidden(
+            "only admins decide policy proposals".into(),
+        ));
+    }
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let proposal = tx
+        .policy_proposal(id)
+        .await?
+        .filter(|p| p.state == "proposed")
+        .ok_or_else(|| AppError::NotFound(format!("no open policy proposal {id}")))?;
+    if proposal.proposer_id == Some(user.id) {
+        return Err(AppError::Forbidden(
+            "a second admin must approve this: you proposed it".into(),
+        ));
+    }
+    let binding = proposal_binding(id, &proposal.digest);
+    if let Err(why) = taken.verify(&mut tx, user, &binding, ctx.now).await? {
+        tx.rollback().await?;
+        let mut tx = store.tenant(tenant.tenant_id).await?;
+        tx.append_audit(
+            &ctx.event("passkey.step_up_refused", format!("proposal {id}"))
+                .details(json!({ "for": "policy_proposal", "reason": why })),
+            ctx.now,
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(AppError::Forbidden(format!(
+            "the passkey step-up was not accepted: {why}"
+        )));
+    }
+    let latest = tx.latest_policy_version().await?;
+    let base = latest.as_ref().map_or(0, |v| v.version);
+    if base != proposal.base_version {
+        return Err(AppError::Conflict(format!(
+            "the policy changed since this was proposed (version {} then, {base} now): propose it again",
+            proposal.base_version
+        )));
+    }
+    let before = tx.profiles_at(base).await?;
+    let profiles = parse(&proposal.source).map_err(|e| AppError::Unprocessable(e.to_string()))?;
+    let changes = diff(&before, &profiles);
+    let version = base + 1;
+    tx.decide_policy_proposal(id, "applied", &ctx.actor.render(), ctx.now)
+        .await?;
+    store_version(
+        &mut tx,
+        ctx,
+        version,
+        &proposal.source,
+        &proposal.digest,
+        &profiles,
+        &changes,
+        Some(id),
+    )
+    .await?;
+    let warnings = warnings_now(&mut tx, &profiles).await?;
+    tx.commit().await?;
+    Ok(Applied {
+        version,
+        created: true,
+        diff: changes,
+        warnings,
+        proposed: None,
+        widening: serde_json::from_str(&proposal.widening).unwrap_or_default(),
     })
 }

@@ -155,6 +155,10 @@ pub enum TenantCommand {
         /// from every admin (admins with a passkey always confirm). Tokens are not affected.
         #[arg(long, value_name = "on|off", value_parser = on_off)]
         require_passkey_for_admin: Option<bool>,
+        /// Policy changes that widen access wait for a second admin's approval with a passkey
+        /// (narrowing changes apply at once). Recommended with two or more admins.
+        #[arg(long, value_name = "on|off", value_parser = on_off)]
+        policy_two_person: Option<bool>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -314,24 +318,26 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                     tenant,
                     require_passkey_for_break_glass,
                     require_passkey_for_admin,
+                    policy_two_person,
                     store: args,
                 },
         } => {
-            if require_passkey_for_break_glass.is_none() && require_passkey_for_admin.is_none() {
-                anyhow::bail!(
-                    "say what to set: --require-passkey-for-break-glass on|off or \
-                     --require-passkey-for-admin on|off"
-                );
-            }
-            let store = open_store(&args.database).await?;
-            let tenant = admin::tenant_by_slug(&store, &tenant).await?;
             let settings = [
                 (
                     "require_passkey_for_break_glass",
                     require_passkey_for_break_glass,
                 ),
                 ("require_passkey_for_admin", require_passkey_for_admin),
+                ("policy_two_person", policy_two_person),
             ];
+            if settings.iter().all(|(_, v)| v.is_none()) {
+                anyhow::bail!(
+                    "say what to set: --require-passkey-for-break-glass, \
+                     --require-passkey-for-admin or --policy-two-person (on|off)"
+                );
+            }
+            let store = open_store(&args.database).await?;
+            let tenant = admin::tenant_by_slug(&store, &tenant).await?;
             for (name, value) in settings {
                 let Some(on) = value else { continue };
                 let changed = admin::set_tenant_setting(&store, &ctx(), &tenant, name, on).await?;

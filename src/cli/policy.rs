@@ -52,7 +52,14 @@ pub async fn run(command: PolicyCommand) -> anyhow::Result<()> {
             let applied = crate::broker::policy::apply(&store, &ctx, &tenant, &source)
                 .await
                 .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            if applied.created {
+            if let Some(id) = applied.proposed {
+                println!(
+                    "proposed {} (it widens access: {}); it waits for a second admin to approve it \
+                     with a passkey on the admin policy page (/admin/policy/proposals/{id})",
+                    file.display(),
+                    applied.widening.join("; ")
+                );
+            } else if applied.created {
                 println!(
                     "applied {} as policy version {}: {}",
                     file.display(),

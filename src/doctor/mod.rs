@@ -11,6 +11,7 @@
 mod audit;
 mod database;
 mod keys;
+mod policy;
 mod services;
 mod targets;
 mod tls;
@@ -212,6 +213,7 @@ pub async fn run(config: &Config, clock: &dyn Clock) -> Report {
                 targets::check(&mut r, store, master).await;
             }
             audit::check(&mut r, store, config, now).await;
+            policy::check(&mut r, store).await;
         }
         r
     };

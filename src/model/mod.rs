@@ -434,3 +434,20 @@ pub struct StoredCeremony {
     pub state: String,
     pub expires_at: OffsetDateTime,
 }
+
+/// A policy version that widens access, waiting for a second admin (`policy_two_person`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PolicyProposal {
+    pub id: Uuid,
+    pub base_version: i64,
+    pub source: String,
+    pub digest: Vec<u8>,
+    /// JSON list of the changes that widen access.
+    pub widening: String,
+    pub proposed_by: String,
+    pub proposer_id: Option<Uuid>,
+    pub state: String,
+    pub decided_by: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub decided_at: Option<OffsetDateTime>,
+}

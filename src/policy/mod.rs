@@ -2,6 +2,7 @@
 //! pure; `apply` (in `admin`-style core below) stores a new policy version with its audit diff.
 
 mod diff;
+mod widen;
 
 use std::collections::BTreeSet;
 
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use time::Duration;
 
 pub use diff::{PolicyDiff, diff};
+pub use widen::widening;
 
 /// SSH certificate extensions a profile may allow (OpenSSH's standard set).
 pub const SSH_EXTENSIONS: [&str; 5] = [

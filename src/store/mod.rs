@@ -69,7 +69,7 @@ pub use users::{NewUser, UserChange};
 pub use webhooks::Webhook;
 
 /// Every tenant table. Isolation tests and the start-up ownership check walk this list.
-pub const TENANT_TABLES: [&str; 20] = [
+pub const TENANT_TABLES: [&str; 21] = [
     "tenants",
     "users",
     "sessions",
@@ -90,6 +90,7 @@ pub const TENANT_TABLES: [&str; 20] = [
     "audit_sinks",
     "passkeys",
     "webauthn_ceremonies",
+    "policy_proposals",
 ];
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

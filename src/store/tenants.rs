@@ -129,4 +129,24 @@ impl TenantTx {
         }
         Ok(n > 0)
     }
+
+    /// Whether policy changes that widen access wait for a second admin.
+    pub async fn policy_two_person(&mut self) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let row: Option<(bool,)> = sql!(fetch_optional (bool,); self,
+            "SELECT policy_two_person FROM tenants WHERE tenant_id = $1", tenant_id)?;
+        Ok(row.is_some_and(|r| r.0))
+    }
+
+    /// Sets it; false when nothing changed.
+    pub async fn set_policy_two_person(&mut self, on: bool) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let n = sql!(exec self,
+            "UPDATE tenants SET policy_two_person = $2
+             WHERE tenant_id = $1 AND policy_two_person <> $2", tenant_id, on)?;
+        if n > 0 {
+            self.mark_changed();
+        }
+        Ok(n > 0)
+    }
 }

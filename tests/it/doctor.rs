@@ -10,7 +10,7 @@ use elevate::clock::{Clock, ManualClock};
 use elevate::config::OidcConfig;
 use elevate::crypto::MasterKey;
 use elevate::db_targets::targets::{NewTarget, set_target};
-use elevate::model::{TargetKind, Tenant};
+use elevate::model::{Role, TargetKind, Tenant};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -282,6 +282,19 @@ async fn doctor_passes_a_demo_like_sqlite_deployment_and_says_what_production_ne
     assert_eq!(severity(&report, "public_url.domain"), Some("error"));
     assert_eq!(severity(&report, "tls.host"), Some("error"));
     assert!(passed(&report, "secrets.sealed"), "{report:#}");
+
+    // Two admins and no second person for policy changes: recommended.
+    assert!(passed(&report, "policy.two_person"), "{report:#}");
+    let tenant = db.store.tenant_by_slug("demo").await.unwrap().unwrap();
+    for email in ["a1@demo.example", "a2@demo.example"] {
+        crate::helpers::seed_user(&db.store, &clock, &tenant, email, &[Role::Admin], &[]).await;
+    }
+    let (_, report) = doctor(&db.dir, &["--database", &db.url]);
+    assert_eq!(
+        severity(&report, "policy.two_person"),
+        Some("warning"),
+        "{report:#}"
+    );
 
     // Doctor creates nothing: a database that is not there is an error, not a new file.
     let missing = db.dir.join("nothing-here.db");

@@ -501,6 +501,7 @@ on_both_backends!(
     a_step_up_approval_holds_only_for_its_own_decision,
     a_passkey_without_user_verification_approves_nothing,
     break_glass_is_confirmed_with_the_requesters_passkey,
+    a_widening_policy_change_waits_for_a_second_admin,
 );
 
 #[tokio::test]
@@ -846,4 +847,188 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{r}");
+}
+
+/// With `policy_two_person`, a policy change that widens access waits for a second admin's
+/// passkey approval; a narrowing one applies at once; the proposer cannot approve their own.
+async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
+    let shop = shop_with(TestApp::spawn(db).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let admin = |email: &'static str| {
+        crate::helpers::seed_user(
+            app.store(),
+            app.clock.as_ref(),
+            &shop.tenant,
+            email,
+            &[elevate::model::Role::Admin],
+            &[],
+        )
+    };
+    let (carol, dan) = (
+        admin("carol@acme.example").await,
+        admin("dan@acme.example").await,
+    );
+    let dir = crate::helpers::temp_dir("two-person");
+    let out = crate::fixtures::elevate(&dir)
+        .args("admin tenant set --tenant acme --policy-two-person on".split(' '))
+        .args(["--database", &app.db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let put = |token: String, body: String| {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/policy");
+        async move {
+            let res = client
+                .put(url)
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let carol_token = app.as_user(&carol).await.token;
+    // Narrowing (max_duration 4h -> 1h): applied at once.
+    let narrower = POLICY.replace("max_duration = \"4h\"", "max_duration = \"1h\"");
+    let (s, r) = put(carol_token.clone(), narrower.clone()).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["version"], 2, "{r}");
+    // Widening (step_up off): proposed, not applied.
+    let wider = narrower.replace("step_up = true", "step_up = false");
+    let (s, r) = put(carol_token.clone(), wider.clone()).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    assert_eq!(r["version"], 2, "{r}");
+    let widening = r["proposed"]["widening"].to_string();
+    assert!(widening.contains("step_up turned off"), "{r}");
+    let proposal = r["proposed"]["id"].as_str().unwrap().to_owned();
+    let (_, profiles) = app.api(&shop.bob).get("/api/v1/profiles?all=true").await;
+    assert!(
+        profiles.to_string().contains("\"step_up\":true"),
+        "still in force: {profiles}"
+    );
+
+    // The proposer cannot approve it, even with a passkey.
+    let mut carol_p = person(&shop, &carol.email).await;
+    carol_p.register(app, "laptop").await;
+    let page = format!("/admin/policy/proposals/{proposal}");
+    let (ceremony, credential) = carol_p
+        .assert_at(app, &format!("{page}/step-up"), origin(app))
+        .await;
+    let (s, body) = post_form(
+        &carol_p.browser,
+        app,
+        &format!("{page}/approve"),
+        &[
+            ("csrf", &carol_p.csrf),
+            ("ceremony", &ceremony),
+            ("credential", &credential),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("second admin"), "{body}");
+
+    // Without a step-up, nobody approves it.
+    let mut dan_p = person(&shop, &dan.email).await;
+    let (s, body) = post_form(
+        &dan_p.browser,
+        app,
+        &format!("{page}/approve"),
+        &[("csrf", &dan_p.csrf)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+
+    // A second admin with a passkey: it becomes version 3.
+    dan_p.register(app, "phone").await;
+    let html = dan_p
+        .browser
+        .get(app.url(&page))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("step_up turned off") && html.contains("Approve with a passkey"),
+        "{html}"
+    );
+    let (ceremony, credential) = dan_p
+        .assert_at(app, &format!("{page}/step-up"), origin(app))
+        .await;
+    let res = dan_p
+        .browser
+        .post(app.url(&format!("{page}/approve")))
+        .form(&[
+            ("csrf", dan_p.csrf.as_str()),
+            ("ceremony", &ceremony),
+            ("credential", &credential),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/admin/policy/3");
+    let version_page = dan_p
+        .browser
+        .get(app.url("/admin/policy/3"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        version_page.contains("Widens access") && version_page.contains("step_up turned off"),
+        "{version_page}"
+    );
+    let actions: Vec<String> = shop.actions().await.into_iter().map(|(a, _)| a).collect();
+    assert!(
+        actions.contains(&"policy.proposed".to_owned()),
+        "{actions:?}"
+    );
+
+    // A proposal made on a version that has since changed cannot be approved.
+    let widest = wider.replace(
+        "approvals_required = 1",
+        "approvals_required = 1\nauto_approve_groups = [\"engineering\"]",
+    );
+    let (s, r) = put(carol_token.clone(), widest).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{r}");
+    let stale = r["proposed"]["id"].as_str().unwrap().to_owned();
+    let (s, r) = put(
+        carol_token,
+        wider.replace("break_glass = true", "break_glass = false"),
+    )
+    .await;
+    assert_eq!(
+        s,
+        StatusCode::CREATED,
+        "a narrowing change applies at once: {r}"
+    );
+    let stale_page = format!("/admin/policy/proposals/{stale}");
+    let (ceremony, credential) = dan_p
+        .assert_at(app, &format!("{stale_page}/step-up"), origin(app))
+        .await;
+    let (s, body) = post_form(
+        &dan_p.browser,
+        app,
+        &format!("{stale_page}/approve"),
+        &[
+            ("csrf", &dan_p.csrf),
+            ("ceremony", &ceremony),
+            ("credential", &credential),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("propose it again"), "{body}");
 }

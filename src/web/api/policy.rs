@@ -26,17 +26,22 @@ async fn apply(
 ) -> AppResult<(StatusCode, Json<Value>)> {
     let ctx = p.ctx(origin, state.clock.now());
     let applied = broker::policy::apply(&state.store, &ctx, &p.tenant, &body).await?;
-    let status = if applied.created {
+    let status = if applied.proposed.is_some() {
+        StatusCode::ACCEPTED
+    } else if applied.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(
-            json!({ "version": applied.version, "created": applied.created, "diff": applied.diff, "warnings": applied.warnings }),
-        ),
-    ))
+    let mut answer = json!({ "version": applied.version, "created": applied.created, "diff": applied.diff, "warnings": applied.warnings });
+    if let Some(id) = applied.proposed {
+        answer["proposed"] = json!({
+            "id": id,
+            "widening": applied.widening,
+            "approve_at": format!("{}/admin/policy/proposals/{id}", state.config.public_url.trim_end_matches('/')),
+        });
+    }
+    Ok((status, Json(answer)))
 }
 
 pub fn profile_json(p: &Profile, groups: &[String]) -> Value {

@@ -4,17 +4,29 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::routing::get;
+use axum::response::Redirect;
+use axum::routing::{get, post};
 
 use super::{Nav, when};
 use crate::auth::session::AdminUser;
 use crate::error::{AppError, AppResult};
 use crate::web::AppState;
+use crate::web::caller::page_caller;
+use crate::web::csrf::{CsrfForm, NoFields};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/policy", get(history))
         .route("/admin/policy/{version}", get(version))
+        .route("/admin/policy/proposals/{id}", get(proposal))
+        .route(
+            "/admin/policy/proposals/{id}/step-up",
+            post(proposal_step_up),
+        )
+        .route(
+            "/admin/policy/proposals/{id}/approve",
+            post(approve_proposal),
+        )
 }
 
 struct VersionRow {
@@ -28,6 +40,8 @@ struct VersionRow {
 struct HistoryPage {
     nav: Nav,
     versions: Vec<VersionRow>,
+    /// Changes that widen access, waiting for a second admin: (id, proposed by, when).
+    proposals: Vec<(String, String, String)>,
     /// Profiles of the version in force that cannot work as things stand (see `policy apply`).
     warnings: Vec<String>,
 }
@@ -38,10 +52,17 @@ async fn history(
 ) -> AppResult<HistoryPage> {
     let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
     let versions = tx.policy_versions().await?;
+    let proposals = tx
+        .open_policy_proposals()
+        .await?
+        .into_iter()
+        .map(|p| (p.id.to_string(), p.proposed_by, when(p.created_at)))
+        .collect();
     tx.commit().await?;
     let warnings = crate::broker::policy::current_warnings(&state.store, &who.tenant).await?;
     Ok(HistoryPage {
         warnings,
+        proposals,
         nav: Nav::of(&who),
         versions: versions
             .into_iter()
@@ -72,6 +93,8 @@ struct VersionPage {
     added: Vec<String>,
     removed: Vec<String>,
     changes: Vec<Change>,
+    /// The changes that widen access (what two admins agree to with `policy_two_person`).
+    widening: Vec<String>,
 }
 
 async fn version(
@@ -87,6 +110,11 @@ async fn version(
     let before = tx.profiles_at(version - 1).await?;
     tx.commit().await?;
     let d = crate::policy::diff(&before, &after);
+    let widening = if version > 1 {
+        crate::policy::widening(&before, &after)
+    } else {
+        Vec::new()
+    };
     let changes = d
         .changed
         .iter()
@@ -105,8 +133,96 @@ async fn version(
         by: v.created_by,
         at: when(v.created_at),
         source: v.source,
+        widening,
         added: d.added,
         removed: d.removed,
         changes,
     })
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/policy_proposal.html")]
+struct ProposalPage {
+    nav: Nav,
+    id: String,
+    by: String,
+    at: String,
+    state: String,
+    base_version: i64,
+    widening: Vec<String>,
+    source: String,
+    /// The viewer proposed it: someone else must approve.
+    mine: bool,
+}
+
+fn proposal_id(id: &str) -> AppResult<uuid::Uuid> {
+    id.parse()
+        .map_err(|_| AppError::NotFound(format!("no policy proposal {id}")))
+}
+
+async fn proposal(
+    State(state): State<AppState>,
+    AdminUser(who): AdminUser,
+    Path(id): Path<String>,
+) -> AppResult<ProposalPage> {
+    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let p = tx
+        .policy_proposal(proposal_id(&id)?)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no policy proposal {id}")))?;
+    tx.commit().await?;
+    Ok(ProposalPage {
+        nav: Nav::of(&who),
+        id: p.id.to_string(),
+        by: p.proposed_by,
+        at: when(p.created_at),
+        state: p.state,
+        base_version: p.base_version,
+        widening: serde_json::from_str(&p.widening).unwrap_or_default(),
+        source: p.source,
+        mine: p.proposer_id == Some(who.user.id),
+    })
+}
+
+async fn proposal_step_up(
+    State(state): State<AppState>,
+    AdminUser(who): AdminUser,
+    Path(id): Path<String>,
+    CsrfForm(NoFields {}): CsrfForm<NoFields>,
+) -> AppResult<axum::Json<serde_json::Value>> {
+    let (ceremony, options) = state
+        .broker
+        .begin_proposal_step_up(&page_caller(&state, &who), proposal_id(&id)?)
+        .await?;
+    Ok(axum::Json(
+        serde_json::json!({ "ceremony": ceremony, "options": options }),
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct ApproveForm {
+    #[serde(default)]
+    ceremony: String,
+    #[serde(default)]
+    credential: String,
+}
+
+async fn approve_proposal(
+    State(state): State<AppState>,
+    AdminUser(who): AdminUser,
+    Path(id): Path<String>,
+    CsrfForm(form): CsrfForm<ApproveForm>,
+) -> AppResult<Redirect> {
+    let ceremony = form.ceremony.parse().map_err(|_| {
+        AppError::StepUpRequired("approving a policy change needs a passkey step-up".into())
+    })?;
+    let proof = crate::passkeys::StepUpProof {
+        ceremony,
+        credential: form.credential,
+    };
+    let applied = state
+        .broker
+        .approve_policy_proposal(&page_caller(&state, &who), proposal_id(&id)?, &proof)
+        .await?;
+    Ok(Redirect::to(&format!("/admin/policy/{}", applied.version)))
 }
