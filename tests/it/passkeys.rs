@@ -649,39 +649,74 @@ async fn a_passkey_signs_in_and_is_removed_only_with_another() {
     assert_eq!(removed, 1);
 }
 
-/// The same in Chromium with a virtual authenticator: the page scripts register a passkey,
-/// approve a step-up request with it, and sign in with it; no CSP violation.
+/// The demo's `prod-db-admin` (two approvals, each with a passkey) in Chromium with virtual
+/// authenticators: bob and dave register passkeys on /passkeys and approve alice's request from
+/// its page; alice registers one and signs in with it; no CSP violation, no console error.
 #[tokio::test]
 async fn chromium_registers_approves_and_signs_in_with_a_passkey() {
-    let shop = shop_with(TestApp::spawn(TestDb::sqlite().await).await, "acme", POLICY).await;
-    let app = &shop.app;
-    let id = app.api(&shop.alice).request("prod-db-admin", "30m").await;
-    let session = app.session_for(&shop.user("bob@acme.example").await).await;
-    let report =
-        crate::browser::run_script("passkeys.mjs", vec![app.base.clone(), session, id.clone()])
-            .await;
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let (store, clock) = (app.store(), app.clock.as_ref());
+    let tenant = crate::helpers::seed_tenant(store, &app.master, clock, "demo").await;
+    let ctx = crate::helpers::ctx(clock);
+    elevate::broker::policy::apply(store, &ctx, &tenant, elevate::demo::POLICY)
+        .await
+        .unwrap();
+    let user = async |email: &str, role, group: &str| {
+        crate::helpers::seed_user(store, clock, &tenant, email, &[role], &[group]).await
+    };
+    use elevate::model::Role;
+    let alice = user("alice@example.com", Role::Requester, "engineering").await;
+    let bob = user("bob@example.com", Role::Approver, "sre").await;
+    let dave = user("dave@example.com", Role::Approver, "sre").await;
+    let alice_api = app.as_user(&alice).await;
+    let (s, r) = alice_api
+        .post(
+            "/api/v1/requests",
+            serde_json::json!({"profile": "prod-db-admin", "duration": "30m",
+                "justification": "schema migration"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    // Neither approver can do it with a token.
+    for approver in [&bob, &dave] {
+        let (s, r) = app.as_user(approver).await.approve(&id).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{r}");
+    }
+    let mut args = vec![app.base.clone(), id.clone()];
+    for person in [&alice, &bob, &dave] {
+        args.push(app.session_for(person).await);
+    }
+    let report = crate::browser::run_script("passkeys.mjs", args).await;
     assert_eq!(report["error"], Value::Null, "{report}");
-    assert!(
-        report["registered"].as_str().unwrap().contains("chromium"),
-        "{report}"
-    );
+    let approvers = report["approvers"].as_array().unwrap();
+    assert_eq!(approvers.len(), 2, "{report}");
     assert_eq!(
-        report["credentials"],
-        serde_json::json!([{ "resident": true }]),
+        approvers[0]["registered"]["resident"],
+        serde_json::json!([true]),
         "{report}"
     );
-    assert_eq!(report["stateAfterApproval"], "active", "{report}");
+    assert_eq!(approvers[0]["state"], "pending", "one of two: {report}");
     assert!(
-        report["approvals"]
+        approvers[0]["approvals"]
             .as_str()
             .unwrap()
-            .contains("1 with a passkey"),
+            .contains("1/2 (1 with a passkey)"),
         "{report}"
     );
-    assert_eq!(report["dashboardHeading"], "Welcome, bob", "{report}");
+    assert_eq!(approvers[1]["state"], "active", "{report}");
+    assert!(
+        approvers[1]["approvals"]
+            .as_str()
+            .unwrap()
+            .contains("2/2 (2 with a passkey)"),
+        "{report}"
+    );
+    assert_eq!(report["dashboardHeading"], "Welcome, alice", "{report}");
     assert_eq!(report["cspViolations"], serde_json::json!([]), "{report}");
     assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report}");
-    assert_eq!(state(&shop, &id).await, "active");
+    let (_, shown) = alice_api.show(&id).await;
+    assert_eq!(shown["state"], "active", "{shown}");
 }
 
 /// Admin changes from a browser need a passkey confirmation of the session in the last five

@@ -1,18 +1,22 @@
-// A passkey in headless Chromium, through the DevTools protocol's virtual authenticator (CTAP2,
-// resident keys, user verification): register one on /passkeys, approve a step-up request from
-// its page, sign out, and sign in with the passkey. Reports what it saw as one JSON line.
-// usage: node passkeys.mjs BASE_URL SESSION_SECRET REQUEST_ID
+// Passkeys in headless Chromium, through the DevTools protocol's virtual authenticator (CTAP2,
+// resident keys, user verification), one browser context and authenticator per person:
+// each approver registers a passkey on /passkeys and approves the request from its page; then
+// the requester registers one, signs out and signs in with it. Reports one JSON line.
+// usage: node passkeys.mjs BASE_URL REQUEST_ID REQUESTER_SESSION APPROVER_SESSION...
 import { chromium } from 'playwright-core';
 
-const [base, session, requestId] = process.argv.slice(2);
-const report = { cspViolations: [], consoleErrors: [] };
+const [base, requestId, requesterSession, ...approverSessions] = process.argv.slice(2);
+const report = { cspViolations: [], consoleErrors: [], approvers: [] };
+const shots = process.env.SCREENSHOTS;
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync'],
 });
-try {
+
+// A signed-in person in a context of their own, with a virtual authenticator.
+async function person(session) {
   const context = await browser.newContext({ ignoreHTTPSErrors: true });
   await context.addCookies([{ name: '__Host-elevate', value: session, url: base, secure: true, httpOnly: true }]);
   const page = await context.newPage();
@@ -29,46 +33,62 @@ try {
       isUserVerified: true, automaticPresenceSimulation: true,
     },
   });
+  return { page, cdp, authenticatorId };
+}
 
-  await page.goto(`${base}/passkeys`);
-  await page.fill('form[data-register] input[name=name]', 'chromium');
-  await page.click('button:has-text("Add a passkey")');
-  await page.waitForSelector('.passkey-list strong:has-text("chromium")');
-  report.registered = (await page.textContent('.passkey-list')).replace(/\s+/g, ' ').trim();
-  const shots = process.env.SCREENSHOTS;
-  const shoot = async (name) => {
-    if (!shots) return;
-    for (const width of [1280, 390]) {
-      await page.setViewportSize({ width, height: 900 });
-      await page.screenshot({ path: `${shots}/${name}-${width}.png`, fullPage: true });
-    }
-    await page.setViewportSize({ width: 1280, height: 900 });
-  };
-  await shoot('passkeys');
-  report.credentials = (await cdp.send('WebAuthn.getCredentials', { authenticatorId })).credentials
-    .map((c) => ({ resident: c.isResidentCredential }));
+async function shoot(page, name) {
+  if (!shots) return;
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.screenshot({ path: `${shots}/${name}-${width}.png`, fullPage: true });
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
 
-  await page.goto(`${base}/requests/${requestId}`);
-  await page.fill('form[data-step-up] input[name=comment]', 'looked at it');
+async function register(p, name) {
+  await p.page.goto(`${base}/passkeys`);
+  await p.page.fill('form[data-register] input[name=name]', name);
+  await p.page.click('button:has-text("Add a passkey")');
+  await p.page.waitForSelector(`.passkey-list strong:has-text("${name}")`);
+  const credentials = (await p.cdp.send('WebAuthn.getCredentials', { authenticatorId: p.authenticatorId })).credentials;
+  return { list: (await p.page.textContent('.passkey-list')).replace(/\s+/g, ' ').trim(), resident: credentials.map((c) => c.isResidentCredential) };
+}
+
+try {
+  for (const [i, session] of approverSessions.entries()) {
+    const p = await person(session);
+    const registered = await register(p, `approver ${i + 1}`);
+    if (i === 0) await shoot(p.page, 'passkeys');
+    await p.page.goto(`${base}/requests/${requestId}`);
+    await p.page.fill('form[data-step-up] input[name=comment]', 'looked at it');
+    await Promise.all([
+      p.page.waitForNavigation(),
+      p.page.click('button:has-text("Approve with a passkey")'),
+    ]);
+    report.approvers.push({
+      registered,
+      state: await p.page.textContent('h1 .state'),
+      approvals: (await p.page.textContent('dl.facts')).replace(/\s+/g, ' '),
+    });
+    if (i === approverSessions.length - 1) await shoot(p.page, 'approved');
+  }
+
+  const requester = await person(requesterSession);
+  report.requesterRegistered = await register(requester, 'laptop');
+  await requester.page.click('button:has-text("Sign out")');
+  await requester.page.waitForURL(`${base}/login`);
+  await shoot(requester.page, 'login');
   await Promise.all([
-    page.waitForNavigation(),
-    page.click('button:has-text("Approve with a passkey")'),
+    requester.page.waitForURL(`${base}/dashboard`),
+    requester.page.click('button:has-text("Sign in with a passkey")'),
   ]);
-  report.stateAfterApproval = await page.textContent('h1 .state');
-  await shoot('approved');
-  report.approvals = (await page.textContent('dl.facts')).replace(/\s+/g, ' ');
-
-  await page.click('button:has-text("Sign out")');
-  await page.waitForURL(`${base}/login`);
-  await shoot('login');
-  await Promise.all([
-    page.waitForURL(`${base}/dashboard`),
-    page.click('button:has-text("Sign in with a passkey")'),
-  ]);
-  report.dashboardHeading = await page.textContent('h1');
+  report.dashboardHeading = await requester.page.textContent('h1');
 } catch (e) {
   report.error = String(e);
-  try { report.failedPage = (await browser.contexts()[0].pages()[0].textContent('main')).replace(/\s+/g, ' ').slice(0, 500); } catch {}
+  try {
+    const pages = browser.contexts().flatMap((c) => c.pages());
+    report.failedPage = (await pages[pages.length - 1].textContent('main')).replace(/\s+/g, ' ').slice(0, 500);
+  } catch {}
 } finally {
   await browser.close();
 }
