@@ -95,6 +95,24 @@ async fn post_form(
 }
 
 impl Person {
+    /// A page as this person sees it.
+    async fn page(&self, app: &TestApp, path: &str) -> String {
+        let res = self.browser.get(app.url(path)).send().await.unwrap();
+        res.text().await.unwrap()
+    }
+
+    /// Posts a form of this person's (their CSRF token first, then `fields`).
+    async fn post(
+        &self,
+        app: &TestApp,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, String) {
+        let mut form = vec![("csrf", self.csrf.as_str())];
+        form.extend_from_slice(fields);
+        post_form(&self.browser, app, path, &form).await
+    }
+
     /// Registers this person's software passkey under `name`.
     async fn register(&mut self, app: &TestApp, name: &str) {
         let (s, c) = post_json(
@@ -111,18 +129,17 @@ impl Person {
             .passkey
             .do_registration(origin(app), options)
             .expect("the software passkey registers");
-        let (s, body) = post_form(
-            &self.browser,
-            app,
-            "/passkeys",
-            &[
-                ("csrf", &self.csrf),
-                ("name", name),
-                ("ceremony", c["ceremony"].as_str().unwrap()),
-                ("credential", &serde_json::to_string(&answer).unwrap()),
-            ],
-        )
-        .await;
+        let (s, body) = self
+            .post(
+                app,
+                "/passkeys",
+                &[
+                    ("name", name),
+                    ("ceremony", c["ceremony"].as_str().unwrap()),
+                    ("credential", &serde_json::to_string(&answer).unwrap()),
+                ],
+            )
+            .await;
         assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
     }
 
@@ -155,12 +172,10 @@ impl Person {
         id: &str,
         proof: &(String, String),
     ) -> (StatusCode, String) {
-        post_form(
-            &self.browser,
+        self.post(
             app,
             &format!("/requests/{id}/approve"),
             &[
-                ("csrf", &self.csrf),
                 ("comment", "checked"),
                 ("ceremony", &proof.0),
                 ("credential", &proof.1),
@@ -175,6 +190,39 @@ fn base64_url(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(text)
         .unwrap()
+}
+
+/// `elevate admin tenant set --tenant acme SETTING` against the test's store.
+fn tenant_set(app: &TestApp, setting: &str) {
+    let dir = crate::helpers::temp_dir("tenant-set");
+    let out = crate::fixtures::elevate(&dir)
+        .args(format!("admin tenant set --tenant acme {setting}").split(' '))
+        .args(["--database", &app.db.url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn add_person(
+    shop: &Shop,
+    email: &str,
+    role: elevate::model::Role,
+    groups: &[&str],
+) -> elevate::model::User {
+    let app = &shop.app;
+    crate::helpers::seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &shop.tenant,
+        email,
+        &[role],
+        groups,
+    )
+    .await
 }
 
 async fn state(shop: &Shop, id: &str) -> String {
@@ -216,15 +264,7 @@ async fn a_step_up_approval_holds_only_for_its_own_decision(db: TestDb) {
     );
 
     bob.register(app, "bob <laptop>").await;
-    let page = bob
-        .browser
-        .get(app.url("/passkeys"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = bob.page(app, "/passkeys").await;
     assert!(
         page.contains("bob &#60;laptop&#62;"),
         "the name, escaped: {page}"
@@ -267,15 +307,7 @@ async fn a_step_up_approval_holds_only_for_its_own_decision(db: TestDb) {
     let (s, body) = bob.approve(app, &first, &proof).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
     assert_eq!(state(&shop, &first).await, "active");
-    let detail = bob
-        .browser
-        .get(app.url(&format!("/requests/{first}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let detail = bob.page(app, &format!("/requests/{first}")).await;
     assert!(detail.contains("1 with a passkey"), "{detail}");
     let stepped: Vec<Value> = shop
         .actions()
@@ -457,23 +489,11 @@ async fn break_glass_is_confirmed_with_the_requesters_passkey(db: TestDb) {
     assert_eq!(stepped.len(), 1, "{stepped:?}");
 
     // With the tenant setting on, someone without a passkey is told to register one.
-    let dir = crate::helpers::temp_dir("break-glass-setting");
-    let out = crate::fixtures::elevate(&dir)
-        .args("admin tenant set --tenant acme --require-passkey-for-break-glass on".split(' '))
-        .args(["--database", &app.db.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let erin = crate::helpers::seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        &shop.tenant,
+    tenant_set(app, "--require-passkey-for-break-glass on");
+    let erin = add_person(
+        &shop,
         "erin@acme.example",
-        &[elevate::model::Role::Requester],
+        elevate::model::Role::Requester,
         &["engineering"],
     )
     .await;
@@ -584,13 +604,9 @@ async fn a_passkey_signs_in_and_is_removed_only_with_another() {
 
     // The last passkey of someone who approves step-up profiles stays.
     let first = registered[0].id.to_string();
-    let (s, body) = post_form(
-        &bob.browser,
-        app,
-        &format!("/passkeys/{first}/remove"),
-        &[("csrf", &bob.csrf)],
-    )
-    .await;
+    let (s, body) = bob
+        .post(app, &format!("/passkeys/{first}/remove"), &[])
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert!(body.contains("last passkey"), "{body}");
 
@@ -601,44 +617,32 @@ async fn a_passkey_signs_in_and_is_removed_only_with_another() {
         passkey: SoftPasskey::new(true),
     };
     second_device.register(app, "phone").await;
-    let (s, body) = post_form(
-        &bob.browser,
-        app,
-        &format!("/passkeys/{first}/remove"),
-        &[("csrf", &bob.csrf)],
-    )
-    .await;
+    let (s, body) = bob
+        .post(app, &format!("/passkeys/{first}/remove"), &[])
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     // Confirming with the passkey being removed does not count.
     let (ceremony, credential) = bob
         .assert_at(app, &format!("/passkeys/{first}/challenge"), origin(app))
         .await;
-    let (s, body) = post_form(
-        &bob.browser,
-        app,
-        &format!("/passkeys/{first}/remove"),
-        &[
-            ("csrf", &bob.csrf),
-            ("ceremony", &ceremony),
-            ("credential", &credential),
-        ],
-    )
-    .await;
+    let (s, body) = bob
+        .post(
+            app,
+            &format!("/passkeys/{first}/remove"),
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     let (ceremony, credential) = second_device
         .assert_at(app, &format!("/passkeys/{first}/challenge"), origin(app))
         .await;
-    let (s, body) = post_form(
-        &bob.browser,
-        app,
-        &format!("/passkeys/{first}/remove"),
-        &[
-            ("csrf", &bob.csrf),
-            ("ceremony", &ceremony),
-            ("credential", &credential),
-        ],
-    )
-    .await;
+    let (s, body) = bob
+        .post(
+            app,
+            &format!("/passkeys/{first}/remove"),
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
     let removed = shop
         .actions()
@@ -725,12 +729,10 @@ async fn chromium_registers_approves_and_signs_in_with_a_passkey() {
 async fn admin_changes_need_a_recent_step_up_of_the_session() {
     let shop = shop_with(TestApp::spawn(TestDb::sqlite().await).await, "acme", POLICY).await;
     let app = &shop.app;
-    let carol = crate::helpers::seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        &shop.tenant,
+    let carol = add_person(
+        &shop,
         "carol@acme.example",
-        &[elevate::model::Role::Admin],
+        elevate::model::Role::Admin,
         &[],
     )
     .await;
@@ -748,13 +750,7 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
     // Without a passkey (and the tenant not requiring one): as before.
     let (s, body) = lockdown(&carol_p).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
-    let (s, _) = post_form(
-        &carol_p.browser,
-        app,
-        "/admin/lockdown/lift",
-        &[("csrf", &carol_p.csrf)],
-    )
-    .await;
+    let (s, _) = carol_p.post(app, "/admin/lockdown/lift", &[]).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
 
     // With one, the session must confirm first.
@@ -762,13 +758,7 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
     let (s, body) = lockdown(&carol_p).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert!(body.contains(&format!("{}/step-up", app.base)), "{body}");
-    let (s, body) = post_form(
-        &carol_p.browser,
-        app,
-        "/tokens",
-        &[("csrf", &carol_p.csrf), ("name", "ops")],
-    )
-    .await;
+    let (s, body) = carol_p.post(app, "/tokens", &[("name", "ops")]).await;
     assert_eq!(
         s,
         StatusCode::FORBIDDEN,
@@ -796,30 +786,20 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
 
     // Five minutes later it has to confirm again.
     app.clock.advance(time::Duration::minutes(6));
-    let (s, body) = post_form(
-        &carol_p.browser,
-        app,
-        "/admin/lockdown/lift",
-        &[("csrf", &carol_p.csrf)],
-    )
-    .await;
+    let (s, body) = carol_p.post(app, "/admin/lockdown/lift", &[]).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     // A step-up for another session does not count, and a redirect never leaves the site.
     let (ceremony, credential) = carol_p
         .assert_at(app, "/step-up/challenge", origin(app))
         .await;
     let other = person(&shop, &carol.email).await;
-    let (s, body) = post_form(
-        &other.browser,
-        app,
-        "/step-up",
-        &[
-            ("csrf", &other.csrf),
-            ("ceremony", &ceremony),
-            ("credential", &credential),
-        ],
-    )
-    .await;
+    let (s, body) = other
+        .post(
+            app,
+            "/step-up",
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     let (ceremony, credential) = carol_p
         .assert_at(app, "/step-up/challenge", origin(app))
@@ -838,37 +818,13 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()["location"], "/dashboard");
-    let (s, body) = post_form(
-        &carol_p.browser,
-        app,
-        "/admin/lockdown/lift",
-        &[("csrf", &carol_p.csrf)],
-    )
-    .await;
+    let (s, body) = carol_p.post(app, "/admin/lockdown/lift", &[]).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
 
     // With the tenant requiring it, an admin without a passkey is told to register one; tokens
     // (the CLI, scripts) keep working.
-    let dir = crate::helpers::temp_dir("admin-setting");
-    let out = crate::fixtures::elevate(&dir)
-        .args("admin tenant set --tenant acme --require-passkey-for-admin on".split(' '))
-        .args(["--database", &app.db.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dan = crate::helpers::seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        &shop.tenant,
-        "dan@acme.example",
-        &[elevate::model::Role::Admin],
-        &[],
-    )
-    .await;
+    tenant_set(app, "--require-passkey-for-admin on");
+    let dan = add_person(&shop, "dan@acme.example", elevate::model::Role::Admin, &[]).await;
     let dan_p = person(&shop, &dan.email).await;
     let (s, body) = lockdown(&dan_p).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
@@ -889,31 +845,10 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
 async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
     let shop = shop_with(TestApp::spawn(db).await, "acme", POLICY).await;
     let app = &shop.app;
-    let admin = |email: &'static str| {
-        crate::helpers::seed_user(
-            app.store(),
-            app.clock.as_ref(),
-            &shop.tenant,
-            email,
-            &[elevate::model::Role::Admin],
-            &[],
-        )
-    };
-    let (carol, dan) = (
-        admin("carol@acme.example").await,
-        admin("dan@acme.example").await,
-    );
-    let dir = crate::helpers::temp_dir("two-person");
-    let out = crate::fixtures::elevate(&dir)
-        .args("admin tenant set --tenant acme --policy-two-person on".split(' '))
-        .args(["--database", &app.db.url])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let admin = elevate::model::Role::Admin;
+    let carol = add_person(&shop, "carol@acme.example", admin, &[]).await;
+    let dan = add_person(&shop, "dan@acme.example", admin, &[]).await;
+    tenant_set(app, "--policy-two-person on");
 
     let put = |token: String, body: String| {
         let client = app.client.clone();
@@ -956,42 +891,24 @@ async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
     let (ceremony, credential) = carol_p
         .assert_at(app, &format!("{page}/step-up"), origin(app))
         .await;
-    let (s, body) = post_form(
-        &carol_p.browser,
-        app,
-        &format!("{page}/approve"),
-        &[
-            ("csrf", &carol_p.csrf),
-            ("ceremony", &ceremony),
-            ("credential", &credential),
-        ],
-    )
-    .await;
+    let (s, body) = carol_p
+        .post(
+            app,
+            &format!("{page}/approve"),
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     assert!(body.contains("second admin"), "{body}");
 
     // Without a step-up, nobody approves it.
     let mut dan_p = person(&shop, &dan.email).await;
-    let (s, body) = post_form(
-        &dan_p.browser,
-        app,
-        &format!("{page}/approve"),
-        &[("csrf", &dan_p.csrf)],
-    )
-    .await;
+    let (s, body) = dan_p.post(app, &format!("{page}/approve"), &[]).await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
 
     // A second admin with a passkey: it becomes version 3.
     dan_p.register(app, "phone").await;
-    let html = dan_p
-        .browser
-        .get(app.url(&page))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = dan_p.page(app, &page).await;
     assert!(
         html.contains("step_up turned off") && html.contains("Approve with a passkey"),
         "{html}"
@@ -1012,15 +929,7 @@ async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()["location"], "/admin/policy/3");
-    let version_page = dan_p
-        .browser
-        .get(app.url("/admin/policy/3"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let version_page = dan_p.page(app, "/admin/policy/3").await;
     assert!(
         version_page.contains("Widens access") && version_page.contains("step_up turned off"),
         "{version_page}"
@@ -1053,17 +962,13 @@ async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
     let (ceremony, credential) = dan_p
         .assert_at(app, &format!("{stale_page}/step-up"), origin(app))
         .await;
-    let (s, body) = post_form(
-        &dan_p.browser,
-        app,
-        &format!("{stale_page}/approve"),
-        &[
-            ("csrf", &dan_p.csrf),
-            ("ceremony", &ceremony),
-            ("credential", &credential),
-        ],
-    )
-    .await;
+    let (s, body) = dan_p
+        .post(
+            app,
+            &format!("{stale_page}/approve"),
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert!(body.contains("propose it again"), "{body}");
 }
