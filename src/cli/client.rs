@@ -26,6 +26,10 @@ struct Saved {
     token: String,
     #[serde(default)]
     ca_cert: Option<PathBuf>,
+    /// The server certificate's SHA-256 fingerprint, when it was pinned at login (the system
+    /// does not trust it).
+    #[serde(default)]
+    pin: Option<String>,
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -97,9 +101,19 @@ impl Api {
         &self.server
     }
 
-    fn build(server: &str, token: &str, ca_cert: Option<&Path>) -> anyhow::Result<Self> {
+    fn build(
+        server: &str,
+        token: &str,
+        ca_cert: Option<&Path>,
+        pin: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let timeout = Duration::from_secs(30);
+        let http = match pin {
+            Some(pin) => super::pin::client(timeout, Some(pin.to_owned()))?.0,
+            None => http_client(timeout, ca_cert)?,
+        };
         Ok(Api {
-            http: http_client(Duration::from_secs(30), ca_cert)?,
+            http,
             server: server.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
         })
@@ -117,7 +131,12 @@ impl Api {
         if server.is_empty() || token.is_empty() {
             bail!("not logged in: run `elevate login --server URL --token TOKEN`");
         }
-        Self::build(&server, &token, saved.ca_cert.as_deref())
+        Self::build(
+            &server,
+            &token,
+            saved.ca_cert.as_deref(),
+            saved.pin.as_deref(),
+        )
     }
 
     async fn call(
@@ -209,16 +228,69 @@ pub struct LoginArgs {
     /// CA certificate to trust for the server (e.g. the development certificate).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
+    /// Trust the server's certificate by its SHA-256 fingerprint (as `elevate serve` prints it)
+    /// when the system does not trust it; without it, login shows the fingerprint and asks.
+    #[arg(long, value_name = "SHA256", conflicts_with = "ca_cert")]
+    pin: Option<String>,
+}
+
+/// Whether the system (or `--ca-cert`) trusts the server's certificate: a request that fails
+/// in the TLS handshake does not.
+async fn trusted(server: &str, ca_cert: Option<&Path>) -> anyhow::Result<bool> {
+    let http = http_client(Duration::from_secs(10), ca_cert)?;
+    match http.get(format!("{server}/healthz")).send().await {
+        Ok(_) => Ok(true),
+        Err(e) if e.is_connect() && format!("{e:?}").to_lowercase().contains("certificate") => {
+            Ok(false)
+        }
+        Err(e) => Err(anyhow::anyhow!("cannot reach {server}: {e}")),
+    }
+}
+
+/// The pin for `server` when its certificate is not trusted: `--pin` (checked against what the
+/// server presents), or the person's yes at a terminal. No token is sent before this.
+async fn pin_for(server: &str, asked: Option<&str>) -> anyhow::Result<String> {
+    let seen = super::pin::probe(server).await?;
+    if let Some(asked) = asked {
+        let asked = super::pin::normalize(asked)?;
+        if asked != seen {
+            bail!("the server's certificate is {seen}, not the pinned {asked}: refusing to log in");
+        }
+        return Ok(seen);
+    }
+    eprintln!("The certificate of {server} is not trusted by this system.");
+    eprintln!("Its SHA-256 fingerprint is {seen}");
+    eprintln!("Compare it with the one `elevate serve` printed at start.");
+    if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        bail!("not logging in: pass --pin {seen} to trust it (or --ca-cert FILE)");
+    }
+    eprint!("Trust it for this server? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        bail!("not logging in: the certificate was not trusted");
+    }
+    Ok(seen)
 }
 
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let ca_cert = args.ca_cert.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
-    let api = Api::build(&args.server, &args.token, ca_cert.as_deref())?;
+    let server = args.server.trim_end_matches('/').to_owned();
+    let pin = if trusted(&server, ca_cert.as_deref()).await? {
+        None
+    } else {
+        Some(pin_for(&server, args.pin.as_deref()).await?)
+    };
+    let api = Api::build(&server, &args.token, ca_cert.as_deref(), pin.as_deref())?;
     let me = api.get("/me").await?;
+    if let Some(pin) = &pin {
+        println!("pinned the certificate of {server}: {pin}");
+    }
     let saved = Saved {
         server: api.server.clone(),
         token: args.token,
         ca_cert,
+        pin,
     };
     let path = config_path()?;
     write_private(&path, &toml::to_string(&saved)?)?;

@@ -11,6 +11,7 @@ mod db;
 mod docs;
 mod doctor;
 mod host;
+mod pin;
 mod policy;
 mod serve;
 mod ssh;

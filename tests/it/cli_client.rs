@@ -118,6 +118,62 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("HTTP 401"), "{}", stderr(&bad));
 
+    // Without --ca-cert, the development certificate is not trusted: login shows its
+    // fingerprint and, with --pin, trusts exactly that certificate from then on.
+    let fp = elevate::web::tls::fingerprint(&cert).unwrap();
+    let c = Person::new();
+    let out = c.run(&["login", "--server", &app.base, "--token", &alice_token]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&fp) && stderr(&out).contains("--pin"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!c.home.join("elevate/cli.toml").exists());
+    let wrong = fp.replace(&fp[..2], if &fp[..2] == "00" { "11" } else { "00" });
+    let out = c.run(&[
+        "login",
+        "--server",
+        &app.base,
+        "--token",
+        &alice_token,
+        "--pin",
+        &wrong,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("refusing"), "{}", stderr(&out));
+    let typed = fp.replace(':', "").to_lowercase();
+    let out = c.run(&[
+        "login",
+        "--server",
+        &app.base,
+        "--token",
+        &alice_token,
+        "--pin",
+        &typed,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("pinned the certificate of {}: {fp}", app.base))
+    );
+    assert_eq!(c.json(&["status", "--json"])["mine"], serde_json::json!([]));
+    // Another server at that address (another certificate): refused.
+    let other = TestApp::spawn(TestDb::sqlite().await).await;
+    let saved = std::fs::read_to_string(c.home.join("elevate/cli.toml")).unwrap();
+    std::fs::write(
+        c.home.join("elevate/cli.toml"),
+        saved.replace(&app.base, &other.base),
+    )
+    .unwrap();
+    let out = c.run(&["status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not the pinned one"),
+        "{}",
+        stderr(&out)
+    );
+
     // Bad input is refused with the server's message.
     let out = a.run(&[
         "request",
