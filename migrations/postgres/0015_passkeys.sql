@@ -60,12 +60,30 @@ CREATE TABLE policy_proposals (
     PRIMARY KEY (tenant_id, id)
 );
 
+-- `elevate login` without a token (RFC 8628 device authorization): the CLI polls with the device
+-- code (stored hashed) while a signed-in person approves the user code on /device.
+CREATE TABLE device_grants (
+    tenant_id        UUID NOT NULL,
+    id               UUID NOT NULL,
+    device_code_hash BYTEA NOT NULL UNIQUE,
+    user_code        TEXT NOT NULL,
+    client           TEXT NOT NULL,
+    ip               TEXT,
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'used')),
+    user_id          UUID,
+    created_at       TIMESTAMPTZ NOT NULL,
+    expires_at       TIMESTAMPTZ NOT NULL,
+    last_polled_at   TIMESTAMPTZ,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, user_code)
+);
+
 ALTER TABLE approvals ADD COLUMN stepped_up BOOLEAN NOT NULL DEFAULT false;
 
 DO $$
 DECLARE t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['passkeys', 'webauthn_ceremonies', 'policy_proposals'] LOOP
+    FOREACH t IN ARRAY ARRAY['passkeys', 'webauthn_ceremonies', 'policy_proposals', 'device_grants'] LOOP
         EXECUTE format('ALTER TABLE %I ENABLE ROW LEVEL SECURITY', t);
         EXECUTE format('ALTER TABLE %I FORCE ROW LEVEL SECURITY', t);
         EXECUTE format(

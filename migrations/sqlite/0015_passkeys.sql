@@ -55,4 +55,22 @@ CREATE TABLE policy_proposals (
     PRIMARY KEY (tenant_id, id)
 );
 
+-- `elevate login` without a token (RFC 8628 device authorization): the CLI polls with the device
+-- code (stored hashed) while a signed-in person approves the user code on /device.
+CREATE TABLE device_grants (
+    tenant_id        BLOB NOT NULL,
+    id               BLOB NOT NULL,
+    device_code_hash BLOB NOT NULL UNIQUE,
+    user_code        TEXT NOT NULL,
+    client           TEXT NOT NULL,
+    ip               TEXT,
+    state            TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'used')),
+    user_id          BLOB,
+    created_at       TEXT NOT NULL,
+    expires_at       TEXT NOT NULL,
+    last_polled_at   TEXT,
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, user_code)
+);
+
 ALTER TABLE approvals ADD COLUMN stepped_up INTEGER NOT NULL DEFAULT 0;

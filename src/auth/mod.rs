@@ -3,6 +3,7 @@
 //! Handlers declare what they need in their signature: `Scoped<ApproveScope>` and so on.
 //! Browsers sign in by email link (`magic_link`) and hold a server-side session (`session`).
 
+pub mod device;
 pub mod magic_link;
 pub mod oidc;
 pub mod passkey;

@@ -222,9 +222,16 @@ pub struct LoginArgs {
     /// The elevate server, like https://elevate.example.com.
     #[arg(long)]
     server: String,
-    /// An API token (create one on the API tokens page).
+    /// An API token (create one on the API tokens page). Without one, login asks you to
+    /// approve it in the browser (a code to confirm on the server's /device page).
     #[arg(long, env = "ELEVATE_TOKEN", hide_env_values = true)]
-    token: String,
+    token: Option<String>,
+    /// The organisation to log in to (needed without --token when the server has several).
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Without --token: only print the page to approve the login on (do not open a browser).
+    #[arg(long)]
+    no_browser: bool,
     /// CA certificate to trust for the server (e.g. the development certificate).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
@@ -273,6 +280,90 @@ async fn pin_for(server: &str, asked: Option<&str>) -> anyhow::Result<String> {
     Ok(seen)
 }
 
+/// This machine's name, for the token's name ("CLI on HOST") and the approval page.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "this machine".into())
+}
+
+/// RFC 8628 from the client's side: ask for a code, show it (and open the page), poll until a
+/// person approves or denies it in the browser, or it expires. The new token.
+async fn device_login(api: &Api, tenant: Option<&str>, open: bool) -> anyhow::Result<String> {
+    let client = format!(
+        "elevate-cli {} on {}",
+        env!("CARGO_PKG_VERSION"),
+        host_name()
+    );
+    let res = api
+        .http
+        .post(format!("{}/api/v1/device/code", api.server))
+        .json(&json!({ "tenant": tenant, "client": client }))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", api.server))?;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        return Err(ApiFailure {
+            status: status.as_u16(),
+            code: body["error"]["code"].as_str().unwrap_or("error").to_owned(),
+            message: body["error"]["message"]
+                .as_str()
+                .unwrap_or("refused")
+                .to_owned(),
+        }
+        .into());
+    }
+    let field = |k: &str| body[k].as_str().unwrap_or_default().to_owned();
+    let (device_code, user_code, page) = (
+        field("device_code"),
+        field("user_code"),
+        field("verification_uri"),
+    );
+    let tenant = field("tenant");
+    println!("To log in, open {page} and confirm the code {user_code}");
+    if open {
+        open_in_browser(&field("verification_uri_complete"));
+    }
+    let mut interval = body["interval"].as_u64().unwrap_or(5).max(1);
+    let deadline =
+        std::time::Instant::now() + Duration::from_secs(body["expires_in"].as_u64().unwrap_or(600));
+    loop {
+        tokio::time::sleep(Duration::from_secs(interval)).await;
+        if std::time::Instant::now() > deadline {
+            bail!("the code expired before it was approved: run elevate login again");
+        }
+        let res = api
+            .http
+            .post(format!("{}/api/v1/device/token", api.server))
+            .json(&json!({ "tenant": tenant, "device_code": device_code }))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", api.server))?;
+        let ok = res.status().is_success();
+        let answer: Value = res.json().await.unwrap_or(Value::Null);
+        if ok {
+            return answer["access_token"]
+                .as_str()
+                .map(str::to_owned)
+                .context("the server answered without a token");
+        }
+        match answer["error"].as_str().unwrap_or_default() {
+            "authorization_pending" => {}
+            "slow_down" => interval += 5,
+            "access_denied" => bail!("the login was denied in the browser"),
+            "expired_token" => {
+                bail!("the code expired before it was approved: run elevate login again")
+            }
+            other => bail!("the server refused the login ({other})"),
+        }
+    }
+}
+
 pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     let ca_cert = args.ca_cert.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
     let server = args.server.trim_end_matches('/').to_owned();
@@ -281,14 +372,21 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     } else {
         Some(pin_for(&server, args.pin.as_deref()).await?)
     };
-    let api = Api::build(&server, &args.token, ca_cert.as_deref(), pin.as_deref())?;
-    let me = api.get("/me").await?;
     if let Some(pin) = &pin {
         println!("pinned the certificate of {server}: {pin}");
     }
+    let token = match args.token.filter(|t| !t.trim().is_empty()) {
+        Some(token) => token,
+        None => {
+            let anonymous = Api::build(&server, "", ca_cert.as_deref(), pin.as_deref())?;
+            device_login(&anonymous, args.tenant.as_deref(), !args.no_browser).await?
+        }
+    };
+    let api = Api::build(&server, &token, ca_cert.as_deref(), pin.as_deref())?;
+    let me = api.get("/me").await?;
     let saved = Saved {
         server: api.server.clone(),
-        token: args.token,
+        token,
         ca_cert,
         pin,
     };

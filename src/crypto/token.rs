@@ -17,6 +17,8 @@ pub enum TokenKind {
     Api,
     Session,
     SignIn,
+    /// The device code of a CLI login (RFC 8628), polled until a person approves it.
+    Device,
 }
 
 impl TokenKind {
@@ -25,6 +27,7 @@ impl TokenKind {
             TokenKind::Api => "elv_",
             TokenKind::Session => "els_",
             TokenKind::SignIn => "ell_",
+            TokenKind::Device => "eld_",
         }
     }
 }

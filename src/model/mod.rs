@@ -451,3 +451,18 @@ pub struct PolicyProposal {
     pub created_at: OffsetDateTime,
     pub decided_at: Option<OffsetDateTime>,
 }
+
+/// A CLI login waiting for a person (RFC 8628). The device code is stored only as its hash.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DeviceGrant {
+    pub id: Uuid,
+    pub user_code: String,
+    /// What asked: the CLI's user agent and host name.
+    pub client: String,
+    pub ip: Option<String>,
+    pub state: String,
+    pub user_id: Option<Uuid>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub last_polled_at: Option<OffsetDateTime>,
+}

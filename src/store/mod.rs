@@ -45,6 +45,7 @@ mod audit;
 mod audit_sinks;
 pub mod backup;
 mod db_logins;
+mod device;
 mod keys;
 mod outbox;
 mod passkeys;
@@ -69,7 +70,7 @@ pub use users::{NewUser, UserChange};
 pub use webhooks::Webhook;
 
 /// Every tenant table. Isolation tests and the start-up ownership check walk this list.
-pub const TENANT_TABLES: [&str; 21] = [
+pub const TENANT_TABLES: [&str; 22] = [
     "tenants",
     "users",
     "sessions",
@@ -91,6 +92,7 @@ pub const TENANT_TABLES: [&str; 21] = [
     "passkeys",
     "webauthn_ceremonies",
     "policy_proposals",
+    "device_grants",
 ];
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use elevate::model::Role;
+use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user, temp_dir};
@@ -400,4 +401,191 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `elevate login` without a token (RFC 8628): the CLI shows a code, the person approves it on
+/// `/device` in their signed-in browser, and the CLI gets a token of its own with their
+/// non-admin scopes. The token endpoint answers as the RFC says at every step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_logs_in_by_a_code_approved_in_the_browser() {
+    use std::io::BufRead;
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let (store, clock) = (app.store().clone(), app.clock.clone());
+    let tenant = seed_tenant(&store, &app.master, clock.as_ref(), "demo").await;
+    let carol = seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "carol@example.com",
+        &[Role::Requester, Role::Admin],
+        &["engineering"],
+    )
+    .await;
+    let browser = app.signed_in(&carol).await;
+    let cert = app.db.dir.join(elevate::web::tls::DEV_CERT_FILE);
+    let approve = async |code: &str, decision: &str| {
+        let page = browser
+            .get(app.url(&format!("/device?code={}", code.to_lowercase())))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // The person sees which client asks before deciding.
+        assert!(
+            decision == "none" || (page.contains("<dt>Client</dt>") && page.contains(code)),
+            "{page}"
+        );
+        let form = [
+            ("csrf", crate::helpers::csrf_in(&page)),
+            ("code", code.to_owned()),
+            ("decision", decision.to_owned()),
+        ];
+        let res = browser
+            .post(app.url("/device"))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.text().await.unwrap())
+    };
+
+    // The CLI: it prints the code, a person approves it, the CLI logs in.
+    let p = Person::new();
+    let mut cli = p
+        .command(&[
+            "login",
+            "--server",
+            &app.base,
+            "--ca-cert",
+            cert.to_str().unwrap(),
+            "--no-browser",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(cli.stdout.take().unwrap());
+    let first = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        (line, out)
+    })
+    .await
+    .unwrap();
+    let (line, mut out) = first;
+    assert!(line.contains(&format!("{}/device", app.base)), "{line}");
+    let waiting = browser
+        .get(app.url("/device"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        waiting.contains("name=\"code\""),
+        "a form to type the code: {waiting}"
+    );
+    let code = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert_eq!(code.len(), 9, "{line}");
+    let (s, body) = approve(&code, "approve").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body.contains("approved"), "{body}");
+    let done = tokio::task::spawn_blocking(move || {
+        let status = cli.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        (status, rest)
+    })
+    .await
+    .unwrap();
+    assert!(done.0.success(), "{}", done.1);
+    assert!(done.1.contains("as carol@example.com"), "{}", done.1);
+    let me = p.json(&["status", "--json"]);
+    assert_eq!(me["mine"], serde_json::json!([]));
+    let saved = std::fs::read_to_string(p.home.join("elevate/cli.toml")).unwrap();
+    let token = saved
+        .lines()
+        .find_map(|l| l.strip_prefix("token = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_owned();
+    let (_, me) = app.api(&token).get("/api/v1/me").await;
+    let scopes = me["token"]["scopes"].to_string();
+    assert!(
+        scopes.contains("request") && !scopes.contains("admin"),
+        "{me}"
+    );
+    assert!(
+        me["token"]["name"].as_str().unwrap().starts_with("CLI on "),
+        "{me}"
+    );
+
+    // The token endpoint, step by step (the server's clock is the test's).
+    let anonymous = app.api("");
+    let (s, r) = anonymous
+        .post(
+            "/api/v1/device/code",
+            serde_json::json!({"client": "script on ci"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let poll = serde_json::json!({"tenant": r["tenant"], "device_code": r["device_code"]});
+    let code = r["user_code"].as_str().unwrap().to_owned();
+    let error = async |body: &serde_json::Value| {
+        let (s, r) = anonymous.post("/api/v1/device/token", body.clone()).await;
+        (s, r["error"].as_str().unwrap_or_default().to_owned())
+    };
+    assert_eq!(
+        error(&poll).await,
+        (StatusCode::BAD_REQUEST, "authorization_pending".into())
+    );
+    assert_eq!(
+        error(&poll).await,
+        (StatusCode::BAD_REQUEST, "slow_down".into())
+    );
+    app.clock.advance(time::Duration::seconds(6));
+    let bogus = serde_json::json!({"tenant": "demo", "device_code": "eld_nothing"});
+    assert_eq!(
+        error(&bogus).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".into())
+    );
+    let (s, body) = approve(&code, "deny").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(
+        error(&poll).await,
+        (StatusCode::BAD_REQUEST, "access_denied".into())
+    );
+    // A decided code cannot be decided again; an old one expires.
+    let (s, _) = approve(&code, "none").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, r) = anonymous
+        .post("/api/v1/device/code", serde_json::json!({}))
+        .await;
+    let late = serde_json::json!({"tenant": r["tenant"], "device_code": r["device_code"]});
+    app.clock.advance(time::Duration::minutes(11));
+    assert_eq!(
+        error(&late).await,
+        (StatusCode::BAD_REQUEST, "expired_token".into())
+    );
+    let actions: Vec<String> = {
+        let mut tx = store.tenant(tenant.tenant_id).await.unwrap();
+        let events = tx.audit_events(0, 1000).await.unwrap();
+        tx.commit().await.unwrap();
+        events.into_iter().map(|e| e.action).collect()
+    };
+    for action in [
+        "device.code_issued",
+        "device.approved",
+        "device.exchanged",
+        "device.denied",
+        "token.created",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == action),
+            "{action} in {actions:?}"
+        );
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 mod db;
+mod device;
 mod me;
 mod policy;
 mod requests;
@@ -21,4 +22,5 @@ pub fn router() -> Router<AppState> {
         .merge(requests::router())
         .merge(ssh::router())
         .merge(db::router())
+        .merge(device::router())
 }

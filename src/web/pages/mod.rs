@@ -3,6 +3,7 @@
 
 mod audit;
 mod dev;
+mod device;
 mod home;
 mod login;
 mod passkeys;
@@ -37,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .merge(targets::router())
         .merge(tokens::router())
         .merge(dev::router())
+        .merge(device::router())
 }
 
 /// What the shared layout shows: who is signed in, and the sign-out form's CSRF token.
