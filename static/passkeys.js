@@ -38,11 +38,11 @@
     });
   }
 
-  function get(options) {
+  function get(options, extra) {
     var pk = options.publicKey;
     pk.challenge = fromB64url(pk.challenge);
     pk.allowCredentials = ids(pk.allowCredentials);
-    return navigator.credentials.get({ publicKey: pk }).then(function (c) {
+    return navigator.credentials.get(Object.assign({ publicKey: pk }, extra || {})).then(function (c) {
       return {
         id: c.id, rawId: toB64url(c.rawId), type: c.type, extensions: {},
         response: {
@@ -75,12 +75,16 @@
     if (box) { box.textContent = String(err.message || err); box.hidden = false; } else { alert(err.message || err); }
   }
 
+  // A pending autofill (conditional) passkey request, aborted when a button asks instead.
+  var conditional = null;
+
   function wire(attr, fields, ceremony, wanted) {
     document.querySelectorAll('form[' + attr + ']').forEach(function (form) {
       form.addEventListener('submit', function (ev) {
         if (form.querySelector('[name="credential"]').value) { return; }
         if (wanted && !wanted(form)) { return; }
         ev.preventDefault();
+        if (conditional) { conditional.abort(); conditional = null; }
         // Sign-in: the organisation typed into the email form counts for the passkey too.
         var typed = document.querySelector('form:not([data-signin]) input[name="tenant"]');
         var own = form.querySelector('input[name="tenant"]');
@@ -103,6 +107,25 @@
     return box && box.checked;
   });
   wire('data-step-up', ['csrf'], get);
-  // Sign-in: a button, not conditional mediation, so it works the same in every browser.
+  // Sign-in: a button everywhere, and where the browser offers passkeys in autofill, in the
+  // email field too (conditional mediation), for the organisation already on the page.
   wire('data-signin', ['tenant'], function (options) { delete options.mediation; return get(options); });
+  var signin = document.querySelector('form[data-signin]');
+  var field = document.querySelector('input[autocomplete~="webauthn"]');
+  if (signin && field && PublicKeyCredential.isConditionalMediationAvailable) {
+    PublicKeyCredential.isConditionalMediationAvailable().then(function (available) {
+      var tenant = signin.querySelector('input[name="tenant"]');
+      if (!available || !tenant || !tenant.value || conditional) { return; }
+      conditional = new AbortController();
+      var signal = conditional.signal;
+      challenge(signin, signin.getAttribute('data-signin'), ['tenant']).then(function (c) {
+        if (signal.aborted) { return; }
+        return get(c.options, { mediation: 'conditional', signal: signal }).then(function (answer) {
+          signin.querySelector('[name="ceremony"]').value = c.ceremony;
+          signin.querySelector('[name="credential"]').value = JSON.stringify(answer);
+          signin.submit();
+        });
+      }).catch(function () { /* aborted for the button, or no passkey chosen */ });
+    });
+  }
 })();

@@ -12,6 +12,9 @@ use crate::error::AppError;
 pub struct SigninLimits {
     per_email: DefaultKeyedRateLimiter<String>,
     per_ip: DefaultKeyedRateLimiter<String>,
+    /// Passkey sign-in challenges (asked on every visit of the sign-in page where the browser
+    /// offers passkeys in autofill): more generous, kept apart from email-link asks.
+    ceremonies_per_ip: DefaultKeyedRateLimiter<String>,
 }
 
 impl Default for SigninLimits {
@@ -20,9 +23,14 @@ impl Default for SigninLimits {
         // then one every six seconds.
         let email = Quota::with_period(Duration::from_secs(120)).map(|q| q.allow_burst(nonzero(5)));
         let ip = Quota::with_period(Duration::from_secs(6)).map(|q| q.allow_burst(nonzero(20)));
+        let ceremonies =
+            Quota::with_period(Duration::from_secs(1)).map(|q| q.allow_burst(nonzero(60)));
         Self {
             per_email: RateLimiter::keyed(email.unwrap_or_else(|| Quota::per_minute(nonzero(1)))),
             per_ip: RateLimiter::keyed(ip.unwrap_or_else(|| Quota::per_minute(nonzero(10)))),
+            ceremonies_per_ip: RateLimiter::keyed(
+                ceremonies.unwrap_or_else(|| Quota::per_minute(nonzero(60))),
+            ),
         }
     }
 }
@@ -50,7 +58,17 @@ impl SigninLimits {
         Ok(())
     }
 
-    /// Counts one attempt that names no address (a passkey sign-in challenge).
+    /// Counts one passkey sign-in challenge of a client address.
+    pub fn check_ceremony(&self, ip: Option<&str>) -> Result<(), AppError> {
+        if let Some(ip) = ip {
+            self.ceremonies_per_ip
+                .check_key(&ip.to_owned())
+                .map_err(refuse)?;
+        }
+        Ok(())
+    }
+
+    /// Counts one attempt that names no address (a device login code).
     pub fn check_ip(&self, ip: Option<&str>) -> Result<(), AppError> {
         if let Some(ip) = ip {
             self.per_ip.check_key(&ip.to_owned()).map_err(refuse)?;

@@ -658,7 +658,9 @@ async fn a_passkey_signs_in_and_is_removed_only_with_another() {
 /// its page; alice registers one and signs in with it; no CSP violation, no console error.
 #[tokio::test]
 async fn chromium_registers_approves_and_signs_in_with_a_passkey() {
-    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    // Demo mode: the sign-in page also has the email form, whose field offers passkeys in
+    // autofill (a conditional request waits there; the button must still work).
+    let app = TestApp::spawn_with(TestDb::sqlite().await, |c| c.demo = true).await;
     let (store, clock) = (app.store(), app.clock.as_ref());
     let tenant = crate::helpers::seed_tenant(store, &app.master, clock, "demo").await;
     let ctx = crate::helpers::ctx(clock);
@@ -717,6 +719,7 @@ async fn chromium_registers_approves_and_signs_in_with_a_passkey() {
         "{report}"
     );
     assert_eq!(report["dashboardHeading"], "Welcome, alice", "{report}");
+    assert_eq!(report["signedInBy"], "autofill", "{report}");
     assert_eq!(report["cspViolations"], serde_json::json!([]), "{report}");
     assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report}");
     let (_, shown) = alice_api.show(&id).await;
@@ -971,4 +974,20 @@ async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     assert!(body.contains("propose it again"), "{body}");
+}
+
+/// Without the email form (no mail server), the sign-in page offers the passkey as a button.
+#[tokio::test]
+async fn chromium_signs_in_with_the_button_where_autofill_is_not_offered() {
+    let shop = shop_with(TestApp::spawn(TestDb::sqlite().await).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let session = app
+        .session_for(&shop.user("alice@acme.example").await)
+        .await;
+    let args = vec![app.base.clone(), "none".into(), session];
+    let report = crate::browser::run_script("passkeys.mjs", args).await;
+    assert_eq!(report["error"], Value::Null, "{report}");
+    assert_eq!(report["signedInBy"], "button", "{report}");
+    assert_eq!(report["dashboardHeading"], "Welcome, alice", "{report}");
+    assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report}");
 }

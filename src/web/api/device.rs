@@ -71,7 +71,8 @@ async fn token(
     ClientOrigin(origin): ClientOrigin,
     Json(body): Json<TokenBody>,
 ) -> AppResult<Response> {
-    state.signin_limits.check_ip(origin.ip.as_deref())?;
+    // Not rate-limited per address: `slow_down` paces each code, and a device code cannot be
+    // guessed (256 bits); a CLI polls for up to ten minutes.
     let now = state.clock.now();
     let found = device::poll(&state.store, &body.tenant, &body.device_code, &origin, now).await?;
     if let Poll::Token(issued) = found {

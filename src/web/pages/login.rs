@@ -281,7 +281,7 @@ async fn passkey_challenge(
         return Err(AppError::Unprocessable("enter your organisation".into()));
     }
     // Challenges cost a row each: limited like email links, per client address.
-    state.signin_limits.check_ip(origin.ip.as_deref())?;
+    state.signin_limits.check_ceremony(origin.ip.as_deref())?;
     let (ceremony, options) = crate::auth::passkey::begin_sign_in(
         &state.store,
         &state.broker.passkeys,
