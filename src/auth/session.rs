@@ -21,6 +21,28 @@ use crate::store::{SecretKind, Store, TenantTx};
 
 pub const SESSION_COOKIE: &str = "__Host-elevate";
 pub const SIGNIN_COOKIE: &str = "__Host-elevate-signin";
+/// Where to go after signing in (a page asked for while signed out), base64url of the path.
+pub const NEXT_COOKIE: &str = "__Host-elevate-next";
+
+/// A path of this site (never another site: no scheme, no `//`, no backslash), or nothing.
+pub fn same_site_path(path: &str) -> Option<&str> {
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && !path.chars().any(char::is_control);
+    ok.then_some(path)
+}
+
+/// The page to return to after sign-in, from the cookie `SignInFirst` set.
+pub fn next_page(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let encoded = cookie_value(headers, NEXT_COOKIE)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    let path = String::from_utf8(bytes).ok()?;
+    same_site_path(&path).map(str::to_owned)
+}
 
 /// How often at most `last_seen_at` is written (it feeds the idle timeout).
 const TOUCH_EVERY: Duration = Duration::seconds(60);
@@ -180,14 +202,24 @@ pub async fn load(
 pub struct SignInFirst {
     /// Also clear the session cookie (it named a session that is gone).
     pub clear: bool,
+    /// The page asked for (a GET), to return to after signing in by any method.
+    pub next: Option<String>,
 }
 
 impl IntoResponse for SignInFirst {
     fn into_response(self) -> Response {
+        use base64::Engine;
         let mut res = Redirect::to("/login").into_response();
         if self.clear {
             res.headers_mut()
                 .append(SET_COOKIE, clear_cookie(SESSION_COOKIE));
+        }
+        if let Some(next) = self.next.as_deref().and_then(same_site_path) {
+            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next);
+            res.headers_mut().append(
+                SET_COOKIE,
+                cookie_header(NEXT_COOKIE, &encoded, Duration::minutes(30)),
+            );
         }
         res
     }

@@ -55,8 +55,12 @@ impl FromRequestParts<AppState> for SessionUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        // A page asked for while signed out is where sign-in returns to.
+        let next = (parts.method == axum::http::Method::GET)
+            .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
+            .flatten();
         let Some(secret) = cookie_value(&parts.headers, SESSION_COOKIE) else {
-            return Err(SessionRejection::SignIn(SignInFirst { clear: false }));
+            return Err(SessionRejection::SignIn(SignInFirst { clear: false, next }));
         };
         let ClientOrigin(origin) = ClientOrigin::from_request_parts(parts, state)
             .await
@@ -71,7 +75,7 @@ impl FromRequestParts<AppState> for SessionUser {
         .await
         {
             Ok(Some(user)) => Ok(user),
-            Ok(None) => Err(SessionRejection::SignIn(SignInFirst { clear: true })),
+            Ok(None) => Err(SessionRejection::SignIn(SignInFirst { clear: true, next })),
             Err(e) => Err(SessionRejection::Error(e)),
         }
     }

@@ -657,3 +657,48 @@ async fn the_demo_outbox_exists_only_in_demo_mode_without_smtp() {
     assert_eq!(page(&app, &browser, "/dashboard").await.0, 200);
     let _ = app.clock.now();
 }
+
+/// A page asked for while signed out (the "Decide at .../requests/ID" link of an approver's
+/// email, `/device?code=...`) is where the email link leads after sign-in; only paths of this
+/// site are followed.
+#[tokio::test]
+async fn sign_in_returns_to_the_page_asked_for() {
+    let w = world(|_| {}).await;
+    let browser = w.app.browser();
+    let (s, to) = page(&w.app, &browser, "/device?code=BCDF-GHJK").await;
+    assert_eq!((s, to.as_str()), (StatusCode::SEE_OTHER, "/login"));
+    let before = w.smtp.mails().len();
+    assert_eq!(
+        ask(&w.app, &browser, "acme", "alice@acme.example")
+            .await
+            .status(),
+        200
+    );
+    let mail = w.smtp.nth(before + 1).await;
+    let res = redeem(&w.app, &browser, &link_in(&mail)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/device?code=BCDF-GHJK");
+    // Used once: the next sign-in goes to the dashboard.
+    assert!(
+        set_cookies(&res)
+            .iter()
+            .any(|c| c.starts_with("__Host-elevate-next=;")),
+        "{:?}",
+        set_cookies(&res)
+    );
+    for unsafe_next in [
+        "//evil.example/x",
+        "/\\evil.example",
+        "https://evil.example/",
+    ] {
+        assert_eq!(
+            elevate::auth::session::same_site_path(unsafe_next),
+            None,
+            "{unsafe_next}"
+        );
+    }
+    assert_eq!(
+        elevate::auth::session::same_site_path("/requests/1?x=2"),
+        Some("/requests/1?x=2")
+    );
+}

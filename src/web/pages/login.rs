@@ -198,7 +198,8 @@ async fn redeem_link(
 }
 
 /// After any sign-in: end the session the browser held before (the new one has a new id), set
-/// the session cookie, clear the flow cookie, and go to the dashboard.
+/// the session cookie, clear the flow cookie, and go to the page asked for while signed out (a
+/// path of this site only), else the dashboard.
 async fn signed_in_response(
     state: &AppState,
     headers: &axum::http::HeaderMap,
@@ -210,8 +211,10 @@ async fn signed_in_response(
     if let Some(previous) = cookie_value(headers, SESSION_COOKIE) {
         end_previous_session(state, &previous, origin, now).await;
     }
-    let mut res = Redirect::to("/dashboard").into_response();
+    let next = crate::auth::session::next_page(headers).unwrap_or_else(|| "/dashboard".into());
+    let mut res = Redirect::to(&next).into_response();
     let cookies = res.headers_mut();
+    cookies.append(SET_COOKIE, clear_cookie(crate::auth::session::NEXT_COOKIE));
     cookies.append(
         SET_COOKIE,
         cookie_header(

@@ -210,12 +210,9 @@ struct Next {
 
 /// Where to go after a step-up: a path of this site only, never another site.
 fn same_site(next: &str) -> String {
-    let ok = next.starts_with('/') && !next.starts_with("//") && !next.contains('\\');
-    if ok {
-        next.to_owned()
-    } else {
-        "/dashboard".into()
-    }
+    crate::auth::session::same_site_path(next)
+        .unwrap_or("/dashboard")
+        .to_owned()
 }
 
 /// Confirm this session with a passkey, for admin changes in the next five minutes.
