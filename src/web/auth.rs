@@ -126,3 +126,19 @@ impl FromRequestParts<AppState> for SteppedUpAdmin {
         }
     }
 }
+
+/// A session if there is a live one (the home and sign-in pages show who is signed in).
+impl axum::extract::OptionalFromRequestParts<AppState> for SessionUser {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(
+            <SessionUser as FromRequestParts<AppState>>::from_request_parts(parts, state)
+                .await
+                .ok(),
+        )
+    }
+}

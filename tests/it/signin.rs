@@ -686,6 +686,17 @@ async fn sign_in_returns_to_the_page_asked_for() {
         "{:?}",
         set_cookies(&res)
     );
+    // Signed in, the home and sign-in pages say so.
+    let (_, home) = page(&w.app, &browser, "/").await;
+    assert!(
+        home.contains("alice@acme.example") && home.contains("Your dashboard"),
+        "{home}"
+    );
+    let (_, login) = page(&w.app, &browser, "/login").await;
+    assert!(
+        login.contains("You are signed in as alice@acme.example"),
+        "{login}"
+    );
     for unsafe_next in [
         "//evil.example/x",
         "/\\evil.example",

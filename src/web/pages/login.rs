@@ -52,6 +52,7 @@ struct LoginQuery {
 
 async fn login_form(
     State(state): State<AppState>,
+    who: Option<SessionUser>,
     Query(q): Query<LoginQuery>,
 ) -> AppResult<LoginPage> {
     // With a single organisation there is nothing to choose.
@@ -73,7 +74,7 @@ async fn login_form(
         .map(|(slug, p)| (slug.clone(), p.label.clone()))
         .collect();
     Ok(LoginPage {
-        nav: Nav::anonymous(),
+        nav: who.as_ref().map_or_else(Nav::anonymous, Nav::of),
         sso,
         tenant,
         email: String::new(),

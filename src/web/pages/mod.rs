@@ -78,9 +78,9 @@ struct IndexPage {
     version: &'static str,
 }
 
-async fn index(State(state): State<AppState>) -> IndexPage {
+async fn index(State(state): State<AppState>, who: Option<SessionUser>) -> IndexPage {
     IndexPage {
-        nav: Nav::anonymous(),
+        nav: who.as_ref().map_or_else(Nav::anonymous, Nav::of),
         public_url: state.config.public_url.trim_end_matches('/').to_owned(),
         version: env!("CARGO_PKG_VERSION"),
     }
