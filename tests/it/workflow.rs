@@ -451,9 +451,22 @@ async fn the_pages_request_approve_and_count_down() {
         detail.contains(r#"<span class="state active">active</span>"#),
         "{detail}"
     );
-    for step in ["request.submitted", "request.approved", "grant.activated"] {
-        assert!(detail.contains(step), "timeline misses {step}");
+    // The timeline reads as sentences: names, not ids; no JSON.
+    let timeline = &detail[detail.find("<h2>Timeline</h2>").unwrap()..];
+    for step in [
+        "alice@acme.example asked for 45m",
+        "bob@acme.example approved",
+        "access granted until",
+    ] {
+        assert!(
+            timeline.contains(step),
+            "timeline misses {step}: {timeline}"
+        );
     }
+    assert!(
+        !timeline.contains("{&quot;") && !timeline.contains("{\""),
+        "{timeline}"
+    );
     let until = (o.app.clock.now() + time::Duration::minutes(45)).unix_timestamp();
     let dashboard = page(&alice, "/dashboard").await;
     assert!(

@@ -12,6 +12,7 @@ mod policy;
 mod requests;
 mod status;
 mod targets;
+mod timeline;
 mod tokens;
 
 use askama::Template;

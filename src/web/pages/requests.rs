@@ -197,13 +197,6 @@ pub fn row(s: &StoredRequest, requester: &str) -> Row {
     }
 }
 
-struct Step {
-    at: String,
-    actor: String,
-    action: String,
-    details: String,
-}
-
 #[derive(Template, WebTemplate)]
 #[template(path = "requests/detail.html")]
 struct DetailPage {
@@ -214,7 +207,7 @@ struct DetailPage {
     approvals: String,
     /// Approving needs a passkey step-up (the approve form asks for one).
     step_up: bool,
-    timeline: Vec<Step>,
+    timeline: Vec<super::timeline::Step>,
     can_decide: bool,
     can_cancel: bool,
     can_revoke: bool,
@@ -375,12 +368,7 @@ async fn detail(
         step_up: profile.step_up,
         timeline: events
             .into_iter()
-            .map(|e| Step {
-                at: when(e.at),
-                actor: shown_owned(&e.actor),
-                action: e.action,
-                details: shown_owned(&e.details.0.to_string()),
-            })
+            .map(|e| super::timeline::step(e.at, &e.action, &e.actor, &e.details.0))
             .collect(),
         can_decide: approver && (r.state == RequestState::Pending || r.extension.is_some()),
         can_cancel: mine && matches!(r.state, RequestState::Pending | RequestState::Scheduled),
