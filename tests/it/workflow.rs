@@ -413,23 +413,39 @@ async fn the_pages_request_approve_and_count_down() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
-    let bad = [
-        ("csrf", csrf.as_str()),
-        ("profile", "prod-shell"),
-        ("duration", "45m"),
-        ("justification", "deploy"),
-        ("ticket", "nope"),
-    ];
-    assert_eq!(
-        alice
+    // Bad input: the same form comes back with what was typed, the reason, and who is signed in.
+    for (field, value, says) in [
+        ("ticket", "nope", "ticket"),
+        ("duration", "99999d", "duration"),
+    ] {
+        let mut bad = vec![
+            ("csrf", csrf.as_str()),
+            ("profile", "prod-shell"),
+            ("duration", "45m"),
+            ("justification", "deploy the hotfix"),
+            ("ticket", "INC-9"),
+        ];
+        bad.retain(|(k, _)| *k != field);
+        bad.push((field, value));
+        let res = alice
             .post(o.app.url("/requests"))
             .form(&bad)
             .send()
             .await
-            .unwrap()
-            .status(),
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+        let again = res.text().await.unwrap();
+        assert!(
+            again.contains(r#"role="alert""#) && again.contains(says),
+            "{again}"
+        );
+        assert!(again.contains(">deploy the hotfix</textarea>"), "{again}");
+        assert!(again.contains(&format!(r#"value="{value}""#)), "{again}");
+        assert!(
+            again.contains("alice@acme.example") && !again.contains(">Sign in<"),
+            "{again}"
+        );
+    }
 
     let inbox = page(&bob, "/approvals").await;
     assert!(

@@ -85,9 +85,31 @@ struct NewPage {
     profiles: Vec<ProfileCard>,
     /// Break-glass is then confirmed with a passkey (see `broker::service::file`).
     has_passkey: bool,
+    /// Why the last submission was refused, shown above the form it came from.
+    error: String,
+    /// What was typed, kept when the form comes back with an error.
+    kept: Kept,
+}
+
+#[derive(Default)]
+struct Kept {
+    profile: String,
+    duration: String,
+    justification: String,
+    ticket: String,
+    break_glass: bool,
 }
 
 async fn new_form(State(state): State<AppState>, who: SessionUser) -> AppResult<NewPage> {
+    new_page(&state, &who, Kept::default(), String::new()).await
+}
+
+async fn new_page(
+    state: &AppState,
+    who: &SessionUser,
+    kept: Kept,
+    error: String,
+) -> AppResult<NewPage> {
     let profiles = crate::broker::policy::current(&state.store, &who.tenant)
         .await?
         .map(|(_, p)| p)
@@ -96,8 +118,10 @@ async fn new_form(State(state): State<AppState>, who: SessionUser) -> AppResult<
     let has_passkey = !tx.passkeys_of(who.user.id).await?.is_empty();
     tx.commit().await?;
     Ok(NewPage {
-        nav: Nav::of(&who),
+        nav: Nav::of(who),
         has_passkey,
+        error,
+        kept,
         profiles: profiles
             .iter()
             .filter(|p| p.may_request(&who.user.group_names.0))
@@ -124,11 +148,42 @@ struct NewForm {
     credential: String,
 }
 
+/// Files the request; a refusal brings the same form back with what was typed and why.
 async fn create(
     State(state): State<AppState>,
     who: SessionUser,
     CsrfForm(form): CsrfForm<NewForm>,
-) -> AppResult<Redirect> {
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let kept = Kept {
+        profile: form.profile.clone(),
+        duration: form.duration.clone(),
+        justification: form.justification.clone(),
+        ticket: form.ticket.clone(),
+        break_glass: form.break_glass.is_some(),
+    };
+    match file(&state, &who, form).await {
+        Ok(to) => Ok(to.into_response()),
+        Err(
+            e @ (AppError::BadRequest(_)
+            | AppError::Unprocessable(_)
+            | AppError::Conflict(_)
+            | AppError::Forbidden(_)
+            | AppError::StepUpRequired(_)
+            | AppError::NotFound(_)),
+        ) => {
+            let message = e.to_string();
+            let status = e.into_response().status();
+            let page = new_page(&state, &who, kept, message).await?;
+            let mut res = (status, page).into_response();
+            res.extensions_mut().insert(crate::web::error::KeepBody);
+            Ok(res)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn file(state: &AppState, who: &SessionUser, form: NewForm) -> AppResult<Redirect> {
     let duration = Some(form.duration.trim())
         .filter(|d| !d.is_empty())
         .map(crate::duration::parse)
@@ -141,7 +196,7 @@ async fn create(
         starts_at: None,
         break_glass: form.break_glass.is_some(),
     };
-    let c = page_caller(&state, &who);
+    let c = page_caller(state, who);
     let shown = if form.ceremony.is_empty() {
         state.broker.file(&c, &form.profile, new).await?
     } else {
