@@ -720,6 +720,19 @@ async fn chromium_registers_approves_and_signs_in_with_a_passkey() {
     );
     assert_eq!(report["dashboardHeading"], "Welcome, alice", "{report}");
     assert_eq!(report["signedInBy"], "autofill", "{report}");
+    assert_eq!(
+        report["overflow"],
+        serde_json::json!([]),
+        "no page scrolls sideways: {report}"
+    );
+    assert_eq!(
+        (
+            report["menuHidden"].as_bool(),
+            report["menuOpens"].as_bool()
+        ),
+        (Some(true), Some(true)),
+        "{report}"
+    );
     assert_eq!(report["cspViolations"], serde_json::json!([]), "{report}");
     assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report}");
     let (_, shown) = alice_api.show(&id).await;

@@ -6,7 +6,7 @@
 import { chromium } from 'playwright-core';
 
 const [base, requestId, requesterSession, ...approverSessions] = process.argv.slice(2);
-const report = { cspViolations: [], consoleErrors: [], approvers: [] };
+const report = { cspViolations: [], consoleErrors: [], approvers: [], overflow: [] };
 const shots = process.env.SCREENSHOTS;
 
 const browser = await chromium.launch({
@@ -36,11 +36,14 @@ async function person(session) {
   return { page, cdp, authenticatorId };
 }
 
+// At both widths: no horizontal page scroll (recorded in report.overflow), and a screenshot
+// when SCREENSHOTS names a directory.
 async function shoot(page, name) {
-  if (!shots) return;
   for (const width of [1280, 390]) {
     await page.setViewportSize({ width, height: 900 });
-    await page.screenshot({ path: `${shots}/${name}-${width}.png`, fullPage: true });
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth);
+    if (wide > width) report.overflow.push(`${name} at ${width}px is ${wide}px wide`);
+    if (shots) await page.screenshot({ path: `${shots}/${name}-${width}.png`, fullPage: true });
   }
   await page.setViewportSize({ width: 1280, height: 900 });
 }
@@ -70,7 +73,15 @@ try {
       state: await p.page.textContent('h1 .state'),
       approvals: (await p.page.textContent('dl.facts')).replace(/\s+/g, ' '),
     });
-    if (i === approverSessions.length - 1) await shoot(p.page, 'approved');
+    if (i === approverSessions.length - 1) {
+      await shoot(p.page, 'approved');
+      // On a phone the nav is a menu that opens without script.
+      await p.page.setViewportSize({ width: 390, height: 900 });
+      report.menuHidden = !(await p.page.isVisible('nav a[href="/passkeys"]'));
+      await p.page.click('label.menu-button');
+      report.menuOpens = await p.page.isVisible('nav a[href="/passkeys"]');
+      await p.page.setViewportSize({ width: 1280, height: 900 });
+    }
   }
 
   const requester = await person(requesterSession);
