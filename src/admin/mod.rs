@@ -586,16 +586,13 @@ pub async fn set_tenant_setting(
     on: bool,
 ) -> AppResult<bool> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    let changed = match name {
-        "require_passkey_for_break_glass" => tx.set_require_passkey_for_break_glass(on).await?,
-        "require_passkey_for_admin" => tx.set_require_passkey_for_admin(on).await?,
-        "policy_two_person" => tx.set_policy_two_person(on).await?,
-        other => {
-            return Err(AppError::Unprocessable(format!(
-                "no tenant setting {other}"
-            )));
-        }
+    let Some(flag) = crate::store::TenantFlag::ALL
+        .into_iter()
+        .find(|f| f.name() == name)
+    else {
+        return Err(AppError::Unprocessable(format!("no tenant setting {name}")));
     };
+    let changed = tx.set_tenant_flag(flag, on).await?;
     if changed {
         tx.append_audit(
             &ctx.event("tenant.settings_changed", &tenant.slug)

@@ -123,7 +123,12 @@ pub async fn apply(store: &Store, ctx: &Ctx, tenant: &Tenant, source: &str) -> A
     let base = latest.as_ref().map_or(0, |v| v.version);
     let widening = widening(&before, &profiles);
     // The first policy has nothing to widen from; afterwards, two people when asked for.
-    if base > 0 && !widening.is_empty() && tx.policy_two_person().await? {
+    if base > 0
+        && !widening.is_empty()
+        && tx
+            .tenant_flag(crate::store::TenantFlag::PolicyTwoPerson)
+            .await?
+    {
         let proposer = match &ctx.actor {
             Actor::User { email, .. } | Actor::Token { email, .. } => {
                 tx.user_by_email(email).await?.map(|u| u.id)

@@ -554,7 +554,10 @@ async fn break_glass_step_up(
     now: time::OffsetDateTime,
 ) -> AppResult<Result<Option<Uuid>, Refusal>> {
     let has_passkey = !tx.passkeys_of(requester.id).await?.is_empty();
-    let required = has_passkey || tx.require_passkey_for_break_glass().await?;
+    let required = has_passkey
+        || tx
+            .tenant_flag(crate::store::TenantFlag::RequirePasskeyForBreakGlass)
+            .await?;
     Ok(match (required, step_up) {
         (false, None) => Ok(None),
         (_, Some(taken)) => {

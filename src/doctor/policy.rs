@@ -19,7 +19,9 @@ pub async fn check(report: &mut Report, store: &Store) {
                 .iter()
                 .filter(|u| !u.disabled && u.has_role(Role::Admin))
                 .count();
-            let on = tx.policy_two_person().await?;
+            let on = tx
+                .tenant_flag(crate::store::TenantFlag::PolicyTwoPerson)
+                .await?;
             tx.commit().await?;
             Ok::<_, crate::store::StoreError>((admins, on))
         }

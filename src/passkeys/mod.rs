@@ -498,7 +498,10 @@ pub async fn admin_change_refusal(
 ) -> AppResult<Option<AppError>> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let has_passkey = !tx.passkeys_of(user.id).await?.is_empty();
-    let required = has_passkey || tx.require_passkey_for_admin().await?;
+    let required = has_passkey
+        || tx
+            .tenant_flag(crate::store::TenantFlag::RequirePasskeyForAdmin)
+            .await?;
     let recent = tx
         .session_stepped_up_at(session)
         .await?

@@ -65,7 +65,7 @@ pub use db_logins::{CleanupCounts, DbLoginRecord};
 pub use outbox::OutboxItem;
 pub use requests::{Cursor, ListedRequest, RequestFilter, StoredRequest};
 pub use ssh_certs::{RevokedCert, SshCertRecord};
-pub use tenants::Lockdown;
+pub use tenants::{Lockdown, TenantFlag};
 pub use users::{NewUser, UserChange};
 pub use webhooks::Webhook;
 

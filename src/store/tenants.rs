@@ -89,61 +89,68 @@ pub struct Lockdown {
     pub set_by: String,
 }
 
+/// A tenant's on/off settings (`elevate admin tenant set`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantFlag {
+    /// Break-glass needs a passkey step-up even from people who have none (told to register).
+    RequirePasskeyForBreakGlass,
+    /// Admin changes from a browser need a recent step-up from every admin.
+    RequirePasskeyForAdmin,
+    /// Policy changes that widen access wait for a second admin.
+    PolicyTwoPerson,
+}
+
+impl TenantFlag {
+    pub const ALL: [TenantFlag; 3] = [
+        TenantFlag::RequirePasskeyForBreakGlass,
+        TenantFlag::RequirePasskeyForAdmin,
+        TenantFlag::PolicyTwoPerson,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TenantFlag::RequirePasskeyForBreakGlass => "require_passkey_for_break_glass",
+            TenantFlag::RequirePasskeyForAdmin => "require_passkey_for_admin",
+            TenantFlag::PolicyTwoPerson => "policy_two_person",
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Flags {
+    require_passkey_for_break_glass: bool,
+    require_passkey_for_admin: bool,
+    policy_two_person: bool,
+}
+
 impl TenantTx {
-    /// Whether break-glass needs a passkey step-up even from people who have none.
-    pub async fn require_passkey_for_break_glass(&mut self) -> StoreResult<bool> {
+    /// Whether `flag` is on for this tenant.
+    pub async fn tenant_flag(&mut self, flag: TenantFlag) -> StoreResult<bool> {
         let tenant_id = self.tenant_id;
-        let row: Option<(bool,)> = sql!(fetch_optional (bool,); self,
-            "SELECT require_passkey_for_break_glass FROM tenants WHERE tenant_id = $1", tenant_id)?;
-        Ok(row.is_some_and(|r| r.0))
+        let row = sql!(fetch_optional Flags; self,
+            "SELECT require_passkey_for_break_glass, require_passkey_for_admin, policy_two_person
+             FROM tenants WHERE tenant_id = $1", tenant_id)?;
+        Ok(row.is_some_and(|f| match flag {
+            TenantFlag::RequirePasskeyForBreakGlass => f.require_passkey_for_break_glass,
+            TenantFlag::RequirePasskeyForAdmin => f.require_passkey_for_admin,
+            TenantFlag::PolicyTwoPerson => f.policy_two_person,
+        }))
     }
 
-    /// Sets it; false when nothing changed.
-    pub async fn set_require_passkey_for_break_glass(&mut self, on: bool) -> StoreResult<bool> {
+    /// Turns `flag` on or off; false when it already was.
+    pub async fn set_tenant_flag(&mut self, flag: TenantFlag, on: bool) -> StoreResult<bool> {
         let tenant_id = self.tenant_id;
-        let n = sql!(exec self,
-            "UPDATE tenants SET require_passkey_for_break_glass = $2
-             WHERE tenant_id = $1 AND require_passkey_for_break_glass <> $2", tenant_id, on)?;
-        if n > 0 {
-            self.mark_changed();
-        }
-        Ok(n > 0)
-    }
-
-    /// Whether admin changes from a browser need a recent passkey step-up from every admin.
-    pub async fn require_passkey_for_admin(&mut self) -> StoreResult<bool> {
-        let tenant_id = self.tenant_id;
-        let row: Option<(bool,)> = sql!(fetch_optional (bool,); self,
-            "SELECT require_passkey_for_admin FROM tenants WHERE tenant_id = $1", tenant_id)?;
-        Ok(row.is_some_and(|r| r.0))
-    }
-
-    /// Sets it; false when nothing changed.
-    pub async fn set_require_passkey_for_admin(&mut self, on: bool) -> StoreResult<bool> {
-        let tenant_id = self.tenant_id;
-        let n = sql!(exec self,
-            "UPDATE tenants SET require_passkey_for_admin = $2
-             WHERE tenant_id = $1 AND require_passkey_for_admin <> $2", tenant_id, on)?;
-        if n > 0 {
-            self.mark_changed();
-        }
-        Ok(n > 0)
-    }
-
-    /// Whether policy changes that widen access wait for a second admin.
-    pub async fn policy_two_person(&mut self) -> StoreResult<bool> {
-        let tenant_id = self.tenant_id;
-        let row: Option<(bool,)> = sql!(fetch_optional (bool,); self,
-            "SELECT policy_two_person FROM tenants WHERE tenant_id = $1", tenant_id)?;
-        Ok(row.is_some_and(|r| r.0))
-    }
-
-    /// Sets it; false when nothing changed.
-    pub async fn set_policy_two_person(&mut self, on: bool) -> StoreResult<bool> {
-        let tenant_id = self.tenant_id;
-        let n = sql!(exec self,
-            "UPDATE tenants SET policy_two_person = $2
-             WHERE tenant_id = $1 AND policy_two_person <> $2", tenant_id, on)?;
+        let n = match flag {
+            TenantFlag::RequirePasskeyForBreakGlass => sql!(exec self,
+                "UPDATE tenants SET require_passkey_for_break_glass = $2
+                 WHERE tenant_id = $1 AND require_passkey_for_break_glass <> $2", tenant_id, on)?,
+            TenantFlag::RequirePasskeyForAdmin => sql!(exec self,
+                "UPDATE tenants SET require_passkey_for_admin = $2
+                 WHERE tenant_id = $1 AND require_passkey_for_admin <> $2", tenant_id, on)?,
+            TenantFlag::PolicyTwoPerson => sql!(exec self,
+                "UPDATE tenants SET policy_two_person = $2
+                 WHERE tenant_id = $1 AND policy_two_person <> $2", tenant_id, on)?,
+        };
         if n > 0 {
             self.mark_changed();
         }
