@@ -18,6 +18,10 @@ impl TenantTx {
         expires_at: OffsetDateTime,
     ) -> StoreResult<Uuid> {
         let (tenant_id, id) = (self.tenant_id, Uuid::now_v7());
+        // Codes a day past their end are of no use to anyone (the audit log keeps the story).
+        sql!(exec self,
+            "DELETE FROM device_grants WHERE tenant_id = $1 AND expires_at <= $2",
+            tenant_id, ts(now - time::Duration::days(1)))?;
         sql!(exec self,
             "INSERT INTO device_grants (tenant_id, id, device_code_hash, user_code, client, ip, state, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
