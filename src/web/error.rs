@@ -104,7 +104,14 @@ struct ErrorPage<'a> {
     request_id: &'a str,
 }
 
-pub async fn render_errors(req: Request, next: Next) -> Response {
+pub async fn render_errors(
+    axum::extract::State(state): axum::extract::State<super::AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    // An error page keeps the nav of whoever is signed in (read only when an error is shown).
+    let session =
+        crate::auth::session::cookie_value(req.headers(), crate::auth::session::SESSION_COOKIE);
     // The pages' own scripts (passkey challenges) ask for JSON and get errors as JSON too.
     let is_api = req.uri().path().starts_with("/api/")
         || req
@@ -147,8 +154,23 @@ pub async fn render_errors(req: Request, next: Next) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/html; charset=utf-8"),
         );
+        let who = match session {
+            Some(secret) => crate::auth::session::load(
+                &state.store,
+                state.clock.now(),
+                state.config.session_idle(),
+                &secret,
+                &crate::audit::Origin::default(),
+            )
+            .await
+            .ok()
+            .flatten(),
+            None => None,
+        };
         let page = ErrorPage {
-            nav: super::pages::Nav::anonymous(),
+            nav: who
+                .as_ref()
+                .map_or_else(super::pages::Nav::anonymous, super::pages::Nav::of),
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or("Error"),
             message: &info.message,

@@ -134,6 +134,7 @@ pub fn router(state: AppState) -> Router {
             "camera=(), microphone=(), geolocation=()",
         ),
     ];
+    let errors_state = state.clone();
     let mut app = Router::new()
         .merge(health::router())
         .merge(metrics::router())
@@ -158,7 +159,10 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .layer(CatchPanicLayer::new())
-        .layer(middleware::from_fn(error::render_errors));
+        .layer(middleware::from_fn_with_state(
+            errors_state,
+            error::render_errors,
+        ));
     // Responses default to no-store: pages and API answers carry tokens and personal data.
     app = app.layer(SetResponseHeaderLayer::if_not_present(
         header::CACHE_CONTROL,

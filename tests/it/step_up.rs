@@ -63,7 +63,13 @@ async fn a_step_up_profile_is_never_approved_without_a_passkey(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert!(res.text().await.unwrap().contains("passkey"));
+    let refused = res.text().await.unwrap();
+    assert!(refused.contains("passkey"), "{refused}");
+    // The error page keeps the nav of who is signed in.
+    assert!(
+        refused.contains("bob@acme.example") && !refused.contains(">Sign in<"),
+        "{refused}"
+    );
     let (_, shown) = bob.show(&id).await;
     assert_eq!(shown["state"], "pending", "{shown}");
 
