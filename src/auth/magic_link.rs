@@ -178,30 +178,9 @@ pub async fn redeem(
             return Err(refused());
         }
     };
-    let (session_secret, session) =
-        super::session::start_session(&mut tx, &user, session_absolute, origin, now).await?;
-    tx.append_audit(
-        &NewEvent::new(
-            Actor::User {
-                id: user.id,
-                email: user.email.clone(),
-            },
-            "signin.succeeded",
-            &user.email,
-        )
-        .origin(origin.clone())
-        .details(json!({ "method": "email_link", "link_id": link.id, "session_id": session.id })),
-        now,
-    )
-    .await?;
     let tenant = tx.get_tenant().await?;
-    tx.commit().await?;
-    Ok(SignedIn {
-        tenant,
-        user,
-        session,
-        session_secret,
-    })
+    let details = json!({ "method": "email_link", "link_id": link.id });
+    super::session::finish_sign_in(tx, tenant, user, session_absolute, origin, now, details).await
 }
 
 /// Ends a session (sign-out).

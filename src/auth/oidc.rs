@@ -361,22 +361,8 @@ async fn sign_in(
     } else {
         user
     };
-    let mut tx = store.tenant(tenant.tenant_id).await?;
-    let (session_secret, session) =
-        super::session::start_session(&mut tx, &user, config.session_absolute(), origin, now)
-            .await?;
-    tx.append_audit(
-        &NewEvent::new(Actor::User { id: user.id, email: user.email.clone() }, "signin.succeeded", &user.email)
-            .origin(origin.clone())
-            .details(json!({ "method": "oidc", "issuer": id.issuer, "subject": id.subject, "session_id": session.id })),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(SignedIn {
-        tenant: tenant.clone(),
-        user,
-        session,
-        session_secret,
-    })
+    let tx = store.tenant(tenant.tenant_id).await?;
+    let details = json!({ "method": "oidc", "issuer": id.issuer, "subject": id.subject });
+    let absolute = config.session_absolute();
+    super::session::finish_sign_in(tx, tenant.clone(), user, absolute, origin, now, details).await
 }

@@ -105,29 +105,8 @@ pub async fn finish_sign_in(
             return Err(refused());
         }
     };
-    let (session_secret, session) =
-        super::session::start_session(&mut tx, &user, session_absolute, origin, now).await?;
-    tx.append_audit(
-        &NewEvent::new(
-            Actor::User {
-                id: user.id,
-                email: user.email.clone(),
-            },
-            "signin.succeeded",
-            &user.email,
-        )
-        .origin(origin.clone())
-        .details(json!({ "method": "passkey", "session_id": session.id })),
-        now,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(SignedIn {
-        tenant,
-        user,
-        session,
-        session_secret,
-    })
+    let details = json!({ "method": "passkey" });
+    super::session::finish_sign_in(tx, tenant, user, session_absolute, origin, now, details).await
 }
 
 /// The person a sign-in assertion names, when it verifies; otherwise why not (and whom it named).

@@ -35,11 +35,7 @@ pub fn same_site_path(path: &str) -> Option<&str> {
 
 /// The page to return to after sign-in, from the cookie `SignInFirst` set.
 pub fn next_page(headers: &HeaderMap) -> Option<String> {
-    use base64::Engine;
-    let encoded = cookie_value(headers, NEXT_COOKIE)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(encoded)
-        .ok()?;
+    let bytes = B64URL.decode(cookie_value(headers, NEXT_COOKIE)?).ok()?;
     let path = String::from_utf8(bytes).ok()?;
     same_site_path(&path).map(str::to_owned)
 }
@@ -139,6 +135,42 @@ pub async fn start_session(
     Ok((secret, session))
 }
 
+/// The end of every sign-in method (email link, SSO, passkey): a new session for `user`, the
+/// `signin.succeeded` record with the method's `details` and the session id, in `tx`, committed.
+pub async fn finish_sign_in(
+    mut tx: TenantTx,
+    tenant: Tenant,
+    user: User,
+    absolute: Duration,
+    origin: &Origin,
+    now: OffsetDateTime,
+    mut details: serde_json::Value,
+) -> AppResult<super::magic_link::SignedIn> {
+    let (session_secret, session) = start_session(&mut tx, &user, absolute, origin, now).await?;
+    details["session_id"] = serde_json::json!(session.id);
+    tx.append_audit(
+        &NewEvent::new(
+            Actor::User {
+                id: user.id,
+                email: user.email.clone(),
+            },
+            "signin.succeeded",
+            &user.email,
+        )
+        .origin(origin.clone())
+        .details(details),
+        now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(super::magic_link::SignedIn {
+        tenant,
+        user,
+        session,
+        session_secret,
+    })
+}
+
 /// The session a cookie names, or `None` when it names none (unknown, ended, or just expired:
 /// an idle one after `idle`).
 pub async fn load(
@@ -208,14 +240,13 @@ pub struct SignInFirst {
 
 impl IntoResponse for SignInFirst {
     fn into_response(self) -> Response {
-        use base64::Engine;
         let mut res = Redirect::to("/login").into_response();
         if self.clear {
             res.headers_mut()
                 .append(SET_COOKIE, clear_cookie(SESSION_COOKIE));
         }
         if let Some(next) = self.next.as_deref().and_then(same_site_path) {
-            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next);
+            let encoded = B64URL.encode(next);
             res.headers_mut().append(
                 SET_COOKIE,
                 cookie_header(NEXT_COOKIE, &encoded, Duration::minutes(30)),
