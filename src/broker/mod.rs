@@ -94,6 +94,23 @@ impl Broker {
             .map(Shown::from)
     }
 
+    /// Starts a step-up of the caller bound to `binding` (what the assertion will be for).
+    pub async fn begin_step_up(
+        &self,
+        c: &Caller,
+        binding: &str,
+    ) -> AppResult<(Uuid, webauthn_rs::prelude::RequestChallengeResponse)> {
+        passkey::begin_step_up(
+            &self.store,
+            &self.passkeys,
+            &c.tenant,
+            &c.user,
+            binding,
+            c.ctx.now,
+        )
+        .await
+    }
+
     /// Starts a step-up for break-glass on `profile`.
     pub async fn begin_break_glass_step_up(
         &self,
@@ -101,15 +118,7 @@ impl Broker {
         profile: &str,
     ) -> AppResult<(Uuid, webauthn_rs::prelude::RequestChallengeResponse)> {
         let binding = service::break_glass_binding(&c.user, profile);
-        passkey::begin_step_up(
-            &self.store,
-            &self.passkeys,
-            &c.tenant,
-            &c.user,
-            &binding,
-            c.ctx.now,
-        )
-        .await
+        self.begin_step_up(c, &binding).await
     }
 
     pub async fn show(&self, c: &Caller, id: Uuid) -> AppResult<Shown> {
@@ -164,15 +173,7 @@ impl Broker {
     ) -> AppResult<(Uuid, webauthn_rs::prelude::RequestChallengeResponse)> {
         let shown = self.show(c, id).await?;
         let binding = crate::workflow::approval_binding(&shown.stored.request);
-        passkey::begin_step_up(
-            &self.store,
-            &self.passkeys,
-            &c.tenant,
-            &c.user,
-            &binding,
-            c.ctx.now,
-        )
-        .await
+        self.begin_step_up(c, &binding).await
     }
 
     /// A second admin approves a proposed policy with a passkey step-up.
@@ -202,15 +203,7 @@ impl Broker {
             })?;
         tx.commit().await?;
         let binding = policy::proposal_binding(id, &proposal.digest);
-        passkey::begin_step_up(
-            &self.store,
-            &self.passkeys,
-            &c.tenant,
-            &c.user,
-            &binding,
-            c.ctx.now,
-        )
-        .await
+        self.begin_step_up(c, &binding).await
     }
 
     pub async fn deny(&self, c: &Caller, id: Uuid, comment: String) -> AppResult<Shown> {

@@ -254,9 +254,7 @@ pub async fn approve_proposal(
         )
         .await?;
         tx.commit().await?;
-        return Err(AppError::Forbidden(format!(
-            "the passkey step-up was not accepted: {why}"
-        )));
+        return Err(AppError::Forbidden(crate::passkeys::not_accepted(&why)));
     }
     let latest = tx.latest_policy_version().await?;
     let base = latest.as_ref().map_or(0, |v| v.version);

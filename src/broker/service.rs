@@ -564,9 +564,7 @@ async fn break_glass_step_up(
             let binding = break_glass_binding(requester, &profile.name);
             match taken.verify(tx, requester, &binding, now).await? {
                 Ok(used) => Ok(Some(used)),
-                Err(why) => Err(Refusal::NotAllowed(format!(
-                    "the passkey step-up was not accepted: {why}"
-                ))),
+                Err(why) => Err(Refusal::NotAllowed(crate::passkeys::not_accepted(&why))),
             }
         }
         (true, None) if has_passkey => Err(Refusal::StepUpRequired(format!(
@@ -803,9 +801,7 @@ pub async fn act(
                     passkey_used = Some(passkey);
                     Ok(())
                 }
-                Err(why) => Err(Refusal::NotAllowed(format!(
-                    "the passkey step-up was not accepted: {why}"
-                ))),
+                Err(why) => Err(Refusal::NotAllowed(crate::passkeys::not_accepted(&why))),
             }
         }
         (Some(_), _) => Err(Refusal::Invalid(

@@ -313,9 +313,7 @@ pub async fn remove(
             Some(t) => Some(
                 t.verify(&mut tx, user, &removal_binding(id), ctx.now)
                     .await?
-                    .map_err(|why| {
-                        AppError::Forbidden(format!("the passkey step-up was not accepted: {why}"))
-                    })?,
+                    .map_err(|why| AppError::Forbidden(not_accepted(&why)))?,
             ),
             None => None,
         };
@@ -385,6 +383,11 @@ pub async fn begin_step_up(
         .await?;
     tx.commit().await?;
     Ok((id, options))
+}
+
+/// What a refused step-up says, wherever it is refused.
+pub fn not_accepted(why: &str) -> String {
+    format!("the passkey step-up was not accepted: {why}")
 }
 
 /// A step-up assertion as a front end received it, for the broker to check.
@@ -558,9 +561,7 @@ pub async fn step_up_session(
             )
             .await?;
             tx.commit().await?;
-            Err(AppError::Forbidden(format!(
-                "the passkey step-up was not accepted: {why}"
-            )))
+            Err(AppError::Forbidden(not_accepted(&why)))
         }
     }
 }

@@ -293,9 +293,7 @@ async fn passkey_challenge(
         state.clock.now(),
     )
     .await?;
-    Ok(axum::Json(
-        serde_json::json!({ "ceremony": ceremony, "options": options }),
-    ))
+    Ok(super::challenge_json(ceremony, options))
 }
 
 #[derive(Deserialize)]

@@ -87,6 +87,15 @@ async fn index(State(state): State<AppState>, who: Option<SessionUser>) -> Index
     }
 }
 
+/// A WebAuthn challenge as `static/passkeys.js` takes it: the ceremony to answer, and the
+/// options for `navigator.credentials`.
+fn challenge_json(
+    ceremony: uuid::Uuid,
+    options: impl serde::Serialize,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "ceremony": ceremony, "options": options }))
+}
+
 /// A timestamp as pages show it (UTC).
 pub fn when(t: time::OffsetDateTime) -> String {
     let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");

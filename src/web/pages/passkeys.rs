@@ -8,7 +8,7 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Nav, when};
@@ -16,6 +16,7 @@ use crate::auth::session::SessionUser;
 use crate::error::{AppError, AppResult};
 use crate::passkeys::{self as passkey, removal_binding};
 use crate::web::AppState;
+use crate::web::caller::page_caller;
 use crate::web::csrf::{CsrfForm, NoFields};
 
 pub fn router() -> Router<AppState> {
@@ -76,7 +77,7 @@ async fn registration_challenge(
         state.clock.now(),
     )
     .await?;
-    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+    Ok(super::challenge_json(ceremony, options))
 }
 
 #[derive(Deserialize)]
@@ -150,16 +151,12 @@ async fn removal_challenge(
     Path(id): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<Json<Value>> {
-    let (ceremony, options) = passkey::begin_step_up(
-        &state.store,
-        &state.broker.passkeys,
-        &who.tenant,
-        &who.user,
-        &removal_binding(passkey_id(&id)?),
-        state.clock.now(),
-    )
-    .await?;
-    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+    let binding = removal_binding(passkey_id(&id)?);
+    let (ceremony, options) = state
+        .broker
+        .begin_step_up(&page_caller(&state, &who), &binding)
+        .await?;
+    Ok(super::challenge_json(ceremony, options))
 }
 
 #[derive(Deserialize)]
@@ -232,16 +229,12 @@ async fn step_up_challenge(
     who: SessionUser,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<Json<Value>> {
-    let (ceremony, options) = passkey::begin_step_up(
-        &state.store,
-        &state.broker.passkeys,
-        &who.tenant,
-        &who.user,
-        &passkey::session_binding(who.session.id),
-        state.clock.now(),
-    )
-    .await?;
-    Ok(Json(json!({ "ceremony": ceremony, "options": options })))
+    let binding = passkey::session_binding(who.session.id);
+    let (ceremony, options) = state
+        .broker
+        .begin_step_up(&page_caller(&state, &who), &binding)
+        .await?;
+    Ok(super::challenge_json(ceremony, options))
 }
 
 #[derive(Deserialize)]

@@ -194,9 +194,7 @@ async fn proposal_step_up(
         .broker
         .begin_proposal_step_up(&page_caller(&state, &who), proposal_id(&id)?)
         .await?;
-    Ok(axum::Json(
-        serde_json::json!({ "ceremony": ceremony, "options": options }),
-    ))
+    Ok(super::challenge_json(ceremony, options))
 }
 
 #[derive(serde::Deserialize)]

@@ -528,9 +528,7 @@ async fn break_glass_step_up(
         .broker
         .begin_break_glass_step_up(&page_caller(&state, &who), &form.profile)
         .await?;
-    Ok(axum::Json(
-        serde_json::json!({ "ceremony": ceremony, "options": options }),
-    ))
+    Ok(super::challenge_json(ceremony, options))
 }
 
 /// A step-up challenge for approving the request as this page shows it (for `passkeys.js`).
@@ -547,9 +545,7 @@ async fn step_up(
         .broker
         .begin_approval_step_up(&page_caller(&state, &who), request_id)
         .await?;
-    Ok(axum::Json(
-        serde_json::json!({ "ceremony": ceremony, "options": options }),
-    ))
+    Ok(super::challenge_json(ceremony, options))
 }
 
 #[derive(Deserialize)]
