@@ -98,6 +98,21 @@ impl FromRequestParts<AppState> for AdminUser {
     }
 }
 
+/// Refuses an admin change from `who`'s session without a recent passkey step-up where one is
+/// needed (`passkeys::admin_change_refusal`).
+pub async fn may_change_admin(state: &AppState, who: &SessionUser) -> Result<(), AppError> {
+    let refusal = crate::passkeys::admin_change_refusal(
+        &state.store,
+        &state.config.public_url,
+        &who.tenant,
+        &who.user,
+        who.session.id,
+        state.clock.now(),
+    )
+    .await?;
+    refusal.map_or(Ok(()), Err)
+}
+
 /// An admin's session that may make an admin change now: with a passkey (or when the tenant
 /// requires one), only within five minutes of confirming with it (`passkeys::admin_change_refusal`).
 pub struct SteppedUpAdmin(pub SessionUser);
@@ -110,20 +125,10 @@ impl FromRequestParts<AppState> for SteppedUpAdmin {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let AdminUser(who) = AdminUser::from_request_parts(parts, state).await?;
-        let refusal = crate::passkeys::admin_change_refusal(
-            &state.store,
-            &state.config.public_url,
-            &who.tenant,
-            &who.user,
-            who.session.id,
-            state.clock.now(),
-        )
-        .await
-        .map_err(SessionRejection::Error)?;
-        match refusal {
-            Some(e) => Err(SessionRejection::Error(e)),
-            None => Ok(SteppedUpAdmin(who)),
-        }
+        may_change_admin(state, &who)
+            .await
+            .map_err(SessionRejection::Error)?;
+        Ok(SteppedUpAdmin(who))
     }
 }
 

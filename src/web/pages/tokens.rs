@@ -115,17 +115,8 @@ async fn create(
     if effective
         .iter()
         .any(|s| matches!(s, Scope::Admin | Scope::Metrics))
-        && let Some(refusal) = crate::passkeys::admin_change_refusal(
-            &state.store,
-            &state.config.public_url,
-            &who.tenant,
-            &who.user,
-            who.session.id,
-            state.clock.now(),
-        )
-        .await?
     {
-        return Err(refusal);
+        crate::web::auth::may_change_admin(&state, &who).await?;
     }
     let issued = admin::create_token(
         &state.store,
