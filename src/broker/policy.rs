@@ -38,9 +38,8 @@ pub fn warnings(profiles: &[Profile], people: &[User], with_passkey: &[Uuid]) ->
         .filter_map(|p| {
             let able = people
                 .iter()
-                .filter(|u| !u.disabled && u.has_role(Role::Approver))
-                .filter(|u| p.approvers.iter().any(|g| u.group_names.0.contains(g)))
                 .filter(|u| with_passkey.contains(&u.id))
+                .filter(|u| crate::workflow::approver_of(&crate::workflow::Person::of(u), p))
                 .count();
             let needed = p.approvals_required as usize;
             (able < needed).then(|| {

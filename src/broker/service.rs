@@ -20,15 +20,7 @@ use crate::workflow::{
 };
 
 pub fn person(u: &User) -> Person {
-    Person {
-        id: u.id,
-        email: u.email.clone(),
-        groups: u.group_names.0.clone(),
-        is_approver: u.has_role(Role::Approver),
-        is_admin: u.has_role(Role::Admin),
-        disabled: u.disabled,
-        stepped_up: false,
-    }
+    Person::of(u)
 }
 
 /// The audit action name of an effect (also the webhook event name).

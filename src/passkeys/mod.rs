@@ -294,11 +294,13 @@ pub async fn remove(
     if mine.len() == 1 {
         let approves_step_up = tx.latest_policy_version().await?.map(|v| v.version);
         let needs = match approves_step_up {
-            Some(v) => tx.profiles_at(v).await?.into_iter().any(|p| {
-                p.step_up
-                    && user.has_role(crate::model::Role::Approver)
-                    && p.approvers.iter().any(|g| user.group_names.0.contains(g))
-            }),
+            Some(v) => {
+                let me = crate::workflow::Person::of(user);
+                tx.profiles_at(v)
+                    .await?
+                    .iter()
+                    .any(|p| p.step_up && crate::workflow::approver_of(&me, p))
+            }
             None => false,
         };
         if needs {

@@ -82,6 +82,19 @@ pub struct Person {
 }
 
 impl Person {
+    /// A person as the workflow sees an account, with its standing roles.
+    pub fn of(u: &crate::model::User) -> Self {
+        use crate::model::Role;
+        Person {
+            id: u.id,
+            email: u.email.clone(),
+            groups: u.group_names.0.clone(),
+            is_approver: u.has_role(Role::Approver),
+            is_admin: u.has_role(Role::Admin),
+            disabled: u.disabled,
+            stepped_up: false,
+        }
+    }
     fn in_any(&self, groups: &[String]) -> bool {
         self.groups.iter().any(|g| groups.contains(g))
     }
@@ -436,7 +449,9 @@ fn activate(req: &mut Request, now: OffsetDateTime) -> Effect {
 /// Whether `by` acts as an approver of `profile`: the `approver` role, membership of one of its
 /// approver groups, and an account that is not disabled. Group membership alone is not enough: an
 /// auditor or admin who happens to be in an approver group decides nothing.
-fn approver_of(by: &Person, profile: &Profile) -> bool {
+/// Whether `by` decides requests for `profile`: the approver role, enabled, in one of its
+/// approver groups.
+pub fn approver_of(by: &Person, profile: &Profile) -> bool {
     by.is_approver && !by.disabled && by.in_any(&profile.approvers)
 }
 
