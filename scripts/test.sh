@@ -120,6 +120,16 @@ ensure_smtp_server() {
     python3 -c 'import aiosmtpd' 2>/dev/null || missing+=("the Python package aiosmtpd (python3 -m pip install aiosmtpd)")
 }
 
+ensure_schemathesis() {
+    # The API tests run schemathesis (a third-party OpenAPI fuzzer) against the live server.
+    command -v python3 >/dev/null || return 0
+    if ! python3 -c 'import schemathesis' 2>/dev/null; then
+        say "installing schemathesis (checks the API against its OpenAPI document)"
+        python3 -m pip install -q schemathesis >/dev/null 2>&1 || true
+    fi
+    python3 -c 'import schemathesis' 2>/dev/null || missing+=("the Python package schemathesis (python3 -m pip install schemathesis)")
+}
+
 ensure_oidc_provider() {
     # The SSO tests sign in through a real OpenID provider (oidc-provider on node, tests/support/oidc).
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -158,6 +168,7 @@ ensure_packages
 command -v cargo >/dev/null || missing+=("Rust (cargo), from https://rustup.rs")
 ensure_openssh
 ensure_smtp_server
+ensure_schemathesis
 ensure_oidc_provider
 ensure_browser
 ensure_postgres

@@ -3,6 +3,7 @@
 //! and writes the outcome with its audit record in one store transaction.
 
 pub mod db;
+pub mod detail;
 pub mod policy;
 pub mod service;
 pub mod ssh;
@@ -125,6 +126,12 @@ impl Broker {
         service::load(&self.store, &c.tenant, &c.user, id)
             .await
             .map(Shown::from)
+    }
+
+    /// [`Self::show`] with the people's addresses and the decisions with their comments.
+    pub async fn detail(&self, c: &Caller, id: Uuid) -> AppResult<detail::Detail> {
+        let shown = self.show(c, id).await?;
+        detail::of(&self.store, &c.tenant, shown).await
     }
 
     /// A person's transition, in one transaction that locks the request; the reaper is woken

@@ -95,6 +95,14 @@ pub async fn current(
 /// Validates `source` and, if it differs from the version in force, stores it as the next
 /// version. An invalid file changes nothing.
 pub async fn apply(store: &Store, ctx: &Ctx, tenant: &Tenant, source: &str) -> AppResult<Applied> {
+    // A lost body (an empty upload, a redirect that dropped it) must not read as "no profiles".
+    if source.trim().is_empty() {
+        return Err(AppError::Unprocessable(
+            "the policy file is empty, which would remove every profile; to mean that, send a \
+             file with only a comment (`# no profiles`)"
+                .into(),
+        ));
+    }
     let profiles = parse(source).map_err(|e| AppError::Unprocessable(e.to_string()))?;
     let digest: Vec<u8> =
         Sha256::digest(serde_json::to_vec(&profiles).map_err(AppError::internal)?).to_vec();

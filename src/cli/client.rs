@@ -402,7 +402,6 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One line a person can read about a request.
 /// One line about a request for a terminal. Text is shown through [`crate::text::shown`]: a
 /// bidirectional override or control character from the server cannot rewrite the line.
 pub fn describe(r: &Value) -> String {
@@ -415,16 +414,22 @@ pub fn describe(r: &Value) -> String {
         state,
         field("duration")
     );
+    if let Some(email) = r["requester_email"].as_str() {
+        line.push_str(&format!(" by {}", crate::text::shown(email)));
+    }
     match state.as_str() {
         "pending" => line.push_str(&format!(
             " (approvals {}/{})",
             r["approvals"].as_array().map_or(0, Vec::len),
             r["approvals_required"]
         )),
-        "active" => line.push_str(&format!(
-            " until {}",
-            r["grant"]["not_after"].as_str().unwrap_or("?")
-        )),
+        "active" => {
+            let until = r["grant"]["not_after"].as_str().unwrap_or("?");
+            line.push_str(&format!(" until {until}"));
+            if let Some(left) = time_left(until) {
+                line.push_str(&format!(" ({left} left)"));
+            }
+        }
         "scheduled" => line.push_str(&format!(" from {}", r["starts_at"].as_str().unwrap_or("?"))),
         _ => {}
     }
@@ -432,6 +437,81 @@ pub fn describe(r: &Value) -> String {
         line.push_str(" [break-glass]");
     }
     line
+}
+
+/// `1h5m` from now until an RFC 3339 time; None when it has passed or cannot be read.
+fn time_left(until: &str) -> Option<String> {
+    let end =
+        time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339).ok()?;
+    let left = end - crate::clock::Clock::now(&crate::clock::SystemClock);
+    (left.whole_seconds() > 0).then(|| crate::duration::format(left))
+}
+
+/// `elevate status ID`: the request, who asked and why, who decided and what they said.
+pub fn detail(r: &Value) -> String {
+    let shown = |v: &Value| crate::text::shown(v.as_str().unwrap_or_default()).into_owned();
+    let mut out = describe(r);
+    let mut row = |label: &str, value: String| {
+        if !value.is_empty() {
+            out.push_str(&format!("\n  {label:<10} {value}"));
+        }
+    };
+    row("asked by", shown(&r["requester_email"]));
+    row("asked at", shown(&r["created_at"]));
+    row("reason", shown(&r["justification"]));
+    row("ticket", shown(&r["ticket"]));
+    let approvals: Vec<String> = r["approvals"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            let who = a["approver_email"]
+                .as_str()
+                .or(a["approver"].as_str())
+                .unwrap_or("?");
+            let passkey = if a["stepped_up"] == json!(true) {
+                " (passkey)"
+            } else {
+                ""
+            };
+            format!("{}{passkey}", crate::text::shown(who))
+        })
+        .collect();
+    row(
+        "approvals",
+        format!(
+            "{}/{}{}{}",
+            approvals.len(),
+            r["approvals_required"],
+            if approvals.is_empty() { "" } else { ": " },
+            approvals.join(", ")
+        ),
+    );
+    for d in r["decisions"].as_array().into_iter().flatten() {
+        let said = d["comment"]
+            .as_str()
+            .map(|c| format!(": {}", crate::text::shown(c)))
+            .unwrap_or_default();
+        row(
+            "decision",
+            format!("{} {}{said}", shown(&d["by"]), shown(&d["decision"])),
+        );
+    }
+    out
+}
+
+/// Why a request was denied, from its decisions: `denied by bob@...: not during the freeze`.
+pub fn denial(r: &Value) -> Option<String> {
+    let d = r["decisions"]
+        .as_array()?
+        .iter()
+        .rev()
+        .find(|d| d["decision"] == "denied")?;
+    let by = crate::text::shown(d["by"].as_str().unwrap_or("?")).into_owned();
+    Some(match d["comment"].as_str() {
+        Some(c) => format!("denied by {by}: {}", crate::text::shown(c)),
+        None => format!("denied by {by}"),
+    })
 }
 
 pub fn print(value: &Value, json_output: bool) {
@@ -504,6 +584,12 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
         }
     }
     print(&r, args.json);
+    if args.wait
+        && !args.json
+        && let Some(why) = denial(&r)
+    {
+        eprintln!("{why}");
+    }
     match r["state"].as_str() {
         Some("denied" | "lapsed" | "cancelled" | "revoked") if args.wait => {
             Err(Ended(r["state"].as_str().unwrap_or("?").to_owned()).into())

@@ -314,7 +314,14 @@ async fn run_command(command: Command, log_format: Option<LogFormat>) -> anyhow:
         Command::Status { id, json } => {
             let api = client::Api::from_saved()?;
             match id {
-                Some(id) => client::print(&api.get(&format!("/requests/{id}")).await?, json),
+                Some(id) => {
+                    let r = api.get(&format!("/requests/{id}")).await?;
+                    if json {
+                        client::print(&r, true);
+                    } else {
+                        println!("{}", client::detail(&r));
+                    }
+                }
                 None => {
                     let mine = api.get("/requests?mine=true").await?;
                     // Everything that waits for me, however many pages.

@@ -59,6 +59,16 @@ impl Actor {
             Actor::System => "system".into(),
         }
     }
+
+    /// The person's address in a rendered actor (`user:EMAIL`, `token:ID:EMAIL`); None for an
+    /// operator or elevate itself.
+    pub fn person_in(rendered: &str) -> Option<&str> {
+        if let Some(email) = rendered.strip_prefix("user:") {
+            return Some(email);
+        }
+        let rest = rendered.strip_prefix("token:")?;
+        Some(rest.split_once(':').map_or(rest, |(_, email)| email))
+    }
 }
 
 /// Where an action came from.
@@ -108,11 +118,14 @@ impl NewEvent {
 }
 
 /// A stored event, as read back from the store and as exported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema,
+)]
 pub struct Record {
     pub tenant_id: Uuid,
     pub seq: i64,
     #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
     pub at: OffsetDateTime,
     pub actor: String,
     pub action: String,
@@ -120,10 +133,15 @@ pub struct Record {
     pub request_id: Option<Uuid>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    #[schema(value_type = Object)]
     pub details: sqlx::types::Json<serde_json::Value>,
+    /// Hex of the previous event's hash.
     #[serde(with = "hex::serde")]
+    #[schema(value_type = String)]
     pub prev_hash: Vec<u8>,
+    /// Hex of SHA-256 over this event's canonical form and `prev_hash`.
     #[serde(with = "hex::serde")]
+    #[schema(value_type = String)]
     pub hash: Vec<u8>,
 }
 

@@ -7,11 +7,14 @@ use serde_json::Value;
 
 use super::Profile;
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PolicyDiff {
+    /// Profiles that are new.
     pub added: Vec<String>,
+    /// Profiles that are gone.
     pub removed: Vec<String>,
     /// profile → field → {from, to}
+    #[schema(value_type = Object)]
     pub changed: BTreeMap<String, BTreeMap<String, Value>>,
 }
 

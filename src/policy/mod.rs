@@ -25,7 +25,7 @@ const MAX_GRANT: Duration = Duration::days(30);
 const MAX_CERT_TTL: Duration = Duration::hours(24);
 
 /// What a profile grants over SSH.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SshGrant {
     pub principals: Vec<String>,
     pub extensions: Vec<String>,
@@ -35,7 +35,7 @@ pub struct SshGrant {
 }
 
 /// What a profile grants on a database target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatabaseGrant {
     pub target: String,
     pub roles: Vec<String>,
@@ -46,7 +46,7 @@ pub struct DatabaseGrant {
 }
 
 /// A validated access profile, as stored with its policy version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Profile {
     pub name: String,
     pub description: String,

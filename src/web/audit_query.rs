@@ -16,12 +16,20 @@ use crate::audit::export::Filter;
 use crate::error::{AppError, AppResult};
 use crate::web::AppState;
 
-#[derive(Debug, Default, Deserialize)]
+/// Filters of the audit log: times are RFC 3339, or `YYYY-MM-DD[THH:MM]` read as UTC; `from` is
+/// inclusive, `to` exclusive, except that a bare date for `to` includes that day.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FilterQuery {
+    /// Events by this actor (an address, or the stored actor like `token:ID:EMAIL`).
     pub actor: Option<String>,
+    /// Events of this action, like `request.approved`.
     pub action: Option<String>,
+    /// Events of this request (its id).
     pub request: Option<String>,
+    /// From this time on.
     pub from: Option<String>,
+    /// Before this time.
     pub to: Option<String>,
 }
 

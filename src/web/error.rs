@@ -2,13 +2,13 @@
 //! middleware then renders every error response — ours and axum's own (405, 413, ...) — as JSON
 //! `{"error": {"code", "message"}}` under `/api` and as an HTML page elsewhere.
 
+use super::api::openapi::{ErrorBody, ErrorDetail};
 use askama::Template;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::error::AppError;
 
@@ -144,11 +144,14 @@ pub async fn render_errors(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        let mut error = json!({ "code": info.code, "message": info.message });
-        if status.is_server_error() {
-            error["request_id"] = json!(request_id);
-        }
-        Body::from(json!({ "error": error }).to_string())
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: info.code.to_owned(),
+                message: info.message.clone(),
+                request_id: status.is_server_error().then(|| request_id.clone()),
+            },
+        };
+        Body::from(serde_json::to_string(&body).unwrap_or_default())
     } else {
         parts.headers.insert(
             header::CONTENT_TYPE,

@@ -7,7 +7,9 @@ use elevate::model::Role;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, TestDb, ctx, seed_tenant, seed_token, seed_user, temp_dir};
+use crate::helpers::{
+    TestApp, TestDb, assert_contains, ctx, seed_tenant, seed_token, seed_user, temp_dir,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_elevate");
 
@@ -218,7 +220,23 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
         String::from_utf8_lossy(&out.stdout)
             .contains(&format!("{id} prod-shell active for 30m until"))
     );
-    assert_eq!(a.json(&["status", &id, "--json"])["state"], "active");
+    let shown = a.json(&["status", &id, "--json"]);
+    assert_eq!(shown["state"], "active");
+    assert_eq!(shown["requester_email"], "alice@example.com");
+    assert_eq!(shown["approvals"][0]["approver_email"], "bob@example.com");
+    assert_eq!(shown["decisions"][0]["comment"], "go");
+    // The one-request view says who asked, why, who approved and what they said, and time left.
+    let out = a.run(&["status", &id]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "by alice@example.com until ",
+        "  asked by   alice@example.com",
+        "  approvals  1/1: bob@example.com",
+        "  decision   bob@example.com approved: go",
+        " left)",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from:\n{text}");
+    }
 
     // A profile approved only with a passkey: the CLI says where, and opens the page.
     let r = a.json(&[
@@ -284,9 +302,9 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
             "--ticket",
             "CHG-1",
             "--wait",
-            "--json",
         ])
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pending = loop {
@@ -311,8 +329,8 @@ async fn an_engineer_requests_and_an_approver_approves_from_the_terminal() {
         Some(1),
         "a denied --wait exits non-zero"
     );
-    let last: Value = serde_json::from_slice(&done.stdout).unwrap();
-    assert_eq!(last["state"], "denied");
+    assert_contains(&done.stdout, &format!("{pending} prod-shell denied for 1h"));
+    assert_contains(&done.stderr, "denied by bob@example.com: not now");
 
     let out = Person::new().run(&["status"]);
     assert!(stderr(&out).contains("not logged in"), "{}", stderr(&out));

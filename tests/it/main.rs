@@ -25,6 +25,7 @@ mod listing;
 mod metrics;
 mod notify;
 mod offboard;
+mod openapi;
 mod passkeys;
 mod policy;
 mod replicas;

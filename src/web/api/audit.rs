@@ -3,44 +3,69 @@
 //! need the `audit` scope (and so the auditor role), and reading is itself recorded (an export
 //! each time, paging once per reader and hour).
 
+use axum::Json;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::audit::Record;
 use crate::auth::{AuditScope, Scoped};
 use crate::error::{AppError, AppResult};
+use crate::web::api::openapi::Refused;
 use crate::web::audit_query::{FilterQuery, filter_details, non_empty, start_export};
 use crate::web::{AppState, ClientOrigin};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/audit", get(list))
-        .route("/audit/export", get(export))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(export))
 }
 
-/// Filters as query parameters, shared with the auditor's page. Times are RFC 3339, or
-/// `YYYY-MM-DD[THH:MM]` read as UTC (what browsers' date inputs send); `from` is inclusive,
-/// `to` exclusive, except that a bare date for `to` includes that day.
 /// How often one reader's paging through the log is recorded (`audit.read`).
 const READ_RECORDED_EVERY: time::Duration = time::Duration::HOUR;
 
-#[derive(Debug, Deserialize)]
+/// Paging, with the filters of [`FilterQuery`] (shared with the auditor's page).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Events after this sequence number (the `next_after` of the previous page).
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
+    /// At most this many events (1 to 1,000; default 100).
+    #[param(value_type = Option<i64>, minimum = 0)]
     limit: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     filter: FilterQuery,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Oldest first.
+    events: Vec<Record>,
+    /// The `after` of the following page (this page's last sequence number).
+    next_after: i64,
+    /// The newest event's sequence number.
+    head_seq: i64,
+}
+
+/// Events oldest first, a page at a time (for a SIEM to poll with `after`). Reading is recorded
+/// once per reader and hour.
+#[utoipa::path(
+    get, path = "/audit", operation_id = "list_audit_events", tag = "audit",
+    params(ListQuery, FilterQuery),
+    responses((status = 200, body = AuditPage), Refused)
+)]
 async fn list(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<AuditScope>,
     ClientOrigin(origin): ClientOrigin,
     Query(q): Query<ListQuery>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<AuditPage>> {
     let number = |name: &str, v: &Option<String>, default: i64| -> AppResult<i64> {
         match non_empty(v) {
             None => Ok(default),
@@ -81,13 +106,23 @@ async fn list(
     }
     tx.commit().await?;
     let next_after = events.last().map_or(after, |e| e.seq);
-    Ok(Json(json!({
-        "events": events,
-        "next_after": next_after,
-        "head_seq": head,
-    })))
+    Ok(Json(AuditPage {
+        events,
+        next_after,
+        head_seq: head,
+    }))
 }
 
+/// The export: one event per line, then a line with the signed head (verify it offline with
+/// `elevate audit verify --file F --public-key K`). Recorded each time.
+#[utoipa::path(
+    get, path = "/audit/export", operation_id = "export_audit", tag = "audit",
+    params(FilterQuery),
+    responses(
+        (status = 200, description = "JSON lines", content_type = "application/x-ndjson", body = String),
+        Refused,
+    )
+)]
 async fn export(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<AuditScope>,

@@ -2,25 +2,60 @@
 //! a subset of its own scopes, so a narrow token never widens itself, and what it mints is
 //! recorded as its child: revoking it revokes them.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::admin;
 use crate::auth::{ReadScope, Scoped};
 use crate::error::{AppError, AppResult};
 use crate::model::Scope;
+use crate::web::api::openapi::{BadBody, ErrorBody, Refused};
 use crate::web::extract::ApiJson;
 use crate::web::{AppState, ClientOrigin};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/tokens", get(list).post(create))
-        .route("/tokens/{id}", delete(revoke))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(revoke))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenRow {
+    id: Uuid,
+    name: String,
+    scopes: Vec<Scope>,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
+    #[schema(format = DateTime)]
+    revoked_at: Option<String>,
+    /// The token making this call.
+    current: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    tokens: Vec<TokenRow>,
+}
+
+/// A new token: its secret is in this answer only.
+#[derive(Serialize, ToSchema)]
+pub struct NewToken<'a> {
+    id: Uuid,
+    name: String,
+    /// The bearer secret; elevate keeps only its hash.
+    token: &'a str,
+    scopes: Vec<Scope>,
+    #[schema(format = DateTime)]
+    expires_at: Option<String>,
 }
 
 fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
@@ -30,42 +65,62 @@ fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
     })
 }
 
+/// The caller's tokens (secrets are never shown again).
+#[utoipa::path(
+    get, path = "/tokens", operation_id = "list_tokens", tag = "tokens",
+    responses((status = 200, body = TokenList), Refused)
+)]
 async fn list(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<ReadScope>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<TokenList>> {
     let mut tx = state.store.tenant(p.tenant.tenant_id).await?;
     let tokens = tx.api_tokens_of(p.user.id).await?;
     tx.commit().await?;
-    let items: Vec<Value> = tokens
+    let tokens = tokens
         .iter()
-        .map(|t| {
-            json!({
-                "id": t.id, "name": t.name, "scopes": t.scopes.0,
-                "created_at": rfc3339(Some(t.created_at)), "expires_at": rfc3339(t.expires_at),
-                "revoked_at": rfc3339(t.revoked_at), "current": t.id == p.token.id,
-            })
+        .map(|t| TokenRow {
+            id: t.id,
+            name: t.name.clone(),
+            scopes: t.scopes.0.clone(),
+            created_at: rfc3339(Some(t.created_at)),
+            expires_at: rfc3339(t.expires_at),
+            revoked_at: rfc3339(t.revoked_at),
+            current: t.id == p.token.id,
         })
         .collect();
-    Ok(Json(json!({ "tokens": items })))
+    Ok(Json(TokenList { tokens }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateToken {
+    /// Shown in lists, like `ci deploy job`.
     name: String,
+    /// A subset of the calling token's scopes; all of them when empty.
     #[serde(default)]
     scopes: Vec<Scope>,
     /// Lifetime like `30d`; defaults to 30 days, never beyond the presenting token's expiry.
+    #[schema(pattern = r"^\s*([0-9]+[smhd])+\s*$")]
     ttl: Option<String>,
 }
 
+/// A new token for the caller, never wider than the calling token (scopes and expiry); revoking
+/// the calling token revokes it too.
+#[utoipa::path(
+    post, path = "/tokens", operation_id = "create_token", tag = "tokens",
+    request_body = CreateToken,
+    responses(
+        (status = 201, body = NewToken, links(("RevokeToken" = (operation_id = "revoke_token", parameters(("id" = "$response.body#/id")))))),
+        Refused, BadBody,
+    )
+)]
 async fn create(
     State(state): State<AppState>,
     ClientOrigin(origin): ClientOrigin,
     Scoped(p, ..): Scoped<ReadScope>,
     ApiJson(body): ApiJson<CreateToken>,
-) -> AppResult<(StatusCode, Json<Value>)> {
+) -> AppResult<Response> {
     let ttl = match &body.ttl {
         Some(t) => crate::duration::parse(t).map_err(AppError::Unprocessable)?,
         None => admin::DEFAULT_TOKEN_TTL,
@@ -95,18 +150,26 @@ async fn create(
         ttl,
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({
-            "id": issued.token.id,
-            "name": issued.token.name,
-            "token": issued.secret.expose(),
-            "scopes": issued.token.scopes.0,
-            "expires_at": rfc3339(issued.token.expires_at),
-        })),
-    ))
+    let answer = NewToken {
+        id: issued.token.id,
+        name: issued.token.name.clone(),
+        token: issued.secret.expose(),
+        scopes: issued.token.scopes.0.clone(),
+        expires_at: rfc3339(issued.token.expires_at),
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
+/// Revoke one of the caller's tokens (and every token it made).
+#[utoipa::path(
+    delete, path = "/tokens/{id}", operation_id = "revoke_token", tag = "tokens",
+    params(("id" = Uuid, Path, description = "the token")),
+    responses(
+        (status = 204, description = "revoked"),
+        Refused,
+        (status = 404, description = "not one of the caller's tokens", body = ErrorBody),
+    )
+)]
 async fn revoke(
     State(state): State<AppState>,
     ClientOrigin(origin): ClientOrigin,

@@ -7,6 +7,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::when;
+use crate::audit::Actor;
 use crate::text::shown_owned;
 
 pub struct Step {
@@ -21,12 +22,13 @@ pub struct Step {
 /// (who, channel) from the audit log's actor (`user:EMAIL`, `token:ID:EMAIL`, `cli:USER`,
 /// `system`).
 fn who(actor: &str) -> (String, &'static str) {
-    if let Some(email) = actor.strip_prefix("user:") {
-        return (email.to_owned(), "web");
-    }
-    if let Some(rest) = actor.strip_prefix("token:") {
-        let email = rest.split_once(':').map_or(rest, |(_, e)| e);
-        return (email.to_owned(), "API token");
+    if let Some(email) = Actor::person_in(actor) {
+        let channel = if actor.starts_with("user:") {
+            "web"
+        } else {
+            "API token"
+        };
+        return (email.to_owned(), channel);
     }
     if let Some(user) = actor.strip_prefix("cli:") {
         return (format!("{user} (operator)"), "server command line");

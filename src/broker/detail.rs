@@ -1,0 +1,137 @@
+//! A request with the people around it, for `GET /api/v1/requests/{id}` and `elevate status ID`:
+//! the requester's and approvers' addresses, and each decision with its comment, as the audit
+//! log recorded them (comments live only there).
+
+use std::collections::HashMap;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::Shown;
+use crate::audit::{Actor, Record};
+use crate::error::AppResult;
+use crate::model::Tenant;
+use crate::store::Store;
+
+/// A decision as the audit log has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The deciding person's address (or the operator or elevate).
+    pub by: String,
+    /// `approved`, `denied` or `extension_denied`.
+    pub decision: &'static str,
+    pub at: OffsetDateTime,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Detail {
+    pub shown: Shown,
+    pub requester_email: String,
+    /// Address of each approver of the request.
+    pub approver_emails: HashMap<Uuid, String>,
+    pub decisions: Vec<Decision>,
+}
+
+/// `shown` (already checked visible to the caller) with its people and decisions.
+pub async fn of(store: &Store, tenant: &Tenant, shown: Shown) -> AppResult<Detail> {
+    let r = &shown.stored.request;
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut emails = HashMap::new();
+    for id in std::iter::once(r.requester).chain(r.approvals.iter().map(|a| a.approver)) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = emails.entry(id)
+            && let Some(user) = tx.user_by_id(id).await?
+        {
+            slot.insert(user.email);
+        }
+    }
+    let events = tx.audit_events_for_request(r.id).await?;
+    tx.commit().await?;
+    let requester_email = emails.get(&r.requester).cloned().unwrap_or_default();
+    Ok(Detail {
+        decisions: decisions(&events),
+        requester_email,
+        approver_emails: emails,
+        shown,
+    })
+}
+
+/// Decisions in the order made. A comment is its own event, written right after the decision
+/// by the same actor.
+fn decisions(events: &[Record]) -> Vec<Decision> {
+    let mut out: Vec<Decision> = Vec::new();
+    for e in events {
+        let decision = match e.action.as_str() {
+            "request.approved" => "approved",
+            "request.denied" => "denied",
+            "grant.extension_denied" => "extension_denied",
+            "request.commented" => {
+                let comment = e.details.0["comment"].as_str().map(str::to_owned);
+                if let Some(last) = out
+                    .iter_mut()
+                    .rev()
+                    .find(|d| d.by == by(&e.actor) && d.comment.is_none())
+                {
+                    last.comment = comment;
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        out.push(Decision {
+            by: by(&e.actor),
+            decision,
+            at: e.at,
+            comment: None,
+        });
+    }
+    out
+}
+
+fn by(actor: &str) -> String {
+    Actor::person_in(actor).unwrap_or(actor).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(action: &str, actor: &str, details: serde_json::Value) -> Record {
+        Record {
+            tenant_id: Uuid::nil(),
+            seq: 0,
+            at: OffsetDateTime::UNIX_EPOCH,
+            actor: actor.into(),
+            action: action.into(),
+            subject: String::new(),
+            request_id: None,
+            ip: None,
+            user_agent: None,
+            details: sqlx::types::Json(details),
+            prev_hash: vec![],
+            hash: vec![],
+        }
+    }
+
+    #[test]
+    fn each_comment_joins_the_decision_of_its_author() {
+        let events = [
+            event("request.submitted", "user:alice@x", json!({})),
+            event("request.approved", "user:bob@x", json!({})),
+            event("request.denied", "token:0a:dave@x", json!({})),
+            event(
+                "request.commented",
+                "token:0a:dave@x",
+                json!({"comment": "not now"}),
+            ),
+        ];
+        let got = decisions(&events);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].by.as_str(), got[0].decision), ("bob@x", "approved"));
+        assert_eq!(got[0].comment, None);
+        assert_eq!((got[1].by.as_str(), got[1].decision), ("dave@x", "denied"));
+        assert_eq!(got[1].comment.as_deref(), Some("not now"));
+    }
+}
