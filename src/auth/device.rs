@@ -2,7 +2,9 @@
 //! device code (a secret it keeps, stored hashed) and a short user code; a signed-in person
 //! enters or confirms the user code on `/device`, sees which client asks, and approves or denies;
 //! the CLI polls and, once approved, receives a new API token of its own ("CLI on HOST", the
-//! person's non-admin scopes, 12 hours). Codes are single use and expire in 10 minutes; every
+//! person's non-admin scopes, 12 hours). A login that asks for the admin scope (`elevate login
+//! --admin`) is approved only by an admin whose session confirmed with a passkey in the last
+//! five minutes, and gets a one-hour token. Codes are single use and expire in 10 minutes; every
 //! step is audited.
 
 use serde_json::json;
@@ -13,13 +15,15 @@ use crate::audit::{Actor, Ctx, NewEvent, Origin};
 use crate::crypto::token::TokenKind;
 use crate::crypto::{SecretToken, TokenHash};
 use crate::error::{AppError, AppResult};
-use crate::model::{DeviceGrant, Scope, Tenant, User};
+use crate::model::{DeviceGrant, Role, Scope, Tenant, User};
 use crate::store::Store;
 
 pub const CODE_TTL: Duration = Duration::minutes(10);
 /// How often the CLI may poll; faster polls are told `slow_down`.
 pub const INTERVAL: Duration = Duration::seconds(5);
 pub const CLI_TOKEN_TTL: Duration = Duration::hours(12);
+/// An admin token from a device login lives one hour: admin rights are for the task at hand.
+pub const ADMIN_CLI_TOKEN_TTL: Duration = Duration::hours(1);
 
 /// RFC 8628 §6.1: consonants only (no words, no 0/O or 1/I look-alikes).
 const ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
@@ -63,6 +67,7 @@ pub async fn begin(
     store: &Store,
     tenant_slug: Option<&str>,
     client: &str,
+    admin: bool,
     origin: &Origin,
     now: OffsetDateTime,
 ) -> AppResult<Begun> {
@@ -91,8 +96,8 @@ pub async fn begin(
         .insert_device_grant(
             &hash,
             &code,
-            &client,
-            origin.ip.as_deref(),
+            (&client, origin.ip.as_deref()),
+            admin,
             now,
             now + CODE_TTL,
         )
@@ -100,7 +105,7 @@ pub async fn begin(
     tx.append_audit(
         &NewEvent::new(Actor::System, "device.code_issued", &client)
             .origin(origin.clone())
-            .details(json!({ "grant_id": id, "client": client })),
+            .details(json!({ "grant_id": id, "client": client, "admin": admin })),
         now,
     )
     .await?;
@@ -134,15 +139,39 @@ pub async fn pending(
         })
 }
 
-/// A signed-in person approves or denies the login waiting for `user_code`. Audited.
+/// A signed-in person approves or denies the login waiting for `user_code`. Approving one that
+/// asks for the admin scope needs the admin role and a passkey confirmation of `session` in the
+/// last five minutes, whatever the organisation's settings. Audited.
 pub async fn decide(
     store: &Store,
-    ctx: &Ctx,
-    (tenant, user): (&Tenant, &User),
+    (ctx, links): (&Ctx, &str),
+    (tenant, user, session): (&Tenant, &User, uuid::Uuid),
     user_code: &str,
     approve: bool,
 ) -> AppResult<DeviceGrant> {
     let grant = pending(store, tenant, user_code, ctx.now).await?;
+    if approve && grant.admin {
+        if !user.has_role(Role::Admin) {
+            return Err(AppError::Forbidden(
+                "this login asks for admin rights, and you are not an admin: deny it, or run \
+                 `elevate login` without --admin"
+                    .into(),
+            ));
+        }
+        if let Some(refusal) = crate::passkeys::admin_change_refusal(
+            store,
+            links,
+            tenant,
+            user,
+            session,
+            ctx.now,
+            crate::passkeys::PasskeyNeeded::Always,
+        )
+        .await?
+        {
+            return Err(refusal);
+        }
+    }
     let mut tx = store.tenant(tenant.tenant_id).await?;
     if !tx.decide_device_grant(grant.id, user.id, approve).await? {
         return Err(AppError::Conflict("that login was decided already".into()));
@@ -154,7 +183,7 @@ pub async fn decide(
     };
     tx.append_audit(
         &ctx.event(action, &user.email).details(json!({
-            "grant_id": grant.id, "client": grant.client, "client_ip": grant.ip,
+            "grant_id": grant.id, "client": grant.client, "client_ip": grant.ip, "admin": grant.admin,
         })),
         ctx.now,
     )
@@ -257,8 +286,13 @@ async fn mint(
 ) -> AppResult<IssuedToken> {
     let scopes: Vec<Scope> = Scope::allowed_for(&user.roles.0)
         .into_iter()
-        .filter(|s| !matches!(s, Scope::Admin | Scope::Metrics))
+        .filter(|s| *s != Scope::Metrics && (grant.admin || *s != Scope::Admin))
         .collect();
+    let (name_suffix, ttl) = if grant.admin {
+        (" (admin)", ADMIN_CLI_TOKEN_TTL)
+    } else {
+        ("", CLI_TOKEN_TTL)
+    };
     let ctx = Ctx {
         actor: Actor::User {
             id: user.id,
@@ -275,9 +309,9 @@ async fn mint(
         store,
         &ctx,
         user,
-        &format!("CLI on {host}"),
+        &format!("CLI on {host}{name_suffix}"),
         &scopes,
-        CLI_TOKEN_TTL,
+        ttl,
     )
     .await
 }

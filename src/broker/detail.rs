@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::Shown;
 use crate::audit::{Actor, Record};
 use crate::error::AppResult;
-use crate::model::Tenant;
+use crate::model::{Tenant, User};
 use crate::store::Store;
 
 /// A decision as the audit log has it.
@@ -33,10 +33,11 @@ pub struct Detail {
     pub decisions: Vec<Decision>,
 }
 
-/// `shown` (already checked visible to the caller) with its people and decisions.
-pub async fn of(store: &Store, tenant: &Tenant, shown: Shown) -> AppResult<Detail> {
-    let r = &shown.stored.request;
+/// Request `id`, if `user` may see it, with its people and decisions: one read transaction.
+pub async fn load(store: &Store, tenant: &Tenant, user: &User, id: Uuid) -> AppResult<Detail> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
+    let shown = Shown::from(super::service::load_in(&mut tx, user, id).await?);
+    let r = &shown.stored.request;
     let mut emails = HashMap::new();
     for id in std::iter::once(r.requester).chain(r.approvals.iter().map(|a| a.approver)) {
         if let std::collections::hash_map::Entry::Vacant(slot) = emails.entry(id)

@@ -130,8 +130,7 @@ impl Broker {
 
     /// [`Self::show`] with the people's addresses and the decisions with their comments.
     pub async fn detail(&self, c: &Caller, id: Uuid) -> AppResult<detail::Detail> {
-        let shown = self.show(c, id).await?;
-        detail::of(&self.store, &c.tenant, shown).await
+        detail::load(&self.store, &c.tenant, &c.user, id).await
     }
 
     /// A person's transition, in one transaction that locks the request; the reaper is woken

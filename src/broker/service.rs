@@ -743,11 +743,21 @@ pub async fn load(
     user: &User,
     id: Uuid,
 ) -> AppResult<(StoredRequest, Profile)> {
-    let not_found = || AppError::NotFound(format!("no request {id}"));
     let mut tx = store.tenant(tenant.tenant_id).await?;
-    let stored = tx.request(id).await?.ok_or_else(not_found)?;
-    let profile = profile_of(&mut tx, &stored).await?;
+    let found = load_in(&mut tx, user, id).await?;
     tx.commit().await?;
+    Ok(found)
+}
+
+/// [`load`] inside a transaction the caller goes on using.
+pub async fn load_in(
+    tx: &mut TenantTx,
+    user: &User,
+    id: Uuid,
+) -> AppResult<(StoredRequest, Profile)> {
+    let not_found = || AppError::NotFound(format!("no request {id}"));
+    let stored = tx.request(id).await?.ok_or_else(not_found)?;
+    let profile = profile_of(tx, &stored).await?;
     if !may_see(user, stored.request.requester, &profile) {
         return Err(not_found());
     }

@@ -129,7 +129,7 @@ impl Api {
         let server = std::env::var("ELEVATE_SERVER").unwrap_or(saved.server);
         let token = std::env::var("ELEVATE_TOKEN").unwrap_or(saved.token);
         if server.is_empty() || token.is_empty() {
-            bail!("not logged in: run `elevate login --server URL --token TOKEN`");
+            bail!("not logged in: run `elevate login --server URL`");
         }
         Self::build(
             &server,
@@ -232,6 +232,10 @@ pub struct LoginArgs {
     /// Without --token: only print the page to approve the login on (do not open a browser).
     #[arg(long)]
     no_browser: bool,
+    /// Without --token: ask for your admin rights too. Approving then needs a passkey
+    /// confirmation in the browser, and the token lives one hour.
+    #[arg(long, conflicts_with = "token")]
+    admin: bool,
     /// CA certificate to trust for the server (e.g. the development certificate).
     #[arg(long, value_name = "FILE")]
     ca_cert: Option<PathBuf>,
@@ -292,7 +296,12 @@ fn host_name() -> String {
 
 /// RFC 8628 from the client's side: ask for a code, show it (and open the page), poll until a
 /// person approves or denies it in the browser, or it expires. The new token.
-async fn device_login(api: &Api, tenant: Option<&str>, open: bool) -> anyhow::Result<String> {
+async fn device_login(
+    api: &Api,
+    tenant: Option<&str>,
+    admin: bool,
+    open: bool,
+) -> anyhow::Result<String> {
     let client = format!(
         "elevate-cli {} on {}",
         env!("CARGO_PKG_VERSION"),
@@ -301,7 +310,7 @@ async fn device_login(api: &Api, tenant: Option<&str>, open: bool) -> anyhow::Re
     let res = api
         .http
         .post(format!("{}/api/v1/device/code", api.server))
-        .json(&json!({ "tenant": tenant, "client": client }))
+        .json(&json!({ "tenant": tenant, "client": client, "scope": admin.then_some("admin") }))
         .send()
         .await
         .with_context(|| format!("cannot reach {}", api.server))?;
@@ -326,6 +335,11 @@ async fn device_login(api: &Api, tenant: Option<&str>, open: bool) -> anyhow::Re
     );
     let tenant = field("tenant");
     println!("To log in, open {page} and confirm the code {user_code}");
+    if admin {
+        println!(
+            "(admin rights: you will confirm with your passkey there; the token lasts 1 hour)"
+        );
+    }
     if open {
         open_in_browser(&field("verification_uri_complete"));
     }
@@ -379,7 +393,8 @@ pub async fn login(args: LoginArgs) -> anyhow::Result<()> {
         Some(token) => token,
         None => {
             let anonymous = Api::build(&server, "", ca_cert.as_deref(), pin.as_deref())?;
-            device_login(&anonymous, args.tenant.as_deref(), !args.no_browser).await?
+            let tenant = args.tenant.as_deref();
+            device_login(&anonymous, tenant, args.admin, !args.no_browser).await?
         }
     };
     let api = Api::build(&server, &token, ca_cert.as_deref(), pin.as_deref())?;

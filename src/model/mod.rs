@@ -484,6 +484,8 @@ pub struct DeviceGrant {
     /// What asked: the CLI's user agent and host name.
     pub client: String,
     pub ip: Option<String>,
+    /// Asks for the admin scope (`elevate login --admin`).
+    pub admin: bool,
     pub state: String,
     pub user_id: Option<Uuid>,
     pub created_at: OffsetDateTime,

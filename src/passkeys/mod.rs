@@ -490,6 +490,15 @@ pub fn session_binding(session: Uuid) -> String {
     format!("session {session}")
 }
 
+/// Whether an admin change needs a passkey when the admin has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasskeyNeeded {
+    /// Only when the organisation requires one (`require_passkey_for_admin`).
+    AsTheTenantSays,
+    /// Always (admin rights handed to another device).
+    Always,
+}
+
 /// Why `user`'s session may not make an admin change now, if it may not: the admin has a
 /// passkey (or the tenant requires one) and the session has not confirmed with it in the last
 /// five minutes. Tokens are not sessions: the API and CLI keep working for operators' scripts.
@@ -500,10 +509,12 @@ pub async fn admin_change_refusal(
     user: &User,
     session: Uuid,
     now: OffsetDateTime,
+    needed: PasskeyNeeded,
 ) -> AppResult<Option<AppError>> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let has_passkey = !tx.passkeys_of(user.id).await?.is_empty();
     let required = has_passkey
+        || needed == PasskeyNeeded::Always
         || tx
             .tenant_flag(crate::store::TenantFlag::RequirePasskeyForAdmin)
             .await?;

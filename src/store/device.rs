@@ -12,8 +12,8 @@ impl TenantTx {
         &mut self,
         hash: &TokenHash,
         user_code: &str,
-        client: &str,
-        ip: Option<&str>,
+        (client, ip): (&str, Option<&str>),
+        admin: bool,
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> StoreResult<Uuid> {
@@ -23,9 +23,9 @@ impl TenantTx {
             "DELETE FROM device_grants WHERE tenant_id = $1 AND expires_at <= $2",
             tenant_id, ts(now - time::Duration::days(1)))?;
         sql!(exec self,
-            "INSERT INTO device_grants (tenant_id, id, device_code_hash, user_code, client, ip, state, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8)",
-            tenant_id, id, hash.as_bytes(), user_code, client, ip, ts(now), ts(expires_at))
+            "INSERT INTO device_grants (tenant_id, id, device_code_hash, user_code, client, ip, admin, state, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
+            tenant_id, id, hash.as_bytes(), user_code, client, ip, admin, ts(now), ts(expires_at))
         .map_err(|e| StoreError::conflict_or(e, "device code"))?;
         self.mark_changed();
         Ok(id)
@@ -37,7 +37,7 @@ impl TenantTx {
     ) -> StoreResult<Option<DeviceGrant>> {
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_optional DeviceGrant; self,
-            "SELECT id, user_code, client, ip, state, user_id, created_at, expires_at, last_polled_at
+            "SELECT id, user_code, client, ip, admin, state, user_id, created_at, expires_at, last_polled_at
              FROM device_grants WHERE tenant_id = $1 AND user_code = $2", tenant_id, code)?)
     }
 
@@ -47,7 +47,7 @@ impl TenantTx {
     ) -> StoreResult<Option<DeviceGrant>> {
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_optional DeviceGrant; self,
-            "SELECT id, user_code, client, ip, state, user_id, created_at, expires_at, last_polled_at
+            "SELECT id, user_code, client, ip, admin, state, user_id, created_at, expires_at, last_polled_at
              FROM device_grants WHERE tenant_id = $1 AND device_code_hash = $2", tenant_id, hash.as_bytes())?)
     }
 

@@ -108,6 +108,7 @@ pub async fn may_change_admin(state: &AppState, who: &SessionUser) -> Result<(),
         &who.user,
         who.session.id,
         state.clock.now(),
+        crate::passkeys::PasskeyNeeded::AsTheTenantSays,
     )
     .await?;
     refusal.map_or(Ok(()), Err)

@@ -856,6 +856,139 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
     assert_eq!(s, StatusCode::CREATED, "{r}");
 }
 
+/// `elevate login --admin`: a device login that asks for admin rights is approved only by an
+/// admin whose session confirmed with a passkey (whatever the tenant's settings), and is
+/// answered with a one-hour token that holds the admin scope.
+#[tokio::test]
+async fn an_admin_device_login_needs_a_passkey_confirmation() {
+    let shop = shop_with(TestApp::spawn(TestDb::sqlite().await).await, "acme", POLICY).await;
+    let app = &shop.app;
+    let anonymous = app.browser();
+    let begin = |scope: &'static str| {
+        let anonymous = anonymous.clone();
+        let url = app.url("/api/v1/device/code");
+        async move {
+            let body = serde_json::json!({"tenant": "acme", "client": "elevate-cli on box", "scope": scope});
+            let res = anonymous.post(url).json(&body).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let poll = |device_code: String| {
+        let anonymous = anonymous.clone();
+        let url = app.url("/api/v1/device/token");
+        async move {
+            let body = serde_json::json!({"tenant": "acme", "device_code": device_code});
+            let res = anonymous.post(url).json(&body).send().await.unwrap();
+            (res.status(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let (s, r) = begin("admin audit").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{r}");
+    let (s, asked) = begin("admin").await;
+    assert_eq!(s, StatusCode::OK, "{asked}");
+    let user_code = asked["user_code"].as_str().unwrap().to_owned();
+    let decide = async |p: &Person, decision: &str| {
+        p.post(
+            app,
+            "/device",
+            &[("code", &user_code), ("decision", decision)],
+        )
+        .await
+    };
+
+    // An approver who is not an admin cannot hand out admin rights.
+    let bob = person(&shop, "bob@acme.example").await;
+    let (s, body) = decide(&bob, "approve").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("you are not an admin"), "{body}");
+
+    // An admin without a passkey is told to register one, even though the tenant does not
+    // require passkeys for admin changes; with one, the session must confirm first.
+    let carol = add_person(
+        &shop,
+        "carol@acme.example",
+        elevate::model::Role::Admin,
+        &[],
+    )
+    .await;
+    let mut carol_p = person(&shop, &carol.email).await;
+    let page = carol_p
+        .page(app, &format!("/device?code={user_code}"))
+        .await;
+    assert!(page.contains("with your admin rights"), "{page}");
+    assert!(
+        page.contains(&format!("/step-up?next=%2Fdevice%3Fcode%3D{user_code}")),
+        "{page}"
+    );
+    let (s, body) = decide(&carol_p, "approve").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains(&format!("{}/passkeys", app.base)), "{body}");
+    carol_p.register(app, "laptop").await;
+    let (s, body) = decide(&carol_p, "approve").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains(&format!("{}/step-up", app.base)), "{body}");
+    let (s, r) = poll(asked["device_code"].as_str().unwrap().to_owned()).await;
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("authorization_pending"))
+    );
+
+    let (ceremony, credential) = carol_p
+        .assert_at(app, "/step-up/challenge", origin(app))
+        .await;
+    let (s, _) = carol_p
+        .post(
+            app,
+            "/step-up",
+            &[("ceremony", &ceremony), ("credential", &credential)],
+        )
+        .await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (s, body) = decide(&carol_p, "approve").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    app.clock.advance(time::Duration::seconds(6));
+    let (s, token) = poll(asked["device_code"].as_str().unwrap().to_owned()).await;
+    assert_eq!(s, StatusCode::OK, "{token}");
+    assert_eq!(token["expires_in"], 3600);
+    assert!(
+        token["name"].as_str().unwrap().ends_with("(admin)"),
+        "{token}"
+    );
+    let (_, me) = app
+        .api(token["access_token"].as_str().unwrap())
+        .get("/api/v1/me")
+        .await;
+    let scopes = me["token"]["scopes"].as_array().unwrap();
+    assert!(scopes.contains(&serde_json::json!("admin")), "{me}");
+    assert!(
+        token["scope"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "admin"),
+        "{token}"
+    );
+
+    // Without --admin, the same admin's approval (no step-up needed) gives no admin scope.
+    app.clock.advance(time::Duration::minutes(6));
+    let (_, plain) = begin("").await;
+    let code = plain["user_code"].as_str().unwrap();
+    let (s, body) = carol_p
+        .post(app, "/device", &[("code", code), ("decision", "approve")])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, token) = poll(plain["device_code"].as_str().unwrap().to_owned()).await;
+    assert_eq!(s, StatusCode::OK, "{token}");
+    assert!(
+        !token["scope"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .any(|s| s == "admin"),
+        "{token}"
+    );
+}
+
 /// With `policy_two_person`, a policy change that widens access waits for a second admin's
 /// passkey approval; a narrowing one applies at once; the proposer cannot approve their own.
 async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {

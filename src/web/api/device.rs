@@ -31,6 +31,11 @@ struct CodeBody {
     /// What asks, shown to the person approving: like `elevate-cli 0.1 on laptop`.
     #[serde(default)]
     client: String,
+    /// RFC 8628 §3.1: `admin` asks for the person's admin rights too (approved only with a
+    /// passkey confirmation; the token lives one hour). Nothing else may be asked for.
+    #[serde(default)]
+    #[schema(pattern = r"^\s*(admin\s*)?$")]
+    scope: Option<String>,
 }
 
 /// RFC 8628 §3.2.
@@ -77,8 +82,18 @@ async fn code(
     } else {
         body.client
     };
+    let admin = match body.scope.as_deref().map(str::trim).unwrap_or_default() {
+        "" => false,
+        "admin" => true,
+        other => {
+            return Err(crate::error::AppError::Unprocessable(format!(
+                "scope {other:?}: the only scope to ask for is admin"
+            )));
+        }
+    };
     let now = state.clock.now();
-    let begun = device::begin(&state.store, body.tenant.as_deref(), &client, &origin, now).await?;
+    let tenant = body.tenant.as_deref();
+    let begun = device::begin(&state.store, tenant, &client, admin, &origin, now).await?;
     let base = state.config.public_url.trim_end_matches('/');
     Ok(Json(DeviceCode {
         device_code: begun.device_code.expose().to_owned(),
@@ -108,6 +123,8 @@ pub struct DeviceToken<'a> {
     token_type: &'static str,
     /// Seconds until the token expires.
     expires_in: i64,
+    /// The token's scopes, space-separated (RFC 6749 §5.1).
+    scope: String,
     /// The token's name on the person's token list, like `CLI on laptop`.
     name: &'a str,
 }
@@ -148,7 +165,18 @@ async fn token(
         let answer = DeviceToken {
             access_token: issued.secret.expose(),
             token_type: "Bearer",
-            expires_in: device::CLI_TOKEN_TTL.whole_seconds(),
+            expires_in: issued
+                .token
+                .expires_at
+                .map_or(0, |end| (end - now).whole_seconds()),
+            scope: issued
+                .token
+                .scopes
+                .0
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
             name: &issued.token.name,
         };
         return Ok(Json(answer).into_response());

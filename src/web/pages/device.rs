@@ -24,10 +24,20 @@ pub fn router() -> Router<AppState> {
 struct DevicePage {
     nav: Nav,
     code: String,
-    /// The waiting login, when the code names one: (client, address, asked at).
-    waiting: Option<(String, String, String)>,
+    /// The waiting login, when the code names one.
+    waiting: Option<Waiting>,
     /// What was just decided ("approved", "denied"), or why the code does not work.
     outcome: String,
+}
+
+struct Waiting {
+    client: String,
+    ip: String,
+    at: String,
+    /// Asks for admin rights: approving needs a passkey confirmation first.
+    admin: bool,
+    /// Where to confirm, coming back here.
+    step_up: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -47,11 +57,14 @@ async fn show(
     } else {
         match device::pending(&state.store, &who.tenant, &code, state.clock.now()).await {
             Ok(g) => (
-                Some((
-                    g.client,
-                    g.ip.unwrap_or_else(|| "unknown".into()),
-                    when(g.created_at),
-                )),
+                Some(Waiting {
+                    client: g.client,
+                    ip: g.ip.unwrap_or_else(|| "unknown".into()),
+                    at: when(g.created_at),
+                    admin: g.admin,
+                    // The code is letters and a dash: nothing to escape but the path's own.
+                    step_up: format!("/step-up?next=%2Fdevice%3Fcode%3D{}", g.user_code),
+                }),
                 String::new(),
             ),
             Err(e) => (None, e.to_string()),
@@ -81,8 +94,8 @@ async fn decide(
     let approve = form.decision == "approve";
     device::decide(
         &state.store,
-        &who.ctx(state.clock.now()),
-        (&who.tenant, &who.user),
+        (&who.ctx(state.clock.now()), &state.config.public_url),
+        (&who.tenant, &who.user, who.session.id),
         &form.code,
         approve,
     )
