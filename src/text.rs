@@ -112,6 +112,14 @@ pub fn shown_owned(s: &str) -> String {
     shown(s).into_owned()
 }
 
+/// A time as people read it everywhere (pages, emails, the CLI): `2026-12-03 06:34 UTC`.
+pub fn when(t: time::OffsetDateTime) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&format)
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

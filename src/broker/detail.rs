@@ -11,7 +11,7 @@ use super::Shown;
 use crate::audit::{Actor, Record};
 use crate::error::AppResult;
 use crate::model::{Tenant, User};
-use crate::store::Store;
+use crate::store::{Store, TenantTx};
 
 /// A decision as the audit log has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub struct Decision {
 pub struct Detail {
     pub shown: Shown,
     pub requester_email: String,
+    /// The requester's groups now (what approvers weigh a request against).
+    pub requester_groups: Vec<String>,
     /// Address of each approver of the request.
     pub approver_emails: HashMap<Uuid, String>,
     pub decisions: Vec<Decision>,
@@ -37,22 +39,66 @@ pub struct Detail {
 pub async fn load(store: &Store, tenant: &Tenant, user: &User, id: Uuid) -> AppResult<Detail> {
     let mut tx = store.tenant(tenant.tenant_id).await?;
     let shown = Shown::from(super::service::load_in(&mut tx, user, id).await?);
-    let r = &shown.stored.request;
-    let mut emails = HashMap::new();
-    for id in std::iter::once(r.requester).chain(r.approvals.iter().map(|a| a.approver)) {
-        if let std::collections::hash_map::Entry::Vacant(slot) = emails.entry(id)
+    let detail = fill(&mut tx, &mut People::default(), shown).await?;
+    tx.commit().await?;
+    Ok(detail)
+}
+
+/// A page of listed requests (already filtered to what the viewer may see) with their people
+/// and decisions, in one read transaction; each person is read once.
+pub async fn of_listed(
+    store: &Store,
+    tenant: &Tenant,
+    listed: Vec<super::service::Listed>,
+) -> AppResult<Vec<Detail>> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut people = People::default();
+    let mut out = Vec::with_capacity(listed.len());
+    for l in listed {
+        out.push(fill(&mut tx, &mut people, Shown::from((l.stored, l.profile))).await?);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// People read so far: id → (address, groups).
+#[derive(Default)]
+struct People(HashMap<Uuid, (String, Vec<String>)>);
+
+impl People {
+    async fn get(
+        &mut self,
+        tx: &mut TenantTx,
+        id: Uuid,
+    ) -> AppResult<Option<&(String, Vec<String>)>> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(id)
             && let Some(user) = tx.user_by_id(id).await?
         {
-            slot.insert(user.email);
+            slot.insert((user.email, user.group_names.0));
+        }
+        Ok(self.0.get(&id))
+    }
+}
+
+async fn fill(tx: &mut TenantTx, people: &mut People, shown: Shown) -> AppResult<Detail> {
+    let r = &shown.stored.request;
+    let (requester_email, requester_groups) = people
+        .get(tx, r.requester)
+        .await?
+        .cloned()
+        .unwrap_or_default();
+    let mut approver_emails = HashMap::new();
+    for a in &r.approvals {
+        if let Some((email, _)) = people.get(tx, a.approver).await? {
+            approver_emails.insert(a.approver, email.clone());
         }
     }
     let events = tx.audit_events_for_request(r.id).await?;
-    tx.commit().await?;
-    let requester_email = emails.get(&r.requester).cloned().unwrap_or_default();
     Ok(Detail {
         decisions: decisions(&events),
         requester_email,
-        approver_emails: emails,
+        requester_groups,
+        approver_emails,
         shown,
     })
 }

@@ -267,4 +267,15 @@ impl Broker {
     pub async fn list(&self, c: &Caller, q: &service::ListQuery) -> AppResult<service::Page> {
         service::visible(&self.store, &c.tenant, &c.user, q).await
     }
+
+    /// [`Self::list`] with each request's people and decisions (the approvals inbox).
+    pub async fn list_detailed(
+        &self,
+        c: &Caller,
+        q: &service::ListQuery,
+    ) -> AppResult<(Vec<detail::Detail>, Option<crate::store::Cursor>)> {
+        let page = service::visible(&self.store, &c.tenant, &c.user, q).await?;
+        let details = detail::of_listed(&self.store, &c.tenant, page.items).await?;
+        Ok((details, page.next))
+    }
 }

@@ -391,8 +391,10 @@ async fn notify(
                 .await?;
             }
             Effect::Activated { not_after, .. } => {
-                let body =
-                    format!("Your request for {what} is active until {not_after} UTC.\n\n{link}\n");
+                let body = format!(
+                    "Your request for {what} is active until {}.\n\n{link}\n",
+                    crate::text::when(*not_after)
+                );
                 tx.enqueue(
                     "email",
                     &requester.email,

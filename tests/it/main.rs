@@ -26,6 +26,7 @@ mod metrics;
 mod notify;
 mod offboard;
 mod openapi;
+mod pages;
 mod passkeys;
 mod policy;
 mod replicas;

@@ -308,7 +308,10 @@ async fn a_step_up_approval_holds_only_for_its_own_decision(db: TestDb) {
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
     assert_eq!(state(&shop, &first).await, "active");
     let detail = bob.page(app, &format!("/requests/{first}")).await;
-    assert!(detail.contains("1 with a passkey"), "{detail}");
+    assert!(
+        detail.contains("1/1<br>bob@acme.example (passkey)"),
+        "{detail}"
+    );
     let stepped: Vec<Value> = shop
         .actions()
         .await
@@ -707,15 +710,14 @@ async fn chromium_registers_approves_and_signs_in_with_a_passkey() {
         approvers[0]["approvals"]
             .as_str()
             .unwrap()
-            .contains("1/2 (1 with a passkey)"),
+            .contains("Approvals1/2bob@example.com (passkey): \u{201c}looked at it\u{201d}"),
         "{report}"
     );
     assert_eq!(approvers[1]["state"], "active", "{report}");
     assert!(
-        approvers[1]["approvals"]
-            .as_str()
-            .unwrap()
-            .contains("2/2 (2 with a passkey)"),
+        approvers[1]["approvals"].as_str().unwrap().contains(
+            "2/2bob@example.com (passkey): \u{201c}looked at it\u{201d}dave@example.com (passkey)"
+        ),
         "{report}"
     );
     assert_eq!(report["dashboardHeading"], "Welcome, alice", "{report}");

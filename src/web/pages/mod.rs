@@ -98,6 +98,19 @@ fn challenge_json(
 
 /// A timestamp as pages show it (UTC).
 pub fn when(t: time::OffsetDateTime) -> String {
-    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    t.format(&format).unwrap_or_default()
+    crate::text::when(t)
+}
+
+/// How long ago, for people: "just now", "5 min", "2 h 10 min", "3 days" (with [`when`] on
+/// hover for the exact time).
+pub fn ago(since: time::OffsetDateTime, now: time::OffsetDateTime) -> String {
+    let minutes = (now - since).whole_minutes().max(0);
+    match minutes {
+        0 => "just now".into(),
+        1..60 => format!("{minutes} min ago"),
+        60..1440 if minutes % 60 == 0 => format!("{} h ago", minutes / 60),
+        60..1440 => format!("{} h {} min ago", minutes / 60, minutes % 60),
+        1440..2880 => "1 day ago".into(),
+        _ => format!("{} days ago", minutes / 1440),
+    }
 }

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Nav, when};
+use super::{Nav, ago, when};
 use crate::auth::session::SessionUser;
 use crate::broker::service;
 use crate::error::{AppError, AppResult};
@@ -256,10 +256,8 @@ pub fn row(s: &StoredRequest, requester: &str) -> Row {
 #[template(path = "requests/detail.html")]
 struct DetailPage {
     nav: Nav,
-    r: Row,
-    ticket: String,
-    grants: String,
-    approvals: String,
+    /// What is asked, by whom, why, who approved: as the inbox shows it.
+    a: Asked,
     /// Approving needs a passkey step-up (the approve form asks for one).
     step_up: bool,
     timeline: Vec<super::timeline::Step>,
@@ -375,17 +373,13 @@ async fn detail(
     let id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
-    let crate::broker::Shown { stored, profile } =
-        state.broker.show(&page_caller(&state, &who), id).await?;
+    let d = state.broker.detail(&page_caller(&state, &who), id).await?;
+    let now = state.clock.now();
+    let a = asked(&d, who.user.id, now);
+    let crate::broker::Shown { stored, profile } = d.shown;
     let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
-    let requester = tx
-        .user_by_id(stored.request.requester)
-        .await?
-        .map(|u| u.email)
-        .unwrap_or_default();
     let events = tx.audit_events_for_request(id).await?;
     let notifications = tx.notifications_for(id).await?.iter().map(note).collect();
-    let now = state.clock.now();
     let certs = tx
         .ssh_certs_for_request(id)
         .await?
@@ -405,27 +399,14 @@ async fn detail(
     let approver = !mine
         && me.groups.iter().any(|g| profile.approvers.contains(g))
         && who.user.has_role(crate::model::Role::Approver);
-    let round = r.extension.as_ref().map_or(0, |e| e.round);
     Ok(DetailPage {
         nav: Nav::of(&who),
-        r: row(&stored, &requester),
-        ticket: shown_owned(r.ticket.as_deref().unwrap_or_default()),
-        grants: grants(&profile),
-        approvals: {
-            let this_round: Vec<_> = r.approvals.iter().filter(|a| a.round == round).collect();
-            let with_passkey = this_round.iter().filter(|a| a.stepped_up).count();
-            let mut shown = format!("{}/{}", this_round.len(), profile.approvals_required);
-            if with_passkey > 0 {
-                shown.push_str(&format!(" ({with_passkey} with a passkey)"));
-            }
-            shown
-        },
         step_up: profile.step_up,
         timeline: events
             .into_iter()
             .map(|e| super::timeline::step(e.at, &e.action, &e.actor, &e.details.0))
             .collect(),
-        can_decide: approver && (r.state == RequestState::Pending || r.extension.is_some()),
+        can_decide: approver && a.can_decide,
         can_cancel: mine && matches!(r.state, RequestState::Pending | RequestState::Scheduled),
         can_revoke: (mine || approver || me.is_admin)
             && matches!(r.state, RequestState::Active | RequestState::Scheduled),
@@ -441,6 +422,7 @@ async fn detail(
         can_issue_db: mine && r.state == RequestState::Active && profile.database.is_some(),
         db_logins,
         certs,
+        a,
     })
 }
 
@@ -649,9 +631,102 @@ async fn download_certificate(
 #[template(path = "requests/inbox.html")]
 struct InboxPage {
     nav: Nav,
-    waiting: Vec<Row>,
+    waiting: Vec<Asked>,
     /// The link to the next (older) page, empty on the last.
     next: String,
+}
+
+/// What an approver needs to decide, as the inbox shows it: what is asked, for how long (or how
+/// much more), from when, why, by whom, who approved already and what they said, and how long
+/// it has waited.
+struct Asked {
+    r: Row,
+    grants: String,
+    /// "30m", or "+1h on a grant that ends 2026-12-04 14:05 UTC".
+    ask: String,
+    /// "when approved", or the scheduled start.
+    starts: String,
+    ticket: String,
+    groups: String,
+    waited: String,
+    asked_at: String,
+    /// Each approval of this round: who, with a passkey or not, and their comment.
+    approvals: Vec<String>,
+    approvals_required: u32,
+    /// Approvals still missing in this round.
+    remaining: usize,
+    approved_by_me: bool,
+    /// Approving needs a passkey (the profile's `step_up`).
+    step_up: bool,
+    /// Pending (or an extension pending) and not yet approved by the viewer.
+    can_decide: bool,
+    /// A break-glass activation awaiting the viewer's review.
+    can_review: bool,
+}
+
+fn asked(d: &crate::broker::detail::Detail, me: uuid::Uuid, now: time::OffsetDateTime) -> Asked {
+    let (s, p) = (&d.shown.stored, &d.shown.profile);
+    let r = &s.request;
+    let round = r.extension.as_ref().map_or(0, |e| e.round);
+    let ask = match (&r.extension, &r.grant) {
+        (Some(e), Some(g)) => format!(
+            "+{} on a grant that ends {}",
+            crate::duration::format(e.added),
+            when(g.not_after)
+        ),
+        _ => crate::duration::format(r.duration),
+    };
+    let comment_of = |who: &str| {
+        d.decisions
+            .iter()
+            .rev()
+            .find(|x| x.by == who && x.decision == "approved")
+            .and_then(|x| x.comment.clone())
+    };
+    let approvals: Vec<String> = r
+        .approvals
+        .iter()
+        .filter(|a| a.round == round)
+        .map(|a| {
+            let who = d
+                .approver_emails
+                .get(&a.approver)
+                .cloned()
+                .unwrap_or_default();
+            let mut line = shown_owned(&who);
+            if a.stepped_up {
+                line.push_str(" (passkey)");
+            }
+            if let Some(c) = comment_of(&who) {
+                line.push_str(&format!(": \u{201c}{}\u{201d}", shown_owned(&c)));
+            }
+            line
+        })
+        .collect();
+    let approved_by_me = r
+        .approvals
+        .iter()
+        .any(|a| a.round == round && a.approver == me);
+    let deciding = r.state == RequestState::Pending || r.extension.is_some();
+    Asked {
+        r: row(s, &d.requester_email),
+        grants: grants(p),
+        ask,
+        starts: r.starts_at.map_or_else(|| "when approved".into(), when),
+        ticket: shown_owned(r.ticket.as_deref().unwrap_or_default()),
+        groups: shown_owned(&d.requester_groups.join(", ")),
+        waited: ago(r.created_at, now),
+        asked_at: when(r.created_at),
+        remaining: (p.approvals_required as usize).saturating_sub(approvals.len()),
+        approvals,
+        approvals_required: p.approvals_required,
+        approved_by_me,
+        step_up: p.step_up,
+        can_decide: deciding && !approved_by_me,
+        can_review: r.shortcut == Some(Shortcut::BreakGlass)
+            && r.reviewed_by.is_none()
+            && r.requester != me,
+    }
 }
 
 /// `?after=<cursor>&limit=N` on a paged list page.
@@ -699,17 +774,21 @@ async fn inbox(
         reviewable: true,
         ..Default::default()
     })?;
-    let page = state
+    let (details, next) = state
         .broker
-        .list(&page_caller(&state, &who), &query)
+        .list_detailed(&page_caller(&state, &who), &query)
         .await?;
+    let now = state.clock.now();
     Ok(InboxPage {
         nav: Nav::of(&who),
-        waiting: page
-            .items
-            .iter()
-            .map(|l| row(&l.stored, &l.requester_email))
-            .collect(),
-        next: next_link("/approvals", &page, q.limit),
+        waiting: details.iter().map(|d| asked(d, who.user.id, now)).collect(),
+        next: next_link(
+            "/approvals",
+            &service::Page {
+                items: Vec::new(),
+                next,
+            },
+            q.limit,
+        ),
     })
 }

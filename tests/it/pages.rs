@@ -1,0 +1,127 @@
+//! Pages people decide on (issue 18): the approvals inbox and the request page say what is
+//! asked, for how long or how much more, from when, why, by whom, who approved with what comment,
+//! and how long it has waited; what the viewer already approved has no Approve button.
+
+use elevate::clock::Clock;
+use elevate::model::Role;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestApp, TestDb, acme, assert_contains, seed_user};
+
+async fn page(browser: &reqwest::Client, app: &TestApp, path: &str) -> String {
+    let res = browser.get(app.url(path)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{path}");
+    res.text().await.unwrap()
+}
+
+/// The inbox card of request `id` (its `<section>`).
+fn card<'a>(inbox: &'a str, id: &str) -> &'a str {
+    let start = inbox
+        .find(&format!(r#"id="r-{id}""#))
+        .unwrap_or_else(|| panic!("no card for {id} in:\n{inbox}"));
+    let end = inbox[start..].find("</section>").unwrap() + start;
+    &inbox[start..end]
+}
+
+#[tokio::test]
+async fn approvers_see_what_they_approve_in_the_inbox_and_on_the_request() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let acme = acme(&app).await;
+    let dave = seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &acme.tenant,
+        "dave@acme.example",
+        &[Role::Approver],
+        &["sre"],
+    )
+    .await;
+    let dave_api = app.as_user(&dave).await;
+    let alice = &acme.alice_api;
+
+    // Two approvals needed; a justification over two lines.
+    let (s, r) = alice
+        .post(
+            "/api/v1/requests",
+            json!({"profile": "prod-db-admin", "duration": "30m",
+                   "justification": "line one\nline two"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let two = r["id"].as_str().unwrap().to_owned();
+    let (s, r) = acme
+        .bob_api
+        .post(
+            &format!("/api/v1/requests/{two}/approve"),
+            json!({"comment": "schema looks fine"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+
+    // A scheduled start, with a ticket.
+    let starts = app.clock.now() + time::Duration::hours(3);
+    let (s, r) = alice
+        .post(
+            "/api/v1/requests",
+            json!({"profile": "prod-shell", "duration": "1h", "justification": "night deploy",
+                   "ticket": "CHG-42",
+                   "starts_at": starts.format(&time::format_description::well_known::Rfc3339).unwrap()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let scheduled = r["id"].as_str().unwrap().to_owned();
+
+    // An extension of an active grant.
+    let active = alice.request("prod-shell", "1h").await;
+    let (s, r) = dave_api.approve(&active).await;
+    assert_eq!(r["state"], "active", "{r}");
+    assert_eq!(s, StatusCode::OK);
+    let (s, r) = alice
+        .post(
+            &format!("/api/v1/requests/{active}/extend"),
+            json!({"duration": "2h"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    app.clock.advance(time::Duration::minutes(12));
+
+    let dave_browser = app.signed_in(&dave).await;
+    let inbox = page(&dave_browser, &app, "/approvals").await;
+    let c = card(&inbox, &two);
+    assert_contains(
+        c,
+        "alice@acme.example <span class=\"muted\">(engineering)</span>",
+    );
+    assert_contains(c, "12 min ago");
+    assert_contains(c, "database orders (orders_admin)");
+    assert_contains(c, "<dd class=\"text\">line one\nline two</dd>");
+    assert_contains(
+        c,
+        "1/2<br>bob@acme.example: \u{201c}schema looks fine\u{201d}",
+    );
+    assert_contains(c, ">Approve</button>");
+    let c = card(&inbox, &scheduled);
+    assert_contains(
+        c,
+        &format!("<dt>From</dt><dd>{}</dd>", elevate::text::when(starts)),
+    );
+    assert_contains(c, "<dt>Ticket</dt><dd>CHG-42</dd>");
+    let c = card(&inbox, &active);
+    assert_contains(c, "<dt>For</dt><dd>+2h on a grant that ends ");
+    assert_contains(c, ">Approve</button>");
+
+    // Bob approved the first already: marked, and no Approve button for him.
+    let bob_browser = app.signed_in(&acme.bob).await;
+    let inbox = page(&bob_browser, &app, "/approvals").await;
+    let c = card(&inbox, &two);
+    assert_contains(c, "You approved this; it waits for 1 more.");
+    assert!(!c.contains(">Approve</button>"), "{c}");
+    let detail = page(&bob_browser, &app, &format!("/requests/{two}")).await;
+    assert_contains(&detail, "You approved this; it waits for 1 more.");
+    assert!(!detail.contains(">Approve</button>"), "{detail}");
+    assert_contains(
+        &detail,
+        "bob@acme.example: \u{201c}schema looks fine\u{201d}",
+    );
+}
