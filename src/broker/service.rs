@@ -630,6 +630,8 @@ pub fn may_see(user: &User, requester: Uuid, profile: &Profile) -> bool {
 pub struct ListQuery {
     /// Only the viewer's own requests.
     pub mine: bool,
+    /// One profile, one requester, a time range (the history page and the API).
+    pub history: crate::store::HistoryFilter,
     /// Only these states (all when empty).
     pub states: Vec<crate::workflow::State>,
     /// Only what waits for the viewer's decision as an approver: pending requests and extensions
@@ -682,6 +684,7 @@ pub fn filter_for(user: &User, q: &ListQuery) -> AppResult<RequestFilter> {
         mine: q.mine,
         states: q.states.clone(),
         reviewable: q.reviewable,
+        history: q.history.clone(),
         after: q.after,
         limit,
     })

@@ -63,7 +63,7 @@ pub use advisor::{DefinerFunction, RoleReport, TableRls, VacuumReport};
 pub use audit_sinks::AuditSink;
 pub use db_logins::{CleanupCounts, DbLoginRecord};
 pub use outbox::OutboxItem;
-pub use requests::{Cursor, ListedRequest, RequestFilter, StoredRequest};
+pub use requests::{Cursor, HistoryFilter, ListedRequest, RequestFilter, StoredRequest};
 pub use ssh_certs::{RevokedCert, SshCertRecord};
 pub use tenants::{Lockdown, TenantFlag};
 pub use users::{NewUser, UserChange};

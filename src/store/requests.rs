@@ -388,8 +388,20 @@ pub struct RequestFilter {
     /// Only what waits for the viewer's decision as an approver: pending requests and pending
     /// extensions of others, and break-glass activations not yet reviewed.
     pub reviewable: bool,
+    /// The history's filters: one profile, one requester (by address, any case), filed in
+    /// `[from, to)`.
+    pub history: HistoryFilter,
     pub after: Option<Cursor>,
     pub limit: i64,
+}
+
+/// Narrowing a list to what someone looks for in the history.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub profile: Option<String>,
+    pub requester_email: Option<String>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
 }
 
 /// A listed request with its requester's address.
@@ -542,6 +554,25 @@ impl TenantTx {
                     .collect();
                 conds.push(format!("r.state IN ({})", list.join(", ")));
             }
+        }
+        let h = &f.history;
+        if let Some(p) = &h.profile {
+            conds.push(format!(
+                "r.profile_name = {}",
+                sql.arg(Arg::Text(p.clone()))
+            ));
+        }
+        if let Some(e) = &h.requester_email {
+            let e = sql.arg(Arg::Text(e.to_lowercase()));
+            conds.push(format!(
+                "r.requester_id IN (SELECT id FROM users WHERE tenant_id = r.tenant_id AND lower(email) = {e})"
+            ));
+        }
+        if let Some(t) = h.from {
+            conds.push(format!("r.created_at >= {}", sql.arg(Arg::Time(ts(t)))));
+        }
+        if let Some(t) = h.to {
+            conds.push(format!("r.created_at < {}", sql.arg(Arg::Time(ts(t)))));
         }
         if let Some(c) = f.after {
             let at = sql.arg(Arg::Time(ts(c.created_at)));

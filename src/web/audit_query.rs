@@ -68,6 +68,28 @@ fn out_of_range(name: &str, s: &str) -> AppError {
     ))
 }
 
+/// `from` (inclusive) and `to` (exclusive; a bare date means "through that day", what a date
+/// picker means) as times.
+pub fn time_range(
+    from: &Option<String>,
+    to: &Option<String>,
+) -> AppResult<(Option<OffsetDateTime>, Option<OffsetDateTime>)> {
+    let from = non_empty(from).map(|s| parse_time("from", s)).transpose()?;
+    let to = non_empty(to)
+        .map(|s| {
+            let t = parse_time("to", s)?;
+            if s.len() == 10 {
+                t.checked_add(time::Duration::DAY)
+                    .filter(|t| YEARS.contains(&t.year()))
+                    .ok_or_else(|| out_of_range("to", s))
+            } else {
+                Ok(t)
+            }
+        })
+        .transpose()?;
+    Ok((from, to))
+}
+
 impl FilterQuery {
     pub fn filter(&self) -> AppResult<Filter> {
         let request_id = non_empty(&self.request)
@@ -77,26 +99,13 @@ impl FilterQuery {
                 })
             })
             .transpose()?;
+        let (from, to) = time_range(&self.from, &self.to)?;
         Ok(Filter {
             actor: non_empty(&self.actor).map(str::to_owned),
             action: non_empty(&self.action).map(str::to_owned),
             request_id,
-            from: non_empty(&self.from)
-                .map(|s| parse_time("from", s))
-                .transpose()?,
-            // A bare date as the end means "through that day" (what a date picker means).
-            to: non_empty(&self.to)
-                .map(|s| {
-                    let t = parse_time("to", s)?;
-                    if s.len() == 10 {
-                        t.checked_add(time::Duration::DAY)
-                            .filter(|t| YEARS.contains(&t.year()))
-                            .ok_or_else(|| out_of_range("to", s))
-                    } else {
-                        Ok(t)
-                    }
-                })
-                .transpose()?,
+            from,
+            to,
         })
     }
 

@@ -10,6 +10,7 @@ pub mod csrf;
 pub mod error;
 mod extract;
 mod health;
+pub mod history_query;
 pub mod limits;
 pub mod metrics;
 mod pages;

@@ -125,3 +125,84 @@ async fn approvers_see_what_they_approve_in_the_inbox_and_on_the_request() {
         "bob@acme.example: \u{201c}schema looks fine\u{201d}",
     );
 }
+
+/// `/requests` is the history: filtered by state, profile, requester and time, newest first,
+/// with the filing time relative (exact on hover) and the justification; the API filters alike.
+#[tokio::test]
+async fn the_history_lists_what_the_viewer_may_see_filtered() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let acme = acme(&app).await;
+    let alice = &acme.alice_api;
+    let denied = alice.request("prod-shell", "1h").await;
+    let (s, r) = acme.bob_api.deny(&denied, "not during the freeze").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    app.clock.advance(time::Duration::minutes(90));
+    let (s, r) = alice
+        .post(
+            "/api/v1/requests",
+            json!({"profile": "prod-db-admin", "duration": "30m", "justification": "vacuum"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let pending = r["id"].as_str().unwrap().to_owned();
+
+    let bob = app.signed_in(&acme.bob).await;
+    let all = page(&bob, &app, "/requests").await;
+    assert_contains(&all, &format!("/requests/{denied}"));
+    assert_contains(&all, &format!("/requests/{pending}"));
+    assert_contains(&all, "1 h 30 min ago</time>");
+    assert_contains(&all, "<td class=\"text\">vacuum</td>");
+    let only_denied = page(&bob, &app, "/requests?state=denied").await;
+    assert_contains(&only_denied, &format!("/requests/{denied}"));
+    assert!(!only_denied.contains(&format!("/requests/{pending}")));
+    assert_contains(&only_denied, r#"<option value="denied" selected>"#);
+    let by_profile = page(
+        &bob,
+        &app,
+        "/requests?profile=prod-db-admin&requester=ALICE@acme.example",
+    )
+    .await;
+    assert_contains(&by_profile, &format!("/requests/{pending}"));
+    assert!(!by_profile.contains(&format!("/requests/{denied}")));
+    let nobody = page(&bob, &app, "/requests?requester=carol@acme.example").await;
+    assert_contains(&nobody, "No request matches.");
+    let res = bob
+        .get(app.url("/requests?state=nonsense"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    // The same filters over the API; a time range in UTC.
+    let (s, r) = acme
+        .bob_api
+        .get("/api/v1/requests?profile=prod-shell&requester=alice@acme.example")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let ids: Vec<&str> = r["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [denied.as_str()]);
+    let since = (app.clock.now() - time::Duration::minutes(5))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (_, r) = acme
+        .bob_api
+        .get(&format!(
+            "/api/v1/requests?from={}",
+            since.replace('+', "%2B")
+        ))
+        .await;
+    let ids: Vec<&str> = r["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [pending.as_str()]);
+    let (s, r) = acme.bob_api.get("/api/v1/requests?from=yesterday").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
+}

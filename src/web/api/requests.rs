@@ -22,6 +22,7 @@ use crate::web::AppState;
 use crate::web::api::openapi::{BadBody, BadQuery, ErrorBody, IllegalNow, NoSuchRequest, Refused};
 use crate::web::caller::{ApiCaller, RequestId};
 use crate::web::extract::ApiJson;
+use crate::web::history_query::HistoryQuery;
 use crate::workflow::{NewRequest, Shortcut, State as RequestState};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -318,13 +319,16 @@ struct ListQuery {
 /// break-glass activations awaiting review.
 #[utoipa::path(
     get, path = "/requests", operation_id = "list_requests", tag = "requests",
-    params(ListQuery),
+    params(ListQuery, HistoryQuery),
     responses((status = 200, body = RequestPage), Refused, BadQuery)
 )]
 async fn list(
     State(state): State<AppState>,
     ApiCaller(c, ..): ApiCaller<ReadScope>,
     Query(q): Query<ListQuery>,
+    // A second reading of the same query string: serde's `flatten` would turn `limit` and
+    // `mine` into strings.
+    Query(history): Query<HistoryQuery>,
 ) -> AppResult<Json<RequestPage>> {
     let states = match &q.state {
         Some(s) => vec![
@@ -351,6 +355,7 @@ async fn list(
                 mine: q.mine,
                 states,
                 reviewable: q.reviewable,
+                history: history.filter()?,
                 after,
                 limit: q.limit,
             },

@@ -4,6 +4,7 @@
 mod audit;
 mod dev;
 mod device;
+mod history;
 mod home;
 mod login;
 mod passkeys;

@@ -26,7 +26,7 @@ use crate::workflow::{NewRequest, Shortcut, State as RequestState};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/requests/new", get(new_form))
-        .route("/requests", post(create))
+        .route("/requests", post(create).get(super::history::history))
         .route("/requests/{id}", get(detail))
         .route("/requests/break-glass/step-up", post(break_glass_step_up))
         .route("/requests/{id}/step-up", post(step_up))
