@@ -103,6 +103,48 @@ async fn fill(tx: &mut TenantTx, people: &mut People, shown: Shown) -> AppResult
     })
 }
 
+/// What a grant has issued so far: certificates and database logins, and how many still work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Issued {
+    pub certificates: usize,
+    pub certificates_valid: usize,
+    pub db_logins: usize,
+    pub db_logins_live: usize,
+}
+
+/// [`Issued`] for each of `requests` (already checked visible to the viewer), in one read
+/// transaction.
+pub async fn issued_for(
+    store: &Store,
+    tenant: &Tenant,
+    requests: &[Uuid],
+    now: OffsetDateTime,
+) -> AppResult<HashMap<Uuid, Issued>> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut out = HashMap::new();
+    for id in requests {
+        let certs = tx.ssh_certs_for_request(*id).await?;
+        let logins = tx.db_logins_for_request(*id).await?;
+        out.insert(
+            *id,
+            Issued {
+                certificates: certs.len(),
+                certificates_valid: certs
+                    .iter()
+                    .filter(|c| c.revoked_at.is_none() && c.valid_before > now)
+                    .count(),
+                db_logins: logins.len(),
+                db_logins_live: logins
+                    .iter()
+                    .filter(|l| l.cleaned_up_at.is_none() && l.revoked_at.is_none())
+                    .count(),
+            },
+        );
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
 /// Decisions in the order made. A comment is its own event, written right after the decision
 /// by the same actor.
 fn decisions(events: &[Record]) -> Vec<Decision> {

@@ -455,6 +455,11 @@ pub fn approver_of(by: &Person, profile: &Profile) -> bool {
     by.is_approver && !by.disabled && by.in_any(&profile.approvers)
 }
 
+/// Who may end a grant early: its requester, an approver of its profile, or an admin.
+pub fn may_revoke(by: &Person, requester: Uuid, profile: &Profile) -> bool {
+    by.id == requester || (by.is_admin && !by.disabled) || approver_of(by, profile)
+}
+
 fn require_approver(by: &Person, req_requester: &Person, profile: &Profile) -> Result<(), Refusal> {
     if by.same_as(req_requester) {
         return Err(Refusal::NotAllowed(
@@ -584,9 +589,7 @@ pub fn step(
             effects.push(Effect::Cancelled);
         }
         Event::Revoke { by, reason } => {
-            let allowed =
-                by.id == req.requester || (by.is_admin && !by.disabled) || approver_of(by, profile);
-            if !allowed {
+            if !may_revoke(by, req.requester, profile) {
                 return Err(Refusal::NotAllowed(
                     "only the requester, an approver or an admin can revoke".into(),
                 ));

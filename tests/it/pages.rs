@@ -206,3 +206,66 @@ async fn the_history_lists_what_the_viewer_may_see_filtered() {
     let (s, r) = acme.bob_api.get("/api/v1/requests?from=yesterday").await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{r}");
 }
+
+/// `/access`: active and scheduled grants with what they issued; Revoke only for who may (an
+/// approver of the profile, an admin; not an auditor), and back to the list after revoking.
+#[tokio::test]
+async fn active_access_lists_grants_and_revokes_them() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let acme = acme(&app).await;
+    let audrey = seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &acme.tenant,
+        "audrey@acme.example",
+        &[Role::Auditor],
+        &[],
+    )
+    .await;
+    let active = acme.alice_api.request("prod-shell", "1h").await;
+    let (_, r) = acme.bob_api.approve(&active).await;
+    assert_eq!(r["state"], "active", "{r}");
+    let pending = acme.alice_api.request("prod-shell", "1h").await;
+
+    let auditor = page(&app.signed_in(&audrey).await, &app, "/access").await;
+    assert_contains(&auditor, &format!(r#"id="g-{active}""#));
+    assert!(
+        !auditor.contains(&format!(r#"id="g-{pending}""#)),
+        "pending is not access"
+    );
+    assert_contains(&auditor, "<dt>Issued</dt><dd>none yet</dd>");
+    assert!(!auditor.contains("Revoke now"), "auditors do not revoke");
+
+    let res = app
+        .signed_in(&acme.alice)
+        .await
+        .get(app.url("/access"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    let bob = app.signed_in(&acme.bob).await;
+    let listed = page(&bob, &app, "/access").await;
+    assert_contains(&listed, "alice@acme.example");
+    assert_contains(&listed, "Revoke now");
+    let csrf = crate::helpers::csrf_in(&listed);
+    let res = bob
+        .post(app.url(&format!("/requests/{active}/revoke")))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("back", "access"),
+            ("comment", "done early"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/access");
+    let (_, r) = acme.bob_api.show(&active).await;
+    assert_eq!(r["state"], "revoked", "{r}");
+    assert_contains(
+        &page(&bob, &app, "/access").await,
+        "Nobody holds access you can see",
+    );
+}

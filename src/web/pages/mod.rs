@@ -1,6 +1,7 @@
 //! Server-rendered pages (askama). Each page has its view struct beside its handler and its
 //! template under `templates/` at the same path. Every page works without JavaScript.
 
+mod access;
 mod audit;
 mod dev;
 mod device;
@@ -52,6 +53,8 @@ pub struct Nav {
     pub is_admin: bool,
     /// Auditors and admins see the audit log.
     pub can_audit: bool,
+    /// Approvers, auditors and admins see active access (`/access`).
+    pub sees_access: bool,
     pub csrf: String,
 }
 
@@ -67,6 +70,9 @@ impl Nav {
             tenant: who.tenant.slug.clone(),
             is_admin: who.user.has_role(Role::Admin),
             can_audit: who.user.has_role(Role::Admin) || who.user.has_role(Role::Auditor),
+            sees_access: [Role::Approver, Role::Auditor, Role::Admin]
+                .iter()
+                .any(|r| who.user.has_role(*r)),
             csrf: who.csrf.clone(),
         }
     }

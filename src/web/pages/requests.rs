@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
             get(download_certificate),
         )
         .route("/approvals", get(inbox))
+        .route("/access", get(super::access::access))
 }
 
 /// A profile as the picker shows it.
@@ -430,6 +431,9 @@ async fn detail(
 struct ActForm {
     #[serde(default)]
     comment: String,
+    /// The list page to return to (`approvals`, `access`); the request page otherwise.
+    #[serde(default)]
+    back: String,
     #[serde(default)]
     duration: String,
     /// A passkey step-up for an approval: the ceremony and the browser's assertion (JSON).
@@ -476,7 +480,12 @@ async fn act(
         }
         _ => return Err(AppError::NotFound("no such action".into())),
     };
-    Ok(Redirect::to(&format!("/requests/{id}")))
+    // Back to the list the form was on (a fixed set: never a URL from the form).
+    Ok(Redirect::to(&match form.back.as_str() {
+        "approvals" => "/approvals".to_owned(),
+        "access" => "/access".to_owned(),
+        _ => format!("/requests/{id}"),
+    }))
 }
 
 /// The step-up an approve form carries, when it carries one.
