@@ -148,12 +148,12 @@ ensure_browser() {
     # The page tests drive the system's headless Chromium with playwright-core (tests/support/browser).
     [ -x /usr/bin/chromium ] || missing+=("Chromium at /usr/bin/chromium (apt-get install -y chromium)")
     command -v npm >/dev/null || return
-    if [ ! -d tests/support/browser/node_modules/playwright-core ]; then
+    if [ ! -d tests/support/browser/node_modules/playwright-core ] || [ ! -d tests/support/browser/node_modules/axe-core ]; then
         say "installing playwright-core (npm ci; it uses the system Chromium, no browser download)"
         (cd tests/support/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent) || true
     fi
-    [ -d tests/support/browser/node_modules/playwright-core ] ||
-        missing+=("playwright-core for the browser tests: (cd tests/support/browser && npm ci)")
+    { [ -d tests/support/browser/node_modules/playwright-core ] && [ -d tests/support/browser/node_modules/axe-core ]; } ||
+        missing+=("playwright-core and axe-core for the browser tests: (cd tests/support/browser && npm ci)")
 }
 
 ensure_openssh() {

@@ -269,3 +269,78 @@ async fn active_access_lists_grants_and_revokes_them() {
         "Nobody holds access you can see",
     );
 }
+
+/// Every page, as each kind of person, at 1280 and 390 px in headless Chromium: no sideways
+/// scroll, no CSP violation, no console error, no serious or critical axe-core violation.
+/// Screenshots land in `target/screenshots/` (not committed) for people to look at.
+#[tokio::test]
+async fn every_page_fits_phones_and_passes_axe() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let acme = acme(&app).await;
+    let (store, clock) = (app.store(), app.clock.as_ref());
+    let carol = seed_user(
+        store,
+        clock,
+        &acme.tenant,
+        "carol@acme.example",
+        &[Role::Admin],
+        &[],
+    )
+    .await;
+    let audrey = seed_user(
+        store,
+        clock,
+        &acme.tenant,
+        "audrey@acme.example",
+        &[Role::Auditor],
+        &[],
+    )
+    .await;
+    let active = acme.alice_api.request("prod-shell", "1h").await;
+    acme.bob_api.approve(&active).await;
+    let pending = acme.alice_api.request("prod-shell", "2h").await;
+    let denied = acme.alice_api.request("prod-shell", "30m").await;
+    acme.bob_api.deny(&denied, "not during the freeze").await;
+    let visits = json!([
+        {"who": "anonymous", "session": "", "paths": ["/", "/login"]},
+        {"who": "alice", "session": app.session_for(&acme.alice).await, "paths": [
+            "/dashboard", "/requests/new", "/requests", format!("/requests/{active}"),
+            "/profile", "/tokens", "/passkeys", "/device"]},
+        {"who": "bob", "session": app.session_for(&acme.bob).await, "paths": [
+            "/approvals", "/access", format!("/requests/{pending}"), format!("/requests/{denied}")]},
+        {"who": "carol", "session": app.session_for(&carol).await, "paths": [
+            "/admin/users", format!("/admin/users/{}", acme.alice.id), "/admin/policy",
+            "/admin/targets", "/admin/status", "/audit", "/access"]},
+        {"who": "audrey", "session": app.session_for(&audrey).await, "paths": ["/audit", "/access"]},
+    ]);
+    let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
+    let report = crate::browser::run_script(
+        "sweep.mjs",
+        vec![app.base.clone(), shots.into(), visits.to_string()],
+    )
+    .await;
+    assert_eq!(report["error"], serde_json::Value::Null, "{report}");
+    assert_eq!(
+        report["menuByKeyboard"], true,
+        "the phone menu opens from the keyboard"
+    );
+    let pages = report["pages"].as_array().unwrap();
+    assert_eq!(pages.len(), 2 * 23, "{report}");
+    let bad: Vec<String> = pages
+        .iter()
+        .filter(|p| {
+            p["status"] != 200
+                || p["overflow"].as_i64().unwrap() > 0
+                || !p["csp"].as_array().unwrap().is_empty()
+                || !p["errors"].as_array().unwrap().is_empty()
+                || !p["axe"].as_array().unwrap().is_empty()
+        })
+        .map(|p| p.to_string())
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} pages fail:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
