@@ -304,6 +304,51 @@ pub async fn revoke_tokens(
     Ok(revoked)
 }
 
+/// Removes a notification webhook (audited); its undelivered notifications are dropped.
+pub async fn remove_webhook(store: &Store, ctx: &Ctx, tenant: &Tenant, id: Uuid) -> AppResult<()> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let url = tx
+        .webhooks()
+        .await?
+        .into_iter()
+        .find(|h| h.id == id)
+        .map(|h| h.url)
+        .ok_or_else(|| AppError::NotFound(format!("no webhook {id}")))?;
+    tx.delete_webhook(id).await?;
+    tx.append_audit(
+        &ctx.event("webhook.removed", &url)
+            .details(json!({ "webhook_id": id })),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An admin revokes any token of the tenant (and what it minted), as [`revoke_tokens`] does for
+/// its owner. Audited with the admin as the actor.
+pub async fn revoke_tenant_token(
+    store: &Store,
+    ctx: &Ctx,
+    tenant: &Tenant,
+    id: Uuid,
+) -> AppResult<usize> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let owner_id = tx
+        .api_tokens_all()
+        .await?
+        .into_iter()
+        .find(|(t, _)| t.id == id)
+        .map(|(t, _)| t.user_id);
+    let owner = match owner_id {
+        Some(u) => tx.user_by_id(u).await?,
+        None => None,
+    };
+    tx.commit().await?;
+    let owner = owner.ok_or_else(|| AppError::NotFound(format!("no token {id}")))?;
+    revoke_tokens(store, ctx, &owner, &[id]).await
+}
+
 /// Changes a user's name, standing roles, groups or disabled flag. Disabling ends every session of
 /// the user and all their access in the same transaction (see [`set_user_disabled`]). Audited as
 /// `user.changed` (with before/after) and `user.disabled` / `user.enabled`.

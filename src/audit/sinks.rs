@@ -112,6 +112,27 @@ pub async fn add_sink(
     Ok(id)
 }
 
+/// Removes a sink (audited): the log is no longer streamed there.
+pub async fn remove_sink(store: &Store, ctx: &Ctx, tenant: &Tenant, id: Uuid) -> AppResult<()> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let target = tx
+        .audit_sinks()
+        .await?
+        .into_iter()
+        .find(|s| s.id == id)
+        .map(|s| s.target)
+        .ok_or_else(|| AppError::NotFound(format!("no audit sink {id}")))?;
+    tx.delete_audit_sink(id).await?;
+    tx.append_audit(
+        &ctx.event("audit.sink_removed", &target)
+            .details(json!({ "sink_id": id })),
+        ctx.now,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// How far a sink is behind.
 #[derive(Debug, Clone)]
 pub struct Lag {

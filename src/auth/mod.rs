@@ -61,6 +61,9 @@ impl ApiPrincipal {
     }
 }
 
+/// How often a token's `last_used_at` is written.
+const LAST_USED_EVERY: time::Duration = time::Duration::HOUR;
+
 /// The caller a presented API token stands for at `now`: refused (401) when the token is
 /// unknown, revoked or expired or its user disabled.
 pub async fn api_principal(
@@ -78,6 +81,15 @@ pub async fn api_principal(
     let token = tx.api_token_by_hash(&hash).await?.ok_or_else(invalid)?;
     let user = tx.user_by_id(token.user_id).await?.ok_or_else(invalid)?;
     let tenant = tx.get_tenant().await?;
+    // "Last used" for the admins' token list, written at most once an hour per token so that
+    // authentication stays a read.
+    if token.revoked_at.is_none()
+        && token
+            .last_used_at
+            .is_none_or(|at| now - at >= LAST_USED_EVERY)
+    {
+        tx.touch_api_token(token.id, now).await?;
+    }
     tx.commit().await?;
     if token.revoked_at.is_some() {
         return Err(AppError::Unauthorized("token revoked".into()));

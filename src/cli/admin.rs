@@ -523,7 +523,7 @@ async fn rotate_ca(tenant: String, args: StoreArgs) -> anyhow::Result<()> {
         let until = old["publish_until"]
             .as_i64()
             .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-            .map(|t| t.to_string())
+            .map(crate::text::when)
             .unwrap_or_default();
         println!(
             "retired {} (still published until {until}); hosts pick up both with `elevate host sync`",

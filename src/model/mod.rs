@@ -237,6 +237,8 @@ pub struct ApiToken {
     pub created_at: OffsetDateTime,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// When it last authenticated a call, to the hour (written at most once an hour).
+    pub last_used_at: Option<OffsetDateTime>,
 }
 
 impl ApiToken {

@@ -89,7 +89,7 @@ async fn rotate_with(
     Ok(details)
 }
 
-fn fingerprint_of(openssh: &str) -> String {
+pub fn fingerprint_of(openssh: &str) -> String {
     PublicKey::from_openssh(openssh)
         .map(|k| super::cert::fingerprint(&k))
         .unwrap_or_default()

@@ -49,6 +49,16 @@ impl TenantTx {
         Ok(())
     }
 
+    /// Removes a sink; false when there was none.
+    pub async fn delete_audit_sink(&mut self, id: Uuid) -> StoreResult<bool> {
+        let tenant_id = self.tenant_id;
+        let n = sql!(exec self, "DELETE FROM audit_sinks WHERE tenant_id = $1 AND id = $2", tenant_id, id)?;
+        if n > 0 {
+            self.mark_changed();
+        }
+        Ok(n > 0)
+    }
+
     pub async fn audit_sinks(&mut self) -> StoreResult<Vec<AuditSink>> {
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_all AuditSink; self,

@@ -23,7 +23,7 @@ impl TenantTx {
         let token = sql!(fetch_one ApiToken; self,
             "INSERT INTO api_tokens (tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, parent_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             RETURNING tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at",
+             RETURNING tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at, last_used_at",
             tenant_id, id, user_id, name, hash.as_bytes(), Json(scopes), ts(now), ts_opt(expires_at), parent)
         .map_err(|e| StoreError::conflict_or(e, "token"))?;
         self.mark_changed();
@@ -34,7 +34,7 @@ impl TenantTx {
     pub async fn api_token_by_hash(&mut self, hash: &TokenHash) -> StoreResult<Option<ApiToken>> {
         let tenant_id = self.tenant_id;
         let found = sql!(fetch_optional ApiToken; self,
-            "SELECT tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at
+            "SELECT tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at, last_used_at
              FROM api_tokens WHERE tenant_id = $1 AND secret_hash = $2", tenant_id, hash.as_bytes())?;
         Ok(found.filter(|t| hash.matches(&t.secret_hash)))
     }
@@ -42,8 +42,27 @@ impl TenantTx {
     pub async fn api_tokens_of(&mut self, user_id: Uuid) -> StoreResult<Vec<ApiToken>> {
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_all ApiToken; self,
-            "SELECT tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at
+            "SELECT tenant_id, id, user_id, name, secret_hash, scopes, created_at, expires_at, revoked_at, last_used_at
              FROM api_tokens WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, id", tenant_id, user_id)?)
+    }
+
+    /// Every token of the tenant with its owner's address, newest first (the admins' list).
+    pub async fn api_tokens_all(&mut self) -> StoreResult<Vec<(ApiToken, String)>> {
+        let tenant_id = self.tenant_id;
+        let rows: Vec<TokenWithOwner> = sql!(fetch_all TokenWithOwner; self,
+            "SELECT t.tenant_id, t.id, t.user_id, t.name, t.secret_hash, t.scopes, t.created_at, t.expires_at,
+                    t.revoked_at, t.last_used_at, u.email
+             FROM api_tokens t JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
+             WHERE t.tenant_id = $1 ORDER BY t.created_at DESC, t.id DESC", tenant_id)?;
+        Ok(rows.into_iter().map(|r| (r.token, r.email)).collect())
+    }
+
+    /// Notes that token `id` authenticated a call at `now`.
+    pub async fn touch_api_token(&mut self, id: Uuid, now: OffsetDateTime) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        sql!(exec self, "UPDATE api_tokens SET last_used_at = $3 WHERE tenant_id = $1 AND id = $2",
+            tenant_id, id, ts(now))?;
+        Ok(())
     }
 
     /// Revokes a token; returns false when it was already revoked or does not exist.
@@ -70,4 +89,11 @@ impl TenantTx {
              SELECT id FROM minted", tenant_id, id)?;
         Ok(rows.into_iter().map(|(id,)| id).collect())
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenWithOwner {
+    #[sqlx(flatten)]
+    token: ApiToken,
+    email: String,
 }

@@ -310,7 +310,8 @@ async fn every_page_fits_phones_and_passes_axe() {
             "/approvals", "/access", format!("/requests/{pending}"), format!("/requests/{denied}")]},
         {"who": "carol", "session": app.session_for(&carol).await, "paths": [
             "/admin/users", format!("/admin/users/{}", acme.alice.id), "/admin/policy",
-            "/admin/targets", "/admin/status", "/audit", "/access"]},
+            "/admin/targets", "/admin/status", "/admin/ca", "/admin/tokens",
+            "/admin/integrations", "/audit", "/access"]},
         {"who": "audrey", "session": app.session_for(&audrey).await, "paths": ["/audit", "/access"]},
     ]);
     let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
@@ -325,7 +326,7 @@ async fn every_page_fits_phones_and_passes_axe() {
         "the phone menu opens from the keyboard"
     );
     let pages = report["pages"].as_array().unwrap();
-    assert_eq!(pages.len(), 2 * 23, "{report}");
+    assert_eq!(pages.len(), 2 * 26, "{report}");
     let bad: Vec<String> = pages
         .iter()
         .filter(|p| {
@@ -343,4 +344,128 @@ async fn every_page_fits_phones_and_passes_axe() {
         bad.len(),
         bad.join("\n")
     );
+}
+
+/// The admin pages that were missing: the SSH CA keys with rotation behind a confirmation, every
+/// API token of the organisation with its owner and last use (revocable), and the webhooks and
+/// audit sinks with their last delivery (add, remove); each change audited.
+#[tokio::test]
+async fn admins_see_ca_keys_all_tokens_and_integrations() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let acme = acme(&app).await;
+    let carol = seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &acme.tenant,
+        "carol@acme.example",
+        &[Role::Admin],
+        &[],
+    )
+    .await;
+    let admin = app.signed_in(&carol).await;
+    let post = async |path: &str, form: &[(&str, &str)]| {
+        let csrf = crate::helpers::csrf_in(&page(&admin, &app, "/admin/status").await);
+        let mut fields = vec![("csrf", csrf.as_str())];
+        fields.extend_from_slice(form);
+        let res = admin
+            .post(app.url(path))
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        (res.status(), res.text().await.unwrap_or_default())
+    };
+
+    // The CA: one signing key; rotating needs the box ticked; then two keys.
+    let ca = page(&admin, &app, "/admin/ca").await;
+    assert_contains(&ca, "SHA256:");
+    assert_contains(&ca, "signs new certificates");
+    assert_contains(&ca, &format!("/t/{}/ssh/user-ca.pub", acme.tenant.slug));
+    let (s, body) = post("/admin/ca/rotate", &[]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (s, _) = post("/admin/ca/rotate", &[("confirm", "rotate")]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let ca = page(&admin, &app, "/admin/ca").await;
+    assert_eq!(ca.matches("SHA256:").count(), 2, "{ca}");
+    assert_eq!(ca.matches("signs new certificates").count(), 1, "{ca}");
+
+    // Every token, with its owner and last use; revoking one ends it.
+    let (s, _) = acme.alice_api.get("/api/v1/me").await;
+    assert_eq!(s, StatusCode::OK);
+    let tokens = page(&admin, &app, "/admin/tokens").await;
+    assert_contains(&tokens, "<td>alice@acme.example</td><td>test</td>");
+    // The last cell before the state: last used, just now.
+    assert_contains(
+        &tokens,
+        &format!(
+            "UTC</td><td>{}</td>\n",
+            elevate::text::when(app.clock.now())
+        ),
+    );
+    let mut tx = app.store().tenant(acme.tenant.tenant_id).await.unwrap();
+    let alices = tx.api_tokens_of(acme.alice.id).await.unwrap();
+    tx.commit().await.unwrap();
+    let (s, _) = post(&format!("/admin/tokens/{}/revoke", alices[0].id), &[]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (s, _) = acme.alice_api.get("/api/v1/me").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a revoked token is refused");
+
+    // Webhooks and audit sinks: add, list, remove.
+    let (s, body) = post(
+        "/admin/integrations/webhooks",
+        &[
+            ("url", "https://hooks.example.com/elevate"),
+            ("secret", "a-webhook-secret-16+"),
+        ],
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    let (s, body) = post(
+        "/admin/integrations/sinks",
+        &[("kind", "syslog"), ("target", "tcp://127.0.0.1:6514")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
+    let listed = page(&admin, &app, "/admin/integrations").await;
+    assert_contains(&listed, "<code>https://hooks.example.com/elevate</code>");
+    assert_contains(&listed, "<code>tcp://127.0.0.1:6514</code>");
+    let mut tx = app.store().tenant(acme.tenant.tenant_id).await.unwrap();
+    let hook = tx.webhooks().await.unwrap()[0].id;
+    let sink = tx.audit_sinks().await.unwrap()[0].id;
+    tx.commit().await.unwrap();
+    let (s, _) = post(&format!("/admin/integrations/webhooks/{hook}/remove"), &[]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let (s, _) = post(&format!("/admin/integrations/sinks/{sink}/remove"), &[]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let listed = page(&admin, &app, "/admin/integrations").await;
+    assert!(
+        !listed.contains("<code>https://hooks.example.com/elevate</code>"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("<code>tcp://127.0.0.1:6514</code>"),
+        "{listed}"
+    );
+    let mut tx = app.store().tenant(acme.tenant.tenant_id).await.unwrap();
+    let actions: Vec<String> = tx
+        .audit_events(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    tx.commit().await.unwrap();
+    for a in [
+        "ssh.ca_rotated",
+        "token.revoked",
+        "webhook.added",
+        "webhook.removed",
+        "audit.sink_added",
+        "audit.sink_removed",
+    ] {
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} missing from {actions:?}"
+        );
+    }
 }

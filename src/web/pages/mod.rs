@@ -2,11 +2,14 @@
 //! template under `templates/` at the same path. Every page works without JavaScript.
 
 mod access;
+mod admin_tokens;
 mod audit;
+mod ca;
 mod dev;
 mod device;
 mod history;
 mod home;
+mod integrations;
 mod login;
 mod passkeys;
 mod people;
@@ -31,6 +34,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(index))
         .merge(audit::router())
+        .merge(ca::router())
+        .merge(admin_tokens::router())
+        .merge(integrations::router())
         .merge(login::router())
         .merge(home::router())
         .merge(passkeys::router())
