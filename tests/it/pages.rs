@@ -446,6 +446,26 @@ async fn admins_see_ca_keys_all_tokens_and_integrations() {
         !listed.contains("<code>tcp://127.0.0.1:6514</code>"),
         "{listed}"
     );
+    // A refused invitation keeps what was typed.
+    let (s, body) = post(
+        "/admin/users",
+        &[
+            ("email", "alice@acme.example"),
+            ("name", "Alice Again"),
+            ("role", "approver"),
+            ("groups", "sre"),
+        ],
+    )
+    .await;
+    assert!(s.is_client_error(), "{s}: {body}");
+    assert_contains(&body, "role=\"alert\" id=\"invite-error\">");
+    assert_contains(
+        &body,
+        "value=\"alice@acme.example\" aria-describedby=\"invite-error\"",
+    );
+    assert_contains(&body, "value=\"Alice Again\"");
+    assert_contains(&body, "value=\"approver\" checked");
+
     let mut tx = app.store().tenant(acme.tenant.tenant_id).await.unwrap();
     let actions: Vec<String> = tx
         .audit_events(0, 1000)
@@ -468,4 +488,50 @@ async fn admins_see_ca_keys_all_tokens_and_integrations() {
             "{a} missing from {actions:?}"
         );
     }
+}
+
+/// A refused action on the request page brings the page back with the reason beside the form
+/// and what was typed still in it, signed in, with the refusal's status.
+#[tokio::test]
+async fn a_refused_action_keeps_its_input() {
+    let app = TestApp::spawn(TestDb::sqlite().await).await;
+    let acme = acme(&app).await;
+    let id = acme.alice_api.request("prod-shell", "1h").await;
+    acme.bob_api.approve(&id).await;
+    let alice = app.signed_in(&acme.alice).await;
+    let html = page(&alice, &app, &format!("/requests/{id}")).await;
+    let csrf = crate::helpers::csrf_in(&html);
+    let res = alice
+        .post(app.url(&format!("/requests/{id}/extend")))
+        .form(&[("csrf", csrf.as_str()), ("duration", "99999d")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = res.text().await.unwrap();
+    assert_contains(
+        &body,
+        "role=\"alert\" id=\"refusal\">Could not extend: invalid duration",
+    );
+    assert_contains(&body, "value=\"99999d\" aria-invalid=\"true\"");
+    assert_contains(&body, "alice@acme.example <span class=\"tag\">acme</span>");
+
+    // The token form too.
+    let res = alice
+        .post(app.url("/tokens"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "laptop"),
+            ("scope", "read"),
+            ("ttl", "forever"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = res.text().await.unwrap();
+    assert_contains(&body, "role=\"alert\" id=\"token-error\">invalid duration");
+    assert_contains(&body, "value=\"laptop\"");
+    assert_contains(&body, "value=\"read\" checked");
+    assert_contains(&body, "value=\"forever\"");
 }

@@ -109,6 +109,33 @@ fn challenge_json(
     axum::Json(serde_json::json!({ "ceremony": ceremony, "options": options }))
 }
 
+/// A refusal the person can act on (bad input, not allowed, not now): the page they came from
+/// comes back with their input and the reason, instead of a bare error page.
+pub fn fixable(e: &crate::error::AppError) -> bool {
+    use crate::error::AppError as E;
+    matches!(
+        e,
+        E::BadRequest(_)
+            | E::Unprocessable(_)
+            | E::Conflict(_)
+            | E::Forbidden(_)
+            | E::StepUpRequired(_)
+            | E::NotFound(_)
+    )
+}
+
+/// `page` answered with the refusal's status (the error renderer leaves it as it is).
+pub fn refused_with(
+    e: crate::error::AppError,
+    page: impl axum::response::IntoResponse,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let status = e.into_response().status();
+    let mut res = (status, page).into_response();
+    res.extensions_mut().insert(crate::web::error::KeepBody);
+    res
+}
+
 /// A timestamp as pages show it (UTC).
 pub fn when(t: time::OffsetDateTime) -> String {
     crate::text::when(t)

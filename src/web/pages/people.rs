@@ -63,6 +63,24 @@ struct UsersPage {
     users: Vec<UserRow>,
     all_roles: Vec<&'static str>,
     notice: String,
+    /// A refused invitation: why, and the form as it was filled in.
+    error: String,
+    kept: Invited,
+}
+
+/// The invitation form as it was filled in.
+#[derive(Default)]
+struct Invited {
+    email: String,
+    name: String,
+    roles: Vec<String>,
+    groups: String,
+}
+
+impl Invited {
+    fn has(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
 }
 
 async fn list(State(state): State<AppState>, AdminUser(who): AdminUser) -> AppResult<UsersPage> {
@@ -82,6 +100,8 @@ async fn users_page(
         users: users.iter().map(UserRow::from).collect(),
         all_roles: Role::ALL.iter().map(|r| r.as_str()).collect(),
         notice,
+        error: String::new(),
+        kept: Invited::default(),
     })
 }
 
@@ -112,11 +132,35 @@ struct InviteForm {
     groups: String,
 }
 
-/// Creates the user and mails them where to sign in.
+/// Creates the user and mails them where to sign in; a refusal brings the form back filled in.
 async fn invite(
     State(state): State<AppState>,
     SteppedUpAdmin(who): SteppedUpAdmin,
     CsrfForm(form): CsrfForm<InviteForm>,
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let kept = Invited {
+        email: form.email.clone(),
+        name: form.name.clone(),
+        roles: form.roles.clone(),
+        groups: form.groups.clone(),
+    };
+    match invited(&state, &who, form).await {
+        Ok(page) => Ok(page.into_response()),
+        Err(e) if super::fixable(&e) => {
+            let mut page = users_page(&state, &who, String::new()).await?;
+            page.error = e.to_string();
+            page.kept = kept;
+            Ok(super::refused_with(e, page))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn invited(
+    state: &AppState,
+    who: &crate::auth::session::SessionUser,
+    form: InviteForm,
 ) -> AppResult<UsersPage> {
     let now = state.clock.now();
     let roles = parse_roles(&form.roles)?;
@@ -143,7 +187,7 @@ async fn invite(
     state
         .mailer
         .send_later(&user.email, "You have been added to elevate", body, now);
-    users_page(&state, &who, format!("Invited {}.", user.email)).await
+    users_page(state, who, format!("Invited {}.", user.email)).await
 }
 
 #[derive(Template, WebTemplate)]

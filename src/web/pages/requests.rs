@@ -165,20 +165,9 @@ async fn create(
     };
     match file(&state, &who, form).await {
         Ok(to) => Ok(to.into_response()),
-        Err(
-            e @ (AppError::BadRequest(_)
-            | AppError::Unprocessable(_)
-            | AppError::Conflict(_)
-            | AppError::Forbidden(_)
-            | AppError::StepUpRequired(_)
-            | AppError::NotFound(_)),
-        ) => {
-            let message = e.to_string();
-            let status = e.into_response().status();
-            let page = new_page(&state, &who, kept, message).await?;
-            let mut res = (status, page).into_response();
-            res.extensions_mut().insert(crate::web::error::KeepBody);
-            Ok(res)
+        Err(e) if super::fixable(&e) => {
+            let page = new_page(&state, &who, kept, e.to_string()).await?;
+            Ok(super::refused_with(e, page))
         }
         Err(e) => Err(e),
     }
@@ -257,6 +246,8 @@ pub fn row(s: &StoredRequest, requester: &str) -> Row {
 #[template(path = "requests/detail.html")]
 struct DetailPage {
     nav: Nav,
+    /// The last action's refusal, shown beside its form, which keeps what was typed.
+    refusal: Refusal,
     /// What is asked, by whom, why, who approved: as the inbox shows it.
     a: Asked,
     /// Approving needs a passkey step-up (the approve form asks for one).
@@ -374,7 +365,25 @@ async fn detail(
     let id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
-    let d = state.broker.detail(&page_caller(&state, &who), id).await?;
+    detail_page(&state, &who, id, Refusal::default()).await
+}
+
+/// An action of the request page that was refused: which, why, and what was typed.
+#[derive(Default)]
+struct Refusal {
+    action: String,
+    message: String,
+    comment: String,
+    duration: String,
+}
+
+async fn detail_page(
+    state: &AppState,
+    who: &SessionUser,
+    id: Uuid,
+    refusal: Refusal,
+) -> AppResult<DetailPage> {
+    let d = state.broker.detail(&page_caller(state, who), id).await?;
     let now = state.clock.now();
     let a = asked(&d, who.user.id, now);
     let crate::broker::Shown { stored, profile } = d.shown;
@@ -424,6 +433,7 @@ async fn detail(
         db_logins,
         certs,
         a,
+        refusal,
     })
 }
 
@@ -443,19 +453,47 @@ struct ActForm {
     credential: String,
 }
 
+/// An action from the request page (or a list's card); a refusal brings the request page back
+/// with the reason beside the form and what was typed still in it.
 async fn act(
     State(state): State<AppState>,
     who: SessionUser,
     Path((id, action)): Path<(String, String)>,
     CsrfForm(form): CsrfForm<ActForm>,
-) -> AppResult<Redirect> {
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
     let request_id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such request".into()))?;
-    let c = page_caller(&state, &who);
+    let kept = (form.comment.clone(), form.duration.clone());
+    match act_on(&state, &who, request_id, &action, form).await {
+        Ok(to) => Ok(to.into_response()),
+        Err(e) if super::fixable(&e) && !matches!(e, AppError::NotFound(_)) => {
+            let refusal = Refusal {
+                action,
+                message: e.to_string(),
+                comment: kept.0,
+                duration: kept.1,
+            };
+            let page = detail_page(&state, &who, request_id, refusal).await?;
+            Ok(super::refused_with(e, page))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn act_on(
+    state: &AppState,
+    who: &SessionUser,
+    request_id: Uuid,
+    action: &str,
+    form: ActForm,
+) -> AppResult<Redirect> {
+    let id = request_id;
+    let c = page_caller(state, who);
     let broker = &state.broker;
     let comment = form.comment.trim().to_owned();
-    match action.as_str() {
+    match action {
         "approve" => {
             let comment = Some(comment).filter(|c| !c.is_empty());
             match step_up_proof(&form)? {

@@ -40,12 +40,48 @@ struct TokensPage {
     scopes: Vec<&'static str>,
     /// The secret of a token created by this very request; never shown again.
     created_secret: String,
+    /// A refused creation: why, and the form as it was filled in.
+    error: String,
+    kept: Kept,
+}
+
+/// The create form as it was filled in.
+struct Kept {
+    name: String,
+    scopes: Vec<String>,
+    ttl: String,
+}
+
+impl Kept {
+    fn has(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+impl Default for Kept {
+    fn default() -> Self {
+        Kept {
+            name: String::new(),
+            scopes: Vec::new(),
+            ttl: "30d".into(),
+        }
+    }
 }
 
 async fn page(
     state: &AppState,
     who: &SessionUser,
     created_secret: String,
+) -> AppResult<TokensPage> {
+    page_with(state, who, created_secret, String::new(), Kept::default()).await
+}
+
+async fn page_with(
+    state: &AppState,
+    who: &SessionUser,
+    created_secret: String,
+    error: String,
+    kept: Kept,
 ) -> AppResult<TokensPage> {
     let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
     let tokens = tx.api_tokens_of(who.user.id).await?;
@@ -75,6 +111,8 @@ async fn page(
             .map(Scope::as_str)
             .collect(),
         created_secret,
+        error,
+        kept,
     })
 }
 
@@ -91,11 +129,30 @@ struct CreateForm {
     ttl: String,
 }
 
+/// Creates a token; a refusal brings the form back filled in, with the reason.
 async fn create(
     State(state): State<AppState>,
     who: SessionUser,
     CsrfForm(form): CsrfForm<CreateForm>,
-) -> AppResult<TokensPage> {
+) -> AppResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let kept = Kept {
+        name: form.name.clone(),
+        scopes: form.scopes.clone(),
+        ttl: form.ttl.clone(),
+    };
+    match created(&state, &who, form).await {
+        Ok(page) => Ok(page.into_response()),
+        Err(e) if super::fixable(&e) => {
+            let page = page_with(&state, &who, String::new(), e.to_string(), kept).await?;
+            Ok(super::refused_with(e, page))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn created(state: &AppState, who: &SessionUser, form: CreateForm) -> AppResult<TokensPage> {
+    let (state, who) = (state, who);
     let scopes = form
         .scopes
         .iter()
@@ -116,7 +173,7 @@ async fn create(
         .iter()
         .any(|s| matches!(s, Scope::Admin | Scope::Metrics))
     {
-        crate::web::auth::may_change_admin(&state, &who).await?;
+        crate::web::auth::may_change_admin(state, who).await?;
     }
     let issued = admin::create_token(
         &state.store,
@@ -127,7 +184,7 @@ async fn create(
         ttl,
     )
     .await?;
-    page(&state, &who, issued.secret.expose().to_owned()).await
+    page(state, who, issued.secret.expose().to_owned()).await
 }
 
 #[derive(Deserialize)]
