@@ -410,7 +410,7 @@ async fn detail_page(
         && me.groups.iter().any(|g| profile.approvers.contains(g))
         && who.user.has_role(crate::model::Role::Approver);
     Ok(DetailPage {
-        nav: Nav::of(&who),
+        nav: Nav::of(who),
         step_up: profile.step_up,
         timeline: events
             .into_iter()

@@ -152,7 +152,6 @@ async fn create(
 }
 
 async fn created(state: &AppState, who: &SessionUser, form: CreateForm) -> AppResult<TokensPage> {
-    let (state, who) = (state, who);
     let scopes = form
         .scopes
         .iter()
