@@ -440,18 +440,31 @@ pub fn describe(r: &Value) -> String {
         )),
         "active" => {
             let until = r["grant"]["not_after"].as_str().unwrap_or("?");
-            line.push_str(&format!(" until {until}"));
+            line.push_str(&format!(" until {}", human_time(until)));
             if let Some(left) = time_left(until) {
                 line.push_str(&format!(" ({left} left)"));
             }
         }
-        "scheduled" => line.push_str(&format!(" from {}", r["starts_at"].as_str().unwrap_or("?"))),
+        "scheduled" => line.push_str(&format!(
+            " from {}",
+            human_time(r["starts_at"].as_str().unwrap_or("?"))
+        )),
         _ => {}
     }
     if r["break_glass"] == json!(true) {
         line.push_str(" [break-glass]");
     }
     line
+}
+
+/// An RFC 3339 time from the API as people read times everywhere (`2026-12-03 06:34 UTC`); as
+/// given when it cannot be read.
+fn human_time(rfc3339: &str) -> String {
+    time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339)
+        .map_or_else(
+            |_| crate::text::shown(rfc3339).into_owned(),
+            crate::text::when,
+        )
 }
 
 /// `1h5m` from now until an RFC 3339 time; None when it has passed or cannot be read.
@@ -472,7 +485,10 @@ pub fn detail(r: &Value) -> String {
         }
     };
     row("asked by", shown(&r["requester_email"]));
-    row("asked at", shown(&r["created_at"]));
+    row(
+        "asked at",
+        human_time(r["created_at"].as_str().unwrap_or_default()),
+    );
     row("reason", shown(&r["justification"]));
     row("ticket", shown(&r["ticket"]));
     let approvals: Vec<String> = r["approvals"]

@@ -49,6 +49,9 @@ try {
         });
         const slug = `${v.who}${path.replace(/[^a-z0-9]+/gi, '-')}-${width}`.replace(/-+$/, '');
         await page.screenshot({ path: `${shots}/${slug}.png`, fullPage: true });
+        // An error page's own status is logged as a failed load; that is the page, not a fault.
+        const own = `status of ${res.status()} `;
+        errors = errors.filter((e) => res.ok() || !(e.startsWith('Failed to load resource') && e.includes(own)));
         report.pages.push({ who: v.who, path, width, status: res.status(), overflow, csp, errors, axe: found });
         if (width === 390 && v.session && report.menuByKeyboard === null) {
           // The phone menu opens from the keyboard: Tab to its toggle, Space.
