@@ -15,6 +15,25 @@ async fn page(browser: &reqwest::Client, app: &TestApp, path: &str) -> String {
     res.text().await.unwrap()
 }
 
+/// Another person of acme.
+async fn person(
+    app: &TestApp,
+    acme: &crate::helpers::Acme,
+    email: &str,
+    roles: &[Role],
+    groups: &[&str],
+) -> elevate::model::User {
+    seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &acme.tenant,
+        email,
+        roles,
+        groups,
+    )
+    .await
+}
+
 /// The inbox card of request `id` (its `<section>`).
 fn card<'a>(inbox: &'a str, id: &str) -> &'a str {
     let start = inbox
@@ -28,10 +47,9 @@ fn card<'a>(inbox: &'a str, id: &str) -> &'a str {
 async fn approvers_see_what_they_approve_in_the_inbox_and_on_the_request() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let acme = acme(&app).await;
-    let dave = seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        &acme.tenant,
+    let dave = person(
+        &app,
+        &acme,
         "dave@acme.example",
         &[Role::Approver],
         &["sre"],
@@ -213,15 +231,7 @@ async fn the_history_lists_what_the_viewer_may_see_filtered() {
 async fn active_access_lists_grants_and_revokes_them() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let acme = acme(&app).await;
-    let audrey = seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        &acme.tenant,
-        "audrey@acme.example",
-        &[Role::Auditor],
-        &[],
-    )
-    .await;
+    let audrey = person(&app, &acme, "audrey@acme.example", &[Role::Auditor], &[]).await;
     let active = acme.alice_api.request("prod-shell", "1h").await;
     let (_, r) = acme.bob_api.approve(&active).await;
     assert_eq!(r["state"], "active", "{r}");
@@ -277,25 +287,8 @@ async fn active_access_lists_grants_and_revokes_them() {
 async fn every_page_fits_phones_and_passes_axe() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let acme = acme(&app).await;
-    let (store, clock) = (app.store(), app.clock.as_ref());
-    let carol = seed_user(
-        store,
-        clock,
-        &acme.tenant,
-        "carol@acme.example",
-        &[Role::Admin],
-        &[],
-    )
-    .await;
-    let audrey = seed_user(
-        store,
-        clock,
-        &acme.tenant,
-        "audrey@acme.example",
-        &[Role::Auditor],
-        &[],
-    )
-    .await;
+    let carol = person(&app, &acme, "carol@acme.example", &[Role::Admin], &[]).await;
+    let audrey = person(&app, &acme, "audrey@acme.example", &[Role::Auditor], &[]).await;
     let active = acme.alice_api.request("prod-shell", "1h").await;
     acme.bob_api.approve(&active).await;
     let pending = acme.alice_api.request("prod-shell", "2h").await;
@@ -360,15 +353,7 @@ async fn every_page_fits_phones_and_passes_axe() {
 async fn admins_see_ca_keys_all_tokens_and_integrations() {
     let app = TestApp::spawn(TestDb::sqlite().await).await;
     let acme = acme(&app).await;
-    let carol = seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        &acme.tenant,
-        "carol@acme.example",
-        &[Role::Admin],
-        &[],
-    )
-    .await;
+    let carol = person(&app, &acme, "carol@acme.example", &[Role::Admin], &[]).await;
     let admin = app.signed_in(&carol).await;
     let post = async |path: &str, form: &[(&str, &str)]| {
         let csrf = crate::helpers::csrf_in(&page(&admin, &app, "/admin/status").await);

@@ -34,23 +34,22 @@ struct Access {
 }
 
 fn issued_text(i: &detail::Issued) -> String {
-    let mut parts = Vec::new();
-    if i.certificates > 0 {
-        parts.push(format!(
-            "{} SSH certificate{} ({} valid)",
+    let count = |n: usize, what: &str, working: usize, state: &str| {
+        let plural = if n == 1 { "" } else { "s" };
+        (n > 0).then(|| format!("{n} {what}{plural} ({working} {state})"))
+    };
+    let parts: Vec<String> = [
+        count(
             i.certificates,
-            if i.certificates == 1 { "" } else { "s" },
-            i.certificates_valid
-        ));
-    }
-    if i.db_logins > 0 {
-        parts.push(format!(
-            "{} database login{} ({} live)",
-            i.db_logins,
-            if i.db_logins == 1 { "" } else { "s" },
-            i.db_logins_live
-        ));
-    }
+            "SSH certificate",
+            i.certificates_valid,
+            "valid",
+        ),
+        count(i.db_logins, "database login", i.db_logins_live, "live"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if parts.is_empty() {
         "none yet".into()
     } else {
