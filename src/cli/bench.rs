@@ -30,6 +30,8 @@ pub enum BenchCommand {
     Audit(super::audit_bench::AuditBench),
     /// Database logins: raw CREATE/DROP ROLE vs. elevate's issue + cleanup on one Postgres.
     Db(super::bench_db::DbBench),
+    /// The whole flow (request, approve, certificate) at 1/16/64 clients vs. the empty handler.
+    Workflow(super::bench_workflow::WorkflowBench),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +62,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ssh(args) => args,
         BenchCommand::Audit(args) => return super::audit_bench::run(args),
         BenchCommand::Db(args) => return super::bench_db::run(args).await,
+        BenchCommand::Workflow(args) => return super::bench_workflow::run(args).await,
     };
     let window = Duration::from_secs(args.seconds.max(1));
     let raw = raw_signing(window)?;
@@ -122,7 +125,7 @@ struct Level {
     rate: f64,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }

@@ -6,6 +6,7 @@ mod audit_bench;
 mod backup;
 mod bench;
 mod bench_db;
+mod bench_workflow;
 mod client;
 mod db;
 mod docs;

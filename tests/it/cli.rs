@@ -349,3 +349,30 @@ fn completions_and_manual_pages_come_from_the_binary() {
         "{request}"
     );
 }
+
+/// `elevate bench workflow` runs the three-call flow against a real server and prints the rate
+/// beside the empty handler's (figures belong in BENCHMARKS.md, not in a test: this only checks
+/// that the benchmark works and its flows succeed).
+#[test]
+fn the_workflow_benchmark_runs_its_flows() {
+    let dir = crate::helpers::temp_dir("bench-workflow");
+    let out = crate::fixtures::elevate(&dir)
+        .args("bench workflow --seconds 1 --clients 2".split(' '))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.contains(" 2 client(s):"))
+        .unwrap_or_else(|| panic!("no result line in {text}"));
+    assert!(
+        line.contains("flows/s") && line.contains("empty handler"),
+        "{line}"
+    );
+    assert!(!line.contains(", 0 flows)"), "no flow completed: {line}");
+}

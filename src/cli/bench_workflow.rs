@@ -1,0 +1,273 @@
+//! `elevate bench workflow`: the whole flow people use (file a request, an approver approves it,
+//! the requester gets an SSH certificate: three audited calls) at 1/16/64 concurrent clients,
+//! against a real server on loopback over the store `--database` names (a fresh SQLite file by
+//! default). Beside it, in the same run, the empty handler (`GET /healthz`) at the same
+//! concurrency: the ceiling HTTP alone leaves, which the ratio is quoted against.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::Args;
+use serde_json::{Value, json};
+use ssh_key::rand_core::OsRng;
+use ssh_key::{Algorithm, PrivateKey};
+
+use crate::admin;
+use crate::audit::{Actor, Ctx, Origin};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::crypto::MasterKey;
+use crate::model::Role;
+use crate::store::Store;
+use crate::web::{self, AppState};
+
+#[derive(Debug, Args)]
+pub struct WorkflowBench {
+    /// The store to run on (`sqlite:FILE` or `postgres://...`); a fresh SQLite file when left
+    /// out. A Postgres database gets a new tenant of its own for the run.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 3)]
+    seconds: u64,
+    /// Concurrent clients to measure at (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    clients: Vec<usize>,
+}
+
+const POLICY: &str = r#"
+[[profile]]
+name = "bench-approved"
+max_duration = "24h"
+default_duration = "1h"
+requesters = ["engineering"]
+approvers = ["sre"]
+require_justification = false
+[profile.ssh]
+principals = ["deploy"]
+"#;
+
+/// What one measurement gives: rate, and p50/p99 of one unit (a flow, or a request).
+struct Measured {
+    rate: f64,
+    p50: Duration,
+    p99: Duration,
+    done: usize,
+}
+
+pub async fn run(args: WorkflowBench) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("elevate-bench-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let url = args
+        .database
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", dir.join("bench.db").display()));
+    let result = run_on(&url, &args).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
+    let store = Store::connect(url).await?;
+    store.migrate().await?;
+    let master = Arc::new(MasterKey::generate()?);
+    let clock: SharedClock = Arc::new(SystemClock);
+    let ctx = Ctx {
+        actor: Actor::System,
+        origin: Origin::default(),
+        now: clock.now(),
+    };
+    let slug = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let tenant = admin::create_tenant(&store, &master, &ctx, &slug, "bench").await?;
+    crate::broker::policy::apply(&store, &ctx, &tenant, POLICY).await?;
+    let person = async |email: &str, role: Role, group: &str| -> anyhow::Result<String> {
+        let user = admin::create_user(
+            &store,
+            &ctx,
+            &tenant,
+            email,
+            None,
+            &[role],
+            &[group.to_owned()],
+        )
+        .await?;
+        let token =
+            admin::create_token(&store, &ctx, &user, "bench", &[], admin::DEFAULT_TOKEN_TTL)
+                .await?;
+        Ok(token.secret.expose().to_owned())
+    };
+    let alice = person("alice@bench.example", Role::Requester, "engineering").await?;
+    let bob = person("bob@bench.example", Role::Approver, "sre").await?;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let config = Config {
+        public_url: base.clone(),
+        insecure_http: true,
+        ..Config::default()
+    };
+    let state = AppState::new(store.clone(), clock, master, config)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(web::serve(listener, web::router(state), None, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let public = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)?
+        .public_key()
+        .to_openssh()?;
+    let flow = Arc::new(Flow {
+        http: http.clone(),
+        base: base.clone(),
+        alice,
+        bob,
+        public_key: public,
+    });
+    flow.once().await?;
+
+    let window = Duration::from_secs(args.seconds.max(1));
+    let store_kind = if url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "workflow over loopback ({store_kind} store; request, approve, certificate; {}s each):",
+        window.as_secs()
+    );
+    for &clients in &args.clients {
+        let clients = clients.max(1);
+        let f = flow.clone();
+        let flows = measure(clients, window, move || {
+            let f = f.clone();
+            async move { f.once().await }
+        })
+        .await?;
+        let (h, url) = (http.clone(), format!("{base}/healthz"));
+        let empty = measure(clients, window, move || {
+            let (h, url) = (h.clone(), url.clone());
+            async move {
+                let res = h.get(&url).send().await?;
+                if !res.status().is_success() {
+                    bail!("/healthz answered {}", res.status());
+                }
+                res.bytes().await?;
+                Ok(())
+            }
+        })
+        .await?;
+        println!(
+            "  {clients:>2} client(s): {:>7.1} flows/s (p50 {:>7.2} ms, p99 {:>7.2} ms, {} flows) \
+             | empty handler {:>8.0}/s | calls / empty {:>5.1}%",
+            flows.rate,
+            ms(flows.p50),
+            ms(flows.p99),
+            flows.done,
+            empty.rate,
+            100.0 * 3.0 * flows.rate / empty.rate.max(1.0)
+        );
+    }
+    let _ = stop.send(());
+    store.close().await;
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Flow {
+    http: reqwest::Client,
+    base: String,
+    alice: String,
+    bob: String,
+    public_key: String,
+}
+
+impl Flow {
+    async fn call(&self, token: &str, path: &str, body: Value, want: u16) -> anyhow::Result<Value> {
+        let res = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        let answer: Value = res.json().await.unwrap_or(Value::Null);
+        if status != want {
+            bail!("POST {path} answered {status}: {answer}");
+        }
+        Ok(answer)
+    }
+
+    /// One request through to its certificate.
+    async fn once(&self) -> anyhow::Result<()> {
+        let filed = self
+            .call(
+                &self.alice,
+                "/requests",
+                json!({"profile": "bench-approved"}),
+                201,
+            )
+            .await?;
+        let id = filed["id"].as_str().unwrap_or_default().to_owned();
+        let approved = self
+            .call(
+                &self.bob,
+                &format!("/requests/{id}/approve"),
+                json!({}),
+                200,
+            )
+            .await?;
+        if approved["state"] != "active" {
+            bail!("the approval did not activate the grant: {approved}");
+        }
+        let body = json!({ "public_key": self.public_key });
+        self.call(
+            &self.alice,
+            &format!("/requests/{id}/ssh-certificate"),
+            body,
+            201,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Runs `one` from `clients` tasks for `window`; the rate and latency of its completions.
+async fn measure<F, Fut>(clients: usize, window: Duration, one: F) -> anyhow::Result<Measured>
+where
+    F: Fn() -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + window;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let one = one.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                one().await?;
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort_unstable();
+    Ok(Measured {
+        rate: all.len() as f64 / elapsed,
+        p50: super::bench::percentile(&all, 0.50),
+        p99: super::bench::percentile(&all, 0.99),
+        done: all.len(),
+    })
+}
