@@ -33,6 +33,8 @@ pub struct Detail {
     /// Address of each approver of the request.
     pub approver_emails: HashMap<Uuid, String>,
     pub decisions: Vec<Decision>,
+    /// The request's audit events, oldest first (the request page's timeline).
+    pub events: Vec<Record>,
 }
 
 /// Request `id`, if `user` may see it, with its people and decisions: one read transaction.
@@ -96,6 +98,7 @@ async fn fill(tx: &mut TenantTx, people: &mut People, shown: Shown) -> AppResult
     let events = tx.audit_events_for_request(r.id).await?;
     Ok(Detail {
         decisions: decisions(&events),
+        events,
         requester_email,
         requester_groups,
         approver_emails,

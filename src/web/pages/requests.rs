@@ -387,8 +387,8 @@ async fn detail_page(
     let now = state.clock.now();
     let a = asked(&d, who.user.id, now);
     let crate::broker::Shown { stored, profile } = d.shown;
+    let events = d.events;
     let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
-    let events = tx.audit_events_for_request(id).await?;
     let notifications = tx.notifications_for(id).await?.iter().map(note).collect();
     let certs = tx
         .ssh_certs_for_request(id)
