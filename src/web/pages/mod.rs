@@ -136,10 +136,8 @@ pub fn refused_with(
     res
 }
 
-/// A timestamp as pages show it (UTC).
-pub fn when(t: time::OffsetDateTime) -> String {
-    crate::text::when(t)
-}
+/// A timestamp as pages show it: the one format of [`crate::text::when`].
+pub use crate::text::when;
 
 /// How long ago, for people: "just now", "5 min", "2 h 10 min", "3 days" (with [`when`] on
 /// hover for the exact time).
