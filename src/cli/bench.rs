@@ -141,51 +141,93 @@ async fn http_issuance(window: Duration) -> anyhow::Result<Vec<Level>> {
     result
 }
 
+/// A fresh tenant under `policy` and an elevate server for it on loopback (plain HTTP): what
+/// the HTTP benchmarks run against.
+pub(super) struct BenchServer {
+    pub store: Store,
+    pub tenant: crate::model::Tenant,
+    pub base: String,
+    ctx: Ctx,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl BenchServer {
+    pub async fn start(store: Store, slug: &str, policy: &str) -> anyhow::Result<Self> {
+        let master = Arc::new(MasterKey::generate()?);
+        let clock: SharedClock = Arc::new(SystemClock);
+        let ctx = Ctx {
+            actor: Actor::System,
+            origin: Origin::default(),
+            now: clock.now(),
+        };
+        let tenant = admin::create_tenant(&store, &master, &ctx, slug, "bench").await?;
+        crate::broker::policy::apply(&store, &ctx, &tenant, policy).await?;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let config = Config {
+            public_url: base.clone(),
+            insecure_http: true,
+            ..Config::default()
+        };
+        let state = AppState::new(store.clone(), clock, master, config)?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(web::serve(listener, web::router(state), None, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            store,
+            tenant,
+            base,
+            ctx,
+            stop,
+        })
+    }
+
+    /// A person of the tenant in `group`, and a token with every scope `role` allows.
+    pub async fn person(&self, email: &str, role: Role, group: &str) -> anyhow::Result<String> {
+        let user = admin::create_user(
+            &self.store,
+            &self.ctx,
+            &self.tenant,
+            email,
+            None,
+            &[role],
+            &[group.to_owned()],
+        )
+        .await?;
+        let token = admin::create_token(
+            &self.store,
+            &self.ctx,
+            &user,
+            "bench",
+            &[],
+            admin::DEFAULT_TOKEN_TTL,
+        )
+        .await?;
+        Ok(token.secret.expose().to_owned())
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.store.close().await;
+    }
+}
+
 async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Result<Vec<Level>> {
     let store = Store::connect(&format!("sqlite:{}", dir.join("bench.db").display())).await?;
     store.migrate().await?;
-    let master = Arc::new(MasterKey::generate()?);
-    let clock: SharedClock = Arc::new(SystemClock);
-    let ctx = Ctx {
-        actor: Actor::System,
-        origin: Origin::default(),
-        now: clock.now(),
-    };
-    let tenant = admin::create_tenant(&store, &master, &ctx, "bench", "bench").await?;
-    crate::broker::policy::apply(&store, &ctx, &tenant, POLICY).await?;
-    let user = admin::create_user(
-        &store,
-        &ctx,
-        &tenant,
-        "bench@example.com",
-        None,
-        &[Role::Requester],
-        &["engineering".into()],
-    )
-    .await?;
-    let token =
-        admin::create_token(&store, &ctx, &user, "bench", &[], admin::DEFAULT_TOKEN_TTL).await?;
-    let token = token.secret.expose().to_owned();
+    let server = BenchServer::start(store, "bench", POLICY).await?;
+    let token = server
+        .person("bench@example.com", Role::Requester, "engineering")
+        .await?;
     {
-        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let mut tx = server.store.tenant(server.tenant.tenant_id).await?;
         tx.active_ca_key(KeyPurpose::SshUserCa)
             .await?
             .context("no CA")?;
         tx.commit().await?;
     }
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let config = Config {
-        public_url: base.clone(),
-        insecure_http: true,
-        ..Config::default()
-    };
-    let state = AppState::new(store.clone(), clock, master, config)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(web::serve(listener, web::router(state), None, async {
-        let _ = stopped.await;
-    }));
+    let base = server.base.clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()?;
@@ -255,8 +297,7 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
         );
         levels.push(Level { rate });
     }
-    let _ = stop.send(());
-    store.close().await;
+    server.stop().await;
     Ok(levels)
 }
 

@@ -13,14 +13,9 @@ use serde_json::{Value, json};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, PrivateKey};
 
-use crate::admin;
-use crate::audit::{Actor, Ctx, Origin};
-use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
-use crate::crypto::MasterKey;
+use super::bench::BenchServer;
 use crate::model::Role;
 use crate::store::Store;
-use crate::web::{self, AppState};
 
 #[derive(Debug, Args)]
 pub struct WorkflowBench {
@@ -71,47 +66,15 @@ pub async fn run(args: WorkflowBench) -> anyhow::Result<()> {
 async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
     let store = Store::connect(url).await?;
     store.migrate().await?;
-    let master = Arc::new(MasterKey::generate()?);
-    let clock: SharedClock = Arc::new(SystemClock);
-    let ctx = Ctx {
-        actor: Actor::System,
-        origin: Origin::default(),
-        now: clock.now(),
-    };
     let slug = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let tenant = admin::create_tenant(&store, &master, &ctx, &slug, "bench").await?;
-    crate::broker::policy::apply(&store, &ctx, &tenant, POLICY).await?;
-    let person = async |email: &str, role: Role, group: &str| -> anyhow::Result<String> {
-        let user = admin::create_user(
-            &store,
-            &ctx,
-            &tenant,
-            email,
-            None,
-            &[role],
-            &[group.to_owned()],
-        )
+    let server = BenchServer::start(store, &slug, POLICY).await?;
+    let alice = server
+        .person("alice@bench.example", Role::Requester, "engineering")
         .await?;
-        let token =
-            admin::create_token(&store, &ctx, &user, "bench", &[], admin::DEFAULT_TOKEN_TTL)
-                .await?;
-        Ok(token.secret.expose().to_owned())
-    };
-    let alice = person("alice@bench.example", Role::Requester, "engineering").await?;
-    let bob = person("bob@bench.example", Role::Approver, "sre").await?;
-
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let config = Config {
-        public_url: base.clone(),
-        insecure_http: true,
-        ..Config::default()
-    };
-    let state = AppState::new(store.clone(), clock, master, config)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(web::serve(listener, web::router(state), None, async {
-        let _ = stopped.await;
-    }));
+    let bob = server
+        .person("bob@bench.example", Role::Approver, "sre")
+        .await?;
+    let base = server.base.clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
@@ -169,8 +132,7 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
             100.0 * 3.0 * flows.rate / empty.rate.max(1.0)
         );
     }
-    let _ = stop.send(());
-    store.close().await;
+    server.stop().await;
     Ok(())
 }
 
