@@ -300,18 +300,7 @@ impl Shop {
     }
 
     pub async fn actions(&self) -> Vec<(String, Value)> {
-        let mut tx = self
-            .app
-            .store()
-            .tenant(self.tenant.tenant_id)
-            .await
-            .unwrap();
-        let events = tx.audit_events(0, 10_000).await.unwrap();
-        tx.commit().await.unwrap();
-        events
-            .into_iter()
-            .map(|e| (e.action, e.details.0))
-            .collect()
+        self.app.actions(&self.tenant).await
     }
 }
 

@@ -426,6 +426,17 @@ impl TestApp {
 }
 
 impl TestApp {
+    /// Every audit event of `tenant` so far: (action, details), oldest first.
+    pub async fn actions(&self, tenant: &Tenant) -> Vec<(String, serde_json::Value)> {
+        let mut tx = self.store().tenant(tenant.tenant_id).await.unwrap();
+        let events = tx.audit_events(0, 10_000).await.unwrap();
+        tx.commit().await.unwrap();
+        events
+            .into_iter()
+            .map(|e| (e.action, e.details.0))
+            .collect()
+    }
+
     /// The API as the holder of `token`.
     pub fn api(&self, token: &str) -> Api {
         Api {
