@@ -165,6 +165,38 @@ impl Person {
             .await
     }
 
+    /// Answers the challenge at `challenge` with this person's passkey and posts the answer to
+    /// `path` with their CSRF token and `fields`: (status, Location, body).
+    async fn confirm(
+        &mut self,
+        app: &TestApp,
+        challenge: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> (StatusCode, String, String) {
+        let (ceremony, credential) = self.assert_at(app, challenge, origin(app)).await;
+        let mut form = vec![("csrf", self.csrf.as_str())];
+        form.extend_from_slice(fields);
+        form.extend([
+            ("ceremony", ceremony.as_str()),
+            ("credential", credential.as_str()),
+        ]);
+        let res = self
+            .browser
+            .post(app.url(path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status();
+        let location = res
+            .headers()
+            .get("location")
+            .map(|l| l.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, location, res.text().await.unwrap_or_default())
+    }
+
     /// Approves request `id` on its page with a step-up (ceremony, assertion).
     async fn approve(
         &self,
@@ -625,14 +657,12 @@ async fn a_passkey_signs_in_and_is_removed_only_with_another() {
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
     // Confirming with the passkey being removed does not count.
-    let (ceremony, credential) = bob
-        .assert_at(app, &format!("/passkeys/{first}/challenge"), origin(app))
-        .await;
-    let (s, body) = bob
-        .post(
+    let (s, _, body) = bob
+        .confirm(
             app,
+            &format!("/passkeys/{first}/challenge"),
             &format!("/passkeys/{first}/remove"),
-            &[("ceremony", &ceremony), ("credential", &credential)],
+            &[],
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
@@ -782,23 +812,16 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
         StatusCode::FORBIDDEN,
         "an admin token is an admin change: {body}"
     );
-    let (ceremony, credential) = carol_p
-        .assert_at(app, "/step-up/challenge", origin(app))
+    let (s, location, _) = carol_p
+        .confirm(
+            app,
+            "/step-up/challenge",
+            "/step-up",
+            &[("next", "/admin/status")],
+        )
         .await;
-    let res = carol_p
-        .browser
-        .post(app.url("/step-up"))
-        .form(&[
-            ("csrf", carol_p.csrf.as_str()),
-            ("next", "/admin/status"),
-            ("ceremony", &ceremony),
-            ("credential", &credential),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(res.headers()["location"], "/admin/status");
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/admin/status");
     let (s, body) = lockdown(&carol_p).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
 
@@ -819,23 +842,16 @@ async fn admin_changes_need_a_recent_step_up_of_the_session() {
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
-    let (ceremony, credential) = carol_p
-        .assert_at(app, "/step-up/challenge", origin(app))
+    let (s, location, _) = carol_p
+        .confirm(
+            app,
+            "/step-up/challenge",
+            "/step-up",
+            &[("next", "//evil.example/x")],
+        )
         .await;
-    let res = carol_p
-        .browser
-        .post(app.url("/step-up"))
-        .form(&[
-            ("csrf", carol_p.csrf.as_str()),
-            ("next", "//evil.example/x"),
-            ("ceremony", &ceremony),
-            ("credential", &credential),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(res.headers()["location"], "/dashboard");
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/dashboard");
     let (s, body) = carol_p.post(app, "/admin/lockdown/lift", &[]).await;
     assert_eq!(s, StatusCode::SEE_OTHER, "{body}");
 
@@ -935,15 +951,8 @@ async fn an_admin_device_login_needs_a_passkey_confirmation() {
         (StatusCode::BAD_REQUEST, Some("authorization_pending"))
     );
 
-    let (ceremony, credential) = carol_p
-        .assert_at(app, "/step-up/challenge", origin(app))
-        .await;
-    let (s, _) = carol_p
-        .post(
-            app,
-            "/step-up",
-            &[("ceremony", &ceremony), ("credential", &credential)],
-        )
+    let (s, _, _) = carol_p
+        .confirm(app, "/step-up/challenge", "/step-up", &[])
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     let (s, body) = decide(&carol_p, "approve").await;
@@ -1039,14 +1048,12 @@ async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
     let mut carol_p = person(&shop, &carol.email).await;
     carol_p.register(app, "laptop").await;
     let page = format!("/admin/policy/proposals/{proposal}");
-    let (ceremony, credential) = carol_p
-        .assert_at(app, &format!("{page}/step-up"), origin(app))
-        .await;
-    let (s, body) = carol_p
-        .post(
+    let (s, _, body) = carol_p
+        .confirm(
             app,
+            &format!("{page}/step-up"),
             &format!("{page}/approve"),
-            &[("ceremony", &ceremony), ("credential", &credential)],
+            &[],
         )
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
@@ -1064,22 +1071,16 @@ async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
         html.contains("step_up turned off") && html.contains("Approve with a passkey"),
         "{html}"
     );
-    let (ceremony, credential) = dan_p
-        .assert_at(app, &format!("{page}/step-up"), origin(app))
+    let (s, location, _) = dan_p
+        .confirm(
+            app,
+            &format!("{page}/step-up"),
+            &format!("{page}/approve"),
+            &[],
+        )
         .await;
-    let res = dan_p
-        .browser
-        .post(app.url(&format!("{page}/approve")))
-        .form(&[
-            ("csrf", dan_p.csrf.as_str()),
-            ("ceremony", &ceremony),
-            ("credential", &credential),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(res.headers()["location"], "/admin/policy/3");
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    assert_eq!(location, "/admin/policy/3");
     let version_page = dan_p.page(app, "/admin/policy/3").await;
     assert!(
         version_page.contains("Widens access") && version_page.contains("step_up turned off"),
@@ -1110,14 +1111,12 @@ async fn a_widening_policy_change_waits_for_a_second_admin(db: TestDb) {
         "a narrowing change applies at once: {r}"
     );
     let stale_page = format!("/admin/policy/proposals/{stale}");
-    let (ceremony, credential) = dan_p
-        .assert_at(app, &format!("{stale_page}/step-up"), origin(app))
-        .await;
-    let (s, body) = dan_p
-        .post(
+    let (s, _, body) = dan_p
+        .confirm(
             app,
+            &format!("{stale_page}/step-up"),
             &format!("{stale_page}/approve"),
-            &[("ceremony", &ceremony), ("credential", &credential)],
+            &[],
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
