@@ -76,6 +76,15 @@ pub async fn run_once_observed(
                 tracing::warn!(tenant = %tenant.slug, error = %e, "reaper pass failed; retrying on the next pass")
             }
         }
+        // SSH sessions whose helper went silent end here; old recordings are deleted.
+        let ctx = crate::audit::Ctx {
+            actor: crate::audit::Actor::System,
+            origin: Default::default(),
+            now: clock.now(),
+        };
+        if let Err(e) = crate::broker::sessions::sweep(store, &ctx, &tenant).await {
+            tracing::warn!(tenant = %tenant.slug, error = %e, "session sweep failed; retrying on the next pass")
+        }
     }
     Ok(moved)
 }

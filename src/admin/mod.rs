@@ -1,6 +1,8 @@
 //! Administration core: tenants (with their signing keys), users and API tokens. The CLI, the
 //! demo seeder and the admin pages all call these; every change is audited in its transaction.
 
+pub mod hosts;
+
 use serde_json::json;
 use time::Duration;
 use uuid::Uuid;

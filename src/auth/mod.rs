@@ -4,6 +4,7 @@
 //! Browsers sign in by email link (`magic_link`) and hold a server-side session (`session`).
 
 pub mod device;
+pub mod host;
 pub mod magic_link;
 pub mod oidc;
 pub mod passkey;

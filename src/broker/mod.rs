@@ -6,6 +6,7 @@ pub mod db;
 pub mod detail;
 pub mod policy;
 pub mod service;
+pub mod sessions;
 pub mod ssh;
 
 use std::sync::Arc;
@@ -126,6 +127,20 @@ impl Broker {
         service::load(&self.store, &c.tenant, &c.user, id)
             .await
             .map(Shown::from)
+    }
+
+    /// The SSH sessions hosts reported for a request `c` may see.
+    pub async fn sessions_of(&self, c: &Caller, id: Uuid) -> AppResult<Vec<crate::store::SshSession>> {
+        sessions::of_request(&self.store, c, id).await
+    }
+
+    /// A session's recording, for someone who may see its request (audited).
+    pub async fn recording(
+        &self,
+        c: &Caller,
+        id: Uuid,
+    ) -> AppResult<(crate::store::SshSession, Vec<u8>)> {
+        sessions::recording(&self.store, c, id).await
     }
 
     /// [`Self::show`] with the people's addresses and the decisions with their comments.

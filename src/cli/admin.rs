@@ -38,6 +38,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// SSH hosts that run the session helper (`elevate host session`).
+    Host {
+        #[command(subcommand)]
+        command: super::admin_host::HostAdminCommand,
+    },
     /// Database servers elevate makes short-lived logins on.
     Target {
         #[command(subcommand)]
@@ -255,7 +260,7 @@ fn parse_kind(s: &str) -> Result<TargetKind, String> {
     s.parse()
 }
 
-fn ctx() -> Ctx {
+pub(super) fn ctx() -> Ctx {
     Ctx {
         actor: Actor::cli(),
         origin: Origin::default(),
@@ -276,6 +281,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             return add_webhook(tenant, url, store).await;
         }
         AdminCommand::Target { command } => return target(command).await,
+        AdminCommand::Host { command } => return super::admin_host::run(command).await,
         AdminCommand::Lockdown {
             tenant,
             email,

@@ -100,6 +100,7 @@ fn raw_signing(window: Duration) -> anyhow::Result<f64> {
         force_command: None,
         source_address: vec![],
         cert_ttl_secs: 3600,
+        record_input: false,
     };
     let now = SystemClock.now();
     let request = uuid::Uuid::now_v7();

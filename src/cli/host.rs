@@ -14,6 +14,9 @@ use clap::{Args, Subcommand};
 pub enum HostCommand {
     /// Fetch CA keys and KRL into DIR (user-ca.pub, revoked.krl).
     Sync(SyncArgs),
+    /// sshd's ForceCommand (with `ExposeAuthInfo yes`): runs the session while its grant is
+    /// active, records it, and ends it at the grant's end or within seconds of a revocation.
+    Session(super::host_session::SessionArgs),
 }
 
 #[derive(Debug, Args)]
@@ -84,7 +87,13 @@ fn replace(dir: &Path, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 pub async fn run(command: HostCommand) -> anyhow::Result<()> {
-    let HostCommand::Sync(args) = command;
+    let args = match command {
+        HostCommand::Sync(args) => args,
+        HostCommand::Session(args) => {
+            let code = super::host_session::run(args).await?;
+            std::process::exit(code);
+        }
+    };
     let http = super::client::http_client(Duration::from_secs(20), args.ca_cert.as_deref())?;
     let base = format!(
         "{}/t/{}/ssh",

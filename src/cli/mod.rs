@@ -1,6 +1,8 @@
 //! The `elevate` command line: server and operator commands in one binary (DESIGN §8).
 
 mod admin;
+mod admin_host;
+mod asciicast;
 mod audit;
 mod audit_bench;
 mod backup;
@@ -12,6 +14,7 @@ mod db;
 mod docs;
 mod doctor;
 mod host;
+mod host_session;
 mod pin;
 mod policy;
 mod serve;

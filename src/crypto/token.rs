@@ -19,6 +19,8 @@ pub enum TokenKind {
     SignIn,
     /// The device code of a CLI login (RFC 8628), polled until a person approves it.
     Device,
+    /// An SSH host's token (`elevate admin host add`): host actions of one tenant only.
+    Host,
 }
 
 impl TokenKind {
@@ -28,6 +30,7 @@ impl TokenKind {
             TokenKind::Session => "els_",
             TokenKind::SignIn => "ell_",
             TokenKind::Device => "eld_",
+            TokenKind::Host => "elh_",
         }
     }
 }

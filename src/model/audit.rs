@@ -39,6 +39,11 @@ pub enum Actor {
     Cli {
         os_user: String,
     },
+    /// An SSH host's helper (`elevate host session`), by its registered name.
+    Host {
+        id: Uuid,
+        name: String,
+    },
     /// elevate itself (reaper, demo seeding, start-up).
     System,
 }
@@ -56,6 +61,7 @@ impl Actor {
             Actor::User { email, .. } => format!("user:{email}"),
             Actor::Token { id, email } => format!("token:{id}:{email}"),
             Actor::Cli { os_user } => format!("cli:{os_user}"),
+            Actor::Host { name, .. } => format!("host:{name}"),
             Actor::System => "system".into(),
         }
     }

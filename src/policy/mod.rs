@@ -32,6 +32,9 @@ pub struct SshGrant {
     pub force_command: Option<String>,
     pub source_address: Vec<String>,
     pub cert_ttl_secs: i64,
+    /// Session recordings (`elevate host session`) keep what was typed too, not only the output.
+    #[serde(default)]
+    pub record_input: bool,
 }
 
 /// What a profile grants on a database target.
@@ -118,6 +121,8 @@ struct RawSsh {
     #[serde(default)]
     source_address: Vec<String>,
     cert_ttl: Option<String>,
+    #[serde(default)]
+    record_input: bool,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +280,7 @@ pub fn parse(source: &str) -> Result<Vec<Profile>, PolicyError> {
                 force_command: s.force_command,
                 source_address: s.source_address,
                 cert_ttl_secs: ttl.whole_seconds(),
+                record_input: s.record_input,
             }
         });
         let database = p.database.map(|d| {

@@ -89,6 +89,9 @@ fn profile_widening(b: &Profile, a: &Profile) -> Vec<String> {
             if s.cert_ttl_secs > bs.cert_ttl_secs {
                 note("ssh cert_ttl raised".into());
             }
+            if bs.record_input && !s.record_input {
+                note("ssh sessions no longer record input".into());
+            }
         }
         _ => {}
     }

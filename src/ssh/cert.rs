@@ -192,6 +192,52 @@ pub fn sign(
     b.sign(ca).map_err(e)
 }
 
+/// A certificate a host saw presented at login (`SSH_USER_AUTH`), checked against the CA keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presented {
+    pub serial: u64,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    /// From the request extension; None in a certificate elevate did not sign.
+    pub request: Option<Uuid>,
+    pub valid_before: OffsetDateTime,
+}
+
+/// Parses an OpenSSH certificate and checks that one of `trusted` (OpenSSH public keys) signed it
+/// and that it is valid at `now`. The refusal is a sentence for the person logging in.
+pub fn check_presented(
+    text: &str,
+    trusted: &[String],
+    now: OffsetDateTime,
+) -> Result<Presented, String> {
+    let cert = Certificate::from_openssh(text.trim())
+        .map_err(|e| format!("the login's certificate does not parse: {e}"))?;
+    let fingerprints: Vec<_> = trusted
+        .iter()
+        .filter_map(|k| PublicKey::from_openssh(k).ok())
+        .map(|k| k.fingerprint(HashAlg::Sha256))
+        .collect();
+    let at = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+    cert.validate_at(at, &fingerprints)
+        .map_err(|_| "the certificate is not signed by this organisation's CA, or not valid now".to_owned())?;
+    let request = cert
+        .extensions()
+        .get(REQUEST_EXTENSION)
+        .and_then(|v| v.split(';').next())
+        .and_then(|id| id.parse().ok());
+    let valid_before = i64::try_from(cert.valid_before())
+        .ok()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .ok_or_else(|| "the certificate's end of validity is out of range".to_owned())?;
+    Ok(Presented {
+        serial: cert.serial(),
+        key_id: cert.key_id().to_owned(),
+        principals: cert.valid_principals().to_vec(),
+        request,
+        valid_before,
+    })
+}
+
 /// SHA-256 fingerprint as `ssh-keygen -l` prints it.
 pub fn fingerprint(key: &PublicKey) -> String {
     key.fingerprint(HashAlg::Sha256).to_string()

@@ -53,6 +53,7 @@ mod policy;
 mod requests;
 mod sessions;
 mod ssh_certs;
+mod ssh_sessions;
 mod targets;
 mod tenants;
 mod tokens;
@@ -65,12 +66,13 @@ pub use db_logins::{CleanupCounts, DbLoginRecord};
 pub use outbox::OutboxItem;
 pub use requests::{Cursor, HistoryFilter, ListedRequest, RequestFilter, StoredRequest};
 pub use ssh_certs::{RevokedCert, SshCertRecord};
+pub use ssh_sessions::{Host, SessionChunk, SshSession};
 pub use tenants::{Lockdown, TenantFlag};
 pub use users::{NewUser, UserChange};
 pub use webhooks::Webhook;
 
 /// Every tenant table. Isolation tests and the start-up ownership check walk this list.
-pub const TENANT_TABLES: [&str; 22] = [
+pub const TENANT_TABLES: [&str; 25] = [
     "tenants",
     "users",
     "sessions",
@@ -93,6 +95,9 @@ pub const TENANT_TABLES: [&str; 22] = [
     "webauthn_ceremonies",
     "policy_proposals",
     "device_grants",
+    "hosts",
+    "ssh_sessions",
+    "session_chunks",
 ];
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -10,6 +10,7 @@ pub mod csrf;
 pub mod error;
 mod extract;
 mod health;
+pub mod host;
 pub mod history_query;
 pub mod limits;
 pub mod metrics;
@@ -140,6 +141,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(metrics::router())
         .merge(public::router())
+        .merge(host::router())
         .merge(pages::router())
         .merge(static_files::router())
         .route(

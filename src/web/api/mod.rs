@@ -7,6 +7,7 @@ mod me;
 pub mod openapi;
 mod policy;
 mod requests;
+pub mod sessions;
 mod ssh;
 mod tokens;
 
@@ -29,6 +30,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(policy::router())
         .merge(requests::router())
         .merge(ssh::router())
+        .merge(sessions::router())
         .merge(db::router())
         .merge(device::router())
         .split_for_parts()

@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
     tags(
         (name = "requests", description = "The request workflow"),
         (name = "credentials", description = "Credentials of an active grant"),
+        (name = "sessions", description = "SSH sessions hosts reported, and their recordings"),
         (name = "policy", description = "Access profiles"),
         (name = "audit", description = "The audit log (scope `audit`)"),
         (name = "tokens", description = "The caller's own API tokens"),
