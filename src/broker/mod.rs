@@ -130,7 +130,11 @@ impl Broker {
     }
 
     /// The SSH sessions hosts reported for a request `c` may see.
-    pub async fn sessions_of(&self, c: &Caller, id: Uuid) -> AppResult<Vec<crate::store::SshSession>> {
+    pub async fn sessions_of(
+        &self,
+        c: &Caller,
+        id: Uuid,
+    ) -> AppResult<Vec<crate::store::SshSession>> {
         sessions::of_request(&self.store, c, id).await
     }
 

@@ -167,14 +167,8 @@ pub async fn open(
             return refused(None, message).await;
         }
     };
-    if !presented.principals.contains(&o.principal) {
-        tx.rollback().await?;
-        return refused(
-            presented.request,
-            format!("the certificate does not name the account {}", o.principal),
-        )
-        .await;
-    }
+    // The account need not be one of the certificate's principals: sshd maps principals to
+    // accounts (`AuthorizedPrincipalsFile`) and has checked that mapping before running us.
     let serial = i64::try_from(presented.serial).unwrap_or(-1);
     let known = tx.ssh_cert_by_serial(serial).await?;
     let Some((request_id, revoked_at)) = known.filter(|(id, _)| presented.request == Some(*id))
@@ -232,7 +226,8 @@ pub async fn open(
             .details(json!({
                 "session_id": session.id,
                 "host": host.name,
-                "principal": session.principal,
+                "account": session.principal,
+                "principals": presented.principals,
                 "serial": presented.serial.to_string(),
                 "command": session.command,
                 "pty": session.pty,
@@ -307,7 +302,11 @@ pub async fn check(
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("session of a missing request")))?;
     let verdict = match (session.ended_at, session.end_reason.as_deref()) {
         (Some(_), reason) => ended(
-            stored.request.grant.as_ref().map_or(ctx.now, |g| g.not_after),
+            stored
+                .request
+                .grant
+                .as_ref()
+                .map_or(ctx.now, |g| g.not_after),
             reason
                 .and_then(EndReason::parse)
                 .unwrap_or(EndReason::HelperLost),

@@ -68,13 +68,18 @@ pub async fn run(command: HostAdminCommand) -> anyhow::Result<()> {
             let list = hosts::hosts(&store, &tenant).await?;
             store.close().await;
             if list.is_empty() {
-                println!("no hosts; add one with `elevate admin host add --tenant {} NAME`", tenant.slug);
+                println!(
+                    "no hosts; add one with `elevate admin host add --tenant {} NAME`",
+                    tenant.slug
+                );
             }
             for h in list {
-                let seen = h
-                    .last_seen_at
-                    .map_or("never".to_owned(), crate::text::when);
-                println!("{}\tadded {}\tlast seen {seen}", h.name, crate::text::when(h.created_at));
+                let seen = h.last_seen_at.map_or("never".to_owned(), crate::text::when);
+                println!(
+                    "{}\tadded {}\tlast seen {seen}",
+                    h.name,
+                    crate::text::when(h.created_at)
+                );
             }
         }
         HostAdminCommand::Remove {

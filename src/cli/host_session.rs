@@ -420,7 +420,18 @@ pub async fn run(a: SessionArgs) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    let (outcome, status) = relay(&a, &link, id, &opened, &mut running, &mut rec, &mut seq, raw.is_some(), transfer).await;
+    let (outcome, status) = relay(
+        &a,
+        &link,
+        id,
+        &opened,
+        &mut running,
+        &mut rec,
+        &mut seq,
+        raw.is_some(),
+        transfer,
+    )
+    .await;
     drop(raw);
     if let Some(line) = &outcome.message {
         say(false, line);
@@ -643,7 +654,8 @@ mod tests {
 
     #[test]
     fn the_certificate_is_found_in_ssh_user_auth_and_transfers_are_recognised() {
-        let auth = "publickey ssh-ed25519 AAAAkey\npublickey ssh-ed25519-cert-v01@openssh.com AAAAcert\n";
+        let auth =
+            "publickey ssh-ed25519 AAAAkey\npublickey ssh-ed25519-cert-v01@openssh.com AAAAcert\n";
         assert_eq!(
             certificate_in(auth).as_deref(),
             Some("ssh-ed25519-cert-v01@openssh.com AAAAcert")

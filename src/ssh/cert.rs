@@ -218,8 +218,9 @@ pub fn check_presented(
         .map(|k| k.fingerprint(HashAlg::Sha256))
         .collect();
     let at = u64::try_from(now.unix_timestamp()).unwrap_or(0);
-    cert.validate_at(at, &fingerprints)
-        .map_err(|_| "the certificate is not signed by this organisation's CA, or not valid now".to_owned())?;
+    cert.validate_at(at, &fingerprints).map_err(|_| {
+        "the certificate is not signed by this organisation's CA, or not valid now".to_owned()
+    })?;
     let request = cert
         .extensions()
         .get(REQUEST_EXTENSION)

@@ -49,7 +49,6 @@ pub struct SessionChunk {
     pub data: Vec<u8>,
 }
 
-
 impl TenantTx {
     pub async fn insert_host(
         &mut self,

@@ -604,6 +604,20 @@ macro_rules! on_both_backends {
     };
 }
 
+/// [`on_both_backends`] on two worker threads, for tests that block on `ssh`, `sshd` or
+/// `elevate host ...` while the in-process server answers.
+#[macro_export]
+macro_rules! on_both_backends_threaded {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name($crate::helpers::TestDb::sqlite().await).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name($crate::helpers::TestDb::postgres().await).await })*
+        }
+    };
+}
+
 /// The CSRF token of the first form in a page.
 pub fn csrf_in(html: &str) -> String {
     let start =

@@ -31,6 +31,7 @@ mod passkeys;
 mod policy;
 mod replicas;
 mod rls;
+mod sessions;
 mod signin;
 mod ssh;
 mod sshd;

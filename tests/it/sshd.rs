@@ -59,6 +59,11 @@ pub fn host_sync(app: &TestApp, tenant: &str, dir: &Path) -> Output {
 impl Sshd {
     /// Starts sshd trusting `tenant`'s CA; `principals` may log in as the current unix user.
     pub fn start(app: &TestApp, tenant: &str, principals: &[&str]) -> Sshd {
+        Self::start_with(app, tenant, principals, "")
+    }
+
+    /// [`Sshd::start`] with more lines of `sshd_config` (a `ForceCommand`, say).
+    pub fn start_with(app: &TestApp, tenant: &str, principals: &[&str], extra: &str) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "the SSH tests need OpenSSH's server: apt-get install -y openssh-server (.ci/run does)"
@@ -109,7 +114,8 @@ impl Sshd {
                      TrustedUserCAKeys {etc}/user-ca.pub\n\
                      RevokedKeys {etc}/revoked.krl\n\
                      AuthorizedPrincipalsFile {dir}/principals/%u\n\
-                     LogLevel VERBOSE\n",
+                     LogLevel VERBOSE\n\
+                     {extra}\n",
                     host = host_key.display(),
                     etc = etc.display(),
                     dir = dir.display(),
