@@ -138,6 +138,11 @@ impl Broker {
         sessions::of_request(&self.store, c, id).await
     }
 
+    /// A session of a request `c` may see (without its recording).
+    pub async fn session(&self, c: &Caller, id: Uuid) -> AppResult<crate::store::SshSession> {
+        sessions::one(&self.store, c, id).await
+    }
+
     /// A session's recording, for someone who may see its request (audited).
     pub async fn recording(
         &self,

@@ -462,6 +462,18 @@ pub async fn of_request(store: &Store, c: &Caller, request: Uuid) -> AppResult<V
     Ok(sessions)
 }
 
+/// Session `id`, for someone who may see its request.
+pub async fn one(store: &Store, c: &Caller, id: Uuid) -> AppResult<SshSession> {
+    let not_found = || AppError::NotFound(format!("no session {id}"));
+    let mut tx = store.tenant(c.tenant.tenant_id).await?;
+    let session = tx.ssh_session(id).await?.ok_or_else(not_found)?;
+    if load_in(&mut tx, &c.user, session.request_id).await.is_err() {
+        return Err(not_found());
+    }
+    tx.commit().await?;
+    Ok(session)
+}
+
 /// Session `id` and its recording (asciicast v2), for someone who may see its request. Each
 /// viewing is audited.
 pub async fn recording(store: &Store, c: &Caller, id: Uuid) -> AppResult<(SshSession, Vec<u8>)> {
@@ -492,4 +504,41 @@ pub async fn recording(store: &Store, c: &Caller, id: Uuid) -> AppResult<(SshSes
     .await?;
     tx.commit().await?;
     Ok((session, data))
+}
+
+/// What checking the kept recordings against their end events found.
+#[derive(Debug, Default)]
+pub struct RecordingCheck {
+    pub checked: usize,
+    /// Deleted under the retention setting: nothing left to check.
+    pub deleted: usize,
+    /// Session ids whose stored recording no longer hashes to what the end event says.
+    pub altered: Vec<Uuid>,
+}
+
+/// Recomputes each kept recording's SHA-256 and compares it with its `session.ended` event,
+/// which the hash chain protects (`elevate audit verify`).
+pub async fn verify_recordings(store: &Store, tenant: &Tenant) -> AppResult<RecordingCheck> {
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut check = RecordingCheck::default();
+    for d in tx.session_end_events().await? {
+        let (Some(id), Some(recorded)) = (
+            d["session_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()),
+            d["recording_sha256"].as_str(),
+        ) else {
+            continue;
+        };
+        match tx.ssh_session(id).await? {
+            Some(s) if s.purged_at.is_some() => check.deleted += 1,
+            Some(_) => {
+                check.checked += 1;
+                if digest(&tx.session_chunks(id).await?) != recorded {
+                    check.altered.push(id);
+                }
+            }
+            None => check.altered.push(id),
+        }
+    }
+    tx.commit().await?;
+    Ok(check)
 }

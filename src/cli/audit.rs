@@ -305,18 +305,31 @@ async fn verify_live(
         });
     }
     let result = verify_store_pinned(&store, tenant.tenant_id, pinned, pins).await?;
+    let recordings = crate::broker::sessions::verify_recordings(&store, &tenant).await;
     store.close().await;
-    match result {
-        Ok(s) => {
-            println!(
-                "{s}; {} events after the latest checkpoint (tenant {})",
-                s.head_seq - s.signed_through,
-                tenant.slug
-            );
-            Ok(())
-        }
+    let s = match result {
+        Ok(s) => s,
         Err(broken) => bail!("tenant {}: {broken}", tenant.slug),
+    };
+    println!(
+        "{s}; {} events after the latest checkpoint (tenant {})",
+        s.head_seq - s.signed_through,
+        tenant.slug
+    );
+    let r = recordings?;
+    if !r.altered.is_empty() {
+        bail!(
+            "tenant {}: {} session recording(s) differ from the hash in their session.ended event: {}",
+            tenant.slug,
+            r.altered.len(),
+            r.altered.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        );
     }
+    println!(
+        "{} session recording(s) match their end events; {} deleted under the retention setting",
+        r.checked, r.deleted
+    );
+    Ok(())
 }
 
 async fn restored(

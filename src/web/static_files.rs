@@ -10,12 +10,14 @@ use super::AppState;
 const CSS: &str = include_str!("../../static/elevate.css");
 const JS: &str = include_str!("../../static/elevate.js");
 const PASSKEYS_JS: &str = include_str!("../../static/passkeys.js");
+const PLAYER_JS: &str = include_str!("../../static/player.js");
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/static/elevate.css", get(css))
         .route("/static/elevate.js", get(js))
         .route("/static/passkeys.js", get(passkeys_js))
+        .route("/static/player.js", get(player_js))
 }
 
 async fn css() -> impl IntoResponse {
@@ -45,5 +47,15 @@ async fn passkeys_js() -> impl IntoResponse {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         PASSKEYS_JS,
+    )
+}
+
+async fn player_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        PLAYER_JS,
     )
 }

@@ -495,6 +495,25 @@ async fn a_killed_helper_leaves_its_recording_and_an_audit_event(db: TestDb) {
     let actions = shop.actions().await;
     let ended = actions.iter().find(|(a, _)| a == "session.ended").unwrap();
     assert_eq!(ended.1["reason"], "helper_lost");
+
+    // `audit verify` checks the kept recording against its end event, and notices a change.
+    let verify = || {
+        elevate(&shop.dir)
+            .args(["audit", "verify", "--tenant", "acme", "--database"])
+            .arg(&shop.app.db.url)
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_contains(&out.stdout, "1 session recording(s) match");
+    shop.app
+        .db
+        .owner_exec("UPDATE session_chunks SET data = data || data")
+        .await;
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    assert_contains(&out.stderr, &format!("differ from the hash in their session.ended event: {session}"));
 }
 
 async fn a_host_token_is_for_host_calls_only(db: TestDb) {

@@ -50,6 +50,8 @@ struct Row {
     action: String,
     subject: String,
     request_id: String,
+    /// The SSH session a `session.*` event is about, for a link to its replay.
+    session_id: String,
     details: String,
 }
 
@@ -194,6 +196,10 @@ async fn page(
             .map(|e| Row {
                 seq: e.seq,
                 at: when(e.at),
+                session_id: match e.details.0["session_id"].as_str() {
+                    Some(id) if e.action.starts_with("session.") => id.to_owned(),
+                    _ => String::new(),
+                },
                 actor: e.actor,
                 action: e.action,
                 subject: e.subject,

@@ -9,12 +9,14 @@ mod dev;
 mod device;
 mod history;
 mod home;
+mod hosts;
 mod integrations;
 mod login;
 mod passkeys;
 mod people;
 mod policy;
 mod requests;
+mod sessions;
 mod status;
 mod targets;
 mod timeline;
@@ -37,6 +39,8 @@ pub fn router() -> Router<AppState> {
         .merge(ca::router())
         .merge(admin_tokens::router())
         .merge(integrations::router())
+        .merge(hosts::router())
+        .merge(sessions::router())
         .merge(login::router())
         .merge(home::router())
         .merge(passkeys::router())

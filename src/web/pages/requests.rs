@@ -264,6 +264,8 @@ struct DetailPage {
     certs: Vec<CertRow>,
     can_issue_db: bool,
     db_logins: Vec<DbRow>,
+    /// SSH sessions hosts reported, with links to their replays.
+    sessions: Vec<super::sessions::SessionRow>,
 }
 
 /// One database login of the request (never its password).
@@ -402,6 +404,12 @@ async fn detail_page(
         .iter()
         .map(|c| db_row(c, now))
         .collect();
+    let sessions = tx
+        .ssh_sessions_of(id)
+        .await?
+        .iter()
+        .map(super::sessions::row)
+        .collect();
     tx.commit().await?;
     let r = &stored.request;
     let me = service::person(&who.user);
@@ -431,6 +439,7 @@ async fn detail_page(
             .unwrap_or_default(),
         can_issue_db: mine && r.state == RequestState::Active && profile.database.is_some(),
         db_logins,
+        sessions,
         certs,
         a,
         refusal,

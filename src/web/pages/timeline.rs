@@ -33,6 +33,9 @@ fn who(actor: &str) -> (String, &'static str) {
     if let Some(user) = actor.strip_prefix("cli:") {
         return (format!("{user} (operator)"), "server command line");
     }
+    if let Some(host) = actor.strip_prefix("host:") {
+        return (host.to_owned(), "SSH host");
+    }
     ("elevate".to_owned(), "elevate")
 }
 
@@ -130,6 +133,22 @@ pub fn sentence(action: &str, actor: &str, details: &Value) -> String {
         ),
         "db.login_dropped" => format!("database login {} dropped", text(d, "role")),
         "db.logins_ended" => "its database logins were ended".into(),
+        "session.started" => format!(
+            "SSH session opened on {} as {}",
+            text(d, "host"),
+            text(d, "account")
+        ),
+        "session.ended" => format!(
+            "SSH session on {} ended ({})",
+            text(d, "host"),
+            text(d, "reason").replace('_', " ")
+        ),
+        "session.refused" => with(
+            format!("an SSH login on {name} was refused"),
+            &text(d, "reason"),
+            ": ",
+        ),
+        "session.recording_viewed" => format!("{name} watched a session recording"),
         other => format!("{name}: {other}"),
     }
 }
