@@ -294,17 +294,18 @@ async fn every_page_fits_phones_and_passes_axe() {
     let pending = acme.alice_api.request("prod-shell", "2h").await;
     let denied = acme.alice_api.request("prod-shell", "30m").await;
     acme.bob_api.deny(&denied, "not during the freeze").await;
+    let session = recorded_session(&app, &acme, &active).await;
     let visits = json!([
         {"who": "anonymous", "session": "", "paths": ["/", "/login"]},
         {"who": "alice", "session": app.session_for(&acme.alice).await, "paths": [
             "/dashboard", "/requests/new", "/requests", format!("/requests/{active}"),
-            "/profile", "/tokens", "/passkeys", "/device"]},
+            "/profile", "/tokens", "/passkeys", "/device", format!("/sessions/{session}")]},
         {"who": "bob", "session": app.session_for(&acme.bob).await, "paths": [
             "/approvals", "/access", format!("/requests/{pending}"), format!("/requests/{denied}")]},
         {"who": "carol", "session": app.session_for(&carol).await, "paths": [
             "/admin/users", format!("/admin/users/{}", acme.alice.id), "/admin/policy",
             "/admin/targets", "/admin/status", "/admin/ca", "/admin/tokens",
-            "/admin/integrations", "/admin/policy/1", "/step-up", "/audit", "/access",
+            "/admin/integrations", "/admin/hosts", "/admin/policy/1", "/step-up", "/audit", "/access",
             "/requests/00000000-0000-0000-0000-000000000000"]},
         {"who": "audrey", "session": app.session_for(&audrey).await, "paths": ["/audit", "/access"]},
     ]);
@@ -320,7 +321,7 @@ async fn every_page_fits_phones_and_passes_axe() {
         "the phone menu opens from the keyboard"
     );
     let pages = report["pages"].as_array().unwrap();
-    assert_eq!(pages.len(), 2 * 29, "{report}");
+    assert_eq!(pages.len(), 2 * 31, "{report}");
     let bad: Vec<String> = pages
         .iter()
         .filter(|p| {
@@ -344,6 +345,59 @@ async fn every_page_fits_phones_and_passes_axe() {
         bad.len(),
         bad.join("\n")
     );
+}
+
+/// A session on host web-1 for `request`, opened, recorded and ended through the host protocol
+/// as `elevate host session` would (a certificate issued for a fresh key): its id.
+async fn recorded_session(app: &TestApp, acme: &crate::helpers::Acme, request: &str) -> String {
+    let ctx = crate::helpers::ctx(app.clock.as_ref());
+    let (_, token) = elevate::admin::hosts::add_host(app.store(), &ctx, &acme.tenant, "web-1")
+        .await
+        .unwrap();
+    let key = ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+        .unwrap();
+    let (s, cert) = acme
+        .alice_api
+        .ssh_certificate(request, &key.public_key().to_openssh().unwrap())
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{cert}");
+    let host = app.api(token.expose());
+    let (s, opened) = host
+        .post(
+            "/api/host/v1/acme/sessions",
+            json!({"certificate": cert["certificate"], "principal": "deploy", "pty": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{opened}");
+    let id = opened["session_id"].as_str().unwrap().to_owned();
+    let key = opened["session_key"].as_str().unwrap();
+    let cast = concat!(
+        r#"{"version":2,"width":80,"height":24,"timestamp":1,"title":"deploy"}"#, "\n",
+        r#"[0.1,"o","\u001b[1;32mdeploy@web-1\u001b[0m:~$ "]"#, "\n",
+        r#"[0.9,"o","uptime\r\n 10:00:00 up 3 days\r\n"]"#, "\n",
+        r#"[1.5,"o","deploy@web-1:~$ exit\r\n"]"#, "\n",
+    );
+    let res = app
+        .browser()
+        .put(app.url(&format!("/api/host/v1/acme/sessions/{id}/recording/0")))
+        .bearer_auth(token.expose())
+        .header("x-elevate-session-key", key)
+        .body(cast)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    let res = app
+        .browser()
+        .post(app.url(&format!("/api/host/v1/acme/sessions/{id}/end")))
+        .bearer_auth(token.expose())
+        .header("x-elevate-session-key", key)
+        .json(&json!({"reason": "exit", "exit_status": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::NO_CONTENT);
+    id
 }
 
 /// The admin pages that were missing: the SSH CA keys with rotation behind a confirmation, every
