@@ -160,8 +160,8 @@ check_dockerfile() {
 check_sshd() {
     say "sshd drop-in: sshd -t"
     ssh-keygen -q -t ed25519 -N '' -f "$scratch/host_key"
-    printf 'HostKey %s\nPidFile none\nInclude %s\n' "$scratch/host_key" "$PWD/deploy/sshd/elevate.conf" > "$scratch/sshd_config"
-    /usr/sbin/sshd -t -f "$scratch/sshd_config" || fail "sshd -t: deploy/sshd/elevate.conf"
+    printf 'HostKey %s\nPidFile none\nInclude %s\nInclude %s\n' "$scratch/host_key" "$PWD/deploy/sshd/elevate.conf" "$PWD/deploy/sshd/elevate-sessions.conf" > "$scratch/sshd_config"
+    /usr/sbin/sshd -t -f "$scratch/sshd_config" || fail "sshd -t: deploy/sshd/elevate.conf + elevate-sessions.conf"
 }
 
 check_target_sql() {

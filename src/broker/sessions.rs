@@ -523,7 +523,9 @@ pub async fn verify_recordings(store: &Store, tenant: &Tenant) -> AppResult<Reco
     let mut check = RecordingCheck::default();
     for d in tx.session_end_events().await? {
         let (Some(id), Some(recorded)) = (
-            d["session_id"].as_str().and_then(|s| s.parse::<Uuid>().ok()),
+            d["session_id"]
+                .as_str()
+                .and_then(|s| s.parse::<Uuid>().ok()),
             d["recording_sha256"].as_str(),
         ) else {
             continue;

@@ -322,7 +322,11 @@ async fn verify_live(
             "tenant {}: {} session recording(s) differ from the hash in their session.ended event: {}",
             tenant.slug,
             r.altered.len(),
-            r.altered.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            r.altered
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     println!(

@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::asciicast::{Header, Recorder};
+use crate::clock::Clock;
 use crate::broker::sessions::{EndReason, Opening, Verdict};
 use crate::web::host::{Closing, OpenedView, SESSION_KEY_HEADER};
 
@@ -385,7 +386,7 @@ pub async fn run(a: SessionArgs) -> anyhow::Result<i32> {
         &Header {
             width: cols,
             height: rows,
-            timestamp: OffsetDateTime::now_utc().unix_timestamp(),
+            timestamp: crate::clock::SystemClock.now().unix_timestamp(),
             title: &title,
             term: term.as_deref(),
             shell: Some(&shell),
@@ -504,7 +505,7 @@ async fn relay(
         } else {
             not_after.min(valid_before)
         };
-        let left = (end - OffsetDateTime::now_utc()).max(time::Duration::ZERO);
+        let left = (end - crate::clock::SystemClock.now()).max(time::Duration::ZERO);
         tokio::time::Instant::now() + Duration::from_secs_f64(left.as_seconds_f64())
     };
     let mut tick = tokio::time::interval(Duration::from_secs(a.check_every.max(1)));

@@ -354,8 +354,9 @@ async fn recorded_session(app: &TestApp, acme: &crate::helpers::Acme, request: &
     let (_, token) = elevate::admin::hosts::add_host(app.store(), &ctx, &acme.tenant, "web-1")
         .await
         .unwrap();
-    let key = ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
-        .unwrap();
+    let key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .unwrap();
     let (s, cert) = acme
         .alice_api
         .ssh_certificate(request, &key.public_key().to_openssh().unwrap())
@@ -372,10 +373,14 @@ async fn recorded_session(app: &TestApp, acme: &crate::helpers::Acme, request: &
     let id = opened["session_id"].as_str().unwrap().to_owned();
     let key = opened["session_key"].as_str().unwrap();
     let cast = concat!(
-        r#"{"version":2,"width":80,"height":24,"timestamp":1,"title":"deploy"}"#, "\n",
-        r#"[0.1,"o","\u001b[1;32mdeploy@web-1\u001b[0m:~$ "]"#, "\n",
-        r#"[0.9,"o","uptime\r\n 10:00:00 up 3 days\r\n"]"#, "\n",
-        r#"[1.5,"o","deploy@web-1:~$ exit\r\n"]"#, "\n",
+        r#"{"version":2,"width":80,"height":24,"timestamp":1,"title":"deploy"}"#,
+        "\n",
+        r#"[0.1,"o","\u001b[1;32mdeploy@web-1\u001b[0m:~$ "]"#,
+        "\n",
+        r#"[0.9,"o","uptime\r\n 10:00:00 up 3 days\r\n"]"#,
+        "\n",
+        r#"[1.5,"o","deploy@web-1:~$ exit\r\n"]"#,
+        "\n",
     );
     let res = app
         .browser()

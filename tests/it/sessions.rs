@@ -389,7 +389,7 @@ async fn a_short_grant_ends_its_session_at_its_end(db: TestDb) {
     ssh.wait_exit(Duration::from_secs(90))
         .await
         .unwrap_or_else(|| panic!("the session outlived its grant: {}", ssh.output()));
-    let ended_at = time::OffsetDateTime::now_utc();
+    let ended_at = elevate::clock::Clock::now(&elevate::clock::SystemClock);
     let late = (ended_at - not_after).as_seconds_f64();
     eprintln!("the session ended {late:.1}s after the grant's end");
     assert!(
@@ -505,7 +505,11 @@ async fn a_killed_helper_leaves_its_recording_and_an_audit_event(db: TestDb) {
             .unwrap()
     };
     let out = verify();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_contains(&out.stdout, "1 session recording(s) match");
     shop.app
         .db
@@ -513,7 +517,10 @@ async fn a_killed_helper_leaves_its_recording_and_an_audit_event(db: TestDb) {
         .await;
     let out = verify();
     assert_eq!(out.status.code(), Some(1));
-    assert_contains(&out.stderr, &format!("differ from the hash in their session.ended event: {session}"));
+    assert_contains(
+        &out.stderr,
+        &format!("differ from the hash in their session.ended event: {session}"),
+    );
 }
 
 async fn a_host_token_is_for_host_calls_only(db: TestDb) {

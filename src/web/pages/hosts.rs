@@ -104,7 +104,13 @@ async fn remove(
     Path(name): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<Redirect> {
-    hosts::remove_host(&state.store, &who.ctx(state.clock.now()), &who.tenant, &name).await?;
+    hosts::remove_host(
+        &state.store,
+        &who.ctx(state.clock.now()),
+        &who.tenant,
+        &name,
+    )
+    .await?;
     Ok(Redirect::to("/admin/hosts"))
 }
 

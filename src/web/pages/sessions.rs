@@ -42,10 +42,10 @@ pub fn row(s: &SshSession) -> SessionRow {
         id: s.id.to_string(),
         host: crate::text::shown_owned(&s.host_name),
         account: crate::text::shown_owned(&s.principal),
-        what: s.command.as_deref().map_or_else(
-            || "interactive shell".to_owned(),
-            crate::text::shown_owned,
-        ),
+        what: s
+            .command
+            .as_deref()
+            .map_or_else(|| "interactive shell".to_owned(), crate::text::shown_owned),
         started: when(s.started_at),
         ended: s.ended_at.map_or_else(|| "still open".into(), when),
         reason: s.end_reason.clone().unwrap_or_default().replace('_', " "),
