@@ -19,8 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::asciicast::{Header, Recorder};
-use crate::clock::Clock;
 use crate::broker::sessions::{EndReason, Opening, Verdict};
+use crate::clock::Clock;
 use crate::web::host::{Closing, OpenedView, SESSION_KEY_HEADER};
 
 #[derive(Debug, Args)]
@@ -567,15 +567,23 @@ async fn relay(
             status = running.child.wait() => {
                 // Output still on its way comes first (briefly: a background job may hold it).
                 let drain = async {
-                    while let Some(n) = read_some(&mut running.output, &mut outbuf).await {
-                        if n == 0 { break; }
-                        if !transfer { rec.output(&outbuf[..n]); }
-                        let _ = stdout.write_all(&outbuf[..n]).await;
-                    }
-                    while let Some(n) = read_some(&mut running.errors, &mut errbuf).await {
-                        if n == 0 { break; }
-                        if !transfer { rec.output(&errbuf[..n]); }
-                        let _ = stderr.write_all(&errbuf[..n]).await;
+                    while running.output.is_some() || running.errors.is_some() {
+                        tokio::select! {
+                            n = read_some(&mut running.output, &mut outbuf) => match n {
+                                Some(n) if n > 0 => {
+                                    if !transfer { rec.output(&outbuf[..n]); }
+                                    let _ = stdout.write_all(&outbuf[..n]).await;
+                                }
+                                _ => running.output = None,
+                            },
+                            n = read_some(&mut running.errors, &mut errbuf) => match n {
+                                Some(n) if n > 0 => {
+                                    if !transfer { rec.output(&errbuf[..n]); }
+                                    let _ = stderr.write_all(&errbuf[..n]).await;
+                                }
+                                _ => running.errors = None,
+                            },
+                        }
                     }
                 };
                 let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;

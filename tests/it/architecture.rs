@@ -177,6 +177,7 @@ fn test_modules_borrow_nothing_from_each_other() {
         "sshd",
         "browser",
         "on_both_backends",
+        "on_both_backends_threaded",
     ];
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
     let mut offenders = Vec::new();

@@ -513,3 +513,54 @@ impl Drop for SmtpSink {
         let _ = self.child.wait();
     }
 }
+
+/// The CLI as Alice, logged in to the test server, with its own config directory.
+pub(crate) struct Engineer {
+    env: Vec<(String, std::ffi::OsString)>,
+}
+
+impl Engineer {
+    pub(crate) async fn logged_in(
+        shop: &Shop,
+        home: &std::path::Path,
+        extra: &[(&str, &std::ffi::OsStr)],
+    ) -> Engineer {
+        let mut env = vec![
+            (
+                "PATH".to_owned(),
+                std::env::var_os("PATH").unwrap_or_default(),
+            ),
+            ("XDG_CONFIG_HOME".to_owned(), home.as_os_str().to_owned()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_os_string())));
+        let me = Engineer { env };
+        let cert_file = shop.app.db.dir.join(elevate::web::tls::DEV_CERT_FILE);
+        let login = me
+            .command(&[
+                "login",
+                "--server",
+                &shop.app.base,
+                "--token",
+                &shop.alice,
+                "--ca-cert",
+                cert_file.to_str().unwrap(),
+            ])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            login.status.success(),
+            "{}",
+            String::from_utf8_lossy(&login.stderr)
+        );
+        me
+    }
+
+    pub(crate) fn command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(crate::sshd::BIN);
+        c.env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args(args);
+        c
+    }
+}

@@ -64,7 +64,7 @@ async fn the_document_names_every_operation_once_with_its_security() {
             );
         }
     }
-    assert_eq!(operations, 21, "{ids:?}");
+    assert_eq!(operations, 23, "{ids:?}");
 }
 
 #[tokio::test]

@@ -608,4 +608,34 @@ crate::on_both_backends_threaded!(
     without_elevate_or_with_a_revoked_grant_there_is_no_session,
     a_killed_helper_leaves_its_recording_and_an_audit_event,
     a_host_token_is_for_host_calls_only,
+    elevate_ssh_through_the_helper_is_recorded,
 );
+
+/// Alice's `elevate ssh` (as in the demo) runs through the helper: the command's output comes
+/// back and the session is recorded on her request.
+async fn elevate_ssh_through_the_helper_is_recorded(db: TestDb) {
+    let shop = session_shop(db).await;
+    let token = add_host(&shop, "web-7");
+    let sshd = sshd_with_helper(&shop, &token, &shop.app.base);
+    let id = shop.granted("prod-shell").await;
+    let home = crate::helpers::temp_dir("ssh-cli-home");
+    let cli =
+        crate::fixtures::Engineer::logged_in(&shop, &home, &[("TMPDIR", home.as_os_str())]).await;
+    let destination = format!("{}@127.0.0.1", sshd.user);
+    let mut args = vec!["ssh", destination.as_str(), "--profile", "prod-shell", "--"];
+    let options = sshd.client_options();
+    args.extend(options.iter().map(String::as_str));
+    args.push("echo via-helper-$((2+3))");
+    let out = cli.command(&args).output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{} | {}",
+        String::from_utf8_lossy(&out.stderr),
+        sshd.log_tail()
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "via-helper-5");
+    let listed = sessions(&shop, &shop.alice, &id).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    let (_, cast) = recording(&shop, &shop.bob, listed[0]["id"].as_str().unwrap()).await;
+    assert!(events(&cast, "o").contains("via-helper-5"), "{cast}");
+}

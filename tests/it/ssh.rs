@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::fixtures::{Shop, krl_revokes, shop, shop_in, sync};
+use crate::fixtures::{Engineer, krl_revokes, shop, shop_in, sync};
 use crate::helpers::{TestApp, TestDb, temp_dir};
 use crate::sshd::{BIN, Sshd, host_sync, unix_user, user_key};
 
@@ -475,53 +475,6 @@ async fn elevate_ssh_loads_the_certificate_into_the_running_agent() {
         listed.contains(&format!("elevate prod-shell {id}")) && listed.contains("ED25519-CERT"),
         "{listed}"
     );
-}
-
-/// The CLI as Alice, logged in to the test server, with its own config directory.
-struct Engineer {
-    env: Vec<(String, std::ffi::OsString)>,
-}
-
-impl Engineer {
-    async fn logged_in(shop: &Shop, home: &Path, extra: &[(&str, &std::ffi::OsStr)]) -> Engineer {
-        let mut env = vec![
-            (
-                "PATH".to_owned(),
-                std::env::var_os("PATH").unwrap_or_default(),
-            ),
-            ("XDG_CONFIG_HOME".to_owned(), home.as_os_str().to_owned()),
-        ];
-        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_os_string())));
-        let me = Engineer { env };
-        let cert_file = shop.app.db.dir.join(elevate::web::tls::DEV_CERT_FILE);
-        let login = me
-            .command(&[
-                "login",
-                "--server",
-                &shop.app.base,
-                "--token",
-                &shop.alice,
-                "--ca-cert",
-                cert_file.to_str().unwrap(),
-            ])
-            .output()
-            .await
-            .unwrap();
-        assert!(
-            login.status.success(),
-            "{}",
-            String::from_utf8_lossy(&login.stderr)
-        );
-        me
-    }
-
-    fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(BIN);
-        c.env_clear()
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .args(args);
-        c
-    }
 }
 
 /// A test's own ssh-agent, stopped even when the test fails.
