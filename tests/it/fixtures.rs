@@ -564,3 +564,88 @@ impl Engineer {
         c
     }
 }
+
+/// A session opened through the host protocol as `elevate host session` opens one (host
+/// `name` registered, a certificate issued to `requester` for a fresh key on `request`), for
+/// tests that need a session without an sshd.
+pub(crate) struct HostSession {
+    app_base: String,
+    client: reqwest::Client,
+    pub(crate) token: String,
+    pub(crate) id: String,
+    key: String,
+}
+
+impl HostSession {
+    pub(crate) async fn open(
+        app: &TestApp,
+        tenant: &Tenant,
+        name: &str,
+        requester: &crate::helpers::Api,
+        request: &str,
+    ) -> HostSession {
+        let ctx = ctx(app.clock.as_ref());
+        let (_, token) = elevate::admin::hosts::add_host(app.store(), &ctx, tenant, name)
+            .await
+            .unwrap();
+        let key = ssh_key::PrivateKey::random(
+            &mut ssh_key::rand_core::OsRng,
+            ssh_key::Algorithm::Ed25519,
+        )
+        .unwrap();
+        let (s, cert) = requester
+            .ssh_certificate(request, &key.public_key().to_openssh().unwrap())
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{cert}");
+        let token = token.expose().to_owned();
+        let (s, opened) = app
+            .api(&token)
+            .post(
+                &format!("/api/host/v1/{}/sessions", tenant.slug),
+                json!({"certificate": cert["certificate"], "principal": "deploy", "pty": true}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{opened}");
+        HostSession {
+            app_base: format!("{}/api/host/v1/{}/sessions", app.base, tenant.slug),
+            client: app.browser(),
+            token,
+            id: opened["session_id"].as_str().unwrap().to_owned(),
+            key: opened["session_key"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    fn call(&self, method: reqwest::Method, tail: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}/{}{tail}", self.app_base, self.id))
+            .bearer_auth(&self.token)
+            .header("x-elevate-session-key", &self.key)
+    }
+
+    pub(crate) async fn record(&self, seq: i32, data: &str) -> StatusCode {
+        let res = self
+            .call(reqwest::Method::PUT, &format!("/recording/{seq}"))
+            .body(data.to_owned())
+            .send()
+            .await
+            .unwrap();
+        res.status()
+    }
+
+    /// The verdict the helper polls.
+    pub(crate) async fn check(&self) -> Value {
+        let res = self.call(reqwest::Method::GET, "").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        res.json().await.unwrap()
+    }
+
+    pub(crate) async fn close(&self, reason: &str) -> StatusCode {
+        let res = self
+            .call(reqwest::Method::POST, "/end")
+            .json(&json!({"reason": reason, "exit_status": 0}))
+            .send()
+            .await
+            .unwrap();
+        res.status()
+    }
+}

@@ -347,31 +347,11 @@ async fn every_page_fits_phones_and_passes_axe() {
     );
 }
 
-/// A session on host web-1 for `request`, opened, recorded and ended through the host protocol
-/// as `elevate host session` would (a certificate issued for a fresh key): its id.
+/// A session on host web-1 for `request`, recorded and ended through the host protocol: its id.
 async fn recorded_session(app: &TestApp, acme: &crate::helpers::Acme, request: &str) -> String {
-    let ctx = crate::helpers::ctx(app.clock.as_ref());
-    let (_, token) = elevate::admin::hosts::add_host(app.store(), &ctx, &acme.tenant, "web-1")
-        .await
-        .unwrap();
-    let key =
-        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
-            .unwrap();
-    let (s, cert) = acme
-        .alice_api
-        .ssh_certificate(request, &key.public_key().to_openssh().unwrap())
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{cert}");
-    let host = app.api(token.expose());
-    let (s, opened) = host
-        .post(
-            "/api/host/v1/acme/sessions",
-            json!({"certificate": cert["certificate"], "principal": "deploy", "pty": true}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{opened}");
-    let id = opened["session_id"].as_str().unwrap().to_owned();
-    let key = opened["session_key"].as_str().unwrap();
+    let session =
+        crate::fixtures::HostSession::open(app, &acme.tenant, "web-1", &acme.alice_api, request)
+            .await;
     let cast = concat!(
         r#"{"version":2,"width":80,"height":24,"timestamp":1,"title":"deploy"}"#,
         "\n",
@@ -382,27 +362,9 @@ async fn recorded_session(app: &TestApp, acme: &crate::helpers::Acme, request: &
         r#"[1.5,"o","deploy@web-1:~$ exit\r\n"]"#,
         "\n",
     );
-    let res = app
-        .browser()
-        .put(app.url(&format!("/api/host/v1/acme/sessions/{id}/recording/0")))
-        .bearer_auth(token.expose())
-        .header("x-elevate-session-key", key)
-        .body(cast)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    let res = app
-        .browser()
-        .post(app.url(&format!("/api/host/v1/acme/sessions/{id}/end")))
-        .bearer_auth(token.expose())
-        .header("x-elevate-session-key", key)
-        .json(&json!({"reason": "exit", "exit_status": 0}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::NO_CONTENT);
-    id
+    assert_eq!(session.record(0, cast).await, StatusCode::NO_CONTENT);
+    assert_eq!(session.close("exit").await, StatusCode::NO_CONTENT);
+    session.id
 }
 
 /// The admin pages that were missing: the SSH CA keys with rotation behind a confirmation, every

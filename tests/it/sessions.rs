@@ -609,6 +609,7 @@ crate::on_both_backends_threaded!(
     a_killed_helper_leaves_its_recording_and_an_audit_event,
     a_host_token_is_for_host_calls_only,
     elevate_ssh_through_the_helper_is_recorded,
+    lockdown_ends_sessions_and_recordings_are_private_and_expire,
 );
 
 /// Alice's `elevate ssh` (as in the demo) runs through the helper: the command's output comes
@@ -638,4 +639,104 @@ async fn elevate_ssh_through_the_helper_is_recorded(db: TestDb) {
     assert_eq!(listed.len(), 1, "{listed:?}");
     let (_, cast) = recording(&shop, &shop.bob, listed[0]["id"].as_str().unwrap()).await;
     assert!(events(&cast, "o").contains("via-helper-5"), "{cast}");
+}
+
+/// Without an sshd, through the host protocol: a lockdown ends an open session, only people who
+/// may see the request read its sessions, and recordings go after the tenant's retention
+/// (audited; `audit verify` counts them as deleted, not altered).
+async fn lockdown_ends_sessions_and_recordings_are_private_and_expire(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let acme = crate::helpers::acme(&app).await;
+    let id = acme.alice_api.request("prod-shell", "1h").await;
+    acme.bob_api.approve(&id).await;
+    let session =
+        crate::fixtures::HostSession::open(&app, &acme.tenant, "web-8", &acme.alice_api, &id).await;
+    assert_eq!(
+        session.record(0, "{\"version\":2}\n").await,
+        StatusCode::NO_CONTENT
+    );
+    // A retried chunk is harmless; a gap is refused.
+    assert_eq!(
+        session.record(0, "{\"version\":2}\n").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        session.record(5, "[1,\"o\",\"x\"]\n").await,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(session.check().await["active"], true);
+
+    // Another requester sees neither the sessions nor the recording.
+    let (store, clock) = (app.store(), app.clock.as_ref());
+    let carol = crate::helpers::seed_user(
+        store,
+        clock,
+        &acme.tenant,
+        "carol@acme.example",
+        &[elevate::model::Role::Requester],
+        &["engineering"],
+    )
+    .await;
+    let carol = app.as_user(&carol).await;
+    let (s, _) = carol.get(&format!("/api/v1/requests/{id}/sessions")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = carol
+        .get(&format!("/api/v1/sessions/{}/recording", session.id))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    let ctx = crate::helpers::ctx(clock);
+    elevate::admin::lockdown(store, &ctx, None, &acme.tenant, None, "incident 7")
+        .await
+        .unwrap();
+    let verdict = session.check().await;
+    assert_eq!(verdict["active"], false, "{verdict}");
+    assert_eq!(verdict["end_reason"], "lockdown");
+    assert!(
+        verdict["message"].as_str().unwrap().contains("incident 7"),
+        "{verdict}"
+    );
+    assert_eq!(session.close("lockdown").await, StatusCode::NO_CONTENT);
+    assert_eq!(session.record(1, "late\n").await, StatusCode::CONFLICT);
+
+    elevate::admin::hosts::set_recording_retention(store, &ctx, &acme.tenant, 1)
+        .await
+        .unwrap();
+    app.clock.advance(time::Duration::days(2));
+    elevate::reaper::run_once(store, &(app.clock.clone() as _), "https://x")
+        .await
+        .unwrap();
+    let (s, body) = acme
+        .bob_api
+        .get(&format!("/api/v1/requests/{id}/sessions"))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["sessions"][0]["recording_kept"], false, "{body}");
+    assert_eq!(body["sessions"][0]["end_reason"], "lockdown", "{body}");
+    let (s, body) = acme
+        .bob_api
+        .get(&format!("/api/v1/sessions/{}/recording", session.id))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retention"),
+        "{body}"
+    );
+    let actions = app.actions(&acme.tenant).await;
+    assert!(
+        actions
+            .iter()
+            .any(|(a, d)| a == "session.recording_deleted" && d["retention_days"] == 1),
+        "{actions:?}"
+    );
+    let check = elevate::broker::sessions::verify_recordings(store, &acme.tenant)
+        .await
+        .unwrap();
+    assert_eq!(
+        (check.checked, check.deleted, check.altered.len()),
+        (0, 1, 0)
+    );
 }
