@@ -27,6 +27,16 @@ approvers = ["sre"]
 principals = ["deploy"]
 extensions = ["permit-pty"]
 record_input = true
+
+[[profile]]
+name = "short-cert"
+max_duration = "4h"
+requesters = ["engineering"]
+approvers = ["sre"]
+[profile.ssh]
+principals = ["deploy"]
+extensions = ["permit-pty"]
+cert_ttl = "1m"
 "#;
 
 /// `elevate admin host add` against the test store: the host token, in a file the helper reads.
@@ -739,4 +749,94 @@ async fn lockdown_ends_sessions_and_recordings_are_private_and_expire(db: TestDb
         (check.checked, check.deleted, check.altered.len()),
         (0, 1, 0)
     );
+}
+
+/// A TCP relay to the test server that can be cut, for "elevate becomes unreachable".
+struct Relay {
+    port: u16,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    async fn to(app: &TestApp) -> Relay {
+        let target = app.base.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let held = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                held.lock().unwrap().push(conn.abort_handle());
+            }
+        });
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Relay { port, tasks }
+    }
+
+    /// Stops listening and drops every relayed connection.
+    fn cut(&self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// While elevate answers, a session outlives its certificate (it ends with the grant); once
+/// elevate cannot be reached, it ends at the certificate's end, and the user is told why.
+async fn unreachable_elevate_ends_a_session_at_its_certificates_end(db: TestDb) {
+    let shop = session_shop(db).await;
+    let token = add_host(&shop, "web-9");
+    let relay = Relay::to(&shop.app).await;
+    let sshd = sshd_with_helper(&shop, &token, &format!("https://localhost:{}", relay.port));
+    let id = shop.granted("short-cert").await;
+    let (key, cert, issued) = shop.certified(&id).await;
+    let valid_before = time::OffsetDateTime::parse(
+        issued["valid_before"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let mut ssh = Interactive::start(&sshd, &key, &cert);
+    ssh.send("echo IN-$((1+1))\n");
+    assert!(
+        ssh.wait_for("IN-2", Duration::from_secs(20)).await,
+        "{}",
+        ssh.output()
+    );
+    // Past the certificate's end, the session goes on: the grant has an hour left.
+    let now = || elevate::clock::Clock::now(&elevate::clock::SystemClock);
+    let past = (valid_before - now()).as_seconds_f64() + 3.0;
+    tokio::time::sleep(Duration::from_secs_f64(past.max(0.0))).await;
+    ssh.send("echo STILL-$((2+2))\n");
+    assert!(
+        ssh.wait_for("STILL-4", Duration::from_secs(10)).await,
+        "{}",
+        ssh.output()
+    );
+    relay.cut();
+    let took = ssh
+        .wait_exit(Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "the session outlived its certificate with elevate unreachable: {}",
+                ssh.output()
+            )
+        });
+    eprintln!("unreachable: the session ended {took:?} after the cut");
+    assert!(
+        ssh.output().contains("cannot be reached"),
+        "{}",
+        ssh.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_elevate_ends_a_session_at_its_certificates_end_sqlite() {
+    unreachable_elevate_ends_a_session_at_its_certificates_end(TestDb::sqlite().await).await
 }
