@@ -33,6 +33,7 @@ pub enum HostAdminCommand {
         /// The organisation, by its slug (like acme).
         #[arg(long)]
         tenant: String,
+        /// The host's name, as `elevate admin host list` shows it.
         name: String,
         #[command(flatten)]
         store: StoreArgs,
