@@ -219,21 +219,50 @@ async fn session_shop(db: TestDb) -> Shop {
     shop_with(TestApp::spawn(db).await, "acme", POLICY).await
 }
 
-async fn an_interactive_session_is_recorded_and_cut_when_its_grant_is_revoked(db: TestDb) {
+/// A shop with host `host` behind an sshd that runs the helper, and an active prod-shell grant
+/// with a certificate for a fresh key.
+struct Staged {
+    shop: Shop,
+    sshd: Sshd,
+    id: String,
+    key: PathBuf,
+    cert: PathBuf,
+}
+
+async fn staged(db: TestDb, host: &str) -> Staged {
     let shop = session_shop(db).await;
-    let token = add_host(&shop, "web-1");
+    let token = add_host(&shop, host);
     let sshd = sshd_with_helper(&shop, &token, &shop.app.base);
     let id = shop.granted("prod-shell").await;
     let (key, cert, _) = shop.certified(&id).await;
+    Staged {
+        shop,
+        sshd,
+        id,
+        key,
+        cert,
+    }
+}
 
-    let mut ssh = Interactive::start(&sshd, &key, &cert);
-    ssh.send("echo MARK-$((40+2))\n");
-    assert!(
-        ssh.wait_for("MARK-42", Duration::from_secs(20)).await,
-        "no marker: {} | {}",
-        ssh.output(),
-        sshd.log_tail()
-    );
+impl Staged {
+    /// An `ssh -tt` session that ran `line` and printed `marker`.
+    async fn shell(&self, line: &str, marker: &str) -> Interactive {
+        let mut ssh = Interactive::start(&self.sshd, &self.key, &self.cert);
+        ssh.send(line);
+        assert!(
+            ssh.wait_for(marker, Duration::from_secs(20)).await,
+            "no {marker}: {} | {}",
+            ssh.output(),
+            self.sshd.log_tail()
+        );
+        ssh
+    }
+}
+
+async fn an_interactive_session_is_recorded_and_cut_when_its_grant_is_revoked(db: TestDb) {
+    let st = staged(db, "web-1").await;
+    let mut ssh = st.shell("echo MARK-$((40+2))\n", "MARK-42").await;
+    let (shop, id) = (&st.shop, &st.id);
     let listed = sessions(&shop, &shop.alice, &id).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["host"], "web-1");
@@ -279,11 +308,8 @@ async fn an_interactive_session_is_recorded_and_cut_when_its_grant_is_revoked(db
 }
 
 async fn commands_keep_their_output_and_exit_status_and_scp_works(db: TestDb) {
-    let shop = session_shop(db).await;
-    let token = add_host(&shop, "web-2");
-    let sshd = sshd_with_helper(&shop, &token, &shop.app.base);
-    let id = shop.granted("prod-shell").await;
-    let (key, cert, _) = shop.certified(&id).await;
+    let st = staged(db, "web-2").await;
+    let (shop, sshd, id, key, cert) = (&st.shop, &st.sshd, &st.id, &st.key, &st.cert);
 
     let out = sshd.login(
         &key,
@@ -439,19 +465,12 @@ async fn without_elevate_or_with_a_revoked_grant_there_is_no_session(db: TestDb)
 }
 
 async fn a_killed_helper_leaves_its_recording_and_an_audit_event(db: TestDb) {
-    let shop = session_shop(db).await;
-    let token = add_host(&shop, "web-5");
-    let sshd = sshd_with_helper(&shop, &token, &shop.app.base);
-    let id = shop.granted("prod-shell").await;
-    let (key, cert, _) = shop.certified(&id).await;
-    let mut ssh = Interactive::start(&sshd, &key, &cert);
+    let st = staged(db, "web-5").await;
+    let (shop, id) = (&st.shop, &st.id);
     // The shell's parent is the helper.
-    ssh.send("echo HELPER=$PPID; echo SAVED-$((6*7))\n");
-    assert!(
-        ssh.wait_for("SAVED-42", Duration::from_secs(20)).await,
-        "{}",
-        ssh.output()
-    );
+    let mut ssh = st
+        .shell("echo HELPER=$PPID; echo SAVED-$((6*7))\n", "SAVED-42")
+        .await;
     let helper: i32 = ssh
         .output()
         .split("HELPER=")
