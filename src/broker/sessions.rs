@@ -326,8 +326,8 @@ pub async fn check(
     Ok(verdict)
 }
 
-/// The largest chunk a helper may send at once.
-pub const MAX_CHUNK: usize = 1 << 20;
+/// The largest chunk a helper may send at once (it sends at most 64 KiB).
+pub const MAX_CHUNK: usize = 128 * 1024;
 
 /// Stores chunk `seq` of session `id`'s recording. Sending a stored chunk again is harmless
 /// (an upload retried after a lost answer); a gap or an ended session is a 409.

@@ -97,6 +97,15 @@ impl Recorder {
         std::mem::take(&mut self.buf)
     }
 
+    /// At most `n` bytes of what was recorded since the last call, oldest first.
+    pub fn take_at_most(&mut self, n: usize) -> Vec<u8> {
+        if self.buf.len() <= n {
+            return self.take();
+        }
+        let rest = self.buf.split_off(n);
+        std::mem::replace(&mut self.buf, rest)
+    }
+
     /// Puts back what an upload could not send, ahead of what came since.
     pub fn put_back(&mut self, mut unsent: Vec<u8>) {
         unsent.append(&mut self.buf);
@@ -170,6 +179,9 @@ mod tests {
         let first = r.take();
         r.output(b"x");
         r.put_back(first.clone());
+        let head = r.take_at_most(3);
+        assert_eq!(head, first[..3]);
+        r.put_back(head);
         let all = r.take();
         assert!(all.starts_with(&first));
         let text = String::from_utf8(all).unwrap();

@@ -299,23 +299,22 @@ async fn read_some(
     }
 }
 
-/// Sends what the recorder holds as the next chunk; keeps it for the next try when elevate does
-/// not take it.
+/// The most a helper sends in one upload (the server takes up to 128 KiB, and its body limit
+/// is 256 KiB by default).
+const UPLOAD_CHUNK: usize = 64 * 1024;
+
+/// Sends what the recorder holds as the next chunks; keeps what elevate did not take for the
+/// next try.
 async fn flush(link: &Link, id: uuid::Uuid, seq: &mut i32, rec: &mut Recorder) -> bool {
-    if rec.pending() == 0 {
-        return true;
-    }
-    let data = rec.take();
-    match link.record(id, *seq, data.clone()).await {
-        Ok(()) => {
-            *seq += 1;
-            true
-        }
-        Err(_) => {
+    while rec.pending() > 0 {
+        let data = rec.take_at_most(UPLOAD_CHUNK);
+        if link.record(id, *seq, data.clone()).await.is_err() {
             rec.put_back(data);
-            false
+            return false;
         }
+        *seq += 1;
     }
+    true
 }
 
 fn rfc(t: OffsetDateTime) -> String {
@@ -523,7 +522,9 @@ async fn relay(
         tokio::select! {
             n = stdin.read(&mut inbuf), if stdin_open => match n {
                 Ok(n) if n > 0 => {
-                    rec.input(&inbuf[..n]);
+                    if !transfer {
+                        rec.input(&inbuf[..n]);
+                    }
                     let ok = match (&mut running.pty, &mut running.input) {
                         (Some(p), _) => p.write_all(&inbuf[..n]).await.is_ok(),
                         (None, Some(i)) => i.write_all(&inbuf[..n]).await.is_ok(),

@@ -17,6 +17,16 @@ use crate::auth::{ApiPrincipal, ScopeMarker, Scoped};
 use crate::error::AppError;
 use crate::model::Role;
 
+/// The secret of `Authorization: Bearer <secret>`, for API tokens and host tokens alike.
+pub(super) fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 impl FromRequestParts<AppState> for ApiPrincipal {
     type Rejection = AppError;
 
@@ -24,13 +34,8 @@ impl FromRequestParts<AppState> for ApiPrincipal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
+        let presented =
+            bearer(parts).ok_or_else(|| AppError::Unauthorized("missing bearer token".into()))?;
         crate::auth::api_principal(&state.store, state.clock.now(), presented).await
     }
 }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
@@ -47,12 +46,7 @@ impl FromRequestParts<AppState> for HostCaller {
             .await
             .map_err(|e| AppError::NotFound(e.body_text()))?;
         let slug = params.get("tenant").map(String::as_str).unwrap_or_default();
-        let presented = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
+        let presented = super::auth::bearer(parts)
             .ok_or_else(|| AppError::Unauthorized("missing host token".into()))?;
         let now = state.clock.now();
         let host = host_principal(&state.store, now, slug, presented).await?;

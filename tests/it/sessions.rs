@@ -263,13 +263,13 @@ async fn an_interactive_session_is_recorded_and_cut_when_its_grant_is_revoked(db
     let st = staged(db, "web-1").await;
     let mut ssh = st.shell("echo MARK-$((40+2))\n", "MARK-42").await;
     let (shop, id) = (&st.shop, &st.id);
-    let listed = sessions(&shop, &shop.alice, &id).await;
+    let listed = sessions(shop, &shop.alice, id).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["host"], "web-1");
     assert_eq!(listed[0]["pty"], true);
     assert!(listed[0]["ended_at"].is_null());
 
-    shop.revoke(&id).await;
+    shop.revoke(id).await;
     let took = ssh
         .wait_exit(Duration::from_secs(10))
         .await
@@ -281,10 +281,10 @@ async fn an_interactive_session_is_recorded_and_cut_when_its_grant_is_revoked(db
         ssh.output()
     );
 
-    let listed = sessions(&shop, &shop.bob, &id).await;
+    let listed = sessions(shop, &shop.bob, id).await;
     assert_eq!(listed[0]["end_reason"], "revoked", "{listed:?}");
     let session = listed[0]["id"].as_str().unwrap();
-    let (s, cast) = recording(&shop, &shop.bob, session).await;
+    let (s, cast) = recording(shop, &shop.bob, session).await;
     assert_eq!(s, StatusCode::OK, "{cast}");
     let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
     assert_eq!(header["version"], 2);
@@ -312,8 +312,8 @@ async fn commands_keep_their_output_and_exit_status_and_scp_works(db: TestDb) {
     let (shop, sshd, id, key, cert) = (&st.shop, &st.sshd, &st.id, &st.key, &st.cert);
 
     let out = sshd.login(
-        &key,
-        &cert,
+        key,
+        cert,
         &sshd.user,
         "echo out-$((1+1)); echo err >&2; exit 3",
     );
@@ -326,9 +326,19 @@ async fn commands_keep_their_output_and_exit_status_and_scp_works(db: TestDb) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out-2\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
 
+    // Output larger than a request body goes up in several chunks, all of it.
+    let out = sshd.login(
+        key,
+        cert,
+        &sshd.user,
+        "head -c 600000 /dev/zero | tr '\\0' a",
+    );
+    assert!(out.status.success());
+    assert_eq!(out.stdout.len(), 600_000);
+
     // Input reaches the command and its end closes the command's stdin.
     let mut cat = Command::new("ssh")
-        .args(ssh_args(&sshd, &key, &cert))
+        .args(ssh_args(sshd, key, cert))
         .arg(format!("{}@127.0.0.1", sshd.user))
         .arg("wc -c")
         .stdin(Stdio::piped())
@@ -356,7 +366,7 @@ async fn commands_keep_their_output_and_exit_status_and_scp_works(db: TestDb) {
     let out = Command::new("scp")
         .args(&scp)
         .args(["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-i"])
-        .arg(&key)
+        .arg(key)
         .arg("-o")
         .arg(format!("CertificateFile={}", cert.display()))
         .arg(&src)
@@ -371,8 +381,9 @@ async fn commands_keep_their_output_and_exit_status_and_scp_works(db: TestDb) {
     );
     assert_eq!(std::fs::read(&dest).unwrap(), payload);
 
-    let listed = sessions(&shop, &shop.alice, &id).await;
-    assert_eq!(listed.len(), 3, "{listed:?}");
+    let listed = sessions(shop, &shop.alice, id).await;
+    assert_eq!(listed.len(), 4, "{listed:?}");
+    assert!(listed[1]["bytes"].as_i64().unwrap() > 600_000, "{listed:?}");
     assert!(
         listed
             .iter()
@@ -380,10 +391,10 @@ async fn commands_keep_their_output_and_exit_status_and_scp_works(db: TestDb) {
         "{listed:?}"
     );
     let first = listed[0]["id"].as_str().unwrap();
-    let (_, cast) = recording(&shop, &shop.alice, first).await;
+    let (_, cast) = recording(shop, &shop.alice, first).await;
     assert!(events(&cast, "o").contains("out-2"), "{cast}");
-    let transfer = listed[2]["id"].as_str().unwrap();
-    let (_, cast) = recording(&shop, &shop.alice, transfer).await;
+    let transfer = listed[3]["id"].as_str().unwrap();
+    let (_, cast) = recording(shop, &shop.alice, transfer).await;
     assert!(events(&cast, "o").contains("not recorded"), "{cast}");
     assert!(
         cast.len() < 2_000,
@@ -481,12 +492,12 @@ async fn a_killed_helper_leaves_its_recording_and_an_audit_event(db: TestDb) {
         })
         .unwrap_or_else(|| panic!("no helper pid in {}", ssh.output()));
     // Wait until the marker has been uploaded, then kill the helper outright.
-    let session = sessions(&shop, &shop.alice, &id).await[0]["id"]
+    let session = sessions(shop, &shop.alice, id).await[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !recording(&shop, &shop.alice, &session)
+    while !recording(shop, &shop.alice, &session)
         .await
         .1
         .contains("SAVED-42")
@@ -517,9 +528,9 @@ async fn a_killed_helper_leaves_its_recording_and_an_audit_event(db: TestDb) {
     )
     .await
     .unwrap();
-    let listed = sessions(&shop, &shop.alice, &id).await;
+    let listed = sessions(shop, &shop.alice, id).await;
     assert_eq!(listed[0]["end_reason"], "helper_lost", "{listed:?}");
-    let (_, cast) = recording(&shop, &shop.alice, &session).await;
+    let (_, cast) = recording(shop, &shop.alice, &session).await;
     assert!(events(&cast, "o").contains("SAVED-42"), "{cast}");
     let actions = shop.actions().await;
     let ended = actions.iter().find(|(a, _)| a == "session.ended").unwrap();
