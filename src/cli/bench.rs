@@ -32,6 +32,8 @@ pub enum BenchCommand {
     Db(super::bench_db::DbBench),
     /// The whole flow (request, approve, certificate) at 1/16/64 clients vs. the empty handler.
     Workflow(super::bench_workflow::WorkflowBench),
+    /// Many grants ending together: how late each moves to `expired`, with the real reaper.
+    Expiry(super::bench_expiry::ExpiryBench),
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +65,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Audit(args) => return super::audit_bench::run(args),
         BenchCommand::Db(args) => return super::bench_db::run(args).await,
         BenchCommand::Workflow(args) => return super::bench_workflow::run(args).await,
+        BenchCommand::Expiry(args) => return super::bench_expiry::run(args).await,
     };
     let window = Duration::from_secs(args.seconds.max(1));
     let raw = raw_signing(window)?;
@@ -148,7 +151,7 @@ pub(super) struct BenchServer {
     pub store: Store,
     pub tenant: crate::model::Tenant,
     pub base: String,
-    ctx: Ctx,
+    pub ctx: Ctx,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 

@@ -8,6 +8,7 @@ mod audit_bench;
 mod backup;
 mod bench;
 mod bench_db;
+mod bench_expiry;
 mod bench_workflow;
 mod client;
 mod db;

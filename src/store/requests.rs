@@ -718,3 +718,20 @@ impl TenantTx {
         Ok(out)
     }
 }
+
+impl TenantTx {
+    /// For each ended grant that expired (not revoked): seconds from `not_after` to `ended_at`
+    /// (`elevate bench expiry`).
+    pub async fn grant_lateness(&mut self) -> StoreResult<Vec<i64>> {
+        let tenant_id = self.tenant_id;
+        let rows: Vec<(OffsetDateTime, OffsetDateTime)> = sql!(fetch_all (OffsetDateTime, OffsetDateTime); self,
+            "SELECT g.not_after, g.ended_at FROM grants g
+             JOIN requests r ON r.tenant_id = g.tenant_id AND r.id = g.request_id
+             WHERE g.tenant_id = $1 AND g.ended_at IS NOT NULL AND r.state = 'expired'",
+            tenant_id)?;
+        Ok(rows
+            .into_iter()
+            .map(|(end, at)| (at - end).whole_seconds())
+            .collect())
+    }
+}

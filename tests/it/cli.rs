@@ -350,6 +350,24 @@ fn completions_and_manual_pages_come_from_the_binary() {
     );
 }
 
+/// `elevate bench expiry` files grants, lets the real reaper end them and reports lateness.
+#[test]
+fn the_expiry_benchmark_ends_every_grant() {
+    let dir = crate::helpers::temp_dir("bench-expiry");
+    let out = crate::fixtures::elevate(&dir)
+        .args("bench expiry --grants 20 --within 2 --lead 4".split(' '))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("20 of 20 grants expired"), "{text}");
+    assert!(text.contains("20 observed"), "{text}");
+}
+
 /// `elevate bench workflow` runs the three-call flow against a real server and prints the rate
 /// beside the empty handler's (figures belong in BENCHMARKS.md, not in a test: this only checks
 /// that the benchmark works and its flows succeed).
