@@ -129,9 +129,9 @@ struct Level {
     rate: f64,
 }
 
-pub(super) fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(super) fn percentile<T: Copy + Default>(sorted: &[T], p: f64) -> T {
     if sorted.is_empty() {
-        return Duration::ZERO;
+        return T::default();
     }
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -143,6 +143,32 @@ async fn http_issuance(window: Duration) -> anyhow::Result<Vec<Level>> {
     let result = http_issuance_in(&dir, window).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+/// Where a benchmark runs: the store `--database` names, or a fresh SQLite file in a scratch
+/// directory that is removed when this is dropped.
+pub(super) struct BenchStore {
+    pub url: String,
+    scratch: std::path::PathBuf,
+}
+
+impl BenchStore {
+    pub fn new(database: Option<&str>) -> anyhow::Result<Self> {
+        let scratch =
+            std::env::temp_dir().join(format!("elevate-bench-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&scratch)?;
+        let url = database.map_or_else(
+            || format!("sqlite:{}", scratch.join("bench.db").display()),
+            str::to_owned,
+        );
+        Ok(Self { url, scratch })
+    }
+}
+
+impl Drop for BenchStore {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
 }
 
 /// A fresh tenant under `policy` and an elevate server for it on loopback (plain HTTP): what

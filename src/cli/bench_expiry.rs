@@ -47,23 +47,8 @@ principals = ["deploy"]
 "#;
 
 pub async fn run(args: ExpiryBench) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("elevate-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let url = args
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite:{}", dir.join("bench.db").display()));
-    let result = run_on(&url, &args).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-fn quantile(sorted: &[i64], q: f64) -> i64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let store = super::bench::BenchStore::new(args.database.as_deref())?;
+    run_on(&store.url, &args).await
 }
 
 async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
@@ -149,8 +134,8 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
     println!(
         "{} of {n} grants expired; lateness from the store (whole seconds): p50 {} s, p99 {} s, max {} s",
         late.len(),
-        quantile(&late, 0.5),
-        quantile(&late, 0.99),
+        super::bench::percentile(&late, 0.5),
+        super::bench::percentile(&late, 0.99),
         late.last().copied().unwrap_or(0)
     );
     let h = telemetry.snapshot().expiry_lateness;

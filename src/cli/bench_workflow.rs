@@ -52,15 +52,8 @@ struct Measured {
 }
 
 pub async fn run(args: WorkflowBench) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("elevate-bench-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&dir)?;
-    let url = args
-        .database
-        .clone()
-        .unwrap_or_else(|| format!("sqlite:{}", dir.join("bench.db").display()));
-    let result = run_on(&url, &args).await;
-    let _ = std::fs::remove_dir_all(&dir);
-    result
+    let store = super::bench::BenchStore::new(args.database.as_deref())?;
+    run_on(&store.url, &args).await
 }
 
 async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
