@@ -464,25 +464,29 @@ pub async fn of_request(store: &Store, c: &Caller, request: Uuid) -> AppResult<V
 
 /// Session `id`, for someone who may see its request.
 pub async fn one(store: &Store, c: &Caller, id: Uuid) -> AppResult<SshSession> {
-    let not_found = || AppError::NotFound(format!("no session {id}"));
     let mut tx = store.tenant(c.tenant.tenant_id).await?;
-    let session = tx.ssh_session(id).await?.ok_or_else(not_found)?;
-    if load_in(&mut tx, &c.user, session.request_id).await.is_err() {
-        return Err(not_found());
-    }
+    let session = visible_session(&mut tx, c, id).await?;
     tx.commit().await?;
     Ok(session)
+}
+
+/// Session `id` when `c` may see its request; a 404 otherwise, as for a session that does not
+/// exist (store errors stay errors).
+async fn visible_session(tx: &mut TenantTx, c: &Caller, id: Uuid) -> AppResult<SshSession> {
+    let not_found = || AppError::NotFound(format!("no session {id}"));
+    let session = tx.ssh_session(id).await?.ok_or_else(not_found)?;
+    match load_in(tx, &c.user, session.request_id).await {
+        Ok(_) => Ok(session),
+        Err(AppError::NotFound(_)) => Err(not_found()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Session `id` and its recording (asciicast v2), for someone who may see its request. Each
 /// viewing is audited.
 pub async fn recording(store: &Store, c: &Caller, id: Uuid) -> AppResult<(SshSession, Vec<u8>)> {
-    let not_found = || AppError::NotFound(format!("no session {id}"));
     let mut tx = store.tenant(c.tenant.tenant_id).await?;
-    let session = tx.ssh_session(id).await?.ok_or_else(not_found)?;
-    if load_in(&mut tx, &c.user, session.request_id).await.is_err() {
-        return Err(not_found());
-    }
+    let session = visible_session(&mut tx, c, id).await?;
     if session.purged_at.is_some() {
         return Err(AppError::NotFound(format!(
             "the recording of session {id} was deleted under the organisation's retention setting"
