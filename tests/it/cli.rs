@@ -350,20 +350,26 @@ fn completions_and_manual_pages_come_from_the_binary() {
     );
 }
 
-/// `elevate bench expiry` files grants, lets the real reaper end them and reports lateness.
-#[test]
-fn the_expiry_benchmark_ends_every_grant() {
-    let dir = crate::helpers::temp_dir("bench-expiry");
+/// `elevate bench ...` with `args`, which must succeed: what it printed.
+fn bench(args: &str) -> String {
+    let dir = crate::helpers::temp_dir("bench");
     let out = crate::fixtures::elevate(&dir)
-        .args("bench expiry --grants 20 --within 2 --lead 4".split(' '))
+        .args(args.split(' '))
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    text
+}
+
+/// `elevate bench expiry` files grants, lets the real reaper end them and reports lateness.
+#[test]
+fn the_expiry_benchmark_ends_every_grant() {
+    let text = bench("bench expiry --grants 20 --within 2 --lead 4");
     assert!(text.contains("20 of 20 grants expired"), "{text}");
     assert!(text.contains("20 observed"), "{text}");
 }
@@ -373,17 +379,7 @@ fn the_expiry_benchmark_ends_every_grant() {
 /// that the benchmark works and its flows succeed).
 #[test]
 fn the_workflow_benchmark_runs_its_flows() {
-    let dir = crate::helpers::temp_dir("bench-workflow");
-    let out = crate::fixtures::elevate(&dir)
-        .args("bench workflow --seconds 1 --clients 2".split(' '))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = bench("bench workflow --seconds 1 --clients 2");
     let line = text
         .lines()
         .find(|l| l.contains(" 2 client(s):"))

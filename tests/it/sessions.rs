@@ -39,21 +39,22 @@ extensions = ["permit-pty"]
 cert_ttl = "1m"
 "#;
 
-/// `elevate admin host add` against the test store: the host token, in a file the helper reads.
-fn add_host(shop: &Shop, name: &str) -> PathBuf {
-    let out = elevate(&shop.dir)
-        .args([
-            "admin",
-            "host",
-            "add",
-            "--tenant",
-            &shop.tenant.slug,
-            name,
-            "--database",
-        ])
+/// An operator command (`elevate admin ...`, `elevate audit ...`) on the test store.
+fn operator(shop: &Shop, command: &str) -> std::process::Output {
+    elevate(&shop.dir)
+        .args(command.split(' '))
+        .arg("--database")
         .arg(&shop.app.db.url)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// `elevate admin host add` against the test store: the host token, in a file the helper reads.
+fn add_host(shop: &Shop, name: &str) -> PathBuf {
+    let out = operator(
+        shop,
+        &format!("admin host add --tenant {} {name}", shop.tenant.slug),
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -537,13 +538,7 @@ async fn a_killed_helper_leaves_its_recording_and_an_audit_event(db: TestDb) {
     assert_eq!(ended.1["reason"], "helper_lost");
 
     // `audit verify` checks the kept recording against its end event, and notices a change.
-    let verify = || {
-        elevate(&shop.dir)
-            .args(["audit", "verify", "--tenant", "acme", "--database"])
-            .arg(&shop.app.db.url)
-            .output()
-            .unwrap()
-    };
+    let verify = || operator(shop, "audit verify --tenant acme");
     let out = verify();
     assert!(
         out.status.success(),
@@ -613,19 +608,7 @@ async fn a_host_token_is_for_host_calls_only(db: TestDb) {
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     // Removed, the host is refused.
-    let out = elevate(&shop.dir)
-        .args([
-            "admin",
-            "host",
-            "remove",
-            "--tenant",
-            "acme",
-            "web-6",
-            "--database",
-        ])
-        .arg(&shop.app.db.url)
-        .output()
-        .unwrap();
+    let out = operator(&shop, "admin host remove --tenant acme web-6");
     assert!(
         out.status.success(),
         "{}",
@@ -633,11 +616,7 @@ async fn a_host_token_is_for_host_calls_only(db: TestDb) {
     );
     let (s, _) = api.post("/api/host/v1/acme/sessions", opening).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let list = elevate(&shop.dir)
-        .args(["admin", "host", "list", "--tenant", "acme", "--database"])
-        .arg(&shop.app.db.url)
-        .output()
-        .unwrap();
+    let list = operator(&shop, "admin host list --tenant acme");
     assert_contains(&list.stdout, "no hosts");
 }
 
