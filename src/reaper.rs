@@ -1,6 +1,7 @@
 //! The reaper: time-driven transitions (lapse stale requests, activate scheduled grants, expire
 //! active ones) and the cleanup of database logins whose grant ended, for every tenant, every few
-//! seconds and at once when woken (a revocation). Idempotent; catches up after a restart because
+//! seconds and at once when woken (a revocation); due notifications go out from a task of its own.
+//! Idempotent; catches up after a restart because
 //! it works from stored deadlines (its first pass runs at start, after a sweep for roles no record
 //! accounts for); several replicas can run it at once (row locks with SKIP LOCKED on Postgres,
 //! per-role locks on the targets). Failures are logged and retried.
@@ -93,7 +94,7 @@ pub async fn run_once_observed(
 pub async fn next_deadline(store: &Store) -> AppResult<Option<OffsetDateTime>> {
     let mut next: Option<OffsetDateTime> = None;
     for tenant in store.tenants().await? {
-        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let mut tx = store.read(tenant.tenant_id).await?;
         let d = tx.next_deadline().await?;
         tx.commit().await?;
         next = match (next, d) {
@@ -174,10 +175,39 @@ pub struct Reaper {
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
+/// Delivers due notifications until stopped: after every reaper pass (transitions write them)
+/// and every `every` for retries. A task of its own, so that slow or failing delivery (a mail
+/// server that does not answer) never delays an expiry.
+fn spawn_postman(r: &Reaper, post: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+    let (store, mailer, master, clock) = (
+        r.store.clone(),
+        r.mailer.clone(),
+        r.master.clone(),
+        r.clock.clone(),
+    );
+    let (stopping, every) = (r.stopping.clone(), r.every);
+    tokio::spawn(async move {
+        while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Err(e) =
+                deliver_due_until(&store, &mailer, &master, clock.now(), &stopping).await
+            {
+                tracing::warn!(error = %e, "notification delivery pass failed");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {},
+                () = post.notified() => {},
+            }
+        }
+    })
+}
+
 /// Runs passes forever (sweep until it has covered every target, transitions, database login
-/// cleanups, then due notifications), the first at once, then each at the next deadline (at
-/// most `every` apart), backing off (up to a minute) while the store fails.
+/// cleanups), the first at once, then each at the next deadline (at most `every` apart),
+/// backing off (up to a minute) while the store fails. Due notifications are delivered by a
+/// task of its own, which the returned handle also waits for at shutdown.
 pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
+    let post = Arc::new(Notify::new());
+    let postman = spawn_postman(&r, post.clone());
     tokio::spawn(async move {
         let mut delay = Duration::ZERO;
         let mut swept = false;
@@ -231,15 +261,15 @@ pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
                     (delay * 2).clamp(r.every, Duration::from_secs(60))
                 }
             };
-            if let Err(e) =
-                deliver_due_until(&r.store, &r.mailer, &r.master, r.clock.now(), &r.stopping).await
-            {
-                tracing::warn!(error = %e, "notification delivery pass failed");
-            }
+            post.notify_one();
             // More was due than one pass takes (500 per tenant): go on at once.
             if matches!(&outcome_moved, Some(n) if *n >= 500) {
                 delay = Duration::ZERO;
             }
+        }
+        post.notify_one();
+        if let Err(e) = postman.await {
+            tracing::warn!(error = %e, "notification delivery task failed");
         }
     })
 }

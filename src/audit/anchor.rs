@@ -198,7 +198,7 @@ pub async fn restored(
             "head_hash": hex::encode(&head_hash),
             "reason": reason,
         }));
-    let record = tx.append_audit(&event, ctx.now).await?;
+    let record = tx.append_audit_now(&event, ctx.now).await?;
     tx.commit().await?;
     tracing::warn!(tenant = %tenant.slug, lost_from, lost_to, "audit anchor reset after a restore");
     reset(

@@ -78,10 +78,11 @@ pub async fn api_principal(
         .secret_tenant(SecretKind::Api, hash.as_bytes())
         .await?
         .ok_or_else(invalid)?;
-    let mut tx = store.tenant(tenant_id).await?;
+    let mut tx = store.read(tenant_id).await?;
     let token = tx.api_token_by_hash(&hash).await?.ok_or_else(invalid)?;
     let user = tx.user_by_id(token.user_id).await?.ok_or_else(invalid)?;
     let tenant = tx.get_tenant().await?;
+    tx.commit().await?;
     // "Last used" for the admins' token list, written at most once an hour per token so that
     // authentication stays a read.
     if token.revoked_at.is_none()
@@ -89,9 +90,10 @@ pub async fn api_principal(
             .last_used_at
             .is_none_or(|at| now - at >= LAST_USED_EVERY)
     {
+        let mut tx = store.tenant(tenant_id).await?;
         tx.touch_api_token(token.id, now).await?;
+        tx.commit().await?;
     }
-    tx.commit().await?;
     if token.revoked_at.is_some() {
         return Err(AppError::Unauthorized("token revoked".into()));
     }

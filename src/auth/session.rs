@@ -189,45 +189,79 @@ pub async fn load(
     else {
         return Ok(None);
     };
-    let mut tx = store.tenant(tenant_id).await?;
-    let Some(session) = tx.session_by_hash(&hash).await? else {
-        return Ok(None);
-    };
-    let user = tx.user_by_id(session.user_id).await?;
-    let idle_limit = session.last_seen_at + idle;
-    let ended = match &user {
+    // Most page loads only read; the write transaction is opened (and everything read again
+    // under its lock) only when the session is to be ended or its last-seen time is due.
+    let mut tx = store.read(tenant_id).await?;
+    let mut writing = false;
+    loop {
+        let Some(session) = tx.session_by_hash(&hash).await? else {
+            return Ok(None);
+        };
+        let user = tx.user_by_id(session.user_id).await?;
+        let ended = session_end(&session, user.as_ref(), now, idle);
+        let touch = now - session.last_seen_at >= TOUCH_EVERY;
+        if !writing && (ended.is_some() || touch) {
+            tx.rollback().await?;
+            tx = store.tenant(tenant_id).await?;
+            writing = true;
+            continue;
+        }
+        if let Some(reason) = ended {
+            return end_session(tx, &session, user.as_ref(), reason, origin, now).await;
+        }
+        if touch {
+            tx.touch_session(session.id, now).await?;
+        }
+        let tenant = tx.get_tenant().await?;
+        tx.commit().await?;
+        let user =
+            user.ok_or_else(|| AppError::internal(anyhow::anyhow!("session user vanished")))?;
+        return Ok(Some(SessionUser {
+            tenant,
+            user,
+            session,
+            csrf: csrf_token(secret),
+            origin: origin.clone(),
+        }));
+    }
+}
+
+/// Why a session is over at `now`, if it is.
+fn session_end(
+    session: &Session,
+    user: Option<&User>,
+    now: OffsetDateTime,
+    idle: Duration,
+) -> Option<&'static str> {
+    match user {
         None => Some("user gone"),
         Some(u) if u.disabled => Some("user disabled"),
         _ if now >= session.expires_at => Some("absolute timeout"),
-        _ if now >= idle_limit => Some("idle timeout"),
+        _ if now >= session.last_seen_at + idle => Some("idle timeout"),
         _ => None,
-    };
-    if let Some(reason) = ended {
-        tx.delete_session(session.id).await?;
-        let subject = user.as_ref().map(|u| u.email.clone()).unwrap_or_default();
-        tx.append_audit(
-            &NewEvent::new(Actor::System, "session.expired", subject)
-                .origin(origin.clone())
-                .details(json!({ "session_id": session.id, "reason": reason })),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        return Ok(None);
     }
-    if now - session.last_seen_at >= TOUCH_EVERY {
-        tx.touch_session(session.id, now).await?;
-    }
-    let tenant = tx.get_tenant().await?;
+}
+
+/// Deletes a session that is over, with its `session.expired` record.
+async fn end_session(
+    mut tx: TenantTx,
+    session: &Session,
+    user: Option<&User>,
+    reason: &str,
+    origin: &Origin,
+    now: OffsetDateTime,
+) -> AppResult<Option<SessionUser>> {
+    tx.delete_session(session.id).await?;
+    let subject = user.map(|u| u.email.clone()).unwrap_or_default();
+    tx.append_audit(
+        &NewEvent::new(Actor::System, "session.expired", subject)
+            .origin(origin.clone())
+            .details(json!({ "session_id": session.id, "reason": reason })),
+        now,
+    )
+    .await?;
     tx.commit().await?;
-    let user = user.ok_or_else(|| AppError::internal(anyhow::anyhow!("session user vanished")))?;
-    Ok(Some(SessionUser {
-        tenant,
-        user,
-        session,
-        csrf: csrf_token(secret),
-        origin: origin.clone(),
-    }))
+    Ok(None)
 }
 
 /// Sends the browser to sign in (clearing a dead cookie on the way).

@@ -39,7 +39,7 @@ pub struct Detail {
 
 /// Request `id`, if `user` may see it, with its people and decisions: one read transaction.
 pub async fn load(store: &Store, tenant: &Tenant, user: &User, id: Uuid) -> AppResult<Detail> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let shown = Shown::from(super::service::load_in(&mut tx, user, id).await?);
     let detail = fill(&mut tx, &mut People::default(), shown).await?;
     tx.commit().await?;
@@ -53,7 +53,7 @@ pub async fn of_listed(
     tenant: &Tenant,
     listed: Vec<super::service::Listed>,
 ) -> AppResult<Vec<Detail>> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let mut people = People::default();
     let mut out = Vec::with_capacity(listed.len());
     for l in listed {
@@ -123,7 +123,7 @@ pub async fn issued_for(
     requests: &[Uuid],
     now: OffsetDateTime,
 ) -> AppResult<HashMap<Uuid, Issued>> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let mut out = HashMap::new();
     for id in requests {
         let certs = tx.ssh_certs_for_request(*id).await?;

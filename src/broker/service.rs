@@ -3,6 +3,8 @@
 //! audit event per effect in a single transaction. Refusals are audited too (in their own
 //! transaction) before the caller sees the error.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -218,6 +220,7 @@ pub(crate) async fn withdraw_open(
     reason: &str,
 ) -> AppResult<Vec<Uuid>> {
     let mut moved = Vec::new();
+    let hooks = tx.webhooks().await?;
     for (id, state) in tx.open_request_ids(requester).await? {
         if !states.contains(&state) {
             continue;
@@ -243,7 +246,7 @@ pub(crate) async fn withdraw_open(
         }
         end_credentials(tx, &ctx.actor, &ctx.origin, &next, &effects, ctx.now).await?;
         if let (Some(links), Some(owner)) = (links, &owner) {
-            notify(tx, links, &profile, owner, &next, &effects, ctx.now).await?;
+            notify(tx, links, &hooks, &profile, owner, &next, &effects, ctx.now).await?;
         }
         moved.push(id);
     }
@@ -308,6 +311,7 @@ async fn notify_approvers(
 async fn notify(
     tx: &mut TenantTx,
     links: &str,
+    hooks: &[crate::store::Webhook],
     profile: &Profile,
     requester: &User,
     req: &Request,
@@ -328,8 +332,8 @@ async fn notify(
         shown(&req.justification),
         shown(req.ticket.as_deref().unwrap_or("-"))
     );
-    // Every webhook of the tenant hears every transition, with a Slack-compatible `text`.
-    let hooks = tx.webhooks().await?;
+    // Every webhook of the tenant (`hooks`, read by the caller once per transaction) hears
+    // every transition, with a Slack-compatible `text`.
     if !hooks.is_empty() {
         let mut events: Vec<String> = effects
             .iter()
@@ -351,7 +355,7 @@ async fn notify(
                 "event": event,
                 "request": { "id": req.id, "profile": req.profile, "state": req.state.as_str(), "requester": requester.email, "url": link },
             });
-            for hook in &hooks {
+            for hook in hooks {
                 tx.enqueue("webhook", &hook.id.to_string(), &payload, Some(req.id), now)
                     .await?;
             }
@@ -518,8 +522,9 @@ pub async fn file(
             tx.append_audit(&event, ctx.now).await?;
         }
     }
+    let hooks = tx.webhooks().await?;
     notify(
-        &mut tx, links, &profile, requester, &request, &effects, ctx.now,
+        &mut tx, links, &hooks, &profile, requester, &request, &effects, ctx.now,
     )
     .await?;
     tx.commit().await?;
@@ -698,27 +703,24 @@ pub async fn visible(
     q: &ListQuery,
 ) -> AppResult<Page> {
     let filter = filter_for(user, q)?;
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let (rows, next) = tx.list_requests(&filter).await?;
-    let mut profiles: std::collections::HashMap<i64, Vec<Profile>> = Default::default();
+    let mut policies = Policies::default();
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
         let version = row.stored.policy_version;
-        if let std::collections::hash_map::Entry::Vacant(e) = profiles.entry(version) {
-            e.insert(tx.profiles_at(version).await?);
-        }
-        let Some(profile) = profiles
-            .get(&version)
-            .and_then(|ps| ps.iter().find(|p| p.name == row.stored.request.profile))
+        let Some(profile) = policies
+            .profile(&mut tx, version, &row.stored.request.profile)
+            .await?
         else {
             continue;
         };
         // The SQL filter decides; this only keeps a disagreement from ever showing more.
-        if !may_see(user, row.stored.request.requester, profile) {
+        if !may_see(user, row.stored.request.requester, &profile) {
             continue;
         }
         items.push(Listed {
-            profile: profile.clone(),
+            profile,
             stored: row.stored,
             requester_email: row.requester_email,
         });
@@ -735,7 +737,7 @@ pub async fn count_visible(
     q: &ListQuery,
 ) -> AppResult<i64> {
     let filter = filter_for(user, q)?;
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let n = tx.count_requests(&filter).await?;
     tx.commit().await?;
     Ok(n)
@@ -748,7 +750,7 @@ pub async fn load(
     user: &User,
     id: Uuid,
 ) -> AppResult<(StoredRequest, Profile)> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let found = load_in(&mut tx, user, id).await?;
     tx.commit().await?;
     Ok(found)
@@ -873,8 +875,9 @@ pub async fn act(
         }
     }
     end_credentials(&mut tx, &ctx.actor, &ctx.origin, &next, &effects, ctx.now).await?;
+    let hooks = tx.webhooks().await?;
     notify(
-        &mut tx, links, &profile, &requester, &next, &effects, ctx.now,
+        &mut tx, links, &hooks, &profile, &requester, &next, &effects, ctx.now,
     )
     .await?;
     if let Event::Deny { comment, .. }
@@ -995,7 +998,7 @@ pub async fn tick_tenant(
 ) -> AppResult<Ticked> {
     let mut late = Vec::new();
     let due = {
-        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let mut tx = store.read(tenant.tenant_id).await?;
         let ids = tx.due_request_ids(now).await?;
         tx.commit().await?;
         ids
@@ -1006,26 +1009,46 @@ pub async fn tick_tenant(
     for batch in due.chunks(TICK_BATCH) {
         let mut tx = store.tenant(tenant.tenant_id).await?;
         let locked = lockdown_reason(&mut tx).await?;
+        // Read once per batch, not once per request: the policy in force, each policy
+        // version's profiles and each requester (a batch's requests share most of them).
+        let in_force = tx.latest_policy_version().await?.map(|v| v.version);
+        let hooks = tx.webhooks().await?;
+        let mut policies = Policies::default();
+        let mut people: HashMap<Uuid, Option<User>> = HashMap::new();
         let mut batch_late = Vec::new();
         let mut batch_moved = 0;
         for &id in batch {
-            if !tx.lock_request(id).await? {
-                continue;
-            }
-            let Some(stored) = tx.request(id).await? else {
+            // Skipped when another replica holds it (it moves it) or it is gone.
+            let Some(stored) = tx.request_unless_locked(id).await? else {
                 continue;
             };
-            let requester = tx.user_by_id(stored.request.requester).await?;
+            let requester = match people.get(&stored.request.requester) {
+                Some(known) => known.clone(),
+                None => {
+                    let u = tx.user_by_id(stored.request.requester).await?;
+                    people.insert(stored.request.requester, u.clone());
+                    u
+                }
+            };
             // Activation re-checks the profile against the policy in force: removed means not eligible.
-            let current = match tx.latest_policy_version().await? {
-                Some(v) => tx
-                    .profiles_at(v.version)
-                    .await?
-                    .into_iter()
-                    .find(|p| p.name == stored.request.profile),
+            let current = match in_force {
+                Some(v) => {
+                    policies
+                        .profile(&mut tx, v, &stored.request.profile)
+                        .await?
+                }
                 None => None,
             };
-            let decided = profile_of(&mut tx, &stored).await?;
+            let decided = policies
+                .profile(&mut tx, stored.policy_version, &stored.request.profile)
+                .await?
+                .ok_or_else(|| {
+                    AppError::internal(anyhow::anyhow!(
+                        "profile {} missing from policy version {}",
+                        stored.request.profile,
+                        stored.policy_version
+                    ))
+                })?;
             let requester_now = if current.is_some() {
                 requester.as_ref().map(person)
             } else {
@@ -1066,7 +1089,10 @@ pub async fn tick_tenant(
             )
             .await?;
             if let Some(requester) = &requester {
-                notify(&mut tx, links, &profile, requester, &next, &effects, now).await?;
+                notify(
+                    &mut tx, links, &hooks, &profile, requester, &next, &effects, now,
+                )
+                .await?;
             }
             batch_moved += 1;
             if let (crate::workflow::State::Active, crate::workflow::State::Expired, Some(grant)) =
@@ -1083,6 +1109,24 @@ pub async fn tick_tenant(
         moved,
         expired_late_by: late,
     })
+}
+
+/// Policy versions' profiles, each version read once.
+#[derive(Default)]
+struct Policies(HashMap<i64, Vec<Profile>>);
+
+impl Policies {
+    async fn profile(
+        &mut self,
+        tx: &mut TenantTx,
+        version: i64,
+        name: &str,
+    ) -> AppResult<Option<Profile>> {
+        if let std::collections::hash_map::Entry::Vacant(e) = self.0.entry(version) {
+            e.insert(tx.profiles_at(version).await?);
+        }
+        Ok(self.0[&version].iter().find(|p| p.name == name).cloned())
+    }
 }
 
 /// What one pass over a tenant did.

@@ -455,7 +455,7 @@ pub async fn sweep(store: &Store, ctx: &Ctx, tenant: &Tenant) -> AppResult<(usiz
 
 /// The sessions of a request `c` may see, oldest first.
 pub async fn of_request(store: &Store, c: &Caller, request: Uuid) -> AppResult<Vec<SshSession>> {
-    let mut tx = store.tenant(c.tenant.tenant_id).await?;
+    let mut tx = store.read(c.tenant.tenant_id).await?;
     load_in(&mut tx, &c.user, request).await?;
     let sessions = tx.ssh_sessions_of(request).await?;
     tx.commit().await?;
@@ -464,7 +464,7 @@ pub async fn of_request(store: &Store, c: &Caller, request: Uuid) -> AppResult<V
 
 /// Session `id`, for someone who may see its request.
 pub async fn one(store: &Store, c: &Caller, id: Uuid) -> AppResult<SshSession> {
-    let mut tx = store.tenant(c.tenant.tenant_id).await?;
+    let mut tx = store.read(c.tenant.tenant_id).await?;
     let session = visible_session(&mut tx, c, id).await?;
     tx.commit().await?;
     Ok(session)

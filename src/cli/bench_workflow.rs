@@ -2,7 +2,8 @@
 //! the requester gets an SSH certificate: three audited calls) at 1/16/64 concurrent clients,
 //! against a real server on loopback over the store `--database` names (a fresh SQLite file by
 //! default). Beside it, in the same run, the empty handler (`GET /healthz`) at the same
-//! concurrency: the ceiling HTTP alone leaves, which the ratio is quoted against.
+//! concurrency: the ceiling HTTP alone leaves, which the ratio is quoted against; and an
+//! authenticated read (`GET /api/v1/me` with a token) against the same ceiling.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,28 +102,28 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
             async move { f.once().await }
         })
         .await?;
-        let (h, url) = (http.clone(), format!("{base}/healthz"));
-        let empty = measure(clients, window, move || {
-            let (h, url) = (h.clone(), url.clone());
-            async move {
-                let res = h.get(&url).send().await?;
-                if !res.status().is_success() {
-                    bail!("/healthz answered {}", res.status());
-                }
-                res.bytes().await?;
-                Ok(())
-            }
-        })
+        let empty = measure_get(&http, clients, window, format!("{base}/healthz"), None).await?;
+        let read = measure_get(
+            &http,
+            clients,
+            window,
+            format!("{base}/api/v1/me"),
+            Some(flow.alice.clone()),
+        )
         .await?;
         println!(
             "  {clients:>2} client(s): {:>7.1} flows/s (p50 {:>7.2} ms, p99 {:>7.2} ms, {} flows) \
-             | empty handler {:>8.0}/s | calls / empty {:>5.1}%",
+             | empty handler {:>8.0}/s | calls / empty {:>5.1}% \
+             | authenticated read {:>7.0}/s (p99 {:>6.2} ms) = {:>5.1}% of empty",
             flows.rate,
             ms(flows.p50),
             ms(flows.p99),
             flows.done,
             empty.rate,
-            100.0 * 3.0 * flows.rate / empty.rate.max(1.0)
+            100.0 * 3.0 * flows.rate / empty.rate.max(1.0),
+            read.rate,
+            ms(read.p99),
+            100.0 * read.rate / empty.rate.max(1.0)
         );
     }
     server.stop().await;
@@ -190,6 +191,34 @@ impl Flow {
         .await?;
         Ok(())
     }
+}
+
+/// `GET url` (with `token` as bearer, if any) from `clients` tasks for `window`: the empty
+/// handler, or an authenticated read (`/api/v1/me`: authentication and one small answer).
+async fn measure_get(
+    http: &reqwest::Client,
+    clients: usize,
+    window: Duration,
+    url: String,
+    token: Option<String>,
+) -> anyhow::Result<Measured> {
+    let (h, url, token) = (http.clone(), Arc::new(url), Arc::new(token));
+    measure(clients, window, move || {
+        let (h, url, token) = (h.clone(), url.clone(), token.clone());
+        async move {
+            let mut req = h.get(url.as_str());
+            if let Some(t) = token.as_deref() {
+                req = req.bearer_auth(t);
+            }
+            let res = req.send().await?;
+            if !res.status().is_success() {
+                bail!("GET {url} answered {}", res.status());
+            }
+            res.bytes().await?;
+            Ok(())
+        }
+    })
+    .await
 }
 
 /// Runs `one` from `clients` tasks for `window`; the rate and latency of its completions.

@@ -12,26 +12,64 @@ struct Head {
 
 impl TenantTx {
     /// Appends an event to this tenant's chain in this transaction: it commits with the change it
-    /// records or not at all.
-    pub async fn append_audit(
+    /// records or not at all. The event is written at [`TenantTx::commit`] (or before anything in
+    /// this transaction reads the log), so the tenant's append lock is held only for the
+    /// appends and the commit, not for the work of the action (issue 16).
+    pub async fn append_audit(&mut self, event: &NewEvent, now: OffsetDateTime) -> StoreResult<()> {
+        if self.read_only {
+            return Err(StoreError::Corrupt(
+                "an audit event appended in a read-only transaction".into(),
+            ));
+        }
+        self.pending_audit.push((event.clone(), now));
+        self.audited = true;
+        Ok(())
+    }
+
+    /// [`Self::append_audit`] at once, returning the record as chained (its sequence number and
+    /// hash), for a caller that needs them before commit.
+    pub async fn append_audit_now(
         &mut self,
         event: &NewEvent,
         now: OffsetDateTime,
     ) -> StoreResult<Record> {
+        self.flush_audit().await?;
+        let record = self.write_audit(event, now).await?;
+        self.audited = true;
+        Ok(record)
+    }
+
+    /// Writes the events appended so far.
+    pub(super) async fn flush_audit(&mut self) -> StoreResult<()> {
+        for (event, now) in std::mem::take(&mut self.pending_audit) {
+            self.write_audit(&event, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn write_audit(&mut self, event: &NewEvent, now: OffsetDateTime) -> StoreResult<Record> {
         let tenant_id = self.tenant_id;
         // Serialize appenders of one tenant so sequence numbers stay gapless and linked. SQLite
         // already holds the write lock (BEGIN IMMEDIATE); on Postgres a transaction-scoped
-        // advisory lock per tenant does it without needing UPDATE rights on the log.
-        if let Conn::Postgres(c) = &mut self.conn {
-            let bytes = tenant_id.as_bytes();
-            let mut key = [0u8; 8];
-            key.copy_from_slice(&bytes[..8]);
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(i64::from_be_bytes(key))
-                .execute(&mut **c)
-                .await?;
-        }
-        let (seq, prev_hash) = match self.audit_head().await? {
+        // advisory lock per tenant does it without needing UPDATE rights on the log. Both are
+        // held until commit, so after this transaction's first append the head it wrote is
+        // still the head: later appends skip the lock and the read.
+        let head = match self.audit_head.take() {
+            Some(head) => Some(head),
+            None => {
+                if let Conn::Postgres(c) = &mut self.conn {
+                    let bytes = tenant_id.as_bytes();
+                    let mut key = [0u8; 8];
+                    key.copy_from_slice(&bytes[..8]);
+                    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                        .bind(i64::from_be_bytes(key))
+                        .execute(&mut **c)
+                        .await?;
+                }
+                self.stored_audit_head().await?
+            }
+        };
+        let (seq, prev_hash) = match head {
             Some((seq, hash)) => (seq + 1, hash),
             None => (1, GENESIS_HASH.to_vec()),
         };
@@ -59,7 +97,7 @@ impl TenantTx {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             tenant_id, record.seq, record.at, &record.actor, &record.action, &record.subject,
             record.request_id, &record.ip, &record.user_agent, &record.details, &record.prev_hash, &record.hash)?;
-        self.audited = true;
+        self.audit_head = Some((record.seq, record.hash.clone()));
         Ok(record)
     }
 
@@ -71,6 +109,7 @@ impl TenantTx {
         actor: &str,
         since: OffsetDateTime,
     ) -> StoreResult<bool> {
+        self.flush_audit().await?;
         let tenant_id = self.tenant_id;
         let found = sql!(fetch_optional (i64,); self,
             "SELECT seq FROM audit_events
@@ -82,6 +121,7 @@ impl TenantTx {
 
     /// Events after `after_seq`, oldest first.
     pub async fn audit_events(&mut self, after_seq: i64, limit: i64) -> StoreResult<Vec<Record>> {
+        self.flush_audit().await?;
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_all Record; self,
             "SELECT tenant_id, seq, at, actor, action, subject, request_id, ip, user_agent, details, prev_hash, hash
@@ -94,6 +134,7 @@ impl TenantTx {
         &mut self,
         request_id: uuid::Uuid,
     ) -> StoreResult<Vec<Record>> {
+        self.flush_audit().await?;
         let tenant_id = self.tenant_id;
         Ok(sql!(fetch_all Record; self,
             "SELECT tenant_id, seq, at, actor, action, subject, request_id, ip, user_agent, details, prev_hash, hash
@@ -146,6 +187,11 @@ fn like_contains(s: &str) -> String {
 impl TenantTx {
     /// The newest event's seq and hash.
     pub async fn audit_head(&mut self) -> StoreResult<Option<(i64, Vec<u8>)>> {
+        self.flush_audit().await?;
+        self.stored_audit_head().await
+    }
+
+    async fn stored_audit_head(&mut self) -> StoreResult<Option<(i64, Vec<u8>)>> {
         let tenant_id = self.tenant_id;
         let head = sql!(fetch_optional Head; self,
             "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id)?;
@@ -198,6 +244,7 @@ impl TenantTx {
         upto: i64,
         limit: i64,
     ) -> StoreResult<Vec<Record>> {
+        self.flush_audit().await?;
         let tenant_id = self.tenant_id;
         let actor = filter.actor.as_deref().map(like_contains);
         Ok(sql!(fetch_all Record; self,
@@ -220,6 +267,7 @@ impl TenantTx {
         before: i64,
         limit: i64,
     ) -> StoreResult<Vec<Record>> {
+        self.flush_audit().await?;
         let tenant_id = self.tenant_id;
         let actor = filter.actor.as_deref().map(like_contains);
         Ok(sql!(fetch_all Record; self,

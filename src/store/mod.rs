@@ -173,10 +173,22 @@ impl SecretKind {
 
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// Where writes go. On SQLite a single connection: SQLite has one writer at a time, and
+    /// queueing for the connection here costs nothing, where a second `BEGIN IMMEDIATE` spends
+    /// its wait in SQLite's busy handler, sleeping up to 100 ms a try (issue 16).
     pool: Pool,
-    /// Tenant transactions begun since connect: what an action costs, for `/metrics` and for the
+    /// SQLite only: read-only connections (`query_only`) for [`Store::read`] and the lookups
+    /// before a tenant is known. In WAL mode they read beside the writer without waiting.
+    readers: Option<SqlitePool>,
+    /// Tenant transactions begun since connect, all and writing: what an action costs, for the
     /// tests that keep each front-end action to one read and one write.
-    begun: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    begun: std::sync::Arc<Begun>,
+}
+
+#[derive(Debug, Default)]
+struct Begun {
+    all: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
 }
 
 // Beside the error it converts, so `error` stays below the store.
@@ -257,13 +269,20 @@ impl Store {
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
                 let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(connect_err)?;
+                let readers = SqlitePoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(Duration::from_secs(10))
-                    .connect_with(options)
+                    .connect_with(options.pragma("query_only", "ON"))
                     .await
                     .map_err(connect_err)?;
                 Ok(Self {
                     pool: Pool::Sqlite(pool),
+                    readers: Some(readers),
                     begun: Default::default(),
                 })
             }
@@ -277,6 +296,7 @@ impl Store {
                     .map_err(connect_err)?;
                 Ok(Self {
                     pool: Pool::Postgres(pool),
+                    readers: None,
                     begun: Default::default(),
                 })
             }
@@ -285,7 +305,21 @@ impl Store {
 
     /// How many tenant transactions this store (and its clones) has begun.
     pub fn transactions_begun(&self) -> u64 {
-        self.begun.load(std::sync::atomic::Ordering::Relaxed)
+        self.begun.all.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many of [`Self::transactions_begun`] could write ([`Self::tenant`], not [`Self::read`]).
+    pub fn write_transactions_begun(&self) -> u64 {
+        self.begun.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The pool for reads outside a tenant transaction.
+    fn read_pool(&self) -> ReadPool<'_> {
+        match (&self.readers, &self.pool) {
+            (Some(r), _) => ReadPool::Sqlite(r),
+            (None, Pool::Sqlite(p)) => ReadPool::Sqlite(p),
+            (None, Pool::Postgres(p)) => ReadPool::Postgres(p),
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -389,41 +423,49 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(r) = &self.readers {
+            r.close().await;
+        }
         match &self.pool {
             Pool::Sqlite(p) => p.close().await,
             Pool::Postgres(p) => p.close().await,
         }
     }
 
-    /// Opens a transaction pinned to one tenant.
+    /// Opens a transaction pinned to one tenant, for an action that may write.
     pub async fn tenant(&self, tenant_id: Uuid) -> StoreResult<TenantTx> {
-        self.begun
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        self.begun.all.fetch_add(1, Relaxed);
+        self.begun.writes.fetch_add(1, Relaxed);
         let conn = match &self.pool {
             // IMMEDIATE takes the write lock up front, so a read-then-write (the audit chain
             // head, say) cannot fail half-way with SQLITE_BUSY.
             Pool::Sqlite(p) => Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
-            Pool::Postgres(p) => {
-                let mut tx = p.begin().await?;
-                sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-                    .bind(tenant_id.to_string())
-                    .execute(&mut *tx)
-                    .await?;
-                Conn::Postgres(tx)
+            Pool::Postgres(p) => Conn::Postgres(p.begin_with(pinned("BEGIN", tenant_id)).await?),
+        };
+        Ok(TenantTx::new(tenant_id, conn, false))
+    }
+
+    /// Opens a read-only transaction pinned to one tenant: one consistent view, without the
+    /// write lock (SQLite) and refused by the database itself if anything in it tries to write.
+    /// What pages, lists and authentication read through.
+    pub async fn read(&self, tenant_id: Uuid) -> StoreResult<TenantTx> {
+        self.begun
+            .all
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let conn = match self.read_pool() {
+            ReadPool::Sqlite(p) => Conn::Sqlite(p.begin().await?),
+            ReadPool::Postgres(p) => {
+                Conn::Postgres(p.begin_with(pinned("BEGIN READ ONLY", tenant_id)).await?)
             }
         };
-        Ok(TenantTx {
-            tenant_id,
-            conn,
-            changed: false,
-            audited: false,
-        })
+        Ok(TenantTx::new(tenant_id, conn, true))
     }
 
     /// Finds a tenant by its slug, before any tenant is selected.
     pub async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
-        Ok(match &self.pool {
-            Pool::Sqlite(p) => {
+        Ok(match self.read_pool() {
+            ReadPool::Sqlite(p) => {
                 sqlx::query_as(
                     "SELECT tenant_id, slug, name, created_at FROM tenants WHERE slug = $1",
                 )
@@ -431,7 +473,7 @@ impl Store {
                 .fetch_optional(p)
                 .await?
             }
-            Pool::Postgres(p) => {
+            ReadPool::Postgres(p) => {
                 sqlx::query_as(
                     "SELECT tenant_id, slug, name, created_at FROM elevate_tenant_by_slug($1)",
                 )
@@ -444,15 +486,15 @@ impl Store {
 
     /// Every tenant (for start-up checks and background work that visits each tenant in turn).
     pub async fn tenants(&self) -> StoreResult<Vec<Tenant>> {
-        Ok(match &self.pool {
-            Pool::Sqlite(p) => {
+        Ok(match self.read_pool() {
+            ReadPool::Sqlite(p) => {
                 sqlx::query_as(
                     "SELECT tenant_id, slug, name, created_at FROM tenants ORDER BY slug",
                 )
                 .fetch_all(p)
                 .await?
             }
-            Pool::Postgres(p) => {
+            ReadPool::Postgres(p) => {
                 sqlx::query_as(
                     "SELECT tenant_id, slug, name, created_at FROM elevate_tenant_list()",
                 )
@@ -465,8 +507,8 @@ impl Store {
     /// The tenant a bearer secret's hash belongs to. The caller then opens that tenant and checks
     /// the secret there, under row-level security.
     pub async fn secret_tenant(&self, kind: SecretKind, hash: &[u8]) -> StoreResult<Option<Uuid>> {
-        Ok(match &self.pool {
-            Pool::Sqlite(p) => {
+        Ok(match self.read_pool() {
+            ReadPool::Sqlite(p) => {
                 let q = match kind {
                     SecretKind::Api => "SELECT tenant_id FROM api_tokens WHERE secret_hash = $1",
                     SecretKind::Session => "SELECT tenant_id FROM sessions WHERE secret_hash = $1",
@@ -476,7 +518,7 @@ impl Store {
                 };
                 sqlx::query_scalar(q).bind(hash).fetch_optional(p).await?
             }
-            Pool::Postgres(p) => {
+            ReadPool::Postgres(p) => {
                 sqlx::query_scalar("SELECT elevate_secret_tenant($1, $2)")
                     .bind(kind.as_str())
                     .bind(hash)
@@ -485,6 +527,21 @@ impl Store {
             }
         })
     }
+}
+
+/// A pool for reads: the SQLite readers, or the Postgres pool.
+enum ReadPool<'a> {
+    Sqlite(&'a SqlitePool),
+    Postgres(&'a PgPool),
+}
+
+/// The statement that begins a Postgres transaction and pins it to a tenant for row-level
+/// security, sent as one simple query: one round trip instead of two. The id is a `Uuid`, so
+/// its text is hex and dashes and cannot break out of the literal.
+fn pinned(begin: &str, tenant_id: Uuid) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!(
+        "{begin}; SELECT set_config('app.tenant_id', '{tenant_id}', true)"
+    ))
 }
 
 pub(crate) enum Conn {
@@ -498,9 +555,33 @@ pub struct TenantTx {
     pub(crate) conn: Conn,
     changed: bool,
     audited: bool,
+    /// Opened by [`Store::read`]: the database refuses any write in it.
+    read_only: bool,
+    /// The audit chain's head as this transaction last appended it. Only set once this
+    /// transaction holds the tenant's append lock, so later appends need not read it again.
+    audit_head: Option<(i64, Vec<u8>)>,
+    /// Audit events appended and not yet written (see [`TenantTx::append_audit`]).
+    pending_audit: Vec<(crate::model::audit::NewEvent, OffsetDateTime)>,
 }
 
 impl TenantTx {
+    fn new(tenant_id: Uuid, conn: Conn, read_only: bool) -> Self {
+        Self {
+            tenant_id,
+            conn,
+            changed: false,
+            audited: false,
+            read_only,
+            audit_head: None,
+            pending_audit: Vec::new(),
+        }
+    }
+
+    /// Whether this is a [`Store::read`] transaction.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     pub fn tenant_id(&self) -> Uuid {
         self.tenant_id
     }
@@ -510,11 +591,14 @@ impl TenantTx {
     }
 
     /// Commits, unless something changed without an audit record: then nothing is kept.
-    pub async fn commit(self) -> StoreResult<()> {
+    pub async fn commit(mut self) -> StoreResult<()> {
         if self.changed && !self.audited {
             self.rollback().await?;
             return Err(StoreError::Unaudited);
         }
+        // Last, so the append lock is held only from here to the commit. If this fails the
+        // transaction is dropped, rolling back the change with its record.
+        self.flush_audit().await?;
         match self.conn {
             Conn::Sqlite(tx) => tx.commit().await?,
             Conn::Postgres(tx) => tx.commit().await?,

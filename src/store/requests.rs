@@ -132,7 +132,41 @@ impl TenantTx {
                     r.extension_round, r.extension_secs, g.activated_at, g.not_after
              FROM requests r LEFT JOIN grants g ON g.tenant_id = r.tenant_id AND g.request_id = r.id
              WHERE r.tenant_id = $1 AND r.id = $2", tenant_id, id)?;
+        self.with_approvals(row).await
+    }
+
+    /// [`Self::request`] with the request's row lock taken in the same statement, or `None`
+    /// when another replica holds it (Postgres `FOR UPDATE OF r SKIP LOCKED`, in the same
+    /// round trip as the load): what the reaper moves. SQLite transactions are already
+    /// exclusive.
+    pub async fn request_unless_locked(&mut self, id: Uuid) -> StoreResult<Option<StoredRequest>> {
+        let tenant_id = self.tenant_id;
+        let row = match &mut self.conn {
+            Conn::Sqlite(_) => return self.request(id).await,
+            Conn::Postgres(c) => sqlx::query_as::<_, RequestRow>(
+                "SELECT r.id, r.requester_id, r.profile_name, r.policy_version, r.state, r.duration_secs, r.justification,
+                        r.ticket, r.starts_at, r.pending_until, r.break_glass, r.auto_approved, r.reviewed_by, r.created_at,
+                        r.extension_round, r.extension_secs, g.activated_at, g.not_after
+                 FROM requests r LEFT JOIN grants g ON g.tenant_id = r.tenant_id AND g.request_id = r.id
+                 WHERE r.tenant_id = $1 AND r.id = $2
+                 FOR UPDATE OF r SKIP LOCKED",
+            )
+            .bind(tenant_id)
+            .bind(id)
+            .fetch_optional(&mut **c)
+            .await?,
+        };
+        self.with_approvals(row).await
+    }
+
+    /// A request row completed with its approvals.
+    async fn with_approvals(
+        &mut self,
+        row: Option<RequestRow>,
+    ) -> StoreResult<Option<StoredRequest>> {
+        let tenant_id = self.tenant_id;
         let Some(row) = row else { return Ok(None) };
+        let id = row.id;
         let approvals = sql!(fetch_all ApprovalRow; self,
             "SELECT approver_id, round, created_at, stepped_up FROM approvals
              WHERE tenant_id = $1 AND request_id = $2 AND decision = 'approve' ORDER BY created_at, id", tenant_id, id)?;
@@ -208,22 +242,6 @@ impl TenantTx {
         }
     }
 
-    /// Postgres: takes the request's row lock, or returns false when another replica holds it
-    /// (`FOR UPDATE SKIP LOCKED`). SQLite transactions are already exclusive.
-    pub async fn lock_request(&mut self, id: Uuid) -> StoreResult<bool> {
-        let tenant_id = self.tenant_id;
-        match &mut self.conn {
-            Conn::Sqlite(_) => Ok(true),
-            Conn::Postgres(c) => Ok(sqlx::query(
-                "SELECT id FROM requests WHERE tenant_id = $1 AND id = $2 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&mut **c)
-            .await?
-            .is_some()),
-        }
-    }
     /// True when this transaction is the only one, across replicas, doing `job` for this tenant
     /// (Postgres: a transaction-scoped advisory lock, released at commit or rollback, so a replica
     /// that dies cannot leave it behind). SQLite transactions are already exclusive.

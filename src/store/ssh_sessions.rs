@@ -249,6 +249,7 @@ impl TenantTx {
 
     /// The `session.ended` events' details (session id and recording hash), oldest first.
     pub async fn session_end_events(&mut self) -> StoreResult<Vec<serde_json::Value>> {
+        self.flush_audit().await?;
         let tenant_id = self.tenant_id;
         let rows: Vec<(sqlx::types::Json<serde_json::Value>,)> = sql!(fetch_all (sqlx::types::Json<serde_json::Value>,); self,
             "SELECT details FROM audit_events WHERE tenant_id = $1 AND action = 'session.ended' ORDER BY seq",

@@ -32,10 +32,18 @@ impl TenantTx {
     /// on the tenant row until the transaction ends, so a lockdown being set waits for the
     /// transactions that read "not locked" (an approval, an issuance) and then revokes what they
     /// granted. Callers read it before locking any request (the lockdown takes the tenant row
-    /// first, then requests: one order, no deadlock).
+    /// first, then requests: one order, no deadlock). A read-only transaction grants nothing,
+    /// so it reads without the lock.
     pub async fn lockdown(&mut self) -> StoreResult<Option<Lockdown>> {
         let tenant_id = self.tenant_id;
+        let read_only = self.read_only;
         let row: Option<(Option<OffsetDateTime>, Option<String>, Option<String>)> = match &mut self.conn {
+            Conn::Postgres(c) if read_only => sqlx::query_as(
+                "SELECT lockdown_at, lockdown_reason, lockdown_by FROM tenants WHERE tenant_id = $1",
+            )
+            .bind(tenant_id)
+            .fetch_optional(&mut **c)
+            .await?,
             Conn::Sqlite(c) => sqlx::query_as(
                 "SELECT lockdown_at, lockdown_reason, lockdown_by FROM tenants WHERE tenant_id = $1",
             )

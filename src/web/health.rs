@@ -213,7 +213,7 @@ pub async fn backlogs(state: &AppState) -> crate::error::AppResult<Vec<TenantBac
     let now = state.clock.now();
     let mut out = Vec::new();
     for tenant in state.store.tenants().await? {
-        let mut tx = state.store.tenant(tenant.tenant_id).await?;
+        let mut tx = state.store.read(tenant.tenant_id).await?;
         let cleanups = tx.db_cleanup_counts(now).await?;
         let failing_notifications = tx.failing_notifications().await?;
         tx.commit().await?;

@@ -373,7 +373,7 @@ async fn tenant_state(
         if viewer.tenant().is_some_and(|t| t != tenant.slug) {
             continue;
         }
-        let mut tx = state.store.tenant(tenant.tenant_id).await?;
+        let mut tx = state.store.read(tenant.tenant_id).await?;
         let states = tx.request_state_counts().await?;
         let events = tx.audit_head().await?.map_or(0, |h| h.0);
         let checkpoint = tx.latest_checkpoint().await?;

@@ -61,7 +61,7 @@ async fn audit_checkpoint(
     Path(slug): Path<String>,
 ) -> AppResult<impl IntoResponse> {
     let t = tenant(&state, &slug).await?;
-    let mut tx = state.store.tenant(t.tenant_id).await?;
+    let mut tx = state.store.read(t.tenant_id).await?;
     let latest = tx.latest_checkpoint().await?;
     tx.commit().await?;
     let cp = latest.ok_or_else(|| AppError::NotFound("no checkpoint signed yet".into()))?;
@@ -77,7 +77,7 @@ async fn audit_public_key(
     Path(slug): Path<String>,
 ) -> AppResult<impl IntoResponse> {
     let t = tenant(&state, &slug).await?;
-    let mut tx = state.store.tenant(t.tenant_id).await?;
+    let mut tx = state.store.read(t.tenant_id).await?;
     let keys = crate::signing_keys::audit_public_keys(&mut tx).await?;
     tx.commit().await?;
     let text: String = keys.into_iter().map(|(_, k)| k + "\n").collect();

@@ -22,6 +22,8 @@ crate::on_both_backends!(
     a_failing_audit_write_fails_the_change,
     api_tokens_resolve_to_their_tenant_and_can_be_revoked,
     target_passwords_are_sealed_at_rest,
+    a_read_transaction_does_not_wait_for_writers_and_cannot_write,
+    audit_events_are_written_at_commit_and_read_back_before_it,
 );
 
 async fn tenants_get_sealed_signing_keys_and_are_found_by_slug(db: TestDb) {
@@ -516,4 +518,104 @@ async fn sqlite_audit_log_is_append_only() {
         .execute(&mut c)
         .await;
     assert!(delete.unwrap_err().to_string().contains("append-only"));
+}
+
+fn user(email: &str) -> NewUser {
+    NewUser {
+        email: email.into(),
+        display_name: email.into(),
+        roles: vec![],
+        groups: vec![],
+    }
+}
+
+async fn a_read_transaction_does_not_wait_for_writers_and_cannot_write(db: TestDb) {
+    let clock = ManualClock::starting_now();
+    let master = MasterKey::generate().unwrap();
+    let tenant = seed_tenant(&db.store, &master, &clock, "reader").await;
+    let mut writer = db.store.tenant(tenant.tenant_id).await.unwrap();
+    writer
+        .insert_user(&user("new@reader.example"), clock.now())
+        .await
+        .unwrap();
+    // SQLite: a read beside an open write transaction neither waits for its lock nor sees
+    // what it has not committed.
+    let mut reader = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        db.store.read(tenant.tenant_id),
+    )
+    .await
+    .expect("a read waited for the writer")
+    .unwrap();
+    assert!(reader.is_read_only());
+    assert_eq!(
+        reader.user_by_email("new@reader.example").await.unwrap(),
+        None
+    );
+    // The database itself refuses a write in a read transaction, and an audit record is
+    // refused before it is queued.
+    let event = NewEvent::new(Actor::System, "test.event", "x");
+    assert!(reader.append_audit(&event, clock.now()).await.is_err());
+    assert!(
+        reader
+            .insert_user(&user("other@reader.example"), clock.now())
+            .await
+            .is_err(),
+        "a read transaction wrote"
+    );
+    drop(reader);
+    writer.append_audit(&event, clock.now()).await.unwrap();
+    writer.commit().await.unwrap();
+    let mut reader = db.store.read(tenant.tenant_id).await.unwrap();
+    assert!(
+        reader
+            .user_by_email("new@reader.example")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        reader.user_by_email("other@reader.example").await.unwrap(),
+        None
+    );
+}
+
+async fn audit_events_are_written_at_commit_and_read_back_before_it(db: TestDb) {
+    let clock = ManualClock::starting_now();
+    let master = MasterKey::generate().unwrap();
+    let tenant = seed_tenant(&db.store, &master, &clock, "deferred").await;
+    let head = |db: &TestDb| {
+        let store = db.store.clone();
+        async move {
+            let mut tx = store.read(tenant.tenant_id).await.unwrap();
+            tx.audit_head().await.unwrap().map_or(0, |h| h.0)
+        }
+    };
+    let before = head(&db).await;
+    let event = |n: u32| NewEvent::new(Actor::System, "test.event", format!("e{n}"));
+
+    // Appended events are read back inside their transaction (the log is written before any
+    // read of it), and not seen outside it before commit.
+    let mut tx = db.store.tenant(tenant.tenant_id).await.unwrap();
+    tx.append_audit(&event(1), clock.now()).await.unwrap();
+    tx.append_audit(&event(2), clock.now()).await.unwrap();
+    assert_eq!(tx.audit_head().await.unwrap().unwrap().0, before + 2);
+    tx.append_audit(&event(3), clock.now()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(head(&db).await, before + 3);
+
+    // A rolled back transaction leaves none of its events.
+    let mut tx = db.store.tenant(tenant.tenant_id).await.unwrap();
+    tx.append_audit(&event(4), clock.now()).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(head(&db).await, before + 3);
+
+    let mut tx = db.store.read(tenant.tenant_id).await.unwrap();
+    let events = tx.audit_events(0, 1000).await.unwrap();
+    audit::verify_chain(&events).unwrap();
+    let subjects: Vec<&str> = events[before as usize..]
+        .iter()
+        .map(|e| e.subject.as_str())
+        .collect();
+    assert_eq!(subjects, ["e1", "e2", "e3"]);
 }

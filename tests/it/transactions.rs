@@ -16,9 +16,22 @@ async fn cost<T>(
     store: &elevate::store::Store,
     call: impl std::future::Future<Output = T>,
 ) -> (u64, T) {
-    let before = store.transactions_begun();
+    let (n, _, out) = cost_split(store, call).await;
+    (n, out)
+}
+
+/// The transactions `call` begins, and how many of them could write.
+async fn cost_split<T>(
+    store: &elevate::store::Store,
+    call: impl std::future::Future<Output = T>,
+) -> (u64, u64, T) {
+    let (before, writes) = (store.transactions_begun(), store.write_transactions_begun());
     let out = call.await;
-    (store.transactions_begun() - before, out)
+    (
+        store.transactions_begun() - before,
+        store.write_transactions_begun() - writes,
+        out,
+    )
 }
 
 async fn each_action_reads_once_and_writes_once(db: TestDb) {
@@ -27,17 +40,29 @@ async fn each_action_reads_once_and_writes_once(db: TestDb) {
     let alice = shop.app.api(&shop.alice);
     let bob = shop.app.api(&shop.bob);
 
+    // A token's first use in an hour also writes its last-used time, in a write transaction
+    // of its own; every other authentication only reads.
+    for (who, person) in [(&alice, "alice"), (&bob, "bob")] {
+        let (n, writes, (s, r)) = cost_split(&store, who.get("/api/v1/me")).await;
+        assert_eq!(s, StatusCode::OK, "{r}");
+        assert_eq!((n, writes), (2, 1), "{person}'s first call");
+        let (n, writes, _) = cost_split(&store, who.get("/api/v1/me")).await;
+        assert_eq!((n, writes), (1, 0), "{person}'s second call");
+    }
+
     let (n, id) = cost(&store, alice.request("prod-shell", "1h")).await;
     // Filing also reads the policy in force before its write.
     assert!(n <= 3, "filing a request took {n} transactions");
 
-    let (n, (s, r)) = cost(&store, bob.approve(&id)).await;
+    let (n, writes, (s, r)) = cost_split(&store, bob.approve(&id)).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(r["state"], "active", "{r}");
     assert!(
         n <= 2,
         "approving took {n} transactions (authentication, then the action)"
     );
+    // Authentication reads without the write lock; only the action writes.
+    assert_eq!(writes, 1, "approving took {writes} write transactions");
 
     let key = std::fs::read_to_string(user_key(&shop.dir, "ed25519").1).unwrap();
     let (n, (s, r)) = cost(&store, alice.ssh_certificate(&id, &key)).await;
@@ -47,9 +72,19 @@ async fn each_action_reads_once_and_writes_once(db: TestDb) {
         "issuing a certificate took {n} transactions (authentication, then the issuance)"
     );
 
-    let (n, (s, r)) = cost(&store, alice.show(&id)).await;
+    let (n, writes, (s, r)) = cost_split(&store, alice.show(&id)).await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert!(n <= 2, "showing a request took {n} transactions");
+    assert_eq!(
+        writes, 0,
+        "showing a request took {writes} write transactions"
+    );
+    let (_, writes, (s, r)) = cost_split(&store, alice.get("/api/v1/requests")).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        writes, 0,
+        "listing requests took {writes} write transactions"
+    );
 
     // A refusal costs one more: its audit record is written after the rollback.
     let (n, (s, _)) = cost(&store, bob.ssh_certificate(&id, &key)).await;
@@ -75,6 +110,7 @@ async fn each_action_reads_once_and_writes_once(db: TestDb) {
     )
     .await;
     let carol = shop.app.as_user(&carol).await;
+    carol.get("/api/v1/me").await;
     let (n, (s, r)) = cost(&store, carol.revoke(&id, "offboarding drill")).await;
     assert_eq!(
         (s, r["state"].as_str()),

@@ -74,7 +74,7 @@ async fn list(
     State(state): State<AppState>,
     Scoped(p, ..): Scoped<ReadScope>,
 ) -> AppResult<Json<TokenList>> {
-    let mut tx = state.store.tenant(p.tenant.tenant_id).await?;
+    let mut tx = state.store.read(p.tenant.tenant_id).await?;
     let tokens = tx.api_tokens_of(p.user.id).await?;
     tx.commit().await?;
     let tokens = tokens

@@ -41,7 +41,7 @@ struct TokensPage {
 }
 
 async fn list(State(state): State<AppState>, AdminUser(who): AdminUser) -> AppResult<TokensPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let all = tx.api_tokens_all().await?;
     tx.commit().await?;
     let now = state.clock.now();

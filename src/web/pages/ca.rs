@@ -43,7 +43,7 @@ struct CaPage {
 }
 
 async fn page(state: &AppState, who: &SessionUser) -> AppResult<CaPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let keys = tx.ca_keys(KeyPurpose::SshUserCa).await?;
     tx.commit().await?;
     let now = state.clock.now();

@@ -58,7 +58,7 @@ async fn show(
     State(state): State<AppState>,
     AdminUser(who): AdminUser,
 ) -> AppResult<IntegrationsPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let hooks = tx.webhooks().await?;
     let deliveries = tx.webhook_deliveries().await?;
     let sinks = tx.audit_sinks().await?;

@@ -46,7 +46,7 @@ struct PasskeysPage {
 }
 
 async fn list(State(state): State<AppState>, who: SessionUser) -> AppResult<PasskeysPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let passkeys = tx.passkeys_of(who.user.id).await?;
     tx.commit().await?;
     Ok(PasskeysPage {

@@ -92,7 +92,7 @@ async fn users_page(
     who: &crate::auth::session::SessionUser,
     notice: String,
 ) -> AppResult<UsersPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let users = tx.list_users().await?;
     tx.commit().await?;
     Ok(UsersPage {
@@ -206,7 +206,7 @@ async fn load_user(
     let id: Uuid = id
         .parse()
         .map_err(|_| AppError::NotFound("no such user".into()))?;
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let user = tx.user_by_id(id).await?;
     tx.commit().await?;
     user.ok_or_else(|| AppError::NotFound("no such user".into()))

@@ -50,7 +50,7 @@ async fn history(
     State(state): State<AppState>,
     AdminUser(who): AdminUser,
 ) -> AppResult<HistoryPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let versions = tx.policy_versions().await?;
     let proposals = tx
         .open_policy_proposals()
@@ -104,7 +104,7 @@ async fn version(
 ) -> AppResult<VersionPage> {
     let not_found = || AppError::NotFound("no such policy version".into());
     let version: i64 = version.parse().map_err(|_| not_found())?;
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let v = tx.policy_version(version).await?.ok_or_else(not_found)?;
     let after = tx.profiles_at(version).await?;
     let before = tx.profiles_at(version - 1).await?;
@@ -165,7 +165,7 @@ async fn proposal(
     AdminUser(who): AdminUser,
     Path(id): Path<String>,
 ) -> AppResult<ProposalPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let p = tx
         .policy_proposal(proposal_id(&id)?)
         .await?

@@ -115,7 +115,7 @@ async fn new_page(
         .await?
         .map(|(_, p)| p)
         .unwrap_or_default();
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let has_passkey = !tx.passkeys_of(who.user.id).await?.is_empty();
     tx.commit().await?;
     Ok(NewPage {
@@ -390,7 +390,7 @@ async fn detail_page(
     let a = asked(&d, who.user.id, now);
     let crate::broker::Shown { stored, profile } = d.shown;
     let events = d.events;
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let notifications = tx.notifications_for(id).await?.iter().map(note).collect();
     let certs = tx
         .ssh_certs_for_request(id)
@@ -661,7 +661,7 @@ async fn download_certificate(
         .broker
         .show(&page_caller(&state, &who), request_id)
         .await?;
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let cert = tx
         .ssh_certs_for_request(request_id)
         .await?

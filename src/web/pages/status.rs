@@ -51,7 +51,7 @@ struct StatusPage {
 async fn status(State(state): State<AppState>, AdminUser(who): AdminUser) -> AppResult<StatusPage> {
     let now = state.clock.now();
     let reaper = state.reaper.lock().map(|s| s.clone()).unwrap_or_default();
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let lockdown = tx
         .lockdown()
         .await?

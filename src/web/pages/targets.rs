@@ -72,7 +72,7 @@ async fn page(
     who: &crate::auth::session::SessionUser,
     checked: Option<Checked>,
 ) -> AppResult<TargetsPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let mut rows = Vec::new();
     for t in tx.targets().await? {
         rows.push(TargetRow {
@@ -108,7 +108,7 @@ async fn test(
     Path(name): Path<String>,
     CsrfForm(NoFields {}): CsrfForm<NoFields>,
 ) -> AppResult<TargetsPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let target = tx
         .target_by_name(&name)
         .await?

@@ -83,7 +83,7 @@ async fn page_with(
     error: String,
     kept: Kept,
 ) -> AppResult<TokensPage> {
-    let mut tx = state.store.tenant(who.tenant.tenant_id).await?;
+    let mut tx = state.store.read(who.tenant.tenant_id).await?;
     let tokens = tx.api_tokens_of(who.user.id).await?;
     tx.commit().await?;
     Ok(TokensPage {
