@@ -544,22 +544,96 @@ pub async fn verify_store_pinned(
     pinned: Option<Vec<PublicKey>>,
     pins: Vec<Pin>,
 ) -> crate::error::AppResult<Result<Summary, Broken>> {
-    let mut tx = store.tenant(tenant_id).await?;
+    Ok(verify_store_from(store, tenant_id, pinned, pins, None)
+        .await?
+        .0)
+}
+
+/// How far a verification of the live store got: what the next one can go on from instead of
+/// hashing the whole log again (the `/audit` page, issue 16).
+#[derive(Debug, Clone)]
+pub struct Progress {
+    verifier: Verifier,
+    /// The keys checkpoints were checked against: another set means starting over.
+    keys: Vec<String>,
+}
+
+/// [`verify_store_pinned`], going on from `from` (a [`Progress`] an earlier call returned)
+/// when the log still holds, at the seq it reached, the hash it verified there, and at every
+/// pin at or below it the pinned hash. Otherwise (keys changed, events rewritten or removed
+/// behind it) it starts over from the first event, so a break is reported as a full
+/// verification would. Returns the progress to go on from next time, when the chain verified.
+///
+/// Events at or below the resumed point are not hashed again: an edit there that keeps the
+/// stored hash is found by the next full verification (callers run one now and then).
+pub async fn verify_store_from(
+    store: &crate::store::Store,
+    tenant_id: Uuid,
+    pinned: Option<Vec<PublicKey>>,
+    pins: Vec<Pin>,
+    from: Option<Progress>,
+) -> crate::error::AppResult<(Result<Summary, Broken>, Option<Progress>)> {
+    let mut tx = store.read(tenant_id).await?;
     let keys = crate::signing_keys::audit_public_keys(&mut tx).await?;
     let head = tx.audit_head().await?.map_or(0, |h| h.0);
+    let key_texts: Vec<String> = match &pinned {
+        Some(p) => p.iter().filter_map(|k| k.to_openssh().ok()).collect(),
+        None => keys.iter().map(|(_, k)| k.clone()).collect(),
+    };
+    let mut resumed = None;
+    if let Some(from) = from.filter(|f| f.keys == key_texts) {
+        let at = from.verifier.next_seq - 1;
+        let mut holds =
+            at <= head && tx.audit_hash_at(at).await? == Some(from.verifier.prev_hash.clone());
+        for p in pins.iter().filter(|p| p.seq <= at) {
+            holds &= tx.audit_hash_at(p.seq).await? == Some(p.hash.clone());
+        }
+        if holds {
+            resumed = Some(from.verifier);
+        }
+    }
     tx.commit().await?;
     let trusted = pinned.unwrap_or_else(|| {
         keys.iter()
             .filter_map(|(_, k)| PublicKey::from_openssh(k).ok())
             .collect()
     });
-    let mut v = Verifier::new(trusted, false).pin(pins);
-    let mut after = 0;
-    while after < head {
-        let mut tx = store.tenant(tenant_id).await?;
-        let events = tx.audit_events(after, 5000).await?;
+    let mut v = match resumed {
+        Some(v) => {
+            let at = v.next_seq - 1;
+            v.pin(pins.into_iter().filter(|p| p.seq > at))
+        }
+        None => Verifier::new(trusted, false).pin(pins),
+    };
+    let mut after = v.next_seq - 1;
+    let result = verify_store_rest(store, tenant_id, &mut v, &mut after, head).await?;
+    if let Err(b) = result {
+        return Ok((Err(b), None));
+    }
+    let mut progress = v.clone();
+    progress.pins.clear();
+    Ok((
+        v.finish(),
+        Some(Progress {
+            verifier: progress,
+            keys: key_texts,
+        }),
+    ))
+}
+
+/// The events after `after` up to `head`, and the checkpoints stored beyond the head.
+async fn verify_store_rest(
+    store: &crate::store::Store,
+    tenant_id: Uuid,
+    v: &mut Verifier,
+    after: &mut i64,
+    head: i64,
+) -> crate::error::AppResult<Result<(), Broken>> {
+    while *after < head {
+        let mut tx = store.read(tenant_id).await?;
+        let events = tx.audit_events(*after, 5000).await?;
         let upto = events.last().map_or(head, |e| e.seq).min(head);
-        let checkpoints = tx.checkpoints_between(after, upto).await?;
+        let checkpoints = tx.checkpoints_between(*after, upto).await?;
         tx.commit().await?;
         if events.is_empty() {
             break;
@@ -589,11 +663,11 @@ pub async fn verify_store_pinned(
                 what: "a checkpoint for an event that is missing".into(),
             }));
         }
-        after = upto;
+        *after = upto;
     }
     // Checkpoints signed beyond the head: read them before the current head, so one signed for
     // an event appended meanwhile is never mistaken for a cut.
-    let mut tx = store.tenant(tenant_id).await?;
+    let mut tx = store.read(tenant_id).await?;
     let beyond = tx.checkpoints_between(head, i64::MAX).await?;
     let now_head = tx.audit_head().await?.map_or(0, |h| h.0);
     tx.commit().await?;
@@ -609,7 +683,7 @@ pub async fn verify_store_pinned(
             ),
         }));
     }
-    Ok(v.finish())
+    Ok(Ok(()))
 }
 
 /// Serialises a line exactly as exports carry it (no trailing newline).

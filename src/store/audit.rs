@@ -191,6 +191,15 @@ impl TenantTx {
         self.stored_audit_head().await
     }
 
+    /// The stored hash of event `seq`, if there is one.
+    pub async fn audit_hash_at(&mut self, seq: i64) -> StoreResult<Option<Vec<u8>>> {
+        self.flush_audit().await?;
+        let tenant_id = self.tenant_id;
+        let found = sql!(fetch_optional (Vec<u8>,); self,
+            "SELECT hash FROM audit_events WHERE tenant_id = $1 AND seq = $2", tenant_id, seq)?;
+        Ok(found.map(|(h,)| h))
+    }
+
     async fn stored_audit_head(&mut self) -> StoreResult<Option<(i64, Vec<u8>)>> {
         let tenant_id = self.tenant_id;
         let head = sql!(fetch_optional Head; self,

@@ -21,6 +21,7 @@ mod public;
 mod static_files;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,7 +68,21 @@ pub struct AppState {
     pub telemetry: Arc<crate::telemetry::Telemetry>,
     /// What handlers ask of elevate: every request and credential action goes through it.
     pub broker: crate::broker::Broker,
+    /// How far this replica has verified each tenant's log, so the audit page checks only what
+    /// was appended since (and the whole log again at most [`AUDIT_FULL_EVERY`] apart).
+    pub audit_verified: Arc<std::sync::Mutex<HashMap<uuid::Uuid, VerifiedLog>>>,
 }
+
+/// A tenant's log as the audit page last verified it.
+#[derive(Clone)]
+pub struct VerifiedLog {
+    pub progress: crate::audit::verify::Progress,
+    /// When the whole log was last hashed from its first event.
+    pub full_at: time::OffsetDateTime,
+}
+
+/// How often the audit page verifies the whole log again instead of going on from where it was.
+pub const AUDIT_FULL_EVERY: time::Duration = time::Duration::HOUR;
 
 impl AppState {
     pub fn new(
@@ -101,6 +116,7 @@ impl AppState {
             probes: Default::default(),
             telemetry,
             broker,
+            audit_verified: Default::default(),
         })
     }
 }

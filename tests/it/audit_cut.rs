@@ -23,6 +23,7 @@ async fn tamper(app: &TestApp, sql: &str) {
     let sql = match app.db.backend {
         Backend::Sqlite => format!(
             "DROP TRIGGER IF EXISTS audit_events_no_delete; \
+             DROP TRIGGER IF EXISTS audit_events_no_update; \
              DROP TRIGGER IF EXISTS audit_checkpoints_no_delete; {sql}"
         ),
         Backend::Postgres => format!("SET elevate.audit_maintenance = 'on'; {sql}"),
@@ -414,10 +415,108 @@ async fn polling_the_log_reaches_an_empty_page(db: TestDb) {
     assert_eq!(seqs.len(), 1, "{seqs:?}");
 }
 
+/// The audit page of `tenant` as its auditor sees it: (verified?, the verification line).
+async fn audit_page(app: &TestApp, tenant: &Tenant) -> (bool, String) {
+    let u = match app
+        .store()
+        .read(tenant.tenant_id)
+        .await
+        .unwrap()
+        .user_by_email(&format!("ada@{}.example", tenant.slug))
+        .await
+        .unwrap()
+    {
+        Some(u) => u,
+        None => {
+            seed_user(
+                app.store(),
+                app.clock.as_ref(),
+                tenant,
+                &format!("ada@{}.example", tenant.slug),
+                &[Role::Auditor],
+                &[],
+            )
+            .await
+        }
+    };
+    let page = app
+        .signed_in(&u)
+        .await
+        .get(app.url("/audit"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let verified = page.contains(r#"<span class="tag ok">verified</span>"#);
+    assert!(
+        verified || page.contains(r#"<span class="tag danger">broken</span>"#),
+        "{page}"
+    );
+    let line = page
+        .lines()
+        .find(|l| l.contains("<dt>Chain</dt>"))
+        .unwrap_or_default()
+        .to_owned();
+    (verified, line)
+}
+
+/// Issue 16: the audit page goes on verifying from where it last did (it does not hash the
+/// whole log on every view), yet what was appended since is checked, and the whole log is
+/// verified again within the hour.
+async fn the_audit_page_checks_what_was_appended_and_the_whole_log_hourly(db: TestDb) {
+    let app = TestApp::spawn(db).await;
+    let acme = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
+    let globex = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "globex").await;
+    let old = head(&app, &globex).await + 2;
+    for t in [&acme, &globex] {
+        append_events(&app, t, 12).await;
+        let (ok, line) = audit_page(&app, t).await;
+        assert!(ok, "{line}");
+    }
+
+    // Appended after the last view, then edited: the next view hashes it and says so.
+    append_events(&app, &acme, 3).await;
+    let edited = head(&app, &acme).await - 1;
+    tamper(
+        &app,
+        &format!(
+            "UPDATE audit_events SET subject = 'forged' WHERE subject LIKE 'acme-%' AND seq = {edited}"
+        ),
+    )
+    .await;
+    let (ok, line) = audit_page(&app, &acme).await;
+    assert!(!ok, "an edited new event verified: {line}");
+    assert!(line.contains(&format!("seq {edited}")), "{line}");
+
+    // Views in between go on from the last; events keep being counted whole.
+    append_events(&app, &globex, 4).await;
+    let (ok, line) = audit_page(&app, &globex).await;
+    assert!(ok, "{line}");
+    let h = head(&app, &globex).await;
+    assert!(line.contains(&format!("{h} events")), "{line}");
+
+    // An event verified long ago, edited in place: found by the whole-log verification, which
+    // runs again once an hour has passed since the last.
+    tamper(
+        &app,
+        &format!(
+            "UPDATE audit_events SET subject = 'forged' WHERE subject LIKE 'globex-%' AND seq = {old}"
+        ),
+    )
+    .await;
+    app.clock.advance(time::Duration::minutes(61));
+    let (ok, line) = audit_page(&app, &globex).await;
+    assert!(!ok, "an edited old event verified after an hour: {line}");
+    assert!(line.contains(&format!("seq {old}")), "{line}");
+}
+
 crate::on_both_backends!(
     a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed,
     a_rewritten_and_rehashed_tail_is_not_signed,
     polling_the_log_reaches_an_empty_page,
+    the_audit_page_checks_what_was_appended_and_the_whole_log_hourly,
 );
 
 #[tokio::test]
