@@ -20,7 +20,7 @@ use crate::crypto::TokenHash;
 use crate::crypto::token::TokenKind;
 use crate::error::{AppError, AppResult};
 use crate::model::{ApiToken, Scope, Tenant, User};
-use crate::store::{SecretKind, Store};
+use crate::store::Store;
 
 /// An authenticated API caller.
 #[derive(Debug, Clone)]
@@ -74,15 +74,8 @@ pub async fn api_principal(
 ) -> AppResult<ApiPrincipal> {
     let invalid = || AppError::Unauthorized("invalid token".into());
     let hash = TokenHash::of_presented(TokenKind::Api, presented).ok_or_else(invalid)?;
-    let tenant_id = store
-        .secret_tenant(SecretKind::Api, hash.as_bytes())
-        .await?
-        .ok_or_else(invalid)?;
-    let mut tx = store.read(tenant_id).await?;
-    let token = tx.api_token_by_hash(&hash).await?.ok_or_else(invalid)?;
-    let user = tx.user_by_id(token.user_id).await?.ok_or_else(invalid)?;
-    let tenant = tx.get_tenant().await?;
-    tx.commit().await?;
+    let (token, user, tenant) = store.api_principal(&hash).await?.ok_or_else(invalid)?;
+    let tenant_id = tenant.tenant_id;
     // "Last used" for the admins' token list, written at most once an hour per token so that
     // authentication stays a read.
     if token.revoked_at.is_none()

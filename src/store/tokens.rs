@@ -2,9 +2,124 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{StoreError, StoreResult, TenantTx, ts, ts_opt};
+use super::{Conn, ReadPool, SecretKind, Store, StoreError, StoreResult, TenantTx, ts, ts_opt};
 use crate::crypto::TokenHash;
-use crate::model::{ApiToken, Scope};
+use crate::model::{ApiToken, Role, Scope, Tenant, User};
+
+/// A token with its user and tenant, read in one statement (see [`Store::api_principal`]).
+#[derive(sqlx::FromRow)]
+struct PrincipalRow {
+    tenant_id: Uuid,
+    t_id: Uuid,
+    t_user_id: Uuid,
+    t_name: String,
+    t_secret_hash: Vec<u8>,
+    t_scopes: Json<Vec<Scope>>,
+    t_created_at: OffsetDateTime,
+    t_expires_at: Option<OffsetDateTime>,
+    t_revoked_at: Option<OffsetDateTime>,
+    t_last_used_at: Option<OffsetDateTime>,
+    u_email: String,
+    u_display_name: String,
+    u_roles: Json<Vec<Role>>,
+    u_group_names: Json<Vec<String>>,
+    u_disabled: bool,
+    u_created_at: OffsetDateTime,
+    u_updated_at: OffsetDateTime,
+    n_slug: String,
+    n_name: String,
+    n_created_at: OffsetDateTime,
+}
+
+const PRINCIPAL_SQL: &str = "SELECT t.tenant_id, t.id AS t_id, t.user_id AS t_user_id, t.name AS t_name,
+        t.secret_hash AS t_secret_hash, t.scopes AS t_scopes, t.created_at AS t_created_at,
+        t.expires_at AS t_expires_at, t.revoked_at AS t_revoked_at, t.last_used_at AS t_last_used_at,
+        u.email AS u_email, u.display_name AS u_display_name, u.roles AS u_roles,
+        u.group_names AS u_group_names, u.disabled AS u_disabled, u.created_at AS u_created_at,
+        u.updated_at AS u_updated_at, n.slug AS n_slug, n.name AS n_name, n.created_at AS n_created_at
+    FROM api_tokens t
+    JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
+    JOIN tenants n ON n.tenant_id = t.tenant_id
+    WHERE t.secret_hash = $1 AND ($2 IS NULL OR t.tenant_id = $2)";
+
+impl PrincipalRow {
+    fn split(self) -> (ApiToken, User, Tenant) {
+        let token = ApiToken {
+            tenant_id: self.tenant_id,
+            id: self.t_id,
+            user_id: self.t_user_id,
+            name: self.t_name,
+            secret_hash: self.t_secret_hash,
+            scopes: self.t_scopes,
+            created_at: self.t_created_at,
+            expires_at: self.t_expires_at,
+            revoked_at: self.t_revoked_at,
+            last_used_at: self.t_last_used_at,
+        };
+        let user = User {
+            tenant_id: self.tenant_id,
+            id: self.t_user_id,
+            email: self.u_email,
+            display_name: self.u_display_name,
+            roles: self.u_roles,
+            group_names: self.u_group_names,
+            disabled: self.u_disabled,
+            created_at: self.u_created_at,
+            updated_at: self.u_updated_at,
+        };
+        let tenant = Tenant {
+            tenant_id: self.tenant_id,
+            slug: self.n_slug,
+            name: self.n_name,
+            created_at: self.n_created_at,
+        };
+        (token, user, tenant)
+    }
+}
+
+impl Store {
+    /// The API token `hash` names, with its user and tenant, the match confirmed in constant
+    /// time: what authenticating an API call reads. SQLite: one statement on a reader (the
+    /// token's row gives the tenant; the joins stay within it). Postgres: the tenant by the
+    /// definer function, then the same statement in a read-only transaction pinned to it, so
+    /// row-level security applies.
+    pub async fn api_principal(
+        &self,
+        hash: &TokenHash,
+    ) -> StoreResult<Option<(ApiToken, User, Tenant)>> {
+        let row: Option<PrincipalRow> = match self.read_pool() {
+            ReadPool::Sqlite(p) => {
+                sqlx::query_as(PRINCIPAL_SQL)
+                    .bind(hash.as_bytes())
+                    .bind(None::<Uuid>)
+                    .fetch_optional(p)
+                    .await?
+            }
+            ReadPool::Postgres(_) => {
+                let Some(tenant_id) = self.secret_tenant(SecretKind::Api, hash.as_bytes()).await?
+                else {
+                    return Ok(None);
+                };
+                let mut tx = self.read(tenant_id).await?;
+                let Conn::Postgres(c) = &mut tx.conn else {
+                    return Err(StoreError::Corrupt(
+                        "a Postgres store gave a SQLite transaction".into(),
+                    ));
+                };
+                let row = sqlx::query_as(PRINCIPAL_SQL)
+                    .bind(hash.as_bytes())
+                    .bind(Some(tenant_id))
+                    .fetch_optional(&mut **c)
+                    .await?;
+                tx.commit().await?;
+                row
+            }
+        };
+        Ok(row
+            .filter(|r| hash.matches(&r.t_secret_hash))
+            .map(PrincipalRow::split))
+    }
+}
 
 impl TenantTx {
     /// `parent`: the token this one was minted with, if any (revoking it revokes this one).

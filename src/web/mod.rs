@@ -45,9 +45,21 @@ use limits::SigninLimits;
 
 pub use extract::ClientOrigin;
 
-/// Shared by every handler.
+/// Shared by every handler: one allocation behind an `Arc`, so that the clone every extractor
+/// takes is one reference count, not one per field (cloning the fields was 4% of the CPU of an
+/// authenticated read, issue 16).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     pub store: Store,
     pub clock: SharedClock,
     pub master_key: Arc<MasterKey>,
@@ -102,7 +114,7 @@ impl AppState {
             telemetry: telemetry.clone(),
             passkeys: crate::passkeys::RelyingParty::for_public_url(&config.public_url),
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             store,
             clock,
             master_key,
@@ -117,7 +129,7 @@ impl AppState {
             telemetry,
             broker,
             audit_verified: Default::default(),
-        })
+        })))
     }
 }
 

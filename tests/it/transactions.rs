@@ -41,13 +41,16 @@ async fn each_action_reads_once_and_writes_once(db: TestDb) {
     let bob = shop.app.api(&shop.bob);
 
     // A token's first use in an hour also writes its last-used time, in a write transaction
-    // of its own; every other authentication only reads.
+    // of its own; every other authentication only reads (SQLite: one statement, outside any
+    // tenant transaction; Postgres: one read-only transaction).
     for (who, person) in [(&alice, "alice"), (&bob, "bob")] {
         let (n, writes, (s, r)) = cost_split(&store, who.get("/api/v1/me")).await;
         assert_eq!(s, StatusCode::OK, "{r}");
-        assert_eq!((n, writes), (2, 1), "{person}'s first call");
+        assert_eq!(writes, 1, "{person}'s first call");
+        assert!(n <= 2, "{person}'s first call took {n} transactions");
         let (n, writes, _) = cost_split(&store, who.get("/api/v1/me")).await;
-        assert_eq!((n, writes), (1, 0), "{person}'s second call");
+        assert_eq!(writes, 0, "{person}'s second call");
+        assert!(n <= 1, "{person}'s second call took {n} transactions");
     }
 
     let (n, id) = cost(&store, alice.request("prod-shell", "1h")).await;
