@@ -246,7 +246,19 @@ pub(crate) async fn withdraw_open(
         }
         end_credentials(tx, &ctx.actor, &ctx.origin, &next, &effects, ctx.now).await?;
         if let (Some(links), Some(owner)) = (links, &owner) {
-            notify(tx, links, &hooks, &profile, owner, &next, &effects, ctx.now).await?;
+            notify(
+                tx,
+                Tell {
+                    links,
+                    hooks: &hooks,
+                },
+                &profile,
+                owner,
+                &next,
+                &effects,
+                ctx.now,
+            )
+            .await?;
         }
         moved.push(id);
     }
@@ -308,16 +320,24 @@ async fn notify_approvers(
 
 /// The emails a transition sends: approvers when a decision or review is needed, the requester
 /// when theirs is made.
+/// Where a transition is told: the public URL (for links) and the tenant's webhooks, read by
+/// the caller once per transaction.
+#[derive(Clone, Copy)]
+struct Tell<'a> {
+    links: &'a str,
+    hooks: &'a [crate::store::Webhook],
+}
+
 async fn notify(
     tx: &mut TenantTx,
-    links: &str,
-    hooks: &[crate::store::Webhook],
+    tell: Tell<'_>,
     profile: &Profile,
     requester: &User,
     req: &Request,
     effects: &[Effect],
     now: OffsetDateTime,
 ) -> AppResult<()> {
+    let Tell { links, hooks } = tell;
     let link = format!("{}/requests/{}", links.trim_end_matches('/'), req.id);
     // What people read (mail, webhook text) shows typed text through `text::shown`, so a
     // bidirectional override or an invisible character cannot change how it reads.
@@ -524,7 +544,16 @@ pub async fn file(
     }
     let hooks = tx.webhooks().await?;
     notify(
-        &mut tx, links, &hooks, &profile, requester, &request, &effects, ctx.now,
+        &mut tx,
+        Tell {
+            links,
+            hooks: &hooks,
+        },
+        &profile,
+        requester,
+        &request,
+        &effects,
+        ctx.now,
     )
     .await?;
     tx.commit().await?;
@@ -877,7 +906,16 @@ pub async fn act(
     end_credentials(&mut tx, &ctx.actor, &ctx.origin, &next, &effects, ctx.now).await?;
     let hooks = tx.webhooks().await?;
     notify(
-        &mut tx, links, &hooks, &profile, &requester, &next, &effects, ctx.now,
+        &mut tx,
+        Tell {
+            links,
+            hooks: &hooks,
+        },
+        &profile,
+        &requester,
+        &next,
+        &effects,
+        ctx.now,
     )
     .await?;
     if let Event::Deny { comment, .. }
@@ -1090,7 +1128,16 @@ pub async fn tick_tenant(
             .await?;
             if let Some(requester) = &requester {
                 notify(
-                    &mut tx, links, &hooks, &profile, requester, &next, &effects, now,
+                    &mut tx,
+                    Tell {
+                        links,
+                        hooks: &hooks,
+                    },
+                    &profile,
+                    requester,
+                    &next,
+                    &effects,
+                    now,
                 )
                 .await?;
             }
