@@ -101,6 +101,12 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
         n as f64 / filing.as_secs_f64(),
         args.within
     );
+    if let Some((rss, peak)) = resident_mb() {
+        println!(
+            "resident memory with {n} active grants: {rss:.1} MB (peak {peak:.1} MB; this process \
+             also runs the benchmark's HTTP client); target (issue 16): at most 60 MB"
+        );
+    }
     let telemetry = Arc::new(crate::telemetry::Telemetry::default());
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -160,4 +166,14 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
     );
     server.stop().await;
     Ok(())
+}
+
+/// This process's resident set and its peak, in MB (Linux `/proc/self/status`).
+fn resident_mb() -> Option<(f64, f64)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = |key: &str| -> Option<f64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse::<f64>().ok()
+    };
+    Some((kb("VmRSS:")? / 1024.0, kb("VmHWM:")? / 1024.0))
 }
