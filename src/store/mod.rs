@@ -393,12 +393,14 @@ impl Store {
         Ok(())
     }
 
+    /// A round trip to the store (SQLite: on a reader, so a probe never queues behind the
+    /// writer's transaction).
     pub async fn ping(&self) -> StoreResult<()> {
-        match &self.pool {
-            Pool::Sqlite(p) => {
+        match self.read_pool() {
+            ReadPool::Sqlite(p) => {
                 sqlx::query("SELECT 1").execute(p).await?;
             }
-            Pool::Postgres(p) => {
+            ReadPool::Postgres(p) => {
                 sqlx::query("SELECT 1").execute(p).await?;
             }
         }
