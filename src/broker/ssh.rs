@@ -87,39 +87,41 @@ pub async fn issue(
         grant.not_after,
         time::Duration::seconds(ssh.cert_ttl_secs),
     );
-    let spec = CertSpec {
-        serial: loop {
-            let s = random_serial()?;
-            if !tx.ssh_serial_used(s as i64).await? {
-                break s;
-            }
-        },
-        key_id: cert::key_id(&tenant.slug, &user.email, id),
-        request: id,
-        ticket: r.ticket.as_deref(),
-        grant: ssh,
-        valid_after,
-        valid_before,
-    };
-    let signed = cert::sign(&ca_private, &key, &spec).map_err(AppError::internal)?;
-    let text = signed.to_openssh().map_err(AppError::internal)?;
     let fingerprint = cert::fingerprint(&key);
-    let serial = i64::try_from(spec.serial).map_err(AppError::internal)?;
-    tx.insert_ssh_cert(&SshCertRecord {
-        id: Uuid::now_v7(),
-        request_id: id,
-        serial,
-        key_id: spec.key_id.clone(),
-        fingerprint: fingerprint.clone(),
-        principals: sqlx::types::Json(ssh.principals.clone()),
-        ca_key_id: Some(ca_key_id),
-        certificate: Some(text.clone()),
-        valid_after,
-        valid_before,
-        revoked_at: None,
-        created_at: now,
-    })
-    .await?;
+    // A serial the tenant already used (one chance in 2^53 per certificate) is refused by the
+    // store's unique index: sign again with another.
+    let (spec, text) = loop {
+        let spec = CertSpec {
+            serial: random_serial()?,
+            key_id: cert::key_id(&tenant.slug, &user.email, id),
+            request: id,
+            ticket: r.ticket.as_deref(),
+            grant: ssh,
+            valid_after,
+            valid_before,
+        };
+        let signed = cert::sign(&ca_private, &key, &spec).map_err(AppError::internal)?;
+        let text = signed.to_openssh().map_err(AppError::internal)?;
+        let recorded = tx
+            .insert_ssh_cert(&SshCertRecord {
+                id: Uuid::now_v7(),
+                request_id: id,
+                serial: i64::try_from(spec.serial).map_err(AppError::internal)?,
+                key_id: spec.key_id.clone(),
+                fingerprint: fingerprint.clone(),
+                principals: sqlx::types::Json(ssh.principals.clone()),
+                ca_key_id: Some(ca_key_id),
+                certificate: Some(text.clone()),
+                valid_after,
+                valid_before,
+                revoked_at: None,
+                created_at: now,
+            })
+            .await?;
+        if recorded {
+            break (spec, text);
+        }
+    };
     tx.append_audit(
         &ctx.event("ssh.certificate_issued", &profile.name)
             .request(id)

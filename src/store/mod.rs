@@ -313,6 +313,13 @@ impl Store {
         self.begun.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Counts a read transaction begun outside [`Self::read`].
+    fn count_read(&self) {
+        self.begun
+            .all
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// The pool for reads outside a tenant transaction.
     fn read_pool(&self) -> ReadPool<'_> {
         match (&self.readers, &self.pool) {

@@ -34,17 +34,23 @@ pub struct RevokedCert {
 }
 
 impl TenantTx {
-    pub async fn insert_ssh_cert(&mut self, c: &SshCertRecord) -> StoreResult<()> {
+    /// Records an issued certificate; false (nothing written) when the tenant already has a
+    /// certificate with its serial, so the caller signs again with another (one statement
+    /// instead of a check and an insert).
+    pub async fn insert_ssh_cert(&mut self, c: &SshCertRecord) -> StoreResult<bool> {
         let tenant_id = self.tenant_id;
-        sql!(exec self,
+        let inserted = sql!(exec self,
             "INSERT INTO credentials (tenant_id, id, request_id, kind, serial, key_id, fingerprint, principals,
                 ca_key_id, certificate, valid_after, valid_before, created_at)
-             VALUES ($1, $2, $3, 'ssh_cert', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+             VALUES ($1, $2, $3, 'ssh_cert', $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (tenant_id, kind, serial) DO NOTHING",
             tenant_id, c.id, c.request_id, c.serial, &c.key_id, &c.fingerprint, &c.principals,
             c.ca_key_id, &c.certificate, ts(c.valid_after), ts(c.valid_before), ts(c.created_at))
         .map_err(|e| StoreError::conflict_or(e, "certificate serial"))?;
-        self.mark_changed();
-        Ok(())
+        if inserted == 1 {
+            self.mark_changed();
+        }
+        Ok(inserted == 1)
     }
 
     pub async fn ssh_certs_for_request(
@@ -116,13 +122,5 @@ impl TenantTx {
             "SELECT MAX(valid_before) FROM credentials WHERE tenant_id = $1 AND ca_key_id = $2",
             tenant_id, ca_key_id)?;
         Ok(row.0)
-    }
-
-    pub async fn ssh_serial_used(&mut self, serial: i64) -> StoreResult<bool> {
-        let tenant_id = self.tenant_id;
-        Ok(sql!(fetch_optional (i64,); self,
-            "SELECT serial FROM credentials WHERE tenant_id = $1 AND kind = 'ssh_cert' AND serial = $2",
-            tenant_id, serial)?
-        .is_some())
     }
 }

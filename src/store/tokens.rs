@@ -2,7 +2,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Conn, ReadPool, SecretKind, Store, StoreError, StoreResult, TenantTx, ts, ts_opt};
+use super::{ReadPool, Store, StoreError, StoreResult, TenantTx, ts, ts_opt};
 use crate::crypto::TokenHash;
 use crate::model::{ApiToken, Role, Scope, Tenant, User};
 
@@ -80,9 +80,9 @@ impl PrincipalRow {
 impl Store {
     /// The API token `hash` names, with its user and tenant, the match confirmed in constant
     /// time: what authenticating an API call reads. SQLite: one statement on a reader (the
-    /// token's row gives the tenant; the joins stay within it). Postgres: the tenant by the
-    /// definer function, then the same statement in a read-only transaction pinned to it, so
-    /// row-level security applies.
+    /// token's row gives the tenant; the joins stay within it). Postgres: a read-only
+    /// transaction pinned, as it begins, to the tenant the definer function finds for the hash,
+    /// then the same statement under row-level security: three round trips with the commit.
     pub async fn api_principal(
         &self,
         hash: &TokenHash,
@@ -95,21 +95,23 @@ impl Store {
                     .fetch_optional(p)
                     .await?
             }
-            ReadPool::Postgres(_) => {
-                let Some(tenant_id) = self.secret_tenant(SecretKind::Api, hash.as_bytes()).await?
-                else {
-                    return Ok(None);
-                };
-                let mut tx = self.read(tenant_id).await?;
-                let Conn::Postgres(c) = &mut tx.conn else {
-                    return Err(StoreError::Corrupt(
-                        "a Postgres store gave a SQLite transaction".into(),
-                    ));
-                };
+            ReadPool::Postgres(p) => {
+                self.count_read();
+                // One round trip begins the transaction, resolves the token's tenant through
+                // the definer function and pins the transaction to it (no tenant: none, so
+                // row-level security shows nothing). The hash is hex of our own digest, so
+                // it cannot break out of the literal.
+                let mut tx = p
+                    .begin_with(sqlx::AssertSqlSafe(format!(
+                        "BEGIN READ ONLY; SELECT set_config('app.tenant_id', \
+                         COALESCE(elevate_secret_tenant('api', '\\x{}'::bytea)::text, ''), true)",
+                        hex::encode(hash.as_bytes())
+                    )))
+                    .await?;
                 let row = sqlx::query_as(PRINCIPAL_SQL)
                     .bind(hash.as_bytes())
-                    .bind(Some(tenant_id))
-                    .fetch_optional(&mut **c)
+                    .bind(None::<Uuid>)
+                    .fetch_optional(&mut *tx)
                     .await?;
                 tx.commit().await?;
                 row
