@@ -181,16 +181,7 @@ async fn a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed(db: 
         &[],
     )
     .await;
-    let page = app
-        .signed_in(&u)
-        .await
-        .get(app.url("/audit"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = audit_html(&app, &u).await;
     assert!(
         page.contains(r#"<span class="tag danger">broken</span>"#),
         "{page}"
@@ -415,6 +406,19 @@ async fn polling_the_log_reaches_an_empty_page(db: TestDb) {
     assert_eq!(seqs.len(), 1, "{seqs:?}");
 }
 
+/// `/audit` as `u` sees it.
+async fn audit_html(app: &TestApp, u: &elevate::model::User) -> String {
+    app.signed_in(u)
+        .await
+        .get(app.url("/audit"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The audit page of `tenant` as its auditor sees it: (verified?, the verification line).
 async fn audit_page(app: &TestApp, tenant: &Tenant) -> (bool, String) {
     let u = match app
@@ -439,16 +443,7 @@ async fn audit_page(app: &TestApp, tenant: &Tenant) -> (bool, String) {
             .await
         }
     };
-    let page = app
-        .signed_in(&u)
-        .await
-        .get(app.url("/audit"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = audit_html(app, &u).await;
     let verified = page.contains(r#"<span class="tag ok">verified</span>"#);
     assert!(
         verified || page.contains(r#"<span class="tag danger">broken</span>"#),
