@@ -17,7 +17,7 @@ use crate::crypto::token::TokenKind;
 use crate::crypto::{SecretToken, TokenHash};
 use crate::error::{AppError, AppResult};
 use crate::model::{Session, Tenant, User};
-use crate::store::{SecretKind, Store, TenantTx};
+use crate::store::{Store, TenantTx};
 
 pub const SESSION_COOKIE: &str = "__Host-elevate";
 pub const SIGNIN_COOKIE: &str = "__Host-elevate-signin";
@@ -183,47 +183,40 @@ pub async fn load(
     let Some(hash) = TokenHash::of_presented(TokenKind::Session, secret) else {
         return Ok(None);
     };
-    let Some(tenant_id) = store
-        .secret_tenant(SecretKind::Session, hash.as_bytes())
-        .await?
-    else {
+    // Most page loads only read, in one statement; the write transaction is opened (and
+    // everything read again under its lock) only when the session is to be ended or its
+    // last-seen time is due.
+    let Some((session, user, tenant)) = store.session_principal(&hash).await? else {
         return Ok(None);
     };
-    // Most page loads only read; the write transaction is opened (and everything read again
-    // under its lock) only when the session is to be ended or its last-seen time is due.
-    let mut tx = store.read(tenant_id).await?;
-    let mut writing = false;
-    loop {
-        let Some(session) = tx.session_by_hash(&hash).await? else {
-            return Ok(None);
-        };
-        let user = tx.user_by_id(session.user_id).await?;
-        let ended = session_end(&session, user.as_ref(), now, idle);
-        let touch = now - session.last_seen_at >= TOUCH_EVERY;
-        if !writing && (ended.is_some() || touch) {
-            tx.rollback().await?;
-            tx = store.tenant(tenant_id).await?;
-            writing = true;
-            continue;
-        }
-        if let Some(reason) = ended {
-            return end_session(tx, &session, user.as_ref(), reason, origin, now).await;
-        }
-        if touch {
-            tx.touch_session(session.id, now).await?;
-        }
-        let tenant = tx.get_tenant().await?;
-        tx.commit().await?;
-        let user =
-            user.ok_or_else(|| AppError::internal(anyhow::anyhow!("session user vanished")))?;
-        return Ok(Some(SessionUser {
-            tenant,
-            user,
-            session,
-            csrf: csrf_token(secret),
-            origin: origin.clone(),
-        }));
+    let signed_in = |session, user, tenant| SessionUser {
+        tenant,
+        user,
+        session,
+        csrf: csrf_token(secret),
+        origin: origin.clone(),
+    };
+    let ended = session_end(&session, user.as_ref(), now, idle);
+    if let (None, Some(user)) = (ended, &user)
+        && now - session.last_seen_at < TOUCH_EVERY
+    {
+        return Ok(Some(signed_in(session, user.clone(), tenant)));
     }
+    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let Some(session) = tx.session_by_hash(&hash).await? else {
+        return Ok(None);
+    };
+    let user = tx.user_by_id(session.user_id).await?;
+    if let Some(reason) = session_end(&session, user.as_ref(), now, idle) {
+        return end_session(tx, &session, user.as_ref(), reason, origin, now).await;
+    }
+    if now - session.last_seen_at >= TOUCH_EVERY {
+        tx.touch_session(session.id, now).await?;
+    }
+    let tenant = tx.get_tenant().await?;
+    tx.commit().await?;
+    let user = user.ok_or_else(|| AppError::internal(anyhow::anyhow!("session user vanished")))?;
+    Ok(Some(signed_in(session, user, tenant)))
 }
 
 /// Why a session is over at `now`, if it is.

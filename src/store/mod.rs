@@ -471,6 +471,47 @@ impl Store {
         Ok(TenantTx::new(tenant_id, conn, true))
     }
 
+    /// One statement, `sql` with a bearer secret's hash as `$1`, before the tenant is known:
+    /// what authentication reads. SQLite: on a reader, outside any transaction (the secret's
+    /// row names the tenant; the statement's joins stay within it). Postgres: in a read-only
+    /// transaction that one round trip begins, pins to the tenant the definer function finds
+    /// for the hash (none: no tenant, so row-level security shows nothing) and then the
+    /// statement runs under row-level security; three round trips with the commit. The hash is
+    /// hex of our own digest in the pinning statement, so it cannot break out of the literal.
+    pub(crate) async fn read_by_secret<T>(
+        &self,
+        kind: SecretKind,
+        sql: &'static str,
+        hash: &[u8],
+    ) -> StoreResult<Option<T>>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + Send
+            + Unpin,
+    {
+        Ok(match self.read_pool() {
+            ReadPool::Sqlite(p) => sqlx::query_as(sql).bind(hash).fetch_optional(p).await?,
+            ReadPool::Postgres(p) => {
+                self.count_read();
+                let mut tx = p
+                    .begin_with(sqlx::AssertSqlSafe(format!(
+                        "BEGIN READ ONLY; SELECT set_config('app.tenant_id', \
+                         COALESCE(elevate_secret_tenant('{}', '\\x{}'::bytea)::text, ''), true)",
+                        kind.as_str(),
+                        hex::encode(hash)
+                    )))
+                    .await?;
+                let row = sqlx::query_as(sql)
+                    .bind(hash)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                row
+            }
+        })
+    }
+
     /// Finds a tenant by its slug, before any tenant is selected.
     pub async fn tenant_by_slug(&self, slug: &str) -> StoreResult<Option<Tenant>> {
         Ok(match self.read_pool() {

@@ -2,7 +2,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{ReadPool, Store, StoreError, StoreResult, TenantTx, ts, ts_opt};
+use super::{SecretKind, Store, StoreError, StoreResult, TenantTx, ts, ts_opt};
 use crate::crypto::TokenHash;
 use crate::model::{ApiToken, Role, Scope, Tenant, User};
 
@@ -40,7 +40,7 @@ const PRINCIPAL_SQL: &str = "SELECT t.tenant_id, t.id AS t_id, t.user_id AS t_us
     FROM api_tokens t
     JOIN users u ON u.tenant_id = t.tenant_id AND u.id = t.user_id
     JOIN tenants n ON n.tenant_id = t.tenant_id
-    WHERE t.secret_hash = $1 AND ($2 IS NULL OR t.tenant_id = $2)";
+    WHERE t.secret_hash = $1";
 
 impl PrincipalRow {
     fn split(self) -> (ApiToken, User, Tenant) {
@@ -79,44 +79,15 @@ impl PrincipalRow {
 
 impl Store {
     /// The API token `hash` names, with its user and tenant, the match confirmed in constant
-    /// time: what authenticating an API call reads. SQLite: one statement on a reader (the
-    /// token's row gives the tenant; the joins stay within it). Postgres: a read-only
-    /// transaction pinned, as it begins, to the tenant the definer function finds for the hash,
-    /// then the same statement under row-level security: three round trips with the commit.
+    /// time: what authenticating an API call reads, in one statement (see
+    /// [`Store::read_by_secret`]).
     pub async fn api_principal(
         &self,
         hash: &TokenHash,
     ) -> StoreResult<Option<(ApiToken, User, Tenant)>> {
-        let row: Option<PrincipalRow> = match self.read_pool() {
-            ReadPool::Sqlite(p) => {
-                sqlx::query_as(PRINCIPAL_SQL)
-                    .bind(hash.as_bytes())
-                    .bind(None::<Uuid>)
-                    .fetch_optional(p)
-                    .await?
-            }
-            ReadPool::Postgres(p) => {
-                self.count_read();
-                // One round trip begins the transaction, resolves the token's tenant through
-                // the definer function and pins the transaction to it (no tenant: none, so
-                // row-level security shows nothing). The hash is hex of our own digest, so
-                // it cannot break out of the literal.
-                let mut tx = p
-                    .begin_with(sqlx::AssertSqlSafe(format!(
-                        "BEGIN READ ONLY; SELECT set_config('app.tenant_id', \
-                         COALESCE(elevate_secret_tenant('api', '\\x{}'::bytea)::text, ''), true)",
-                        hex::encode(hash.as_bytes())
-                    )))
-                    .await?;
-                let row = sqlx::query_as(PRINCIPAL_SQL)
-                    .bind(hash.as_bytes())
-                    .bind(None::<Uuid>)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                row
-            }
-        };
+        let row: Option<PrincipalRow> = self
+            .read_by_secret(SecretKind::Api, PRINCIPAL_SQL, hash.as_bytes())
+            .await?;
         Ok(row
             .filter(|r| hash.matches(&r.t_secret_hash))
             .map(PrincipalRow::split))

@@ -112,6 +112,21 @@ async fn each_action_reads_once_and_writes_once(db: TestDb) {
         &[],
     )
     .await;
+    // A page load in a live session reads only (its last-seen time is written at most once a
+    // minute).
+    let browser = shop.app.signed_in(&carol).await;
+    let (_, writes, page) = cost_split(&store, async {
+        browser
+            .get(shop.app.url(&format!("/requests/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    })
+    .await;
+    assert_eq!(page, StatusCode::OK);
+    assert_eq!(writes, 0, "a page load took {writes} write transactions");
+
     let carol = shop.app.as_user(&carol).await;
     carol.get("/api/v1/me").await;
     let (n, (s, r)) = cost(&store, carol.revoke(&id, "offboarding drill")).await;
