@@ -8,6 +8,7 @@
 //! grant ending while its login is being made can never leave a role behind.
 
 pub mod cleanup;
+mod idle;
 mod mysql;
 pub mod names;
 mod postgres;

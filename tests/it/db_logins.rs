@@ -324,6 +324,42 @@ async fn revocation_ends_the_login_and_its_sessions_at_once() {
     assert_eq!(ended.1["roles"].as_array().unwrap().len(), 2);
 }
 
+/// Issue 16: the admin connection of a login is kept for the next one (no handshake per
+/// login); one the target dropped while idle is replaced, and the login still succeeds.
+#[tokio::test]
+async fn the_admin_connection_is_kept_and_replaced_when_it_dies() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let (id, first) = shop.login_for("orders-read").await;
+    assert_eq!(
+        pg.sessions_of(&pg.admin).await,
+        1,
+        "the admin connection was not kept"
+    );
+    let (s, second) = shop.db_login(&shop.alice, &id).await;
+    assert_eq!(s, StatusCode::CREATED, "{second}");
+    assert_eq!(
+        pg.sessions_of(&pg.admin).await,
+        1,
+        "the second login did not reuse the kept connection"
+    );
+
+    // The target ends the idle session (a restart, an idle timeout).
+    let mut su = pg.superuser().await;
+    sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+        .bind(&pg.admin)
+        .execute(&mut su)
+        .await
+        .unwrap();
+    assert!(pg.sessions_gone(&pg.admin, 5).await);
+    let (s, third) = shop.db_login(&shop.alice, &id).await;
+    assert_eq!(s, StatusCode::CREATED, "{third}");
+    for login in [&first, &second, &third] {
+        let (user, password) = user_and_password(login);
+        pg.login(&user, &password).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_table_made_during_the_grant_survives_cleanup() {
     let pg = PgTarget::new().await;
