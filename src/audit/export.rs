@@ -31,7 +31,7 @@ pub async fn produce(
     out: Sender<AppResult<Bytes>>,
 ) -> AppResult<()> {
     let head = {
-        let mut tx = store.tenant(tenant_id).await?;
+        let mut tx = store.read(tenant_id).await?;
         let head = tx.audit_head().await?;
         tx.commit().await?;
         head

@@ -152,7 +152,7 @@ pub struct Lag {
 pub async fn lags(store: &Store, now: OffsetDateTime) -> AppResult<Vec<Lag>> {
     let mut out = Vec::new();
     for tenant in store.tenants().await? {
-        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let mut tx = store.read(tenant.tenant_id).await?;
         let sinks = tx.audit_sinks().await?;
         if sinks.is_empty() {
             tx.commit().await?;
@@ -188,7 +188,7 @@ struct Batch {
 }
 
 async fn next_batch(store: &Store, sink: &AuditSink) -> AppResult<Batch> {
-    let mut tx = store.tenant(sink.tenant_id).await?;
+    let mut tx = store.read(sink.tenant_id).await?;
     let events = tx.audit_events(sink.delivered_seq, BATCH).await?;
     let upto_seq = events.last().map_or(sink.delivered_seq, |e| e.seq);
     let checkpoints = tx
@@ -400,7 +400,7 @@ pub async fn deliver_due(
 ) -> AppResult<usize> {
     let mut tasks = tokio::task::JoinSet::new();
     for tenant in store.tenants().await? {
-        let mut tx = store.tenant(tenant.tenant_id).await?;
+        let mut tx = store.read(tenant.tenant_id).await?;
         let sinks = tx.audit_sinks().await?;
         tx.commit().await?;
         for sink in sinks.into_iter().filter(|s| s.next_attempt_at <= now) {

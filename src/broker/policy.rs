@@ -67,7 +67,7 @@ async fn warnings_now(tx: &mut TenantTx, profiles: &[Profile]) -> AppResult<Vec<
 
 /// The warnings about the policy in force (the admin policy page shows them).
 pub async fn current_warnings(store: &Store, tenant: &Tenant) -> AppResult<Vec<String>> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let profiles = match tx.latest_policy_version().await? {
         Some(v) => tx.profiles_at(v.version).await?,
         None => Vec::new(),
@@ -82,7 +82,7 @@ pub async fn current(
     store: &Store,
     tenant: &Tenant,
 ) -> AppResult<Option<(PolicyVersion, Vec<Profile>)>> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let Some(version) = tx.latest_policy_version().await? else {
         tx.commit().await?;
         return Ok(None);

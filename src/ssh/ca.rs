@@ -101,7 +101,7 @@ pub async fn trusted_keys(
     tenant: &Tenant,
     now: OffsetDateTime,
 ) -> AppResult<String> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let keys = tx.published_user_ca_keys(now).await?;
     tx.commit().await?;
     let mut out = String::new();
@@ -118,7 +118,7 @@ pub async fn revocation_list(
     tenant: &Tenant,
     now: OffsetDateTime,
 ) -> AppResult<Vec<u8>> {
-    let mut tx = store.tenant(tenant.tenant_id).await?;
+    let mut tx = store.read(tenant.tenant_id).await?;
     let keys = tx.published_user_ca_keys(now).await?;
     let revoked = tx.revoked_ssh_certs(now).await?;
     tx.commit().await?;
