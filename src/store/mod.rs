@@ -22,7 +22,7 @@ use crate::model::Tenant;
 /// the same for both; only the driver differs.
 macro_rules! sql {
     (@bind $q:expr $(, $arg:expr)*) => { $q $(.bind($arg))* };
-    (exec $tx:expr, $sql:literal $(, $arg:expr)* $(,)?) => {
+    (exec $tx:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         match &mut $tx.conn {
             $crate::store::Conn::Sqlite(c) => sql!(@bind sqlx::query($sql) $(, $arg)*)
                 .execute(&mut **c).await.map(|r| r.rows_affected()),
@@ -30,7 +30,7 @@ macro_rules! sql {
                 .execute(&mut **c).await.map(|r| r.rows_affected()),
         }
     };
-    ($fetch:ident $ty:ty; $tx:expr, $sql:literal $(, $arg:expr)* $(,)?) => {
+    ($fetch:ident $ty:ty; $tx:expr, $sql:expr $(, $arg:expr)* $(,)?) => {
         match &mut $tx.conn {
             $crate::store::Conn::Sqlite(c) => sql!(@bind sqlx::query_as::<_, $ty>($sql) $(, $arg)*)
                 .$fetch(&mut **c).await,

@@ -41,6 +41,18 @@ pub struct StoredRequest {
     pub policy_version: i64,
 }
 
+/// One request with its grant, by id (`$1` tenant, `$2` id): the text both loads share, one
+/// of them with a row lock appended.
+macro_rules! request_by_id {
+    () => {
+        "SELECT r.id, r.requester_id, r.profile_name, r.policy_version, r.state, r.duration_secs, r.justification,
+                r.ticket, r.starts_at, r.pending_until, r.break_glass, r.auto_approved, r.reviewed_by, r.created_at,
+                r.extension_round, r.extension_secs, g.activated_at, g.not_after
+         FROM requests r LEFT JOIN grants g ON g.tenant_id = r.tenant_id AND g.request_id = r.id
+         WHERE r.tenant_id = $1 AND r.id = $2"
+    };
+}
+
 /// What the reaper must move now, oldest first: pending past their lapse, scheduled past their
 /// start, active past their end; each part served by its index of migration 0014.
 const DUE_SQL: &str = "SELECT id FROM (
@@ -126,12 +138,7 @@ impl TenantTx {
 
     pub async fn request(&mut self, id: Uuid) -> StoreResult<Option<StoredRequest>> {
         let tenant_id = self.tenant_id;
-        let row = sql!(fetch_optional RequestRow; self,
-            "SELECT r.id, r.requester_id, r.profile_name, r.policy_version, r.state, r.duration_secs, r.justification,
-                    r.ticket, r.starts_at, r.pending_until, r.break_glass, r.auto_approved, r.reviewed_by, r.created_at,
-                    r.extension_round, r.extension_secs, g.activated_at, g.not_after
-             FROM requests r LEFT JOIN grants g ON g.tenant_id = r.tenant_id AND g.request_id = r.id
-             WHERE r.tenant_id = $1 AND r.id = $2", tenant_id, id)?;
+        let row = sql!(fetch_optional RequestRow; self, request_by_id!(), tenant_id, id)?;
         self.with_approvals(row).await
     }
 
@@ -143,18 +150,16 @@ impl TenantTx {
         let tenant_id = self.tenant_id;
         let row = match &mut self.conn {
             Conn::Sqlite(_) => return self.request(id).await,
-            Conn::Postgres(c) => sqlx::query_as::<_, RequestRow>(
-                "SELECT r.id, r.requester_id, r.profile_name, r.policy_version, r.state, r.duration_secs, r.justification,
-                        r.ticket, r.starts_at, r.pending_until, r.break_glass, r.auto_approved, r.reviewed_by, r.created_at,
-                        r.extension_round, r.extension_secs, g.activated_at, g.not_after
-                 FROM requests r LEFT JOIN grants g ON g.tenant_id = r.tenant_id AND g.request_id = r.id
-                 WHERE r.tenant_id = $1 AND r.id = $2
-                 FOR UPDATE OF r SKIP LOCKED",
-            )
-            .bind(tenant_id)
-            .bind(id)
-            .fetch_optional(&mut **c)
-            .await?,
+            Conn::Postgres(c) => {
+                sqlx::query_as::<_, RequestRow>(concat!(
+                    request_by_id!(),
+                    " FOR UPDATE OF r SKIP LOCKED"
+                ))
+                .bind(tenant_id)
+                .bind(id)
+                .fetch_optional(&mut **c)
+                .await?
+            }
         };
         self.with_approvals(row).await
     }
