@@ -605,8 +605,7 @@ pub async fn verify_store_from(
         }
         None => Verifier::new(trusted, false).pin(pins),
     };
-    let mut after = v.next_seq - 1;
-    let result = verify_store_rest(store, tenant_id, &mut v, &mut after, head).await?;
+    let result = verify_store_rest(store, tenant_id, &mut v, head).await?;
     if let Err(b) = result {
         return Ok((Err(b), None));
     }
@@ -621,19 +620,20 @@ pub async fn verify_store_from(
     ))
 }
 
-/// The events after `after` up to `head`, and the checkpoints stored beyond the head.
+/// The events after those `v` has seen, up to `head`, and the checkpoints stored beyond the
+/// head.
 async fn verify_store_rest(
     store: &crate::store::Store,
     tenant_id: Uuid,
     v: &mut Verifier,
-    after: &mut i64,
     head: i64,
 ) -> crate::error::AppResult<Result<(), Broken>> {
-    while *after < head {
+    let mut after = v.next_seq - 1;
+    while after < head {
         let mut tx = store.read(tenant_id).await?;
-        let events = tx.audit_events(*after, 5000).await?;
+        let events = tx.audit_events(after, 5000).await?;
         let upto = events.last().map_or(head, |e| e.seq).min(head);
-        let checkpoints = tx.checkpoints_between(*after, upto).await?;
+        let checkpoints = tx.checkpoints_between(after, upto).await?;
         tx.commit().await?;
         if events.is_empty() {
             break;
@@ -663,7 +663,7 @@ async fn verify_store_rest(
                 what: "a checkpoint for an event that is missing".into(),
             }));
         }
-        *after = upto;
+        after = upto;
     }
     // Checkpoints signed beyond the head: read them before the current head, so one signed for
     // an event appended meanwhile is never mistaken for a cut.

@@ -313,7 +313,7 @@ impl Store {
         self.begun.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Counts a read transaction begun outside [`Self::read`].
+    /// Counts a read transaction ([`Self::read`], or authentication's own on Postgres).
     fn count_read(&self) {
         self.begun
             .all
@@ -459,9 +459,7 @@ impl Store {
     /// write lock (SQLite) and refused by the database itself if anything in it tries to write.
     /// What pages, lists and authentication read through.
     pub async fn read(&self, tenant_id: Uuid) -> StoreResult<TenantTx> {
-        self.begun
-            .all
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count_read();
         let conn = match self.read_pool() {
             ReadPool::Sqlite(p) => Conn::Sqlite(p.begin().await?),
             ReadPool::Postgres(p) => {

@@ -82,7 +82,7 @@ pub struct Shared {
     pub broker: crate::broker::Broker,
     /// How far this replica has verified each tenant's log, so the audit page checks only what
     /// was appended since (and the whole log again at most [`AUDIT_FULL_EVERY`] apart).
-    pub audit_verified: Arc<std::sync::Mutex<HashMap<uuid::Uuid, VerifiedLog>>>,
+    pub audit_verified: std::sync::Mutex<HashMap<uuid::Uuid, VerifiedLog>>,
 }
 
 /// A tenant's log as the audit page last verified it.
