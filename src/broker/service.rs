@@ -632,17 +632,7 @@ pub(crate) async fn lock_visible(
 
 /// The profile a stored request was decided under.
 pub(crate) async fn profile_of(tx: &mut TenantTx, stored: &StoredRequest) -> AppResult<Profile> {
-    tx.profiles_at(stored.policy_version)
-        .await?
-        .into_iter()
-        .find(|p| p.name == stored.request.profile)
-        .ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!(
-                "profile {} missing from policy version {}",
-                stored.request.profile,
-                stored.policy_version
-            ))
-        })
+    Policies::default().decided(tx, stored).await
 }
 
 /// Whether `user` may see a request: its requester, an approver of its profile, an admin or an
@@ -1077,16 +1067,7 @@ pub async fn tick_tenant(
                 }
                 None => None,
             };
-            let decided = policies
-                .profile(&mut tx, stored.policy_version, &stored.request.profile)
-                .await?
-                .ok_or_else(|| {
-                    AppError::internal(anyhow::anyhow!(
-                        "profile {} missing from policy version {}",
-                        stored.request.profile,
-                        stored.policy_version
-                    ))
-                })?;
+            let decided = policies.decided(&mut tx, &stored).await?;
             let requester_now = if current.is_some() {
                 requester.as_ref().map(person)
             } else {
@@ -1173,6 +1154,19 @@ impl Policies {
             e.insert(tx.profiles_at(version).await?);
         }
         Ok(self.0[&version].iter().find(|p| p.name == name).cloned())
+    }
+
+    /// The profile `stored` was decided under; its absence is corrupt data.
+    async fn decided(&mut self, tx: &mut TenantTx, stored: &StoredRequest) -> AppResult<Profile> {
+        self.profile(tx, stored.policy_version, &stored.request.profile)
+            .await?
+            .ok_or_else(|| {
+                AppError::internal(anyhow::anyhow!(
+                    "profile {} missing from policy version {}",
+                    stored.request.profile,
+                    stored.policy_version
+                ))
+            })
     }
 }
 
