@@ -174,47 +174,35 @@ async fn create(
         tracing::warn!(target = %spec.name, error = %e, "database target failed");
         AppError::Unavailable(format!("database target {} failed: {e}", spec.name))
     };
-    // A kept connection may have died idle (the target restarted): its first statement
-    // fails, and a new connection gets one more try.
-    for _ in 0..2 {
-        let (mut conn, reused) = spec.checkout(tenant.tenant_id).await.map_err(unavailable)?;
-        if let Err(e) = conn.lock(&record.role_name).await {
-            conn.close().await;
-            if reused {
-                continue;
-            }
-            return Err(unavailable(e));
+    let mut conn = spec
+        .locked_for(tenant.tenant_id, &record.role_name)
+        .await
+        .map_err(unavailable)?;
+    let result = async {
+        let mut tx = store.read(tenant.tenant_id).await?;
+        let live = tx
+            .db_login(record.id)
+            .await?
+            .is_some_and(|c| c.is_live(now));
+        tx.commit().await?;
+        if !live {
+            return Err(AppError::Conflict(
+                "the grant ended while its login was being made".into(),
+            ));
         }
-        let result = async {
-            let mut tx = store.read(tenant.tenant_id).await?;
-            let live = tx
-                .db_login(record.id)
-                .await?
-                .is_some_and(|c| c.is_live(now));
-            tx.commit().await?;
-            if !live {
-                return Err(AppError::Conflict(
-                    "the grant ended while its login was being made".into(),
-                ));
-            }
-            conn.create_login(&record.role_name, password, record.valid_before, roles)
-                .await
-                .map_err(unavailable)
-        }
-        .await;
-        // Kept only when all went well and its role lock is released; otherwise closed,
-        // which releases whatever it held.
-        if result.is_ok() && conn.release(&record.role_name).await.is_ok() {
-            spec.check_in(tenant.tenant_id, conn).await;
-        } else {
-            conn.close().await;
-        }
-        return result;
+        conn.create_login(&record.role_name, password, record.valid_before, roles)
+            .await
+            .map_err(unavailable)
     }
-    Err(AppError::Unavailable(format!(
-        "database target {} failed: no connection",
-        spec.name
-    )))
+    .await;
+    // Kept only when all went well and its role lock is released; otherwise closed, which
+    // releases whatever it held.
+    if result.is_ok() && conn.release(&record.role_name).await.is_ok() {
+        spec.check_in(tenant.tenant_id, conn).await;
+    } else {
+        conn.close().await;
+    }
+    result
 }
 
 /// The client command for a login, without its password (the client asks for it).

@@ -33,7 +33,7 @@ impl TargetSpec {
 
     /// An idle admin connection of tenant `tenant` to this target if one is kept (true), else
     /// a new one (false).
-    pub async fn checkout(&self, tenant: Uuid) -> TargetResult<(AdminConn, bool)> {
+    async fn checkout(&self, tenant: Uuid) -> TargetResult<(AdminConn, bool)> {
         let key = self.idle_key(tenant);
         let kept = IDLE.lock().ok().and_then(|mut idle| {
             let conns = idle.get_mut(&key)?;
@@ -44,6 +44,36 @@ impl TargetSpec {
             Some(conn) => Ok((conn, true)),
             None => Ok((self.connect().await?, false)),
         }
+    }
+
+    /// An admin connection of tenant `tenant` holding the target's lock for `role`: a kept one
+    /// if it still answers, else a new one. A kept connection that fails its first statement
+    /// died idle (the target restarted or timed it out), and so did the others kept beside it:
+    /// they are all closed before a new one is made.
+    pub async fn locked_for(&self, tenant: Uuid, role: &str) -> TargetResult<AdminConn> {
+        let (mut conn, reused) = self.checkout(tenant).await?;
+        match conn.lock(role).await {
+            Ok(()) => return Ok(conn),
+            Err(e) if !reused => {
+                conn.close().await;
+                return Err(e);
+            }
+            Err(_) => conn.close().await,
+        }
+        let dead = IDLE
+            .lock()
+            .ok()
+            .and_then(|mut idle| idle.remove(&self.idle_key(tenant)))
+            .unwrap_or_default();
+        for (conn, _) in dead {
+            conn.close().await;
+        }
+        let mut conn = self.connect().await?;
+        if let Err(e) = conn.lock(role).await {
+            conn.close().await;
+            return Err(e);
+        }
+        Ok(conn)
     }
 
     /// Keeps `conn` for the next [`Self::checkout`]: only a connection whose operation
