@@ -1,10 +1,10 @@
 //! The reaper: time-driven transitions (lapse stale requests, activate scheduled grants, expire
 //! active ones) and the cleanup of database logins whose grant ended, for every tenant, every few
-//! seconds and at once when woken (a revocation); due notifications go out from a task of its own.
-//! Idempotent; catches up after a restart because
-//! it works from stored deadlines (its first pass runs at start, after a sweep for roles no record
-//! accounts for); several replicas can run it at once (row locks with SKIP LOCKED on Postgres,
-//! per-role locks on the targets). Failures are logged and retried.
+//! seconds and at once when woken (a revocation); due notifications go out from a task of its
+//! own. Idempotent; catches up after a restart because it works from stored deadlines (its first
+//! pass runs at start, after a sweep for roles no record accounts for); several replicas can run
+//! it at once (row locks with SKIP LOCKED on Postgres, per-role locks on the targets). Failures
+//! are logged and retried.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
