@@ -181,6 +181,9 @@ pub struct AuditConfig {
     /// Where this replica keeps its audit anchors (a directory the service can write but the
     /// database cannot reach) [default: beside the master key file].
     pub anchor_dir: Option<PathBuf>,
+    /// Up to this many events, `/audit` verifies the whole log while it answers; a longer log
+    /// is verified in the background and the page says so until it is done (default 20000).
+    pub verify_inline_events: i64,
 }
 
 impl Default for AuditConfig {
@@ -189,6 +192,7 @@ impl Default for AuditConfig {
             checkpoint_every_events: 1000,
             checkpoint_every: "60s".into(),
             anchor_dir: None,
+            verify_inline_events: 20_000,
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum BenchCommand {
     Workflow(super::bench_workflow::WorkflowBench),
     /// Many grants ending together: how late each moves to `expired`, with the real reaper.
     Expiry(super::bench_expiry::ExpiryBench),
+    /// Pages and probes at 100 vs. 100,000 requests (1,000,000 audit events), and cold start.
+    Scale(super::bench_scale::ScaleBench),
 }
 
 #[derive(Debug, Args)]
@@ -66,6 +68,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Db(args) => return super::bench_db::run(args).await,
         BenchCommand::Workflow(args) => return super::bench_workflow::run(args).await,
         BenchCommand::Expiry(args) => return super::bench_expiry::run(args).await,
+        BenchCommand::Scale(args) => return super::bench_scale::run(args).await,
     };
     let window = Duration::from_secs(args.seconds.max(1));
     let raw = raw_signing(window)?;
@@ -149,7 +152,7 @@ async fn http_issuance(window: Duration) -> anyhow::Result<Vec<Level>> {
 /// directory that is removed when this is dropped.
 pub(super) struct BenchStore {
     pub url: String,
-    scratch: std::path::PathBuf,
+    pub scratch: std::path::PathBuf,
 }
 
 impl BenchStore {
@@ -183,7 +186,16 @@ pub(super) struct BenchServer {
 
 impl BenchServer {
     pub async fn start(store: Store, slug: &str, policy: &str) -> anyhow::Result<Self> {
-        let master = Arc::new(MasterKey::generate()?);
+        Self::start_with(store, slug, policy, Arc::new(MasterKey::generate()?)).await
+    }
+
+    /// [`Self::start`] with the master key given (one kept in a file, for a later `serve`).
+    pub async fn start_with(
+        store: Store,
+        slug: &str,
+        policy: &str,
+        master: Arc<MasterKey>,
+    ) -> anyhow::Result<Self> {
         let clock: SharedClock = Arc::new(SystemClock);
         let ctx = Ctx {
             actor: Actor::System,
@@ -215,6 +227,16 @@ impl BenchServer {
 
     /// A person of the tenant in `group`, and a token with every scope `role` allows.
     pub async fn person(&self, email: &str, role: Role, group: &str) -> anyhow::Result<String> {
+        Ok(self.member(email, role, group).await?.1)
+    }
+
+    /// [`Self::person`], with the person too.
+    pub async fn member(
+        &self,
+        email: &str,
+        role: Role,
+        group: &str,
+    ) -> anyhow::Result<(crate::model::User, String)> {
         let user = admin::create_user(
             &self.store,
             &self.ctx,
@@ -234,7 +256,7 @@ impl BenchServer {
             admin::DEFAULT_TOKEN_TTL,
         )
         .await?;
-        Ok(token.secret.expose().to_owned())
+        Ok((user, token.secret.expose().to_owned()))
     }
 
     pub async fn stop(self) {

@@ -9,6 +9,7 @@ mod backup;
 mod bench;
 mod bench_db;
 mod bench_expiry;
+mod bench_scale;
 mod bench_workflow;
 mod client;
 mod db;

@@ -260,5 +260,6 @@ fn spawn_audit_tasks(state: &web::AppState) -> Vec<tokio::task::JoinHandle<()>> 
             state.master_key.clone(),
             host,
         ),
+        web::audit_check::spawn_sweeper(state.clone()),
     ]
 }

@@ -423,7 +423,9 @@ impl Store {
                 sqlx::query("ANALYZE").execute(p).await?;
             }
             Pool::Postgres(p) => {
-                sqlx::query("ANALYZE requests, grants, credentials, notification_outbox")
+                sqlx::query(
+                    "ANALYZE requests, grants, approvals, credentials, notification_outbox, audit_events, users, profiles",
+                )
                     .execute(p)
                     .await?;
             }

@@ -3,6 +3,7 @@
 //! TLS-terminating proxy).
 
 pub mod api;
+pub mod audit_check;
 pub mod audit_query;
 mod auth;
 pub(crate) mod caller;
@@ -21,7 +22,6 @@ mod public;
 mod static_files;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,20 +81,9 @@ pub struct Shared {
     /// What handlers ask of elevate: every request and credential action goes through it.
     pub broker: crate::broker::Broker,
     /// How far this replica has verified each tenant's log, so the audit page checks only what
-    /// was appended since (and the whole log again at most [`AUDIT_FULL_EVERY`] apart).
-    pub audit_verified: std::sync::Mutex<HashMap<uuid::Uuid, VerifiedLog>>,
+    /// was appended since (see [`audit_check`]).
+    pub audit_checks: std::sync::Mutex<audit_check::Checks>,
 }
-
-/// A tenant's log as the audit page last verified it.
-#[derive(Clone)]
-pub struct VerifiedLog {
-    pub progress: crate::audit::verify::Progress,
-    /// When the whole log was last hashed from its first event.
-    pub full_at: time::OffsetDateTime,
-}
-
-/// How often the audit page verifies the whole log again instead of going on from where it was.
-pub const AUDIT_FULL_EVERY: time::Duration = time::Duration::HOUR;
 
 impl AppState {
     pub fn new(
@@ -128,7 +117,7 @@ impl AppState {
             probes: Default::default(),
             telemetry,
             broker,
-            audit_verified: Default::default(),
+            audit_checks: Default::default(),
         })))
     }
 }

@@ -79,6 +79,8 @@ struct AuditPage {
     rows: Vec<Row>,
     older: Option<i64>,
     verified: bool,
+    /// A background verification of the whole log is running (neither verified nor broken yet).
+    running: bool,
     verification: String,
     checkpointer_error: String,
     checkpoint: Option<(i64, String, String, String)>,
@@ -87,38 +89,6 @@ struct AuditPage {
 }
 
 const PAGE_ROWS: i64 = 100;
-
-/// The tenant's log verified from where this replica last verified it (the whole log when it
-/// has not, or not within [`crate::web::AUDIT_FULL_EVERY`]).
-async fn verify(
-    state: &AppState,
-    tenant_id: uuid::Uuid,
-    pins: Vec<crate::audit::verify::Pin>,
-) -> AppResult<Result<crate::audit::verify::Summary, crate::audit::verify::Broken>> {
-    let now = state.clock.now();
-    let known = state
-        .audit_verified
-        .lock()
-        .ok()
-        .and_then(|m| m.get(&tenant_id).cloned())
-        .filter(|k| now - k.full_at < crate::web::AUDIT_FULL_EVERY);
-    let full_at = known.as_ref().map_or(now, |k| k.full_at);
-    let (result, progress) = crate::audit::verify::verify_store_from(
-        &state.store,
-        tenant_id,
-        None,
-        pins,
-        known.map(|k| k.progress),
-    )
-    .await?;
-    if let Ok(mut m) = state.audit_verified.lock() {
-        match progress {
-            Some(progress) => m.insert(tenant_id, crate::web::VerifiedLog { progress, full_at }),
-            None => m.remove(&tenant_id),
-        };
-    }
-    Ok(result)
-}
 
 async fn page(
     State(state): State<AppState>,
@@ -157,27 +127,15 @@ async fn page(
         .await?;
     }
     tx.commit().await?;
-    // The chain must also pass through what this replica saw (its anchor): a log cut short or
-    // rewritten behind the signer's back shows as broken here.
-    let anchor = state
-        .master_key
-        .anchor_dir()
-        .map(|d| crate::audit::anchor::load(d, tenant_id));
-    let pins = match anchor {
-        Some(Ok(Some(a))) => vec![crate::audit::verify::Pin {
-            seq: a.seq,
-            hash: a.hash,
-            what: "this replica's anchor".into(),
-        }],
-        Some(Err(e)) => {
-            tracing::error!(error = %e, "audit anchor unreadable");
-            Vec::new()
-        }
-        _ => Vec::new(),
-    };
-    let (verified, verification) = match verify(&state, tenant_id, pins).await? {
-        Ok(s) => (
+    use crate::web::audit_check::Shown;
+    let (verified, running, verification) = match crate::web::audit_check::for_page(
+        &state, tenant_id,
+    )
+    .await?
+    {
+        Shown::Verified(s) => (
             true,
+            false,
             format!(
                 "{} events, {} checkpoints, head {} ({} events since the last checkpoint)",
                 s.events,
@@ -186,7 +144,15 @@ async fn page(
                 s.head_seq - s.signed_through
             ),
         ),
-        Err(b) => (false, b.to_string()),
+        Shown::Broken(message) => (false, false, message),
+        Shown::Running { events, since } => (
+            false,
+            true,
+            format!(
+                "the whole log ({events} events) is being verified in the background since {}; reload for the result",
+                when(since)
+            ),
+        ),
     };
     let checkpointer_error = state
         .audit
@@ -239,6 +205,7 @@ async fn page(
             .collect(),
         older,
         verified,
+        running,
         verification,
         checkpointer_error,
         checkpoint: checkpoint.map(|c| {
