@@ -4,6 +4,10 @@ use time::OffsetDateTime;
 use super::{Conn, StoreError, StoreResult, TenantTx, ts};
 use crate::model::audit::{Checkpoint, Filter, GENESIS_HASH, NewEvent, Record};
 
+/// The newest event of a tenant's log.
+pub(super) const HEAD_SQL: &str =
+    "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1";
+
 #[derive(sqlx::FromRow)]
 struct Head {
     seq: i64,
@@ -202,8 +206,7 @@ impl TenantTx {
 
     async fn stored_audit_head(&mut self) -> StoreResult<Option<(i64, Vec<u8>)>> {
         let tenant_id = self.tenant_id;
-        let head = sql!(fetch_optional Head; self,
-            "SELECT seq, hash FROM audit_events WHERE tenant_id = $1 ORDER BY seq DESC LIMIT 1", tenant_id)?;
+        let head = sql!(fetch_optional Head; self, HEAD_SQL, tenant_id)?;
         Ok(head.map(|h| (h.seq, h.hash)))
     }
 

@@ -188,11 +188,7 @@ impl TenantTx {
     pub async fn db_cleanup_counts(&mut self, now: OffsetDateTime) -> StoreResult<CleanupCounts> {
         let tenant_id = self.tenant_id;
         let (open, due, stuck): (i64, Option<i64>, Option<i64>) = sql!(fetch_one (i64, Option<i64>, Option<i64>); self,
-            "SELECT COUNT(*),
-                    SUM(CASE WHEN next_attempt_at <= $2 THEN 1 ELSE 0 END),
-                    SUM(CASE WHEN last_error IS NOT NULL THEN 1 ELSE 0 END)
-             FROM credentials WHERE tenant_id = $1 AND kind = 'db_role' AND cleaned_up_at IS NULL",
-            tenant_id, ts(now))?;
+            CLEANUP_COUNTS_SQL, tenant_id, ts(now))?;
         Ok(CleanupCounts {
             open,
             due: due.unwrap_or(0),
@@ -211,3 +207,9 @@ impl TenantTx {
              ORDER BY next_attempt_at, id", tenant_id)?)
     }
 }
+
+/// Database logins not yet cleaned up: all, due, failing.
+pub(super) const CLEANUP_COUNTS_SQL: &str = "SELECT COUNT(*),
+        SUM(CASE WHEN next_attempt_at <= $2 THEN 1 ELSE 0 END),
+        SUM(CASE WHEN last_error IS NOT NULL THEN 1 ELSE 0 END)
+     FROM credentials WHERE tenant_id = $1 AND kind = 'db_role' AND cleaned_up_at IS NULL";

@@ -72,7 +72,7 @@ pub use users::{NewUser, UserChange};
 pub use webhooks::Webhook;
 
 /// Every tenant table. Isolation tests and the start-up ownership check walk this list.
-pub const TENANT_TABLES: [&str; 25] = [
+pub const TENANT_TABLES: [&str; 27] = [
     "tenants",
     "users",
     "sessions",
@@ -98,6 +98,8 @@ pub const TENANT_TABLES: [&str; 25] = [
     "hosts",
     "ssh_sessions",
     "session_chunks",
+    "request_state_totals",
+    "request_state_deltas",
 ];
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -139,8 +139,11 @@ impl TenantTx {
         let tenant_id = self.tenant_id;
         // Counted by the database, over the unsent rows only (the partial index of 0001), not
         // fetched and counted here: `/readyz` asks this on every probe.
-        let (n,): (i64,) = sql!(fetch_one (i64,); self,
-            "SELECT COUNT(*) FROM notification_outbox WHERE tenant_id = $1 AND sent_at IS NULL AND attempts > 0", tenant_id)?;
+        let (n,): (i64,) = sql!(fetch_one (i64,); self, FAILING_SQL, tenant_id)?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 }
+
+/// Undelivered notifications that failed at least once.
+pub(super) const FAILING_SQL: &str = "SELECT COUNT(*) FROM notification_outbox
+     WHERE tenant_id = $1 AND sent_at IS NULL AND attempts > 0";

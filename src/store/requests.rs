@@ -507,6 +507,13 @@ macro_rules! run_built {
     }};
 }
 
+/// Requests by state: the folded totals plus the deltas since (migration 0018).
+const STATE_COUNTS_SQL: &str = "SELECT state, CAST(SUM(n) AS BIGINT) FROM (
+        SELECT state, n FROM request_state_totals WHERE tenant_id = $1
+        UNION ALL
+        SELECT state, n FROM request_state_deltas WHERE tenant_id = $1) c
+     GROUP BY state";
+
 /// What waits for an approver's decision. The partial index `requests_waiting` (migration 0011)
 /// has exactly this predicate, so a query that repeats it word for word can use the index.
 const WAITING: &str = "(r.state = 'pending' OR r.extension_round IS NOT NULL OR (r.break_glass AND r.reviewed_by IS NULL))";
@@ -657,11 +664,85 @@ impl TenantTx {
         Ok((out, next))
     }
 
-    /// How many of this tenant's requests are in each state (`/metrics`: grants by state).
+    /// How many of this tenant's requests are in each state (`/metrics`): the totals and the
+    /// deltas not yet folded into them (migration 0018), not a count of the requests table.
     pub async fn request_state_counts(&mut self) -> StoreResult<Vec<(String, i64)>> {
         let tenant_id = self.tenant_id;
-        Ok(sql!(fetch_all (String, i64); self,
-            "SELECT state, COUNT(*) FROM requests WHERE tenant_id = $1 GROUP BY state", tenant_id)?)
+        Ok(sql!(fetch_all (String, i64); self, STATE_COUNTS_SQL, tenant_id)?)
+    }
+
+    /// Folds this tenant's state deltas into its totals (the reaper, now and then). Bookkeeping
+    /// of changes that were audited when they were made, so it records nothing itself.
+    pub async fn fold_request_state_deltas(&mut self) -> StoreResult<()> {
+        let tenant_id = self.tenant_id;
+        match self.backend() {
+            // One statement: a delta committed meanwhile is either folded and deleted, or left.
+            Backend::Postgres => {
+                sql!(exec self,
+                    "WITH gone AS (DELETE FROM request_state_deltas WHERE tenant_id = $1 RETURNING state, n)
+                     INSERT INTO request_state_totals (tenant_id, state, n)
+                     SELECT $1, state, SUM(n) FROM gone GROUP BY state
+                     ON CONFLICT (tenant_id, state) DO UPDATE SET n = request_state_totals.n + excluded.n",
+                    tenant_id)?;
+            }
+            // The write lock is held from the first statement to the commit.
+            Backend::Sqlite => {
+                sql!(exec self,
+                    "INSERT INTO request_state_totals (tenant_id, state, n)
+                     SELECT tenant_id, state, SUM(n) FROM request_state_deltas WHERE tenant_id = $1 GROUP BY state
+                     ON CONFLICT (tenant_id, state) DO UPDATE SET n = request_state_totals.n + excluded.n",
+                    tenant_id)?;
+                sql!(exec self, "DELETE FROM request_state_deltas WHERE tenant_id = $1", tenant_id)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The plans of the queries `/metrics` and `/readyz` run for a tenant, to check in tests
+    /// that none scans a table that grows with the tenant's history.
+    pub async fn explain_probe_queries(&mut self) -> StoreResult<Vec<(&'static str, String)>> {
+        let tenant_id = self.tenant_id;
+        let mut out = Vec::new();
+        // (what, SQL, whether `$2` is the time)
+        let queries: [(&'static str, &'static str, bool); 4] = [
+            ("request state counts", STATE_COUNTS_SQL, false),
+            ("audit head", super::audit::HEAD_SQL, false),
+            ("failing notifications", super::outbox::FAILING_SQL, false),
+            (
+                "open database logins",
+                super::db_logins::CLEANUP_COUNTS_SQL,
+                true,
+            ),
+        ];
+        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+        for (name, sql, timed) in queries {
+            let plan: Vec<String> = match &mut self.conn {
+                Conn::Sqlite(c) => {
+                    let mut q =
+                        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+                            .bind(tenant_id);
+                    if timed {
+                        q = q.bind(now);
+                    }
+                    let rows: Vec<(i64, i64, i64, String)> = q.fetch_all(&mut **c).await?;
+                    rows.into_iter().map(|r| r.3).collect()
+                }
+                Conn::Postgres(c) => {
+                    sqlx::query("SET LOCAL enable_seqscan = off")
+                        .execute(&mut **c)
+                        .await?;
+                    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
+                        .bind(tenant_id);
+                    if timed {
+                        q = q.bind(now);
+                    }
+                    let rows: Vec<(String,)> = q.fetch_all(&mut **c).await?;
+                    rows.into_iter().map(|r| r.0).collect()
+                }
+            };
+            out.push((name, plan.join("\n")));
+        }
+        Ok(out)
     }
 
     /// How many requests match (the page size and cursor aside).

@@ -12,7 +12,47 @@ use crate::helpers::{TestApp, TestDb, metrics_token};
 crate::on_both_backends!(
     metrics_count_routes_credentials_requests_and_the_audit_log,
     the_reaper_records_how_late_each_grant_expired,
+    the_probe_queries_use_their_indexes,
 );
+
+/// Issue 16: what `/metrics` and `/readyz` ask the store for each tenant is served by indexes,
+/// and requests by state come from the totals of migration 0018, not from counting the requests
+/// table, so a scrape costs the same however long the tenant's history grows.
+async fn the_probe_queries_use_their_indexes(db: TestDb) {
+    let shop = shop(db).await;
+    shop.granted("prod-shell").await;
+    let mut tx = shop
+        .app
+        .store()
+        .tenant(shop.tenant.tenant_id)
+        .await
+        .unwrap();
+    let plans = tx.explain_probe_queries().await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(plans.len(), 4);
+    for (what, plan) in plans {
+        match shop.app.db.backend {
+            elevate::store::Backend::Sqlite => {
+                for line in plan.lines() {
+                    let scan = line.starts_with("SCAN ") && !line.starts_with("SCAN c");
+                    assert!(
+                        !scan || line.contains("INDEX"),
+                        "{what}: table scan\n{plan}"
+                    );
+                }
+            }
+            elevate::store::Backend::Postgres => {
+                assert!(!plan.contains("Seq Scan"), "{what}: table scan\n{plan}");
+            }
+        }
+        if what == "request state counts" {
+            assert!(
+                !plan.contains(" requests ") && !plan.ends_with(" requests"),
+                "{what}: reads the requests table\n{plan}"
+            );
+        }
+    }
+}
 
 async fn scrape(app: &TestApp, token: Option<&str>) -> String {
     let mut req = app.client.get(app.url("/metrics"));
@@ -227,6 +267,23 @@ async fn the_reaper_records_how_late_each_grant_expired(db: TestDb) {
     );
     assert_eq!(value(&m, r#"elevate_requests{state="expired"}"#), 1.0);
     assert_eq!(value(&m, r#"elevate_requests{state="active"}"#), 0.0);
+
+    // Folded into the totals (the reaper does it every 30 s), the counts stay the same, and
+    // later changes add to them.
+    elevate::reaper::fold_request_counts(shop.app.store())
+        .await
+        .unwrap();
+    let m = scrape(&shop.app, None).await;
+    assert_eq!(value(&m, r#"elevate_requests{state="expired"}"#), 1.0);
+    assert_eq!(value(&m, r#"elevate_requests{state="active"}"#), 0.0);
+    shop.granted("prod-shell").await;
+    elevate::reaper::fold_request_counts(shop.app.store())
+        .await
+        .unwrap();
+    shop.granted("prod-shell").await;
+    let m = scrape(&shop.app, None).await;
+    assert_eq!(value(&m, r#"elevate_requests{state="expired"}"#), 1.0);
+    assert_eq!(value(&m, r#"elevate_requests{state="active"}"#), 2.0);
 }
 
 /// Sign-in attempts by method and outcome (the class of a refusal, never its text).
