@@ -558,6 +558,13 @@ pub struct Progress {
     keys: Vec<String>,
 }
 
+impl Progress {
+    /// The last event verified.
+    pub fn seq(&self) -> i64 {
+        self.verifier.next_seq - 1
+    }
+}
+
 /// [`verify_store_pinned`], going on from `from` (a [`Progress`] an earlier call returned)
 /// when the log still holds, at the seq it reached, the hash it verified there, and at every
 /// pin at or below it the pinned hash. Otherwise (keys changed, events rewritten or removed

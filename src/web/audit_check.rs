@@ -2,10 +2,10 @@
 //! (issue 16). A view checks only what was appended since this replica last verified the log.
 //! The whole log is hashed again from its first event at most [`AUDIT_FULL_EVERY`] apart (an
 //! edit behind the resumed point keeps the stored hash there, so only a whole pass finds it).
-//! Up to `audit.verify_inline_events` events that whole pass runs while the page answers; a
-//! longer log (a million events take seconds) is verified by a background task instead, at
-//! start, hourly and whenever a view finds the log unknown or due, and the page says that the
-//! verification is running until it is done.
+//! Up to `audit.verify_inline_events` events that whole pass (or the catch-up with what was
+//! appended) runs while the page answers; more (a million events take seconds) is verified by a
+//! background task instead, at start, hourly and whenever a view finds the log unknown, due or
+//! far behind, and the page says that the verification is running until it is done.
 //!
 //! A break found by a whole pass is never overwritten by a later view's resumed check (which
 //! cannot see it): a view records its result only while the entry it resumed from is current.
@@ -58,33 +58,51 @@ pub enum Shown {
 /// The tenant's log as `/audit` shows it now.
 pub async fn for_page(state: &AppState, tenant_id: Uuid) -> AppResult<Shown> {
     let now = state.clock.now();
+    let inline = state.config.audit.verify_inline_events;
     let known = state
         .audit_checks
         .lock()
         .ok()
         .and_then(|c| c.known.get(&tenant_id).cloned());
-    if let Some(Known::Verified { progress, full_at }) = &known {
-        if now - *full_at < AUDIT_FULL_EVERY {
-            return resumed(state, tenant_id, progress.clone(), *full_at).await;
-        }
-        if head(state, tenant_id).await? > state.config.audit.verify_inline_events {
-            // Due for a whole pass: in the background; this view goes on from where it was.
-            start_full(state, tenant_id);
-            return resumed(state, tenant_id, progress.clone(), *full_at).await;
-        }
-    }
     let events = head(state, tenant_id).await?;
-    if events <= state.config.audit.verify_inline_events {
-        return full(state, tenant_id).await;
-    }
-    if let Some(Known::Broken { message, at }) = known {
-        if now - at >= BROKEN_RECHECK {
-            start_full(state, tenant_id);
+    match known {
+        Some(Known::Verified { progress, full_at }) => {
+            let due = now - full_at >= AUDIT_FULL_EVERY;
+            if due && events <= inline {
+                return full(state, tenant_id).await;
+            }
+            if due {
+                // In the background; meanwhile views go on from where they were.
+                start(state, tenant_id, Pass::Whole);
+            }
+            let new = events - progress.seq();
+            if new <= inline {
+                return resumed(state, tenant_id, progress, full_at).await;
+            }
+            let since = start(state, tenant_id, Pass::CatchUp);
+            Ok(Shown::Running { events: new, since })
         }
-        return Ok(Shown::Broken(message));
+        _ if events <= inline => full(state, tenant_id).await,
+        Some(Known::Broken { message, at }) => {
+            if now - at >= BROKEN_RECHECK {
+                start(state, tenant_id, Pass::Whole);
+            }
+            Ok(Shown::Broken(message))
+        }
+        None => {
+            let since = start(state, tenant_id, Pass::Whole);
+            Ok(Shown::Running { events, since })
+        }
     }
-    let since = start_full(state, tenant_id);
-    Ok(Shown::Running { events, since })
+}
+
+/// What a background pass verifies.
+#[derive(Clone, Copy)]
+enum Pass {
+    /// The whole log from its first event.
+    Whole,
+    /// What was appended since the last verified point (the whole log if there is none).
+    CatchUp,
 }
 
 async fn head(state: &AppState, tenant_id: Uuid) -> AppResult<i64> {
@@ -204,9 +222,20 @@ fn claim(state: &AppState, tenant_id: Uuid) -> Result<(), OffsetDateTime> {
     Ok(())
 }
 
-/// A claimed whole pass, released when done whatever its outcome.
-async fn claimed_full(state: &AppState, tenant_id: Uuid) {
-    if let Err(e) = full(state, tenant_id).await {
+/// A claimed pass, released when done whatever its outcome.
+async fn claimed(state: &AppState, tenant_id: Uuid, pass: Pass) {
+    let known = state
+        .audit_checks
+        .lock()
+        .ok()
+        .and_then(|c| c.known.get(&tenant_id).cloned());
+    let done = match (pass, known) {
+        (Pass::CatchUp, Some(Known::Verified { progress, full_at })) => {
+            resumed(state, tenant_id, progress, full_at).await
+        }
+        _ => full(state, tenant_id).await,
+    };
+    if let Err(e) = done {
         tracing::warn!(tenant_id = %tenant_id, error = %e, "audit verification failed to run");
     }
     if let Ok(mut c) = state.audit_checks.lock() {
@@ -214,15 +243,15 @@ async fn claimed_full(state: &AppState, tenant_id: Uuid) {
     }
 }
 
-/// Starts a whole pass over the tenant's log in the background unless one is running; when
-/// the running one began.
-fn start_full(state: &AppState, tenant_id: Uuid) -> OffsetDateTime {
+/// Starts a background pass over the tenant's log unless one is running; when the running one
+/// began.
+fn start(state: &AppState, tenant_id: Uuid, pass: Pass) -> OffsetDateTime {
     if let Err(since) = claim(state, tenant_id) {
         return since;
     }
     let state = state.clone();
     let since = state.clock.now();
-    tokio::spawn(async move { claimed_full(&state, tenant_id).await });
+    tokio::spawn(async move { claimed(&state, tenant_id, pass).await });
     since
 }
 
@@ -254,7 +283,7 @@ async fn sweep(state: &AppState) -> AppResult<()> {
             Some(Known::Broken { at, .. }) => now - at >= BROKEN_RECHECK,
         };
         if due && claim(state, tenant.tenant_id).is_ok() {
-            claimed_full(state, tenant.tenant_id).await;
+            claimed(state, tenant.tenant_id, Pass::Whole).await;
         }
     }
     Ok(())

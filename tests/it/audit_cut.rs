@@ -548,6 +548,14 @@ async fn a_long_log_is_verified_in_the_background_and_its_break_stays_shown(db: 
     assert!(line.contains("in the background"), "{line}");
     let (state, line) = settled(&app, &acme).await;
     assert_eq!(state, "verified", "{line}");
+    // More appended since than the page verifies while it answers: caught up in the background.
+    append_events(&app, &acme, 8).await;
+    let (state, line) = chain_state(&app, &acme).await;
+    assert_eq!(state, "verifying", "{line}");
+    let (state, line) = settled(&app, &acme).await;
+    assert_eq!(state, "verified", "{line}");
+    let h = head(&app, &acme).await;
+    assert!(line.contains(&format!("{h} events")), "{line}");
 
     tamper(
         &app,

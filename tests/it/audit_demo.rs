@@ -4,7 +4,6 @@
 //! webhook secrets), no secret handed out appears in the database, the server log or the audit
 //! export.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -39,21 +38,8 @@ fn demo_server(dir: &Path) -> (Server, Arc<Mutex<String>>) {
     cmd.env("ELEVATE_LOG", "debug").args(
         "--log-format json serve --demo --listen 127.0.0.1:0 --config elevate.toml".split(' '),
     );
-    let mut server = Server::start(&mut cmd);
-    let mut stderr = server.child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = stderr.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let server = Server::start(&mut cmd);
+    let log = server.stderr.clone();
     (server, log)
 }
 

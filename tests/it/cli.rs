@@ -261,17 +261,15 @@ async fn plain_http_behind_a_proxy_and_json_logs() {
     let mut cmd = elevate(&dir);
     cmd.args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
         .env("ELEVATE_INSECURE_HTTP", "1");
-    let mut server = Server::start(&mut cmd);
+    let server = Server::start(&mut cmd);
     assert!(server.url.starts_with("http://"), "{}", server.url);
     let res = reqwest::get(format!("{}/healthz", server.url))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("strict-transport-security"));
-    let mut stderr = server.child.stderr.take().unwrap();
-    assert!(server.terminate().success());
-    let mut logs = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut logs).unwrap();
+    let (status, logs) = server.terminate_with_logs();
+    assert!(status.success());
     let lines: Vec<&str> = logs.lines().filter(|l| !l.is_empty()).collect();
     assert!(lines.len() >= 2, "{logs}");
     for line in lines {

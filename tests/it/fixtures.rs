@@ -348,6 +348,10 @@ pub(crate) struct Server {
     pub(crate) child: Child,
     pub(crate) url: String,
     pub(crate) stdout: Vec<String>,
+    /// Everything the server wrote to stderr so far. Drained from the start, so a chatty log
+    /// (`ELEVATE_LOG=debug`) cannot fill the pipe and stall the server before it is ready.
+    pub(crate) stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    drain: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -360,6 +364,20 @@ impl Server {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        let drain = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -385,10 +403,8 @@ impl Server {
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if let Ok(Some(status)) = child.try_wait() {
-                        let mut err = String::new();
-                        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err)
-                            .unwrap();
-                        panic!("server exited with {status}: {err}");
+                        std::thread::sleep(Duration::from_millis(100));
+                        panic!("server exited with {status}: {}", log.lock().unwrap());
                     }
                 }
                 Err(_) => break,
@@ -403,7 +419,21 @@ impl Server {
             child,
             url,
             stdout: lines,
+            stderr: log,
+            drain: Some(drain),
         }
+    }
+
+    /// [`Self::terminate`], and everything the server wrote to stderr.
+    pub(crate) fn terminate_with_logs(mut self) -> (std::process::ExitStatus, String) {
+        let log = self.stderr.clone();
+        let drain = self.drain.take();
+        let status = self.terminate();
+        if let Some(d) = drain {
+            let _ = d.join();
+        }
+        let text = log.lock().unwrap().clone();
+        (status, text)
     }
 
     pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
