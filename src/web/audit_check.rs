@@ -255,11 +255,13 @@ fn start(state: &AppState, tenant_id: Uuid, pass: Pass) -> OffsetDateTime {
     since
 }
 
-/// `serve`'s task: verifies every tenant's whole log at start, then each one again once its
+/// `serve`'s task: verifies every tenant's whole log shortly after start, then each one again once its
 /// last whole pass is [`AUDIT_FULL_EVERY`] old (and a broken one every minute), one tenant at
 /// a time, so the first auditor after a restart does not wait for it.
 pub fn spawn_sweeper(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // Not during start-up: hashing a long log would compete with it for the cores.
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
         loop {
             if let Err(e) = sweep(&state).await {
                 tracing::warn!(error = %e, "audit verification sweep failed");
