@@ -446,7 +446,11 @@ impl StoreArgs {
 /// Connects and makes sure the schema is current: SQLite migrates itself (it is embedded and
 /// owned by us); Postgres must already be migrated by the owner role.
 pub async fn open_store(database: &str) -> anyhow::Result<Store> {
-    let store = Store::connect(database).await?;
+    prepared(Store::connect(database).await?).await
+}
+
+/// A connected store made ready: SQLite migrated, Postgres checked to be migrated.
+pub async fn prepared(store: Store) -> anyhow::Result<Store> {
     match store.backend() {
         Backend::Sqlite => store
             .migrate()

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use secrecy::ExposeSecret;
 
-use super::{master_key, open_store};
+use super::master_key;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, LogFormat, Overrides};
 use crate::store::{Backend, Store};
@@ -31,10 +31,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
             store.check_migrations().await?;
             store
         }
-        (store, _) => {
-            store.close().await;
-            open_store(database).await?
-        }
+        (store, _) => super::prepared(store).await?,
     };
     store.check_role_safety().await?;
 
