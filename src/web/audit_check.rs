@@ -48,7 +48,7 @@ pub struct Checks {
 pub enum Shown {
     Verified(Summary),
     Broken(String),
-    /// A background pass over `events` events began at this time.
+    /// A background pass over `events` events (the whole log, or what is new) began at `since`.
     Running {
         events: i64,
         since: OffsetDateTime,

@@ -149,7 +149,7 @@ async fn page(
             false,
             true,
             format!(
-                "the whole log ({events} events) is being verified in the background since {}; reload for the result",
+                "{events} events are being verified in the background (since {}); reload for the result",
                 when(since)
             ),
         ),
