@@ -284,6 +284,16 @@ fn pages(base: &str, p: &People) -> Vec<Page> {
             header: cookie(&p.carol_cookie),
         },
         Page {
+            name: "GET /audit?action=grant.revoked",
+            url: format!("{base}/audit?action=grant.revoked"),
+            header: cookie(&p.carol_cookie),
+        },
+        Page {
+            name: "GET /audit?actor=nobody",
+            url: format!("{base}/audit?actor=nobody"),
+            header: cookie(&p.carol_cookie),
+        },
+        Page {
             name: "GET /metrics (metrics token)",
             url: format!("{base}/metrics"),
             header: bearer(&p.carol_token),

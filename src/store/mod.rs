@@ -41,6 +41,8 @@ macro_rules! sql {
 }
 
 mod advisor;
+#[macro_use]
+mod built;
 mod audit;
 mod audit_sinks;
 pub mod backup;

@@ -1,6 +1,7 @@
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use super::built::{Arg, Sql};
 use super::{Backend, Conn, StoreError, StoreResult, TenantTx, ts, ts_opt};
 use crate::workflow::{Approval, Extension, Grant, Request, Shortcut, State};
 
@@ -448,63 +449,6 @@ struct ListApprovalRow {
     round: i64,
     created_at: OffsetDateTime,
     stepped_up: bool,
-}
-
-enum Arg {
-    Uuid(Uuid),
-    Text(String),
-    /// A list of strings: JSON text on SQLite (read with `json_each`), `text[]` on Postgres.
-    Texts(Vec<String>),
-    Time(OffsetDateTime),
-    Int(i64),
-}
-
-/// SQL text with `$n` placeholders and the values they stand for, in order.
-struct Sql {
-    text: String,
-    args: Vec<Arg>,
-}
-
-impl Sql {
-    fn arg(&mut self, a: Arg) -> String {
-        self.args.push(a);
-        format!("${}", self.args.len())
-    }
-}
-
-/// Runs `$sql` (a [`Sql`]) with its arguments bound, on whichever backend `$tx` is.
-macro_rules! run_built {
-    ($fetch:ident $ty:ty; $tx:expr, $sql:expr) => {{
-        let sql: Sql = $sql;
-        match &mut $tx.conn {
-            Conn::Sqlite(c) => {
-                let mut q = sqlx::query_as::<_, $ty>(sqlx::AssertSqlSafe(sql.text));
-                for a in sql.args {
-                    q = match a {
-                        Arg::Uuid(v) => q.bind(v),
-                        Arg::Text(v) => q.bind(v),
-                        Arg::Texts(v) => q.bind(serde_json::to_string(&v).unwrap_or_default()),
-                        Arg::Time(v) => q.bind(v),
-                        Arg::Int(v) => q.bind(v),
-                    };
-                }
-                q.$fetch(&mut **c).await
-            }
-            Conn::Postgres(c) => {
-                let mut q = sqlx::query_as::<_, $ty>(sqlx::AssertSqlSafe(sql.text));
-                for a in sql.args {
-                    q = match a {
-                        Arg::Uuid(v) => q.bind(v),
-                        Arg::Text(v) => q.bind(v),
-                        Arg::Texts(v) => q.bind(v),
-                        Arg::Time(v) => q.bind(v),
-                        Arg::Int(v) => q.bind(v),
-                    };
-                }
-                q.$fetch(&mut **c).await
-            }
-        }
-    }};
 }
 
 /// Requests by state: the folded totals plus the deltas since (migration 0018).
