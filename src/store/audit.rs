@@ -322,25 +322,7 @@ impl TenantTx {
 
     /// The plan of the auditor's page query for `filter`, to check in tests which index it uses.
     pub async fn explain_audit_newest(&mut self, filter: &Filter) -> StoreResult<Vec<String>> {
-        let mut sql = self.filtered_events(filter, None, i64::MAX, true, 100);
-        Ok(match self.backend_is_sqlite() {
-            true => {
-                sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
-                let rows: Vec<(i64, i64, i64, String)> =
-                    run_built!(fetch_all (i64, i64, i64, String); self, sql)?;
-                rows.into_iter().map(|r| r.3).collect()
-            }
-            false => {
-                // As on a large log: tables this small are read whole whatever the indexes.
-                sql!(exec self, "SET LOCAL enable_seqscan = off")?;
-                sql.text = format!("EXPLAIN {}", sql.text);
-                let rows: Vec<(String,)> = run_built!(fetch_all (String,); self, sql)?;
-                rows.into_iter().map(|r| r.0).collect()
-            }
-        })
-    }
-
-    fn backend_is_sqlite(&self) -> bool {
-        matches!(self.conn, Conn::Sqlite(_))
+        let sql = self.filtered_events(filter, None, i64::MAX, true, 100);
+        self.explain_built(sql).await
     }
 }

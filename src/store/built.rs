@@ -5,6 +5,8 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::{Conn, StoreResult, TenantTx};
+
 pub(super) enum Arg {
     Uuid(Uuid),
     Text(String),
@@ -21,6 +23,21 @@ pub(super) struct Sql {
 }
 
 impl Sql {
+    pub(super) fn new() -> Self {
+        Sql {
+            text: String::new(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Fixed `text` with the values of its placeholders.
+    pub(super) fn of(text: &str, args: Vec<Arg>) -> Self {
+        Sql {
+            text: text.to_owned(),
+            args,
+        }
+    }
+
     pub(super) fn arg(&mut self, a: Arg) -> String {
         self.args.push(a);
         format!("${}", self.args.len())
@@ -62,11 +79,26 @@ macro_rules! run_built {
     }};
 }
 
-impl Sql {
-    pub(super) fn new() -> Self {
-        Sql {
-            text: String::new(),
-            args: Vec::new(),
-        }
+impl TenantTx {
+    /// The plan of `sql`, one line per step, for tests that check which indexes a query uses:
+    /// SQLite `EXPLAIN QUERY PLAN`; Postgres `EXPLAIN` with sequential scans off, as on a large
+    /// table (tables this small are read whole whatever the indexes).
+    pub(super) async fn explain_built(&mut self, mut sql: Sql) -> StoreResult<Vec<String>> {
+        Ok(match &mut self.conn {
+            Conn::Sqlite(_) => {
+                sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
+                let rows: Vec<(i64, i64, i64, String)> =
+                    run_built!(fetch_all (i64, i64, i64, String); self, sql)?;
+                rows.into_iter().map(|r| r.3).collect()
+            }
+            Conn::Postgres(c) => {
+                sqlx::query("SET LOCAL enable_seqscan = off")
+                    .execute(&mut **c)
+                    .await?;
+                sql.text = format!("EXPLAIN {}", sql.text);
+                let rows: Vec<(String,)> = run_built!(fetch_all (String,); self, sql)?;
+                rows.into_iter().map(|r| r.0).collect()
+            }
+        })
     }
 }

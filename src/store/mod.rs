@@ -418,9 +418,9 @@ impl Store {
         Ok(())
     }
 
-    /// What autovacuum would do after a bulk fill: the planner's statistics of the request and
-    /// audit tables (`ANALYZE`), and on Postgres a vacuum of the request-state deltas. Benchmarks call it after a bulk fill: without
-    /// statistics Postgres plans the due-grants join for empty tables.
+    /// What autovacuum would do after a bulk fill, for benchmarks: the planner's statistics of
+    /// the request and audit tables (`ANALYZE`; without them Postgres plans the due-grants join
+    /// for empty tables), and on Postgres a vacuum of the request-state deltas.
     pub async fn analyze(&self) -> StoreResult<()> {
         match &self.pool {
             Pool::Sqlite(p) => {

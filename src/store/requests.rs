@@ -221,31 +221,8 @@ impl TenantTx {
     /// [`explain_list_requests`](Self::explain_list_requests)). For the test that the reaper's
     /// query uses the indexes of migration 0014.
     pub async fn explain_due(&mut self, now: OffsetDateTime) -> StoreResult<Vec<String>> {
-        let tenant_id = self.tenant_id;
-        let now = ts(now);
-        match &mut self.conn {
-            Conn::Sqlite(c) => {
-                let rows: Vec<(i64, i64, i64, String)> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {DUE_SQL}")))
-                        .bind(tenant_id)
-                        .bind(now)
-                        .fetch_all(&mut **c)
-                        .await?;
-                Ok(rows.into_iter().map(|r| r.3).collect())
-            }
-            Conn::Postgres(c) => {
-                sqlx::query("SET LOCAL enable_seqscan = off")
-                    .execute(&mut **c)
-                    .await?;
-                let rows: Vec<(String,)> =
-                    sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {DUE_SQL}")))
-                        .bind(tenant_id)
-                        .bind(now)
-                        .fetch_all(&mut **c)
-                        .await?;
-                Ok(rows.into_iter().map(|r| r.0).collect())
-            }
-        }
+        let args = vec![Arg::Uuid(self.tenant_id), Arg::Time(ts(now))];
+        self.explain_built(Sql::of(DUE_SQL, args)).await
     }
 
     /// True when this transaction is the only one, across replicas, doing `job` for this tenant
@@ -557,10 +534,7 @@ impl TenantTx {
     }
 
     fn list_sql(&self, f: &RequestFilter, limit: i64) -> Option<Sql> {
-        let mut sql = Sql {
-            text: String::new(),
-            args: Vec::new(),
-        };
+        let mut sql = Sql::new();
         let cond = self.list_where(f, &mut sql)?;
         let limit = sql.arg(Arg::Int(limit));
         sql.text = format!(
@@ -645,56 +619,36 @@ impl TenantTx {
     /// The plans of the queries `/metrics` and `/readyz` run for a tenant, to check in tests
     /// that none scans a table that grows with the tenant's history.
     pub async fn explain_probe_queries(&mut self) -> StoreResult<Vec<(&'static str, String)>> {
-        let tenant_id = self.tenant_id;
-        let mut out = Vec::new();
-        // (what, SQL, whether `$2` is the time)
-        let queries: [(&'static str, &'static str, bool); 4] = [
-            ("request state counts", STATE_COUNTS_SQL, false),
-            ("audit head", super::audit::HEAD_SQL, false),
-            ("failing notifications", super::outbox::FAILING_SQL, false),
+        let tenant = || Arg::Uuid(self.tenant_id);
+        let now = Arg::Time(crate::clock::Clock::now(&crate::clock::SystemClock));
+        let queries = [
+            (
+                "request state counts",
+                Sql::of(STATE_COUNTS_SQL, vec![tenant()]),
+            ),
+            (
+                "audit head",
+                Sql::of(super::audit::HEAD_SQL, vec![tenant()]),
+            ),
+            (
+                "failing notifications",
+                Sql::of(super::outbox::FAILING_SQL, vec![tenant()]),
+            ),
             (
                 "open database logins",
-                super::db_logins::CLEANUP_COUNTS_SQL,
-                true,
+                Sql::of(super::db_logins::CLEANUP_COUNTS_SQL, vec![tenant(), now]),
             ),
         ];
-        let now = crate::clock::Clock::now(&crate::clock::SystemClock);
-        for (name, sql, timed) in queries {
-            let plan: Vec<String> = match &mut self.conn {
-                Conn::Sqlite(c) => {
-                    let mut q =
-                        sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
-                            .bind(tenant_id);
-                    if timed {
-                        q = q.bind(now);
-                    }
-                    let rows: Vec<(i64, i64, i64, String)> = q.fetch_all(&mut **c).await?;
-                    rows.into_iter().map(|r| r.3).collect()
-                }
-                Conn::Postgres(c) => {
-                    sqlx::query("SET LOCAL enable_seqscan = off")
-                        .execute(&mut **c)
-                        .await?;
-                    let mut q = sqlx::query_as(sqlx::AssertSqlSafe(format!("EXPLAIN {sql}")))
-                        .bind(tenant_id);
-                    if timed {
-                        q = q.bind(now);
-                    }
-                    let rows: Vec<(String,)> = q.fetch_all(&mut **c).await?;
-                    rows.into_iter().map(|r| r.0).collect()
-                }
-            };
-            out.push((name, plan.join("\n")));
+        let mut out = Vec::new();
+        for (name, sql) in queries {
+            out.push((name, self.explain_built(sql).await?.join("\n")));
         }
         Ok(out)
     }
 
     /// How many requests match (the page size and cursor aside).
     pub async fn count_requests(&mut self, f: &RequestFilter) -> StoreResult<i64> {
-        let mut sql = Sql {
-            text: String::new(),
-            args: Vec::new(),
-        };
+        let mut sql = Sql::new();
         let f = RequestFilter {
             after: None,
             ..f.clone()
@@ -712,24 +666,9 @@ impl TenantTx {
     /// transaction, so the plan shows whether an index serves the query whatever the table
     /// size). For tests that check the list queries use their indexes.
     pub async fn explain_list_requests(&mut self, f: &RequestFilter) -> StoreResult<Vec<String>> {
-        let Some(mut sql) = self.list_sql(f, f.limit.max(1) + 1) else {
-            return Ok(Vec::new());
-        };
-        match &mut self.conn {
-            Conn::Sqlite(_) => {
-                sql.text = format!("EXPLAIN QUERY PLAN {}", sql.text);
-                let rows: Vec<(i64, i64, i64, String)> =
-                    run_built!(fetch_all (i64, i64, i64, String); self, sql)?;
-                Ok(rows.into_iter().map(|r| r.3).collect())
-            }
-            Conn::Postgres(c) => {
-                sqlx::query("SET LOCAL enable_seqscan = off")
-                    .execute(&mut **c)
-                    .await?;
-                sql.text = format!("EXPLAIN {}", sql.text);
-                let rows: Vec<(String,)> = run_built!(fetch_all (String,); self, sql)?;
-                Ok(rows.into_iter().map(|r| r.0).collect())
-            }
+        match self.list_sql(f, f.limit.max(1) + 1) {
+            Some(sql) => self.explain_built(sql).await,
+            None => Ok(Vec::new()),
         }
     }
 
@@ -742,10 +681,7 @@ impl TenantTx {
         if ids.is_empty() {
             return Ok(out);
         }
-        let mut sql = Sql {
-            text: String::new(),
-            args: Vec::new(),
-        };
+        let mut sql = Sql::new();
         let tenant = sql.arg(Arg::Uuid(self.tenant_id));
         let list: Vec<String> = ids.into_iter().map(|id| sql.arg(Arg::Uuid(id))).collect();
         sql.text = format!(
