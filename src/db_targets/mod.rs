@@ -19,6 +19,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 use url::Url;
+use zeroize::Zeroizing;
 
 use crate::crypto::MasterKey;
 use crate::model::{Target, TargetKind};
@@ -236,6 +237,30 @@ impl TargetSpec {
     }
 }
 
+/// What a target stores for a new login's password, made before the login is: a PostgreSQL
+/// `SCRAM-SHA-256` verifier (4,096 PBKDF2 rounds, about 1 ms), so the password never reaches
+/// the target; for MariaDB the password itself (its hash is cheap, made when the user is).
+pub struct LoginSecret(Zeroizing<String>);
+
+impl TargetSpec {
+    /// The secret for `password` on this target, hashed on a blocking thread so that it can run
+    /// beside the round trips that come before the login is created.
+    pub async fn login_secret(&self, password: &str) -> TargetResult<LoginSecret> {
+        let password = Zeroizing::new(password.to_owned());
+        match self.kind {
+            TargetKind::Postgres => {
+                let verifier =
+                    tokio::task::spawn_blocking(move || names::scram_sha256_verifier(&password))
+                        .await
+                        .map_err(|e| TargetError(format!("cannot hash the password: {e}")))?
+                        .map_err(|e| TargetError(format!("cannot hash the password: {e}")))?;
+                Ok(LoginSecret(Zeroizing::new(verifier)))
+            }
+            TargetKind::Mysql => Ok(LoginSecret(password)),
+        }
+    }
+}
+
 /// What a successful connection check found.
 #[derive(Debug, Clone)]
 pub struct TargetCheck {
@@ -326,16 +351,17 @@ impl AdminConn {
     pub async fn create_login(
         &mut self,
         role: &str,
-        password: &str,
+        secret: &LoginSecret,
         until: OffsetDateTime,
         roles: &[String],
     ) -> TargetResult<()> {
+        let secret = secret.0.as_str();
         bounded(STATEMENT_TIMEOUT, "creating the login", async {
             match self {
                 AdminConn::Postgres(c) => {
-                    postgres::create_login(c, role, password, until, roles).await
+                    postgres::create_login(c, role, secret, until, roles).await
                 }
-                AdminConn::Mysql(c) => mysql::create_login(c, role, password, roles).await,
+                AdminConn::Mysql(c) => mysql::create_login(c, role, secret, roles).await,
             }
         })
         .await

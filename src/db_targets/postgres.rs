@@ -8,7 +8,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use time::OffsetDateTime;
 
-use super::{Ended, TargetCheck, TargetResult, TargetRights, TargetSpec, names};
+use super::{Ended, TargetCheck, TargetResult, TargetRights, TargetSpec};
 
 pub async fn connect(spec: &TargetSpec) -> TargetResult<PgConnection> {
     // sqlx only knows the `postgres`/`postgresql` schemes, which `parse_url` allows.
@@ -117,22 +117,21 @@ pub async fn release(c: &mut PgConnection, role: &str) -> TargetResult<()> {
     Ok(())
 }
 
+/// Creates `role` with the SCRAM `verifier` of its password (see `LoginSecret`).
 pub async fn create_login(
     c: &mut PgConnection,
     role: &str,
-    password: &str,
+    verifier: &str,
     until: OffsetDateTime,
     roles: &[String],
 ) -> TargetResult<()> {
-    let verifier = names::scram_sha256_verifier(password)
-        .map_err(|e| super::TargetError(format!("cannot hash the password: {e}")))?;
     let built: String = sqlx::query_scalar(
         "SELECT format('CREATE ROLE %I LOGIN INHERIT PASSWORD %L VALID UNTIL %L IN ROLE %s',
                        $1::text, $2::text, $3::timestamptz,
                        (SELECT string_agg(format('%I', r), ', ') FROM unnest($4::text[]) AS r))",
     )
     .bind(role)
-    .bind(&verifier)
+    .bind(verifier)
     .bind(until)
     .bind(roles)
     .fetch_one(&mut *c)
@@ -140,35 +139,41 @@ pub async fn create_login(
     run_formatted(c, built).await
 }
 
+/// The statements that end `role`, each built by the server's `format()` from bound values.
+#[derive(sqlx::FromRow)]
+struct Ending {
+    /// `ALTER ROLE .. NOLOGIN`, then (for an admin that is not yet a member) `GRANT .. TO
+    /// CURRENT_USER`: membership lets a non-superuser admin end its sessions and take its objects.
+    lock_out: String,
+    /// `REASSIGN OWNED`, `DROP OWNED` and `DROP ROLE`, run as one transaction.
+    drop_all: String,
+}
+
 pub async fn end_login(
     c: &mut PgConnection,
     role: &str,
     owner: Option<&str>,
 ) -> TargetResult<Ended> {
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_roles WHERE rolname = $1")
-        .bind(role)
-        .fetch_optional(&mut *c)
-        .await?;
-    if exists.is_none() {
-        return Ok(Ended::default());
-    }
-    let format_role =
-        |template: &'static str| sqlx::query_scalar::<_, String>(template).bind(role.to_owned());
-    // No new sessions from here on.
-    let built = format_role("SELECT format('ALTER ROLE %I NOLOGIN', $1::text)")
-        .fetch_one(&mut *c)
-        .await?;
-    run_formatted(c, built).await?;
-    // Membership lets a non-superuser admin terminate its sessions and reassign its objects.
-    let built = format_role(
-        "SELECT format('GRANT %I TO CURRENT_USER', $1::text)
-         WHERE NOT pg_has_role(current_user, $1::text, 'USAGE')",
+    // Four round trips: build, lock out, end the sessions, drop. The lock-out commits before
+    // the sessions are ended, so none can start after; the drop is one transaction, so a
+    // failure leaves the role locked out with everything it owned, and the next attempt redoes it.
+    let ending: Option<Ending> = sqlx::query_as(
+        "SELECT format('ALTER ROLE %I NOLOGIN', $1::text)
+                || CASE WHEN pg_has_role(current_user, r.oid, 'USAGE') THEN ''
+                        ELSE format('; GRANT %I TO CURRENT_USER', $1::text) END AS lock_out,
+                format('REASSIGN OWNED BY %I TO %s; DROP OWNED BY %I; DROP ROLE IF EXISTS %I',
+                       $1::text, COALESCE(quote_ident($2::text), 'CURRENT_USER'),
+                       $1::text, $1::text) AS drop_all
+         FROM pg_roles r WHERE r.rolname = $1",
     )
+    .bind(role)
+    .bind(owner)
     .fetch_optional(&mut *c)
     .await?;
-    if let Some(built) = built {
-        run_formatted(c, built).await?;
-    }
+    let Some(ending) = ending else {
+        return Ok(Ended::default());
+    };
+    run_formatted(c, ending.lock_out).await?;
     // `usename` is the session (login) role, so sessions that ran `SET ROLE` are included.
     let terminated: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (
@@ -178,29 +183,8 @@ pub async fn end_login(
     .bind(role)
     .fetch_one(&mut *c)
     .await?;
-    let built: String = match owner {
-        Some(owner) => {
-            sqlx::query_scalar("SELECT format('REASSIGN OWNED BY %I TO %I', $1::text, $2::text)")
-                .bind(role)
-                .bind(owner)
-                .fetch_one(&mut *c)
-                .await?
-        }
-        None => {
-            format_role("SELECT format('REASSIGN OWNED BY %I TO CURRENT_USER', $1::text)")
-                .fetch_one(&mut *c)
-                .await?
-        }
-    };
-    run_formatted(c, built).await?;
-    let built = format_role("SELECT format('DROP OWNED BY %I', $1::text)")
-        .fetch_one(&mut *c)
-        .await?;
-    run_formatted(c, built).await?;
-    let built = format_role("SELECT format('DROP ROLE IF EXISTS %I', $1::text)")
-        .fetch_one(&mut *c)
-        .await?;
-    run_formatted(c, built).await?;
+    // Several statements in one simple query run as one implicit transaction.
+    run_formatted(c, ending.drop_all).await?;
     Ok(Ended {
         existed: true,
         sessions_terminated: u64::try_from(terminated).unwrap_or(0),

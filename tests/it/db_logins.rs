@@ -390,6 +390,73 @@ async fn a_table_made_during_the_grant_survives_cleanup() {
     assert_eq!(note, "kept");
 }
 
+/// Issue 16: a cleanup is two target transactions, the lock-out and the drop. When the drop
+/// fails (here the admin may no longer hand the login's table to the owner role), the login
+/// is locked out and its sessions are gone, but nothing it owned was touched: the next attempt
+/// does the whole drop again and succeeds.
+#[tokio::test]
+async fn a_failed_drop_leaves_the_login_locked_out_and_whole() {
+    let pg = PgTarget::new().await;
+    let shop = org(TestDb::sqlite().await, &pg, None).await;
+    let (id, login) = shop.login_for("orders-write").await;
+    let (user, password) = user_and_password(&login);
+    let mut c = pg.login(&user, &password).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE work.fixes (id int); GRANT SELECT ON work.fixes TO PUBLIC")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let mut su = pg.superuser().await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "REVOKE {} FROM {}",
+        pg.owner, pg.admin
+    )))
+    .execute(&mut su)
+    .await
+    .unwrap();
+
+    shop.revoke(&id).await;
+    let pass = shop.reap().await;
+    assert_eq!((pass.cleaned, pass.failed), (0, 1), "{pass:?}");
+    assert!(pg.sessions_gone(&user, 5).await, "its session was ended");
+    assert!(sqlx::query("SELECT 1").execute(&mut c).await.is_err());
+    assert!(
+        pg.login(&user, &password).await.is_err(),
+        "a login whose drop failed can no longer sign in"
+    );
+    let owned: (String, bool) = sqlx::query_as(
+        "SELECT t.tableowner::text, has_table_privilege('public', 'work.fixes', 'SELECT')
+         FROM pg_tables t WHERE t.schemaname = 'work' AND t.tablename = 'fixes'",
+    )
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(
+        owned,
+        (user.clone(), true),
+        "the failed drop changed nothing it owned"
+    );
+
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT {} TO {}",
+        pg.owner, pg.admin
+    )))
+    .execute(&mut su)
+    .await
+    .unwrap();
+    shop.app
+        .clock
+        .advance(elevate::db_targets::cleanup::MAX_BACKOFF);
+    assert_eq!(shop.reap().await.cleaned, 1);
+    assert!(!pg.role_exists(&user).await);
+    let owner: String = sqlx::query_scalar(
+        "SELECT tableowner::text FROM pg_tables WHERE schemaname = 'work' AND tablename = 'fixes'",
+    )
+    .fetch_one(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(owner, pg.owner);
+}
+
 #[tokio::test]
 async fn refusals_are_clear_and_audited() {
     let pg = PgTarget::new().await;
