@@ -184,6 +184,10 @@ pub struct AuditConfig {
     /// Up to this many events, `/audit` verifies the whole log while it answers; a longer log
     /// is verified in the background and the page says so until it is done (default 20000).
     pub verify_inline_events: i64,
+    /// A page of `/audit` filtered only by actor or date (no index serves a substring) searches
+    /// at most this many events back; the page says which it searched and links to older ones
+    /// (default 20000).
+    pub page_search_events: i64,
 }
 
 impl Default for AuditConfig {
@@ -193,6 +197,7 @@ impl Default for AuditConfig {
             checkpoint_every: "60s".into(),
             anchor_dir: None,
             verify_inline_events: 20_000,
+            page_search_events: 20_000,
         }
     }
 }

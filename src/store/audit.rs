@@ -262,15 +262,16 @@ impl TenantTx {
         Ok(run_built!(fetch_all Record; self, sql)?)
     }
 
-    /// Events matching `filter` with `seq < before`, newest first (the auditor's page).
+    /// Events matching `filter` with `after < seq < before`, newest first (the auditor's page).
     pub async fn audit_events_newest(
         &mut self,
         filter: &Filter,
+        after: Option<i64>,
         before: i64,
         limit: i64,
     ) -> StoreResult<Vec<Record>> {
         self.flush_audit().await?;
-        let sql = self.filtered_events(filter, None, before, true, limit);
+        let sql = self.filtered_events(filter, after, before, true, limit);
         Ok(run_built!(fetch_all Record; self, sql)?)
     }
 
@@ -320,9 +321,14 @@ impl TenantTx {
         sql
     }
 
-    /// The plan of the auditor's page query for `filter`, to check in tests which index it uses.
-    pub async fn explain_audit_newest(&mut self, filter: &Filter) -> StoreResult<Vec<String>> {
-        let sql = self.filtered_events(filter, None, i64::MAX, true, 100);
+    /// The plan of the auditor's page query for `filter` (searching `after < seq` when given),
+    /// to check in tests which index it uses.
+    pub async fn explain_audit_newest(
+        &mut self,
+        filter: &Filter,
+        after: Option<i64>,
+    ) -> StoreResult<Vec<String>> {
+        let sql = self.filtered_events(filter, after, i64::MAX, true, 100);
         self.explain_built(sql).await
     }
 }

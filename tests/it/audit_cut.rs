@@ -610,7 +610,11 @@ async fn audit_filters_use_their_indexes(db: TestDb) {
     ];
     for (filter, index) in cases {
         let mut tx = app.store().tenant(acme.tenant_id).await.unwrap();
-        let plan = tx.explain_audit_newest(&filter).await.unwrap().join("\n");
+        let plan = tx
+            .explain_audit_newest(&filter, None)
+            .await
+            .unwrap()
+            .join("\n");
         tx.rollback().await.unwrap();
         assert!(plan.contains(index), "{index} not used:\n{plan}");
         assert!(
@@ -620,8 +624,103 @@ async fn audit_filters_use_their_indexes(db: TestDb) {
     }
 }
 
+/// Issue 16: no index serves an actor substring, so a page filtered by actor searches at most
+/// `audit.page_search_events` events newest first, says which, and links below them; following
+/// the links reaches the one old match. The bounded search walks the log's own (tenant, seq)
+/// key between the two bounds.
+async fn an_actor_filter_searches_a_bounded_window_per_page(db: TestDb) {
+    let app = TestApp::spawn_with(db, |c| c.audit.page_search_events = 10).await;
+    let acme = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
+    let mut tx = app.store().tenant(acme.tenant_id).await.unwrap();
+    tx.append_audit(
+        &elevate::audit::NewEvent::new(
+            elevate::audit::Actor::Cli {
+                os_user: "rare-operator".into(),
+            },
+            "test.rare",
+            "acme",
+        ),
+        app.clock.now(),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let rare = head(&app, &acme).await;
+    append_events(&app, &acme, 25).await;
+    let u = seed_user(
+        app.store(),
+        app.clock.as_ref(),
+        &acme,
+        "ada@acme.example",
+        &[Role::Auditor],
+        &[],
+    )
+    .await;
+    let client = app.signed_in(&u).await;
+    let mut next = "/audit?actor=rare-operator".to_owned();
+    let mut pages = 0;
+    let found = loop {
+        pages += 1;
+        assert!(pages <= 5, "never found after {pages} pages");
+        let top = head(&app, &acme).await;
+        let page = client
+            .get(app.url(&next))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.contains("cli:rare-operator") {
+            break page;
+        }
+        let searched = page
+            .lines()
+            .find(|l| l.contains(r#"id="searched""#))
+            .unwrap_or_else(|| panic!("no searched window:\n{page}"))
+            .to_owned();
+        let from: i64 = searched
+            .split("Searched events ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        if pages == 1 {
+            assert!(
+                searched.contains(&format!("Searched events {} to {top}", top - 9)),
+                "{searched}"
+            );
+        }
+        assert!(from > rare, "searched past the match: {searched}");
+        next = format!("/audit?before={from}&actor=rare-operator");
+        assert!(
+            page.contains(&next.replace('&', "&amp;")),
+            "no link below the window"
+        );
+    };
+    assert_eq!(pages, 3, "26 events and the views' own, 10 per page");
+    assert!(!found.contains(r#"id="searched""#), "{found}");
+
+    let filter = elevate::model::audit::Filter {
+        actor: Some("rare".into()),
+        ..Default::default()
+    };
+    let mut tx = app.store().tenant(acme.tenant_id).await.unwrap();
+    let plan = tx
+        .explain_audit_newest(&filter, Some(rare))
+        .await
+        .unwrap()
+        .join("\n");
+    tx.rollback().await.unwrap();
+    assert!(
+        plan.contains("seq>?") || plan.contains("(seq > "),
+        "the lower bound is not in the index search:\n{plan}"
+    );
+}
+
 crate::on_both_backends!(
     audit_filters_use_their_indexes,
+    an_actor_filter_searches_a_bounded_window_per_page,
     a_long_log_is_verified_in_the_background_and_its_break_stays_shown,
     a_log_cut_behind_a_checkpoint_fails_verification_and_is_not_signed,
     a_rewritten_and_rehashed_tail_is_not_signed,

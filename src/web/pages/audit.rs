@@ -16,6 +16,7 @@ use super::{Nav, when};
 use crate::auth::session::SessionUser;
 use crate::error::{AppError, AppResult};
 use crate::model::Role;
+use crate::model::audit::Filter;
 use crate::web::AppState;
 use crate::web::audit_query::{FilterQuery, filter_details, start_export};
 
@@ -78,6 +79,9 @@ struct AuditPage {
     query: String,
     rows: Vec<Row>,
     older: Option<i64>,
+    /// The events a page that was not filled searched (0 when it is not bounded).
+    searched_from: i64,
+    searched_to: i64,
     verified: bool,
     /// A background verification of the whole log is running (neither verified nor broken yet).
     running: bool,
@@ -89,6 +93,24 @@ struct AuditPage {
 }
 
 const PAGE_ROWS: i64 = 100;
+
+/// The events `[from, to]` a page of `filter` below `before` searches, when it must be bounded:
+/// an actor (a substring) or a date can only be checked event by event, newest first, so
+/// without a bound a filter that matches little would read the whole log for one page.
+/// Unbounded (None) when an index serves the filter (action, request) or there is none.
+async fn searched_window(
+    tx: &mut crate::store::TenantTx,
+    filter: &Filter,
+    before: i64,
+    events: i64,
+) -> AppResult<Option<(i64, i64)>> {
+    if filter.is_empty() || filter.action.is_some() || filter.request_id.is_some() {
+        return Ok(None);
+    }
+    let head = tx.audit_head().await?.map_or(0, |(seq, _)| seq);
+    let to = head.min(before.saturating_sub(1));
+    Ok(Some(((to - events.max(1) + 1).max(1), to)))
+}
 
 async fn page(
     State(state): State<AppState>,
@@ -106,12 +128,18 @@ async fn page(
     let now = state.clock.now();
     let tenant_id = who.tenant.tenant_id;
     let mut tx = state.store.tenant(tenant_id).await?;
-    let events = match &filter {
+    let before = q.before.unwrap_or(i64::MAX);
+    let (events, searched) = match &filter {
         Some(f) => {
-            tx.audit_events_newest(f, q.before.unwrap_or(i64::MAX), PAGE_ROWS)
-                .await?
+            let window =
+                searched_window(&mut tx, f, before, state.config.audit.page_search_events).await?;
+            let after = window.map(|(from, _)| from - 1);
+            (
+                tx.audit_events_newest(f, after, before, PAGE_ROWS).await?,
+                window,
+            )
         }
-        None => Vec::new(),
+        None => (Vec::new(), None),
     };
     let filter = filter.unwrap_or_default();
     let checkpoint = tx.latest_checkpoint().await?;
@@ -172,9 +200,16 @@ async fn page(
             error: l.last_error.unwrap_or_default(),
         })
         .collect();
-    let older = (events.len() as i64 == PAGE_ROWS)
-        .then(|| events.last().map(|e| e.seq))
-        .flatten();
+    // A full page goes on below its last event; a page that searched its window without
+    // filling goes on below the window.
+    let (older, searched) = if events.len() as i64 == PAGE_ROWS {
+        (events.last().map(|e| e.seq), None)
+    } else {
+        match searched {
+            Some((from, to)) if from > 1 => (Some(from), Some((from, to))),
+            _ => (None, None),
+        }
+    };
     let text = |s: &Option<String>| s.clone().unwrap_or_default();
     let bad = !filter_error.is_empty();
     let page = AuditPage {
@@ -204,6 +239,8 @@ async fn page(
             })
             .collect(),
         older,
+        searched_from: searched.map_or(0, |(from, _)| from),
+        searched_to: searched.map_or(0, |(_, to)| to),
         verified,
         running,
         verification,
