@@ -261,7 +261,8 @@ async fn vacuum(report: &mut Report, store: &Store) {
             format!(
                 "autovacuum is {} and track_counts is {}: dead rows pile up and the planner's \
                  statistics go stale (one host with autovacuum off made each certificate cost \
-                 2.5x the Postgres CPU)",
+                 2.5x the Postgres CPU; request_state_deltas is filled and emptied all day and \
+                 /metrics reads it)",
                 if v.autovacuum { "on" } else { "off" },
                 if v.track_counts { "on" } else { "off" }
             ),
@@ -287,6 +288,20 @@ async fn vacuum(report: &mut Report, store: &Store) {
             "store.analyze",
             format!("tables without recent statistics: {}", list(&tables)),
             "run ANALYZE as the owner, and check that autovacuum is on and keeps up",
+        );
+    }
+    if !v.unvacuumed.is_empty() {
+        fine = false;
+        let tables: Vec<String> = v
+            .unvacuumed
+            .iter()
+            .map(|(t, dead, live)| format!("{t} ({dead} dead rows, {live} live)"))
+            .collect();
+        report.warn(
+            "store.vacuum",
+            format!("tables not vacuumed: {}", list(&tables)),
+            "run VACUUM as the owner, and check that autovacuum is on and keeps up \
+             (request_state_deltas is filled and emptied all day; /metrics reads it)",
         );
     }
     if fine {

@@ -45,6 +45,9 @@ pub struct VacuumReport {
     /// Tenant tables with many rows or changes the planner has no recent statistics for:
     /// (table, live rows, rows changed since the last analyse).
     pub unanalysed: Vec<(String, i64, i64)>,
+    /// Tenant tables whose dead rows far outnumber their live ones, not vacuumed away:
+    /// (table, dead rows, live rows).
+    pub unvacuumed: Vec<(String, i64, i64)>,
 }
 
 impl Store {
@@ -187,11 +190,22 @@ impl Store {
         .bind(TENANT_TABLES.as_slice())
         .fetch_all(p)
         .await?;
+        // Autovacuum starts at 50 dead rows + 20 % of the table; this is far past that.
+        let unvacuumed: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT relname::text, n_dead_tup, n_live_tup FROM pg_stat_user_tables
+             WHERE schemaname = 'public' AND relname = ANY($1)
+               AND n_dead_tup > GREATEST(1000, n_live_tup)
+             ORDER BY 1",
+        )
+        .bind(TENANT_TABLES.as_slice())
+        .fetch_all(p)
+        .await?;
         Ok(Some(VacuumReport {
             autovacuum: autovacuum == "on",
             track_counts: track_counts == "on",
             disabled_tables,
             unanalysed,
+            unvacuumed,
         }))
     }
 }

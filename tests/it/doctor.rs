@@ -151,11 +151,15 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
     )
     .await;
     // The schema loosened by hand: a table no longer forced, a definer function without a
-    // pinned search_path, autovacuum off for a table.
+    // pinned search_path, autovacuum off for a table, and one table's deleted rows left behind.
     db.owner_exec(
         "ALTER TABLE webhooks NO FORCE ROW LEVEL SECURITY;
          CREATE FUNCTION leaky() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;
-         ALTER TABLE requests SET (autovacuum_enabled = false);",
+         ALTER TABLE requests SET (autovacuum_enabled = false);
+         ALTER TABLE request_state_deltas SET (autovacuum_enabled = false);
+         INSERT INTO request_state_deltas (tenant_id, state, n)
+             SELECT gen_random_uuid(), 'pending', 1 FROM generate_series(1, 2000);
+         DELETE FROM request_state_deltas;",
     )
     .await;
     let now = clock.now();
@@ -196,6 +200,7 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
         ("store.rls", "error"),
         ("store.security_definer", "error"),
         ("store.autovacuum", "warning"),
+        ("store.vacuum", "warning"),
         ("tls.self_signed", "warning"),
     ] {
         assert_eq!(severity(&report, id), Some(expected), "{id}: {report:#}");
@@ -214,7 +219,8 @@ async fn doctor_reports_each_problem_of_a_bad_deployment_with_its_severity() {
     for what in [
         "webhooks (RLS not forced)",
         "public.leaky",
-        "autovacuum is disabled on requests",
+        "autovacuum is disabled on request_state_deltas, requests",
+        "request_state_deltas (2000 dead rows, 0 live)",
     ] {
         assert!(found.contains(what), "{what}: {report:#}");
     }
