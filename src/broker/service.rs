@@ -299,8 +299,9 @@ async fn notify_approvers(
     now: OffsetDateTime,
 ) -> AppResult<()> {
     let me = person(requester);
-    for u in tx.list_users().await? {
+    for u in tx.approvers_in(&profile.approvers).await? {
         let p = person(&u);
+        // Chosen in SQL; checked again here, as the rule it is.
         let approver = u.has_role(Role::Approver)
             && !p.disabled
             && p.groups.iter().any(|g| profile.approvers.contains(g));

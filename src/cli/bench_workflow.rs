@@ -30,6 +30,10 @@ pub struct WorkflowBench {
     /// Concurrent clients to measure at (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
     clients: Vec<usize>,
+    /// More people in the tenant (requesters, every tenth an approver of another group), to
+    /// see what a filing costs when the tenant is large.
+    #[arg(long, default_value_t = 0)]
+    users: usize,
 }
 
 const POLICY: &str = r#"
@@ -43,6 +47,43 @@ require_justification = false
 [profile.ssh]
 principals = ["deploy"]
 "#;
+
+/// `n` more people, written straight to the store in transactions of 1,000.
+async fn add_people(server: &BenchServer, n: usize) -> anyhow::Result<()> {
+    let now = server.ctx.now;
+    for first in (0..n).step_by(1000) {
+        let mut tx = server.store.tenant(server.tenant.tenant_id).await?;
+        for i in first..n.min(first + 1000) {
+            let (role, group) = if i % 10 == 0 {
+                (Role::Approver, "dba")
+            } else {
+                (Role::Requester, "engineering")
+            };
+            tx.insert_user(
+                &crate::store::NewUser {
+                    email: format!("person{i}@bench.example"),
+                    display_name: format!("Person {i}"),
+                    roles: vec![role],
+                    groups: vec![group.to_owned()],
+                },
+                now,
+            )
+            .await?;
+        }
+        tx.append_audit(
+            &server
+                .ctx
+                .event("bench.people_added", server.tenant.slug.clone()),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    if n > 0 {
+        println!("{n} more people in the tenant");
+    }
+    Ok(())
+}
 
 /// What one measurement gives: rate, and p50/p99 of one unit (a flow, or a request).
 struct Measured {
@@ -68,6 +109,7 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
     let bob = server
         .person("bob@bench.example", Role::Approver, "sre")
         .await?;
+    add_people(&server, args.users).await?;
     let base = server.base.clone();
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)

@@ -444,7 +444,7 @@ const LIST_COLUMNS: &str = "r.id, r.requester_id, r.profile_name, r.policy_versi
     r.created_at, r.extension_round, r.extension_secs, g.activated_at, g.not_after, u.email AS requester_email";
 
 impl TenantTx {
-    fn backend(&self) -> Backend {
+    pub(super) fn backend(&self) -> Backend {
         match self.conn {
             Conn::Sqlite(_) => Backend::Sqlite,
             Conn::Postgres(_) => Backend::Postgres,

@@ -10,14 +10,14 @@ use crate::fixtures::SmtpSink;
 use crate::fixtures::receiver;
 use crate::helpers::{Acme, TestApp, TestDb, acme, ctx, seed_token, seed_user};
 
-#[tokio::test]
-async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
+/// Only the enabled approvers of the profile's groups are told (chosen in SQL on each store).
+async fn approvers_are_mailed_and_failed_deliveries_are_retried(db: TestDb) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let app = TestApp::spawn_with(TestDb::sqlite().await, |c| {
+    let app = TestApp::spawn_with(db, |c| {
         c.smtp_url = Some(format!("smtp://127.0.0.1:{port}").into())
     })
     .await;
@@ -52,6 +52,15 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
         &["sre"],
     )
     .await;
+    seed_user(
+        &store,
+        clock.as_ref(),
+        &tenant,
+        "olga@acme.example",
+        &[Role::Approver],
+        &["dba"],
+    )
+    .await;
     let change = UserChange {
         disabled: Some(true),
         ..Default::default()
@@ -59,6 +68,15 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
     elevate::admin::update_user(&store, &ctx(clock.as_ref()), &tenant, zed.id, &change)
         .await
         .unwrap();
+    // Found through the partial index of enabled approvers, not a scan of every user.
+    let mut tx = store.tenant(tenant.tenant_id).await.unwrap();
+    let plan = tx
+        .explain_approvers_in(&["sre".to_owned()])
+        .await
+        .unwrap()
+        .join("\n");
+    tx.rollback().await.unwrap();
+    assert!(plan.contains("users_approvers"), "{plan}");
     let alice_token = seed_token(&store, clock.as_ref(), &alice, &[]).await;
     let bob_token = seed_token(&store, clock.as_ref(), &bob, &[]).await;
 
@@ -104,8 +122,10 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
         assert!(page.contains(r), "{r} is not notified");
     }
     assert!(
-        !page.contains("zed@acme.example") && !page.contains("sam@acme.example"),
-        "disabled or non-approver notified"
+        !page.contains("zed@acme.example")
+            && !page.contains("sam@acme.example")
+            && !page.contains("olga@acme.example"),
+        "disabled, non-approver or other group's approver notified"
     );
 
     let admin = seed_user(
@@ -195,6 +215,8 @@ async fn approvers_are_mailed_and_failed_deliveries_are_retried() {
         "nothing is sent twice"
     );
 }
+
+crate::on_both_backends!(approvers_are_mailed_and_failed_deliveries_are_retried);
 
 #[tokio::test]
 async fn webhooks_hear_transitions_signed_and_are_retried() {
