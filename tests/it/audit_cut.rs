@@ -406,6 +406,33 @@ async fn polling_the_log_reaches_an_empty_page(db: TestDb) {
     assert_eq!(seqs.len(), 1, "{seqs:?}");
 }
 
+/// Ada, the tenant's auditor (made the first time she is asked for).
+async fn ada(app: &TestApp, tenant: &Tenant) -> elevate::model::User {
+    let email = format!("ada@{}.example", tenant.slug);
+    let found = app
+        .store()
+        .read(tenant.tenant_id)
+        .await
+        .unwrap()
+        .user_by_email(&email)
+        .await
+        .unwrap();
+    match found {
+        Some(u) => u,
+        None => {
+            seed_user(
+                app.store(),
+                app.clock.as_ref(),
+                tenant,
+                &email,
+                &[Role::Auditor],
+                &[],
+            )
+            .await
+        }
+    }
+}
+
 /// `/audit` as `u` sees it.
 async fn audit_html(app: &TestApp, u: &elevate::model::User) -> String {
     app.signed_in(u)
@@ -421,29 +448,7 @@ async fn audit_html(app: &TestApp, u: &elevate::model::User) -> String {
 
 /// The audit page of `tenant` as its auditor sees it: (verified?, the verification line).
 async fn audit_page(app: &TestApp, tenant: &Tenant) -> (bool, String) {
-    let u = match app
-        .store()
-        .read(tenant.tenant_id)
-        .await
-        .unwrap()
-        .user_by_email(&format!("ada@{}.example", tenant.slug))
-        .await
-        .unwrap()
-    {
-        Some(u) => u,
-        None => {
-            seed_user(
-                app.store(),
-                app.clock.as_ref(),
-                tenant,
-                &format!("ada@{}.example", tenant.slug),
-                &[Role::Auditor],
-                &[],
-            )
-            .await
-        }
-    };
-    let page = audit_html(app, &u).await;
+    let page = audit_html(app, &ada(app, tenant).await).await;
     let verified = page.contains(r#"<span class="tag ok">verified</span>"#);
     assert!(
         verified
@@ -647,16 +652,7 @@ async fn an_actor_filter_searches_a_bounded_window_per_page(db: TestDb) {
     tx.commit().await.unwrap();
     let rare = head(&app, &acme).await;
     append_events(&app, &acme, 25).await;
-    let u = seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        &acme,
-        "ada@acme.example",
-        &[Role::Auditor],
-        &[],
-    )
-    .await;
-    let client = app.signed_in(&u).await;
+    let client = app.signed_in(&ada(&app, &acme).await).await;
     let mut next = "/audit?actor=rare-operator".to_owned();
     let mut pages = 0;
     let found = loop {
@@ -745,16 +741,7 @@ async fn an_out_of_range_date_filter_is_a_400_with_a_message() {
             crate::helpers::assert_error_says(&body, "out of range");
         }
     }
-    let u = seed_user(
-        app.store(),
-        app.clock.as_ref(),
-        &tenant,
-        "ada@acme.example",
-        &[Role::Auditor],
-        &[],
-    )
-    .await;
-    let browser = app.signed_in(&u).await;
+    let browser = app.signed_in(&ada(&app, &tenant).await).await;
     for path in ["/audit?to=9999-12-31", "/audit/export?to=9999-12-31"] {
         let r = browser.get(app.url(path)).send().await.unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
