@@ -98,6 +98,11 @@ impl PgTarget {
         crate::helpers::pg_url(&self.database, None)
     }
 
+    /// Runs `sql` as the superuser on the target's database (what an operator does by hand).
+    pub async fn superuser_exec(&self, sql: &str) {
+        pg_exec(&self.superuser_url(), sql).await;
+    }
+
     /// The URL `elevate admin target set` gets (no password).
     pub fn admin_url(&self) -> String {
         format!(

@@ -405,14 +405,8 @@ async fn a_failed_drop_leaves_the_login_locked_out_and_whole() {
         .execute(&mut c)
         .await
         .unwrap();
-    let mut su = pg.superuser().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "REVOKE {} FROM {}",
-        pg.owner, pg.admin
-    )))
-    .execute(&mut su)
-    .await
-    .unwrap();
+    pg.superuser_exec(&format!("REVOKE {} FROM {}", pg.owner, pg.admin))
+        .await;
 
     shop.revoke(&id).await;
     let pass = shop.reap().await;
@@ -423,6 +417,7 @@ async fn a_failed_drop_leaves_the_login_locked_out_and_whole() {
         pg.login(&user, &password).await.is_err(),
         "a login whose drop failed can no longer sign in"
     );
+    let mut su = pg.superuser().await;
     let owned: (String, bool) = sqlx::query_as(
         "SELECT t.tableowner::text, has_table_privilege('public', 'work.fixes', 'SELECT')
          FROM pg_tables t WHERE t.schemaname = 'work' AND t.tablename = 'fixes'",
@@ -436,13 +431,8 @@ async fn a_failed_drop_leaves_the_login_locked_out_and_whole() {
         "the failed drop changed nothing it owned"
     );
 
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "GRANT {} TO {}",
-        pg.owner, pg.admin
-    )))
-    .execute(&mut su)
-    .await
-    .unwrap();
+    pg.superuser_exec(&format!("GRANT {} TO {}", pg.owner, pg.admin))
+        .await;
     shop.app
         .clock
         .advance(elevate::db_targets::cleanup::MAX_BACKOFF);
