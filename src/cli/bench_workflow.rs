@@ -91,6 +91,8 @@ struct Measured {
     p50: Duration,
     p99: Duration,
     done: usize,
+    /// Seconds the measurement took.
+    elapsed: f64,
 }
 
 pub async fn run(args: WorkflowBench) -> anyhow::Result<()> {
@@ -139,11 +141,13 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
     for &clients in &args.clients {
         let clients = clients.max(1);
         let f = flow.clone();
+        let writes_before = server.store.write_transactions_begun();
         let flows = measure(clients, window, move || {
             let f = f.clone();
             async move { f.once().await }
         })
         .await?;
+        let writes = (server.store.write_transactions_begun() - writes_before) as f64;
         let empty = measure_get(&http, clients, window, format!("{base}/healthz"), None).await?;
         let read = measure_get(
             &http,
@@ -153,6 +157,7 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
             Some(flow.alice.clone()),
         )
         .await?;
+        let commits = raw_commits(&server.store, clients, window).await?;
         println!(
             "  {clients:>2} client(s): {:>7.1} flows/s (p50 {:>7.2} ms, p99 {:>7.2} ms, {} flows) \
              | empty handler {:>8.0}/s | calls / empty {:>5.1}% \
@@ -166,6 +171,15 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
             read.rate,
             ms(read.p99),
             100.0 * read.rate / empty.rate.max(1.0)
+        );
+        println!(
+            "     the store's write transactions {:>7.0}/s ({:.1} per flow) | raw commits {:>7.0}/s \
+             (p99 {:>6.2} ms) | write transactions / raw {:>5.1}%",
+            writes / flows.elapsed,
+            writes / flows.done.max(1) as f64,
+            commits.rate,
+            ms(commits.p99),
+            100.0 * writes / flows.elapsed / commits.rate.max(1.0)
         );
     }
     server.stop().await;
@@ -263,6 +277,20 @@ async fn measure_get(
     .await
 }
 
+/// The store's raw commit rate at `clients` writers: one insert into a scratch table and the
+/// commit, through the server's own pool (see `Store::raw_commit`).
+async fn raw_commits(store: &Store, clients: usize, window: Duration) -> anyhow::Result<Measured> {
+    store.raw_commit_table(true).await?;
+    let s = store.clone();
+    let measured = measure(clients, window, move || {
+        let s = s.clone();
+        async move { Ok(s.raw_commit().await?) }
+    })
+    .await;
+    store.raw_commit_table(false).await?;
+    measured
+}
+
 /// Runs `one` from `clients` tasks for `window`; the rate and latency of its completions.
 async fn measure<F, Fut>(clients: usize, window: Duration, one: F) -> anyhow::Result<Measured>
 where
@@ -295,5 +323,6 @@ where
         p50: super::bench::percentile(&all, 0.50),
         p99: super::bench::percentile(&all, 0.99),
         done: all.len(),
+        elapsed,
     })
 }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
-use super::{AdminConn, TargetSpec, names};
+use super::{TargetSpec, names};
 use crate::audit::{Actor, NewEvent};
 use crate::crypto::MasterKey;
 use crate::error::AppResult;
@@ -66,46 +66,59 @@ pub async fn run_due(
     }
     let mut pass = Pass::default();
     for (name, logins) in by_target {
-        let target = targets.iter().find(|t| t.name == name);
-        let conn = match spec_for(target, master, &name) {
-            Ok(spec) => spec.connect().await.map_err(|e| e.0),
-            Err(e) => Err(e),
-        };
-        let mut conn = match conn {
-            Ok(c) => c,
-            Err(error) => {
-                for login in &logins {
-                    failed(store, tenant, login, &error, now).await?;
-                    pass.failed += 1;
-                }
-                continue;
-            }
-        };
+        let spec = spec_for(targets.iter().find(|t| t.name == name), master, &name);
+        // Once the target cannot be reached, the rest of its batch waits for the next attempt
+        // instead of each waiting out its own connection timeout.
+        let mut unreachable = spec.as_ref().err().cloned();
         for login in &logins {
-            match end_one(&mut conn, store, tenant, login, now).await {
+            let result = match (&spec, &unreachable) {
+                (Ok(spec), None) => end_one(spec, store, tenant, login, now).await,
+                (_, Some(error)) | (Err(error), None) => Err(Failure::Unreachable(error.clone())),
+            };
+            match result {
                 Ok(true) => pass.cleaned += 1,
                 Ok(false) => {}
-                Err(error) => {
+                Err(failure) => {
+                    let error = match failure {
+                        Failure::Unreachable(e) => {
+                            unreachable = Some(e.clone());
+                            e
+                        }
+                        Failure::Failed(e) => e,
+                    };
                     failed(store, tenant, login, &error, now).await?;
                     pass.failed += 1;
                 }
             }
         }
-        conn.close().await;
     }
     Ok(pass)
 }
 
+/// Why one login was not ended.
+enum Failure {
+    /// No admin connection holding its role lock: the target is down, full or busy.
+    Unreachable(String),
+    /// Anything after that.
+    Failed(String),
+}
+
 /// Ends one login under the target's lock for it and records that, still under the lock.
-/// False when another replica finished it first.
+/// False when another replica finished it first. It takes a kept admin connection when there
+/// is one, as issuing does: a target whose connection slots are all taken (by the sessions of
+/// the very logins that are due) can still be cleaned up through one, and a connection goes back
+/// only after everything on it succeeded and its lock is released.
 async fn end_one(
-    conn: &mut AdminConn,
+    spec: &TargetSpec,
     store: &Store,
     tenant: &Tenant,
     login: &DbLoginRecord,
     now: OffsetDateTime,
-) -> Result<bool, String> {
-    conn.lock(&login.role_name).await.map_err(|e| e.0)?;
+) -> Result<bool, Failure> {
+    let mut conn = spec
+        .locked_for(tenant.tenant_id, &login.role_name)
+        .await
+        .map_err(|e| Failure::Unreachable(e.0))?;
     let result = async {
         let open = {
             let mut tx = store
@@ -128,8 +141,12 @@ async fn end_one(
             .map_err(|e| format!("recording the cleanup: {e}"))
     }
     .await;
-    let _ = conn.release(&login.role_name).await;
-    result
+    if result.is_ok() && conn.release(&login.role_name).await.is_ok() {
+        spec.check_in(tenant.tenant_id, conn).await;
+    } else {
+        conn.close().await;
+    }
+    result.map_err(Failure::Failed)
 }
 
 async fn record_cleaned(

@@ -63,7 +63,8 @@ pub async fn rights(
                     CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END], NULL)
                 || ARRAY(SELECT 'member of ' || b.rolname FROM pg_auth_members m
                          JOIN pg_roles b ON b.oid = m.roleid
-                         WHERE m.member = r.oid AND b.rolname LIKE 'pg\\_%' ORDER BY 1)
+                         WHERE m.member = r.oid AND b.rolname LIKE 'pg\\_%'
+                           AND b.rolname <> 'pg_use_reserved_connections' ORDER BY 1)
                 || ARRAY(SELECT 'owns database ' || d.datname FROM pg_database d
                          WHERE d.datdba = r.oid ORDER BY 1),
                 ARRAY(SELECT x FROM unnest($1::text[]) AS x

@@ -52,6 +52,7 @@ mod keys;
 mod outbox;
 mod passkeys;
 mod policy;
+mod raw_commits;
 mod requests;
 mod sessions;
 mod ssh_certs;
@@ -255,6 +256,12 @@ pub fn data_dir_for(url: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from("."))
 }
 
+/// A pooled Postgres connection idle this long is pinged before use, so one the server dropped
+/// meanwhile (a restart, a failover, an idle timeout) is replaced instead of failing the request
+/// that takes it. Busier connections skip the ping (a round trip per transaction): sqlx already
+/// pinged them when they went back to the pool, and a broken one is closed when it fails.
+const PG_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 impl Store {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         let connect_err = |source| StoreError::Connect {
@@ -272,14 +279,19 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
+                // sqlx pings a connection when it goes back to the pool and again when it is
+                // taken out: on SQLite each ping is a round trip to the connection's thread,
+                // and a connection to a local file cannot go stale between the two.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options.clone())
                     .await
                     .map_err(connect_err)?;
                 let readers = SqlitePoolOptions::new()
                     .max_connections(8)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options.pragma("query_only", "ON"))
                     .await
@@ -294,6 +306,15 @@ impl Store {
                 let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PG_PING_AFTER_IDLE {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .acquire_timeout(Duration::from_secs(5))
                     .connect_with(options)
                     .await

@@ -518,8 +518,10 @@ fn start_load(
                             login["port"],
                             login["database"].as_str().unwrap()
                         );
-                        // Keep a session open on every other login (the shared Postgres has 100
-                        // connection slots): it must not outlive the grant.
+                        // Keep a session open on every other login: it must not outlive the
+                        // grant. At this rate they can fill the shared Postgres's 100 connection
+                        // slots, and the cleanup must still end them (through the admin
+                        // connections elevate keeps).
                         let session = if i % 2 == 0 {
                             PgConnection::connect(&url).await.ok()
                         } else {

@@ -619,3 +619,45 @@ async fn audit_events_are_written_at_commit_and_read_back_before_it(db: TestDb) 
         .collect();
     assert_eq!(subjects, ["e1", "e2", "e3"]);
 }
+
+/// A pooled Postgres connection the server ended while it sat idle (a restart, a failover, an
+/// idle timeout) is replaced when it is next taken, not handed to a transaction that then
+/// fails: connections idle for a second or more are pinged first. Busier ones are not (sqlx
+/// pinged them on release), which saves a round trip per transaction.
+#[tokio::test]
+async fn postgres_connections_ended_while_idle_are_replaced() {
+    let db = TestDb::postgres().await;
+    let clock = ManualClock::starting_now();
+    let master = MasterKey::generate().unwrap();
+    let tenant = seed_tenant(&db.store, &master, &clock, "idle").await;
+    let mut open = Vec::new();
+    for _ in 0..4 {
+        open.push(db.store.read(tenant.tenant_id).await.unwrap());
+    }
+    for tx in open {
+        tx.commit().await.unwrap();
+    }
+    db.owner_exec(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND usename = '{}'",
+        crate::helpers::APP_LOGIN_ROLE
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for i in 0..6 {
+        let mut tx = db
+            .store
+            .read(tenant.tenant_id)
+            .await
+            .unwrap_or_else(|e| panic!("read {i} after the sessions ended: {e}"));
+        assert!(tx.lockdown().await.unwrap().is_none());
+        tx.commit().await.unwrap();
+        let mut tx = db
+            .store
+            .tenant(tenant.tenant_id)
+            .await
+            .unwrap_or_else(|e| panic!("write {i} after the sessions ended: {e}"));
+        assert!(tx.lockdown().await.unwrap().is_none());
+        tx.rollback().await.unwrap();
+    }
+}
