@@ -133,6 +133,9 @@ pub fn sleep_until(next: Option<OffsetDateTime>, now: OffsetDateTime, every: Dur
 /// The shortest sleep between two passes.
 pub const MIN_SLEEP: Duration = Duration::from_millis(200);
 
+/// The longest sleep between two passes of the server's reaper (see `broker::wake`).
+pub use crate::broker::wake::EVERY;
+
 /// Drops the database logins that are due, over every tenant.
 pub async fn clean_db_logins(
     store: &Store,
@@ -180,6 +183,8 @@ pub struct Reaper {
     pub master: Arc<MasterKey>,
     pub status: SharedStatus,
     pub wake: Arc<Notify>,
+    /// Wakes the notification postman alone (a transition that needs no pass still notifies).
+    pub post: Arc<Notify>,
     pub links: String,
     pub every: Duration,
     /// Expiry lateness and pass durations, for `/metrics`.
@@ -222,7 +227,7 @@ fn spawn_postman(r: &Reaper, post: Arc<Notify>) -> tokio::task::JoinHandle<()> {
 /// backing off (up to a minute) while the store fails. Due notifications are delivered by a
 /// task of its own, which the returned handle also waits for at shutdown.
 pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
-    let post = Arc::new(Notify::new());
+    let post = r.post.clone();
     let postman = spawn_postman(&r, post.clone());
     tokio::spawn(async move {
         let mut delay = Duration::ZERO;

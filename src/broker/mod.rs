@@ -8,6 +8,7 @@ pub mod policy;
 pub mod service;
 pub mod sessions;
 pub mod ssh;
+pub mod wake;
 
 use std::sync::Arc;
 
@@ -70,6 +71,8 @@ pub struct Broker {
     pub links: Arc<str>,
     /// Wakes the reaper for work that should not wait for its next pass (ended logins).
     pub reaper_wake: Arc<tokio::sync::Notify>,
+    /// Wakes the reaper's postman alone, to send what a transition queued.
+    pub postman_wake: Arc<tokio::sync::Notify>,
     pub telemetry: Arc<Telemetry>,
     /// The WebAuthn relying party (elevate at its public URL) for step-ups.
     pub passkeys: RelyingParty,
@@ -158,7 +161,7 @@ impl Broker {
     }
 
     /// A person's transition, in one transaction that locks the request; the reaper is woken
-    /// because a transition may have ended database logins.
+    /// when the transition needs a pass before its next one (see `wake::reaper_wanted_after`).
     async fn act(&self, c: &Caller, id: Uuid, event: Event) -> AppResult<Shown> {
         self.act_proven(c, id, event, None).await
     }
@@ -171,7 +174,11 @@ impl Broker {
         step_up: Option<&TakenStepUp>,
     ) -> AppResult<Shown> {
         let shown = service::act(&self.store, &self.links, c, id, event, step_up).await?;
-        self.reaper_wake.notify_one();
+        if wake::reaper_wanted_after(&shown.0.request, c.ctx.now) {
+            self.reaper_wake.notify_one();
+        } else {
+            self.postman_wake.notify_one();
+        }
         Ok(shown.into())
     }
 

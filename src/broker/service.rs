@@ -191,9 +191,15 @@ fn gone(id: Uuid) -> Person {
 
 /// The profile as decided, with who may request it taken from the policy in force, for the
 /// eligibility check when the last approval decides a grant (as a scheduled activation does): a
-/// profile removed since leaves nobody eligible.
-async fn with_current_requesters(tx: &mut TenantTx, mut decided: Profile) -> AppResult<Profile> {
+/// profile removed since leaves nobody eligible. `decided_at` is the policy version `decided`
+/// comes from: while it is still the one in force, `decided` is already current.
+async fn with_current_requesters(
+    tx: &mut TenantTx,
+    mut decided: Profile,
+    decided_at: i64,
+) -> AppResult<Profile> {
     let current = match tx.latest_policy_version().await? {
+        Some(v) if v.version == decided_at => return Ok(decided),
         Some(v) => tx
             .profiles_at(v.version)
             .await?
@@ -815,7 +821,9 @@ pub async fn act(
         .await?
         .ok_or_else(|| AppError::internal(anyhow::anyhow!("requester of {id} missing")))?;
     let deciding = match &event {
-        Event::Approve { .. } => with_current_requesters(&mut tx, profile.clone()).await?,
+        Event::Approve { .. } => {
+            with_current_requesters(&mut tx, profile.clone(), stored.policy_version).await?
+        }
         _ => profile.clone(),
     };
     // A passkey step-up counts only for the decision it was issued for: this request as it is

@@ -117,8 +117,9 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
         master: Arc::new(crate::crypto::MasterKey::generate()?),
         status: Default::default(),
         wake: wake.clone(),
+        post: Default::default(),
         links: "http://bench".into(),
-        every: Duration::from_secs(5),
+        every: crate::reaper::EVERY,
         telemetry: telemetry.clone(),
         stopping: stopping.clone(),
     });

@@ -110,6 +110,7 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
     let audit_key = state.master_key.clone();
     let audit_clock = state.clock.clone();
     let reaper_wake = state.reaper_wake.clone();
+    let postman_wake = state.broker.postman_wake.clone();
     let app = web::router(state);
     let shutdown = shutdown_signal();
 
@@ -129,8 +130,9 @@ pub async fn run(overrides: &Overrides, log_format: Option<LogFormat>) -> anyhow
         master: reaper_key,
         status: reaper_status,
         wake: reaper_wake,
+        post: postman_wake,
         links: public_url.clone(),
-        every: std::time::Duration::from_secs(5),
+        every: crate::reaper::EVERY,
         stopping: reaper_stopping.clone(),
     });
     web::serve(listener, app, tls, shutdown)

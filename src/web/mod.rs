@@ -100,6 +100,7 @@ impl AppState {
             master: master_key.clone(),
             links: config.public_url.as_str().into(),
             reaper_wake: reaper_wake.clone(),
+            postman_wake: Default::default(),
             telemetry: telemetry.clone(),
             passkeys: crate::passkeys::RelyingParty::for_public_url(&config.public_url),
         };
