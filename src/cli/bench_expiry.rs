@@ -70,6 +70,7 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
     // Filing takes a while; every grant is given enough time to end after the last is filed.
     let lead = Duration::from_secs(args.lead.unwrap_or(30 + (n as u64) / 100));
     let start = Instant::now();
+    let writes_before = store.write_transactions_begun();
     let first_end = SystemClock.now() + lead;
     for i in 0..n {
         let now = SystemClock.now();
@@ -90,6 +91,7 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
             .await?;
     }
     let filing = start.elapsed();
+    let writes = store.write_transactions_begun() - writes_before;
     // As autovacuum would after such a fill; without it Postgres plans for empty tables (see
     // `elevate doctor`).
     if let Err(e) = store.analyze().await {
@@ -100,6 +102,13 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
         filing.as_secs_f64(),
         n as f64 / filing.as_secs_f64(),
         args.within
+    );
+    let raw = raw_commit_rate(&store, Duration::from_secs(2)).await?;
+    println!(
+        "the store's raw commit rate (one writer, same pool): {raw:.0}/s; filing's write \
+         transactions ({:.1} per grant) used {:.1}% of it",
+        writes as f64 / n as f64,
+        100.0 * writes as f64 / filing.as_secs_f64() / raw.max(1.0)
     );
     if let Some((rss, peak)) = resident_mb() {
         println!(
@@ -167,6 +176,20 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
     );
     server.stop().await;
     Ok(())
+}
+
+/// Raw commits per second (`Store::raw_commit`) from one writer over `window`.
+async fn raw_commit_rate(store: &Store, window: Duration) -> anyhow::Result<f64> {
+    store.raw_commit_table(true).await?;
+    let start = Instant::now();
+    let mut done = 0u64;
+    while start.elapsed() < window {
+        store.raw_commit().await?;
+        done += 1;
+    }
+    let rate = done as f64 / start.elapsed().as_secs_f64();
+    store.raw_commit_table(false).await?;
+    Ok(rate)
 }
 
 /// This process's resident set and its peak, in MB (Linux `/proc/self/status`).
