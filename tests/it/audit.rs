@@ -213,7 +213,65 @@ async fn a_tenants_export_holds_nothing_of_another(db: TestDb) {
 crate::on_both_backends!(
     checkpoints_sign_the_head_and_an_export_verifies_offline,
     a_tenants_export_holds_nothing_of_another,
+    the_signer_skips_a_tenant_whose_signed_head_has_not_moved,
 );
+
+/// The running signer passes every second: a tenant whose head it found signed and that has not
+/// moved since costs one read, not a write transaction; a new event brings the full pass back,
+/// and the head is still signed once its oldest unsigned event is a minute old.
+async fn the_signer_skips_a_tenant_whose_signed_head_has_not_moved(db: TestDb) {
+    use elevate::audit::checkpoint::{Settled, SharedStatus, run_once_settled};
+    let app = TestApp::spawn(db).await;
+    let tenant = seed_tenant(app.store(), &app.master, app.clock.as_ref(), "acme").await;
+    append_events(&app, &tenant, 7).await;
+    let status = SharedStatus::default();
+    let mut settled = Settled::default();
+    let store = app.store();
+    // What one pass of the running signer stores.
+    macro_rules! pass {
+        () => {
+            run_once_settled(
+                store,
+                &app.master,
+                every(100),
+                app.clock.now(),
+                &status,
+                &mut settled,
+            )
+            .await
+            .unwrap()
+        };
+    }
+
+    // Unsigned events a minute old: the head is signed, and settled.
+    app.clock.advance(time::Duration::seconds(61));
+    assert_eq!(pass!(), 1, "the head is signed");
+    let before = store.write_transactions_begun();
+    for _ in 0..3 {
+        assert_eq!(pass!(), 0);
+    }
+    assert_eq!(
+        store.write_transactions_begun(),
+        before,
+        "an unchanged, signed head costs no write transaction"
+    );
+
+    // A new event brings the full pass back; it is signed once a minute old.
+    append_events(&app, &tenant, 1).await;
+    let before = store.write_transactions_begun();
+    assert_eq!(pass!(), 0, "not due yet");
+    assert!(
+        store.write_transactions_begun() > before,
+        "a head that moved gets its pass"
+    );
+    app.clock.advance(time::Duration::seconds(61));
+    assert_eq!(pass!(), 1, "the new head is signed");
+    let mut tx = store.read(tenant.tenant_id).await.unwrap();
+    let (head, _) = tx.audit_head().await.unwrap().unwrap();
+    let signed = tx.latest_checkpoint().await.unwrap().unwrap().seq;
+    tx.commit().await.unwrap();
+    assert_eq!(signed, head);
+}
 
 /// A small deterministic generator, so a failure can be replayed from its seed.
 struct Rng(u64);
