@@ -2,7 +2,7 @@ use sqlx::types::Json;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use super::{Conn, StoreResult, TenantTx, ts};
+use super::{Conn, StoreError, StoreResult, TenantTx, ts};
 
 /// A notification waiting to go out (or sent).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -87,10 +87,46 @@ impl TenantTx {
                 .await?
             }
         };
-        for item in &items {
-            sql!(exec self,
-                "UPDATE notification_outbox SET next_attempt_at = $3 WHERE tenant_id = $1 AND id = $2",
-                tenant_id, item.id, ts(lease_until))?;
+        if items.is_empty() {
+            return Ok(items);
+        }
+        // The lease on the whole batch in one statement.
+        let leased = match &mut self.conn {
+            // The write lock is held since `BEGIN IMMEDIATE`: the subquery finds the rows the
+            // SELECT above did.
+            Conn::Sqlite(c) => sqlx::query(
+                "UPDATE notification_outbox SET next_attempt_at = $4
+                 WHERE tenant_id = $1 AND id IN (
+                     SELECT id FROM notification_outbox
+                     WHERE tenant_id = $1 AND sent_at IS NULL AND next_attempt_at <= $2
+                     ORDER BY created_at, id LIMIT $3)",
+            )
+            .bind(tenant_id)
+            .bind(ts(now))
+            .bind(limit)
+            .bind(ts(lease_until))
+            .execute(&mut **c)
+            .await?
+            .rows_affected(),
+            Conn::Postgres(c) => {
+                let ids: Vec<Uuid> = items.iter().map(|i| i.id).collect();
+                sqlx::query(
+                    "UPDATE notification_outbox SET next_attempt_at = $3
+                     WHERE tenant_id = $1 AND id = ANY($2)",
+                )
+                .bind(tenant_id)
+                .bind(&ids)
+                .bind(ts(lease_until))
+                .execute(&mut **c)
+                .await?
+                .rows_affected()
+            }
+        };
+        if usize::try_from(leased).ok() != Some(items.len()) {
+            return Err(StoreError::Corrupt(format!(
+                "claimed {} notifications but leased {leased}",
+                items.len()
+            )));
         }
         Ok(items)
     }
