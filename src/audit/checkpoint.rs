@@ -289,9 +289,17 @@ struct Pass {
     seen_hash: Vec<u8>,
     signed_seq: i64,
     anchor: Option<Anchor>,
-    /// Every event up to `seen_seq` is signed or covered by a stored checkpoint, and
-    /// `seen_seq` is the head.
-    settled: bool,
+    /// When this signer is needed again if the head does not move (None: at once).
+    idle: Option<Idle>,
+}
+
+/// What a head that does not move needs from the signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Idle {
+    /// Nothing: every event is signed or covered by a stored checkpoint.
+    Signed,
+    /// A signature at this time, when its oldest unsigned event falls due.
+    DueAt(OffsetDateTime),
 }
 
 async fn sign_due(
@@ -340,13 +348,13 @@ async fn sign_due(
         .step_by(usize::try_from(every).unwrap_or(usize::MAX))
         .collect();
     let covered = targets.last().copied().unwrap_or(from_seq);
+    let mut due_at = None;
     if covered < reach {
         let oldest_unsigned = tx.audit_events(covered, 1).await?;
-        if oldest_unsigned
-            .first()
-            .is_some_and(|e| now - e.at >= schedule.every)
-        {
-            targets.push(reach);
+        match oldest_unsigned.first() {
+            Some(e) if now - e.at >= schedule.every => targets.push(reach),
+            Some(e) => due_at = Some(e.at + schedule.every),
+            None => {}
         }
     }
     let mut stored = 0;
@@ -376,7 +384,13 @@ async fn sign_due(
     let checkpointed = from_seq.max(signed_seq);
     Ok(Pass {
         stored,
-        settled: seen_seq == head_seq && checkpointed >= seen_seq,
+        idle: if seen_seq != head_seq || reach != seen_seq {
+            None
+        } else if checkpointed >= seen_seq {
+            Some(Idle::Signed)
+        } else {
+            due_at.map(Idle::DueAt)
+        },
         seen_seq,
         seen_hash,
         signed_seq,
@@ -403,14 +417,14 @@ pub async fn checkpoint_tenant(
     )
 }
 
-/// [`checkpoint_tenant`], and the head (seq, hash) when the pass left nothing of it unsigned.
+/// [`checkpoint_tenant`], and the head (seq, hash) with what it needs next if it does not move.
 async fn checkpoint_tenant_settling(
     store: &Store,
     master: &MasterKey,
     tenant_id: Uuid,
     schedule: Schedule,
     now: OffsetDateTime,
-) -> AppResult<(usize, Option<(i64, Vec<u8>)>)> {
+) -> AppResult<(usize, Option<(i64, Vec<u8>, Idle)>)> {
     let mut tx = store.tenant(tenant_id).await?;
     // One signer per tenant across replicas: another replica signing this tenant now does the
     // same work, so this one skips the tenant until its next pass.
@@ -426,7 +440,7 @@ async fn checkpoint_tenant_settling(
         seen_hash,
         signed_seq,
         anchor,
-        settled,
+        idle,
     } = match sign_due(&mut tx, master, tenant_id, schedule, now).await {
         Ok(pass) => pass,
         Err(e) => {
@@ -435,7 +449,7 @@ async fn checkpoint_tenant_settling(
         }
     };
     tx.commit().await?;
-    let head = settled.then(|| (seen_seq, seen_hash.clone()));
+    let head = idle.map(|idle| (seen_seq, seen_hash.clone(), idle));
     if let Some(dir) = master.anchor_dir() {
         let next = Anchor {
             tenant_id,
@@ -475,22 +489,28 @@ pub async fn run_once(
     .await
 }
 
-/// The heads at which each tenant had nothing left to sign, as the running signer last found
-/// them. A tenant whose head is still that one is skipped with one read (no write transaction,
-/// no lock): an idle tenant cost a write transaction and about seven statements every second.
-/// Tenants with unsigned events are passed over every second until they are signed.
+/// Each tenant's head as the running signer last left it, with what it needs next if it does
+/// not move: nothing (all signed) or a signature when its oldest unsigned event falls due. A
+/// tenant whose head is still that one, and not due, is skipped with one read (no write
+/// transaction, no lock): an idle tenant cost a write transaction and about seven statements
+/// every second. Events appended since (the head moved) always get the full pass.
 #[derive(Debug, Default)]
-pub struct Settled(std::collections::HashMap<Uuid, (i64, Vec<u8>)>);
+pub struct Settled(std::collections::HashMap<Uuid, (i64, Vec<u8>, Idle)>);
 
 impl Settled {
-    async fn unchanged(&self, store: &Store, tenant_id: Uuid) -> AppResult<bool> {
-        let Some(settled) = self.0.get(&tenant_id) else {
+    async fn quiet(&self, store: &Store, tenant_id: Uuid, now: OffsetDateTime) -> AppResult<bool> {
+        let Some((seq, hash, idle)) = self.0.get(&tenant_id) else {
             return Ok(false);
         };
+        if let Idle::DueAt(due) = idle
+            && now >= *due
+        {
+            return Ok(false);
+        }
         let mut tx = store.read(tenant_id).await?;
         let head = tx.audit_head().await?;
         tx.commit().await?;
-        Ok(head.as_ref() == Some(settled))
+        Ok(head.is_some_and(|(s, h)| s == *seq && h == *hash))
     }
 }
 
@@ -507,7 +527,7 @@ pub async fn run_once_settled(
     let mut broken = std::collections::BTreeMap::new();
     let mut failed = None;
     for tenant in store.tenants().await? {
-        if settled.unchanged(store, tenant.tenant_id).await? {
+        if settled.quiet(store, tenant.tenant_id, now).await? {
             continue;
         }
         settled.0.remove(&tenant.tenant_id);

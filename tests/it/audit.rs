@@ -216,9 +216,9 @@ crate::on_both_backends!(
     the_signer_skips_a_tenant_whose_signed_head_has_not_moved,
 );
 
-/// The running signer passes every second: a tenant whose head it found signed and that has not
-/// moved since costs one read, not a write transaction; a new event brings the full pass back,
-/// and the head is still signed once its oldest unsigned event is a minute old.
+/// The running signer passes every second: a tenant whose head has not moved since it left it
+/// signed (or not due yet) costs one read, not a write transaction; a new event brings the full
+/// pass back, and the head is still signed once its oldest unsigned event is a minute old.
 async fn the_signer_skips_a_tenant_whose_signed_head_has_not_moved(db: TestDb) {
     use elevate::audit::checkpoint::{Settled, SharedStatus, run_once_settled};
     let app = TestApp::spawn(db).await;
@@ -256,7 +256,8 @@ async fn the_signer_skips_a_tenant_whose_signed_head_has_not_moved(db: TestDb) {
         "an unchanged, signed head costs no write transaction"
     );
 
-    // A new event brings the full pass back; it is signed once a minute old.
+    // A new event brings the full pass back; until it falls due, passes skip the tenant again;
+    // it is signed once a minute old.
     append_events(&app, &tenant, 1).await;
     let before = store.write_transactions_begun();
     assert_eq!(pass!(), 0, "not due yet");
@@ -264,7 +265,15 @@ async fn the_signer_skips_a_tenant_whose_signed_head_has_not_moved(db: TestDb) {
         store.write_transactions_begun() > before,
         "a head that moved gets its pass"
     );
-    app.clock.advance(time::Duration::seconds(61));
+    let before = store.write_transactions_begun();
+    app.clock.advance(time::Duration::seconds(30));
+    assert_eq!(pass!(), 0, "still not due");
+    assert_eq!(
+        store.write_transactions_begun(),
+        before,
+        "a head not due yet costs no write transaction"
+    );
+    app.clock.advance(time::Duration::seconds(31));
     assert_eq!(pass!(), 1, "the new head is signed");
     let mut tx = store.read(tenant.tenant_id).await.unwrap();
     let (head, _) = tx.audit_head().await.unwrap().unwrap();
