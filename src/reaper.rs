@@ -197,7 +197,8 @@ pub struct Reaper {
 /// Delivers due notifications until stopped: after every reaper pass (transitions write them)
 /// and every `every` for retries. A task of its own, so that slow or failing delivery (a mail
 /// server that does not answer) never delays an expiry.
-fn spawn_postman(r: &Reaper, post: Arc<Notify>) -> tokio::task::JoinHandle<()> {
+fn spawn_postman(r: &Reaper) -> tokio::task::JoinHandle<()> {
+    let post = r.post.clone();
     let (store, mailer, master, clock) = (
         r.store.clone(),
         r.mailer.clone(),
@@ -228,7 +229,7 @@ fn spawn_postman(r: &Reaper, post: Arc<Notify>) -> tokio::task::JoinHandle<()> {
 /// task of its own, which the returned handle also waits for at shutdown.
 pub fn spawn(r: Reaper) -> tokio::task::JoinHandle<()> {
     let post = r.post.clone();
-    let postman = spawn_postman(&r, post.clone());
+    let postman = spawn_postman(&r);
     tokio::spawn(async move {
         let mut delay = Duration::ZERO;
         let mut swept = false;

@@ -204,13 +204,8 @@ async fn create(
             .map_err(unavailable)
     }
     .await;
-    // Kept only when all went well and its role lock is released; otherwise closed, which
-    // releases whatever it held.
-    if result.is_ok() && conn.release(&record.role_name).await.is_ok() {
-        spec.check_in(tenant.tenant_id, conn).await;
-    } else {
-        conn.close().await;
-    }
+    spec.give_back(tenant.tenant_id, conn, &record.role_name, result.is_ok())
+        .await;
     result
 }
 

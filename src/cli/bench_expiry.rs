@@ -103,7 +103,9 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
         n as f64 / filing.as_secs_f64(),
         args.within
     );
-    let raw = raw_commit_rate(&store, Duration::from_secs(2)).await?;
+    let raw = super::bench_workflow::raw_commits(&store, 1, Duration::from_secs(2))
+        .await?
+        .rate;
     println!(
         "the store's raw commit rate (one writer, same pool): {raw:.0}/s; filing's write \
          transactions ({:.1} per grant) used {:.1}% of it",
@@ -176,20 +178,6 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
     );
     server.stop().await;
     Ok(())
-}
-
-/// Raw commits per second (`Store::raw_commit`) from one writer over `window`.
-async fn raw_commit_rate(store: &Store, window: Duration) -> anyhow::Result<f64> {
-    store.raw_commit_table(true).await?;
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < window {
-        store.raw_commit().await?;
-        done += 1;
-    }
-    let rate = done as f64 / start.elapsed().as_secs_f64();
-    store.raw_commit_table(false).await?;
-    Ok(rate)
 }
 
 /// This process's resident set and its peak, in MB (Linux `/proc/self/status`).

@@ -86,8 +86,8 @@ async fn add_people(server: &BenchServer, n: usize) -> anyhow::Result<()> {
 }
 
 /// What one measurement gives: rate, and p50/p99 of one unit (a flow, or a request).
-struct Measured {
-    rate: f64,
+pub(super) struct Measured {
+    pub(super) rate: f64,
     p50: Duration,
     p99: Duration,
     done: usize,
@@ -279,7 +279,11 @@ async fn measure_get(
 
 /// The store's raw commit rate at `clients` writers: one insert into a scratch table and the
 /// commit, through the server's own pool (see `Store::raw_commit`).
-async fn raw_commits(store: &Store, clients: usize, window: Duration) -> anyhow::Result<Measured> {
+pub(super) async fn raw_commits(
+    store: &Store,
+    clients: usize,
+    window: Duration,
+) -> anyhow::Result<Measured> {
     store.raw_commit_table(true).await?;
     let s = store.clone();
     let measured = measure(clients, window, move || {

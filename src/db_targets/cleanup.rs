@@ -141,11 +141,8 @@ async fn end_one(
             .map_err(|e| format!("recording the cleanup: {e}"))
     }
     .await;
-    if result.is_ok() && conn.release(&login.role_name).await.is_ok() {
-        spec.check_in(tenant.tenant_id, conn).await;
-    } else {
-        conn.close().await;
-    }
+    spec.give_back(tenant.tenant_id, conn, &login.role_name, result.is_ok())
+        .await;
     result.map_err(Failure::Failed)
 }
 

@@ -76,9 +76,20 @@ impl TargetSpec {
         Ok(conn)
     }
 
+    /// Ends the use of `conn` for `role`: after an operation that `succeeded`, its role lock is
+    /// released and it is kept for the next login; otherwise (or if the release fails) it is
+    /// closed, which releases whatever it held.
+    pub async fn give_back(&self, tenant: Uuid, mut conn: AdminConn, role: &str, succeeded: bool) {
+        if succeeded && conn.release(role).await.is_ok() {
+            self.check_in(tenant, conn).await;
+        } else {
+            conn.close().await;
+        }
+    }
+
     /// Keeps `conn` for the next [`Self::checkout`]: only a connection whose operation
     /// succeeded and that holds no lock.
-    pub async fn check_in(&self, tenant: Uuid, conn: AdminConn) {
+    async fn check_in(&self, tenant: Uuid, conn: AdminConn) {
         let key = self.idle_key(tenant);
         let surplus = match IDLE.lock() {
             Ok(mut idle) => {
