@@ -303,8 +303,16 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
         .to_openssh()?;
     let body = Arc::new(serde_json::json!({ "public_key": public }));
 
+    // Counted on an untimed pass, as `bench workflow` counts a flow's.
+    let counting = super::statement_count::Counting::start();
+    for _ in 0..COUNTED {
+        issue(&http, &url, &token, &body).await?;
+    }
+    let per_issue = counting.so_far() as f64 / f64::from(COUNTED);
+    drop(counting);
+
     println!(
-        "HTTP issuance over loopback (SQLite store, audited; {}s each):",
+        "HTTP issuance over loopback (SQLite store, audited; {}s each; {per_issue:.1} statements each):",
         window.as_secs()
     );
     let mut levels = Vec::new();
@@ -318,17 +326,7 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
                 let mut latencies = Vec::new();
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let res = http
-                        .post(&url)
-                        .bearer_auth(&token)
-                        .json(&*body)
-                        .send()
-                        .await?;
-                    let status = res.status();
-                    res.bytes().await?;
-                    if status != reqwest::StatusCode::CREATED {
-                        anyhow::bail!("issuance answered HTTP {status}");
-                    }
+                    issue(&http, &url, &token, &body).await?;
                     latencies.push(t.elapsed());
                 }
                 Ok::<_, anyhow::Error>(latencies)
@@ -347,11 +345,38 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
             percentile(&all, 0.99).as_secs_f64() * 1000.0,
             all.len()
         );
+        let raw_reads = super::bench_workflow::raw_reads(&server.store, clients, window).await?;
+        println!(
+            "             raw reads of the store {:>8.0}/s: issuance if its statements were all \
+             it cost {:>7.0}/s; its statements are {:>5.1}% of raw reads",
+            raw_reads.rate,
+            raw_reads.rate / per_issue.max(1.0),
+            100.0 * rate * per_issue / raw_reads.rate.max(1.0)
+        );
         levels.push(Level { rate });
     }
     server.stop().await;
     Ok(levels)
 }
+
+/// One certificate over HTTP.
+async fn issue(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<()> {
+    let res = http.post(url).bearer_auth(token).json(body).send().await?;
+    let status = res.status();
+    res.bytes().await?;
+    if status != reqwest::StatusCode::CREATED {
+        anyhow::bail!("issuance answered HTTP {status}");
+    }
+    Ok(())
+}
+
+/// Issuances counted for their statements before the timed runs.
+const COUNTED: u32 = 20;
 
 fn ssh_keygen(runs: u32) -> anyhow::Result<f64> {
     let dir = std::env::temp_dir().join(format!(

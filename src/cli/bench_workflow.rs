@@ -127,6 +127,15 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
         public_key: public,
     });
     flow.once().await?;
+    // What one flow costs the store, counted on an untimed pass (background work of the same
+    // moments included): on SQLite each statement is two switches to its connection's thread and
+    // back, on Postgres a round trip (a transaction's pinning `BEGIN` counts as one).
+    let counting = super::statement_count::Counting::start();
+    for _ in 0..COUNTED_FLOWS {
+        flow.once().await?;
+    }
+    let per_flow = counting.so_far() as f64 / f64::from(COUNTED_FLOWS);
+    drop(counting);
 
     let window = Duration::from_secs(args.seconds.max(1));
     let store_kind = if url.starts_with("postgres") {
@@ -142,12 +151,14 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
         let clients = clients.max(1);
         let f = flow.clone();
         let writes_before = server.store.write_transactions_begun();
+        let open_before = server.store.write_transactions_open();
         let flows = measure(clients, window, move || {
             let f = f.clone();
             async move { f.once().await }
         })
         .await?;
         let writes = (server.store.write_transactions_begun() - writes_before) as f64;
+        let open = (server.store.write_transactions_open() - open_before).as_secs_f64();
         let empty = measure_get(&http, clients, window, format!("{base}/healthz"), None).await?;
         let read = measure_get(
             &http,
@@ -158,6 +169,10 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
         )
         .await?;
         let commits = raw_commits(&server.store, clients, window).await?;
+        let raw_read = raw_reads(&server.store, clients, window).await?;
+        // An authenticated read is an empty request plus one read of the store: on two shared
+        // cores their costs add, so this is the most it could reach if elevate added nothing.
+        let bound = 1.0 / (1.0 / empty.rate.max(1.0) + 1.0 / raw_read.rate.max(1.0));
         println!(
             "  {clients:>2} client(s): {:>7.1} flows/s (p50 {:>7.2} ms, p99 {:>7.2} ms, {} flows) \
              | empty handler {:>8.0}/s | calls / empty {:>5.1}% \
@@ -180,6 +195,29 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
             commits.rate,
             ms(commits.p99),
             100.0 * writes / flows.elapsed / commits.rate.max(1.0)
+        );
+        // On SQLite one connection writes: the share of the window a write transaction held it
+        // is how close the flows came to that serial limit (on Postgres they overlap).
+        println!(
+            "     write transactions open {:>5.1}% of the window, {:>6.3} ms each on average",
+            100.0 * open / flows.elapsed,
+            1000.0 * open / writes.max(1.0)
+        );
+        println!(
+            "     raw reads {:>7.0}/s (p99 {:>6.2} ms) | empty + raw read {:>7.0}/s \
+             = {:>5.1}% of empty | authenticated read / (empty + raw read) {:>5.1}%",
+            raw_read.rate,
+            ms(raw_read.p99),
+            bound,
+            100.0 * bound / empty.rate.max(1.0),
+            100.0 * read.rate / bound.max(1.0)
+        );
+        println!(
+            "     statements {per_flow:.1} per flow: {:>7.0}/s = {:>5.1}% of raw reads \
+             | flows if statements were all they cost {:>6.0}/s",
+            per_flow * flows.rate,
+            100.0 * per_flow * flows.rate / raw_read.rate.max(1.0),
+            raw_read.rate / per_flow.max(1.0)
         );
     }
     server.stop().await;
@@ -289,6 +327,28 @@ pub(super) async fn raw_commits(
     let measured = measure(clients, window, move || {
         let s = s.clone();
         async move { Ok(s.raw_commit().await?) }
+    })
+    .await;
+    store.raw_commit_table(false).await?;
+    measured
+}
+
+/// Flows counted for their statements before the timed runs.
+const COUNTED_FLOWS: u32 = 20;
+
+/// The store's raw read rate at `clients` readers: one statement reading one row of the scratch
+/// table, through the pool the product reads through (see `Store::raw_read`).
+pub(super) async fn raw_reads(
+    store: &Store,
+    clients: usize,
+    window: Duration,
+) -> anyhow::Result<Measured> {
+    store.raw_commit_table(true).await?;
+    store.raw_commit().await?;
+    let s = store.clone();
+    let measured = measure(clients, window, move || {
+        let s = s.clone();
+        async move { Ok(s.raw_read().await?) }
     })
     .await;
     store.raw_commit_table(false).await?;

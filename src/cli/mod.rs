@@ -21,6 +21,7 @@ mod pin;
 mod policy;
 mod serve;
 mod ssh;
+mod statement_count;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -415,18 +416,22 @@ async fn act(id: &str, action: &str, body: serde_json::Value, json: bool) -> any
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_env("ELEVATE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
     // Colour codes only on a terminal: a log redirected to a file or a journal stays plain.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let log = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let log = match format {
+        LogFormat::Text => log.boxed(),
+        LogFormat::Json => log.json().flatten_event(true).boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(log.with_filter(filter))
+        .with(statement_count::layer())
+        .try_init();
 }
 
 impl StoreArgs {

@@ -194,6 +194,24 @@ pub struct Store {
 struct Begun {
     all: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
+    /// Nanoseconds write transactions were open, from their `BEGIN` to their end: on SQLite
+    /// how long its one writer was held.
+    writes_open_nanos: std::sync::atomic::AtomicU64,
+}
+
+/// Adds a write transaction's open time to [`Begun::writes_open_nanos`] when it ends.
+struct OpenClock {
+    since: std::time::Instant,
+    begun: std::sync::Arc<Begun>,
+}
+
+impl Drop for OpenClock {
+    fn drop(&mut self) {
+        let nanos = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.begun
+            .writes_open_nanos
+            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 // Beside the error it converts, so `error` stays below the store.
@@ -258,8 +276,9 @@ pub fn data_dir_for(url: &str) -> std::path::PathBuf {
 
 /// A pooled Postgres connection idle this long is pinged before use, so one the server dropped
 /// meanwhile (a restart, a failover, an idle timeout) is replaced instead of failing the request
-/// that takes it. Busier connections skip the ping (a round trip per transaction): sqlx already
-/// pinged them when they went back to the pool, and a broken one is closed when it fails.
+/// that takes it. Busier connections skip the ping (a round trip per transaction): their last
+/// exchange ended cleanly under a second ago, and one that failed mid-exchange was pinged on its
+/// way back to the pool and closed.
 const PG_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 impl Store {
@@ -281,10 +300,14 @@ impl Store {
                     .busy_timeout(Duration::from_secs(10));
                 // sqlx pings a connection when it goes back to the pool and again when it is
                 // taken out: on SQLite each ping is a round trip to the connection's thread,
-                // and a connection to a local file cannot go stale between the two.
+                // and a connection to a local file cannot go stale between the two. Nor can a
+                // cancelled call leave it mid-protocol: its thread runs commands in order, a
+                // dropped transaction's rollback first (`test_after_release` is our vendored
+                // sqlx-core's, see vendor/README.md).
                 let pool = SqlitePoolOptions::new()
                     .max_connections(1)
                     .test_before_acquire(false)
+                    .test_after_release(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options.clone())
                     .await
@@ -292,6 +315,7 @@ impl Store {
                 let readers = SqlitePoolOptions::new()
                     .max_connections(8)
                     .test_before_acquire(false)
+                    .test_after_release(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options.pragma("query_only", "ON"))
                     .await
@@ -304,9 +328,14 @@ impl Store {
             }
             Backend::Postgres => {
                 let options = PgConnectOptions::from_str(url).map_err(connect_err)?;
+                // Nor a ping on release for a connection whose last exchange ended cleanly:
+                // one that owes replies, has writes queued or is left in a transaction is
+                // still pinged, and the ping is what takes a dead socket out of the pool
+                // (`should_flush` in our vendored sqlx-postgres, see vendor/README.md).
                 let pool = PgPoolOptions::new()
                     .max_connections(16)
                     .test_before_acquire(false)
+                    .test_after_release(false)
                     .before_acquire(|conn, meta| {
                         Box::pin(async move {
                             if meta.idle_for >= PG_PING_AFTER_IDLE {
@@ -336,6 +365,16 @@ impl Store {
     /// How many of [`Self::transactions_begun`] could write ([`Self::tenant`], not [`Self::read`]).
     pub fn write_transactions_begun(&self) -> u64 {
         self.begun.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How long those that ended were open, summed: on SQLite the time its one writer was held,
+    /// which bounds the write transactions a second can hold.
+    pub fn write_transactions_open(&self) -> Duration {
+        Duration::from_nanos(
+            self.begun
+                .writes_open_nanos
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     /// Counts a read transaction ([`Self::read`], or authentication's own on Postgres).
@@ -484,7 +523,12 @@ impl Store {
             Pool::Sqlite(p) => Conn::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
             Pool::Postgres(p) => Conn::Postgres(p.begin_with(pinned("BEGIN", tenant_id)).await?),
         };
-        Ok(TenantTx::new(tenant_id, conn, false))
+        let mut tx = TenantTx::new(tenant_id, conn, false);
+        tx.open_clock = Some(OpenClock {
+            since: std::time::Instant::now(),
+            begun: self.begun.clone(),
+        });
+        Ok(tx)
     }
 
     /// Opens a read-only transaction pinned to one tenant: one consistent view, without the
@@ -642,6 +686,9 @@ pub struct TenantTx {
     audit_head: Option<(i64, Vec<u8>)>,
     /// Audit events appended and not yet written (see [`TenantTx::append_audit`]).
     pending_audit: Vec<(crate::model::audit::NewEvent, OffsetDateTime)>,
+    /// Write transactions only: counts the time this one is open (declared after `conn`, so
+    /// it stops when the connection has gone back).
+    open_clock: Option<OpenClock>,
 }
 
 impl TenantTx {
@@ -654,6 +701,7 @@ impl TenantTx {
             read_only,
             audit_head: None,
             pending_audit: Vec::new(),
+            open_clock: None,
         }
     }
 

@@ -24,6 +24,7 @@ crate::on_both_backends!(
     target_passwords_are_sealed_at_rest,
     a_read_transaction_does_not_wait_for_writers_and_cannot_write,
     audit_events_are_written_at_commit_and_read_back_before_it,
+    dropped_and_cancelled_transactions_leave_the_next_one_whole,
 );
 
 async fn tenants_get_sealed_signing_keys_and_are_found_by_slug(db: TestDb) {
@@ -618,6 +619,66 @@ async fn audit_events_are_written_at_commit_and_read_back_before_it(db: TestDb) 
         .map(|e| e.subject.as_str())
         .collect();
     assert_eq!(subjects, ["e1", "e2", "e3"]);
+}
+
+/// A transaction dropped without commit, or dropped while a statement of it was on its way
+/// (a client that went away mid-request), hands the next one a clean connection: nothing of it
+/// is committed and nothing of it is left open. On SQLite the pool no longer pings a connection
+/// on its way back (`test_after_release(false)`), so this is what that relies on.
+async fn dropped_and_cancelled_transactions_leave_the_next_one_whole(db: TestDb) {
+    let clock = ManualClock::starting_now();
+    let master = MasterKey::generate().unwrap();
+    let tenant = seed_tenant(&db.store, &master, &clock, "dropped").await;
+    let event = NewEvent::new(Actor::System, "test.event", "kept");
+    let mut in_flight = 0;
+    for i in 0..20 {
+        let mut tx = db.store.tenant(tenant.tenant_id).await.unwrap();
+        let dropped = user(&format!("dropped{i}@tx.example"));
+        if i % 2 == 0 {
+            tx.insert_user(&dropped, clock.now()).await.unwrap();
+        } else {
+            // Polled once, so its statement is on its way, then dropped, usually in flight.
+            in_flight +=
+                u32::from(polled_once_then_dropped(tx.insert_user(&dropped, clock.now())).await);
+        }
+        drop(tx);
+        let mut reader = db.store.read(tenant.tenant_id).await.unwrap();
+        in_flight +=
+            u32::from(polled_once_then_dropped(reader.user_by_email("x@tx.example")).await);
+        drop(reader);
+
+        let mut tx = db
+            .store
+            .tenant(tenant.tenant_id)
+            .await
+            .unwrap_or_else(|e| panic!("round {i}: the next transaction: {e}"));
+        tx.insert_user(&user(&format!("kept{i}@tx.example")), clock.now())
+            .await
+            .unwrap_or_else(|e| panic!("round {i}: the next insert: {e}"));
+        tx.append_audit(&event, clock.now()).await.unwrap();
+        tx.commit().await.unwrap();
+        let (kept, dropped) = (
+            format!("kept{i}@tx.example"),
+            format!("dropped{i}@tx.example"),
+        );
+        let mut reader = db.store.read(tenant.tenant_id).await.unwrap();
+        assert!(
+            reader.user_by_email(&kept).await.unwrap().is_some(),
+            "round {i}"
+        );
+        assert_eq!(
+            reader.user_by_email(&dropped).await.unwrap(),
+            None,
+            "round {i}"
+        );
+    }
+    assert!(in_flight > 0, "no call was dropped in flight");
+}
+
+/// Polls `f` once and drops it: whether it was still pending then (its call in flight).
+async fn polled_once_then_dropped<F: std::future::Future>(f: F) -> bool {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_pending())).await
 }
 
 /// A pooled Postgres connection the server ended while it sat idle (a restart, a failover, an

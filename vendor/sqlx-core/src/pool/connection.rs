@@ -203,6 +203,21 @@ impl<DB: Database> Drop for PoolConnection<DB> {
             return;
         }
 
+        // elevate: a connection the pool takes back as it is (`test_after_release`) goes back
+        // here and now, without a task to wake.
+        let pool = &self.pool;
+        let as_it_is = |live: &mut Live<DB>| {
+            !pool.options.test_after_release
+                && pool.options.after_release.is_none()
+                && !pool.is_closed()
+                && !is_beyond_max_lifetime(live, &pool.options)
+                && !live.raw.should_flush()
+        };
+        if let Some(live) = self.live.take_if(as_it_is) {
+            live.float(self.pool.clone()).release();
+            return;
+        }
+
         // We still need to spawn a task to maintain `min_connections`.
         if self.live.is_some() || self.pool.options.min_connections > 0 {
             crate::rt::spawn(self.return_to_pool());
@@ -311,6 +326,12 @@ impl<DB: Database> Floating<DB, Live<DB>> {
         // returned to the pool; also of course, if it was dropped due to an error
         // this is simply a band-aid as SQLx-next connections should be able
         // to recover from cancellations
+        // elevate: skipped where the pool says so (`PoolOptions::test_after_release`).
+        if !self.guard.pool.options.test_after_release && !self.raw.should_flush() {
+            self.release();
+            return true;
+        }
+
         if let Err(error) = self.raw.ping().await {
             tracing::warn!(
                 %error,

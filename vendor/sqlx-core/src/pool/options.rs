@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 /// the perspectives of both API designer and consumer.
 pub struct PoolOptions<DB: Database> {
     pub(crate) test_before_acquire: bool,
+    // elevate: see `test_after_release`.
+    pub(crate) test_after_release: bool,
     pub(crate) after_connect: Option<
         Arc<
             dyn Fn(&mut DB::Connection, PoolConnectionMetadata) -> BoxFuture<'_, Result<(), Error>>
@@ -94,6 +96,7 @@ impl<DB: Database> Clone for PoolOptions<DB> {
     fn clone(&self) -> Self {
         PoolOptions {
             test_before_acquire: self.test_before_acquire,
+            test_after_release: self.test_after_release,
             after_connect: self.after_connect.clone(),
             before_acquire: self.before_acquire.clone(),
             after_release: self.after_release.clone(),
@@ -147,6 +150,7 @@ impl<DB: Database> PoolOptions<DB> {
             before_acquire: None,
             after_release: None,
             test_before_acquire: true,
+            test_after_release: true,
             // A production application will want to set a higher limit than this.
             max_connections: 10,
             min_connections: 0,
@@ -313,6 +317,18 @@ impl<DB: Database> PoolOptions<DB> {
     /// Defaults to `true`.
     pub fn test_before_acquire(mut self, test: bool) -> Self {
         self.test_before_acquire = test;
+        self
+    }
+
+    /// elevate: if false, a connection goes back to the pool without a call to
+    /// [`Connection::ping`] unless it has something to flush ([`Connection::should_flush`],
+    /// such as a queued rollback). For drivers whose connections cannot be left mid-protocol by
+    /// a cancelled call (SQLite: its worker runs commands in order) the ping only costs a
+    /// round trip to the connection's thread.
+    ///
+    /// Defaults to `true`.
+    pub fn test_after_release(mut self, test: bool) -> Self {
+        self.test_after_release = test;
         self
     }
 
@@ -591,6 +607,7 @@ impl<DB: Database> Debug for PoolOptions<DB> {
             .field("max_lifetime", &self.max_lifetime)
             .field("idle_timeout", &self.idle_timeout)
             .field("test_before_acquire", &self.test_before_acquire)
+            .field("test_after_release", &self.test_after_release)
             .finish()
     }
 }
