@@ -152,6 +152,7 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
         let f = flow.clone();
         let writes_before = server.store.write_transactions_begun();
         let open_before = server.store.write_transactions_open();
+        let locked_before = server.store.append_locks_held();
         let flows = measure(clients, window, move || {
             let f = f.clone();
             async move { f.once().await }
@@ -159,6 +160,7 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
         .await?;
         let writes = (server.store.write_transactions_begun() - writes_before) as f64;
         let open = (server.store.write_transactions_open() - open_before).as_secs_f64();
+        let locked = (server.store.append_locks_held() - locked_before).as_secs_f64();
         let empty = measure_get(&http, clients, window, format!("{base}/healthz"), None).await?;
         let read = measure_get(
             &http,
@@ -199,9 +201,12 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
         // On SQLite one connection writes: the share of the window a write transaction held it
         // is how close the flows came to that serial limit (on Postgres they overlap).
         println!(
-            "     write transactions open {:>5.1}% of the window, {:>6.3} ms each on average",
+            "     write transactions open {:>5.1}% of the window, {:>6.3} ms each on average \
+             | the tenant's audit append lock held {:>5.1}% of it (Postgres), {:>6.3} ms each",
             100.0 * open / flows.elapsed,
-            1000.0 * open / writes.max(1.0)
+            1000.0 * open / writes.max(1.0),
+            100.0 * locked / flows.elapsed,
+            1000.0 * locked / writes.max(1.0)
         );
         println!(
             "     raw reads {:>7.0}/s (p99 {:>6.2} ms) | empty + raw read {:>7.0}/s \

@@ -70,6 +70,9 @@ impl TenantTx {
                         .bind(i64::from_be_bytes(key))
                         .execute(&mut **c)
                         .await?;
+                    if let Some(clock) = self.open_clock.as_mut() {
+                        clock.locked_since = Some(std::time::Instant::now());
+                    }
                 }
                 self.stored_audit_head().await?
             }

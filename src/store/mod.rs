@@ -197,20 +197,33 @@ struct Begun {
     /// Nanoseconds write transactions were open, from their `BEGIN` to their end: on SQLite
     /// how long its one writer was held.
     writes_open_nanos: std::sync::atomic::AtomicU64,
+    /// Postgres: nanoseconds a tenant's audit append lock was held, from taking it to the
+    /// commit that releases it. One tenant's write transactions pass it one at a time.
+    append_locked_nanos: std::sync::atomic::AtomicU64,
 }
 
-/// Adds a write transaction's open time to [`Begun::writes_open_nanos`] when it ends.
+/// Adds a write transaction's open time to [`Begun::writes_open_nanos`] when it ends, and the
+/// time it held the audit append lock, if it took it, to [`Begun::append_locked_nanos`].
 struct OpenClock {
     since: std::time::Instant,
+    locked_since: Option<std::time::Instant>,
     begun: std::sync::Arc<Begun>,
 }
 
 impl Drop for OpenClock {
     fn drop(&mut self) {
-        let nanos = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        use std::sync::atomic::Ordering::Relaxed;
+        let nanos = |since: std::time::Instant| {
+            u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        };
         self.begun
             .writes_open_nanos
-            .fetch_add(nanos, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(nanos(self.since), Relaxed);
+        if let Some(locked) = self.locked_since {
+            self.begun
+                .append_locked_nanos
+                .fetch_add(nanos(locked), Relaxed);
+        }
     }
 }
 
@@ -377,6 +390,16 @@ impl Store {
         )
     }
 
+    /// Postgres: how long their audit append locks were held, summed (zero on SQLite, where the
+    /// writer is the lock).
+    pub fn append_locks_held(&self) -> Duration {
+        Duration::from_nanos(
+            self.begun
+                .append_locked_nanos
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     /// Counts a read transaction ([`Self::read`], or authentication's own on Postgres).
     fn count_read(&self) {
         self.begun
@@ -526,6 +549,7 @@ impl Store {
         let mut tx = TenantTx::new(tenant_id, conn, false);
         tx.open_clock = Some(OpenClock {
             since: std::time::Instant::now(),
+            locked_since: None,
             begun: self.begun.clone(),
         });
         Ok(tx)
