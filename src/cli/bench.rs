@@ -319,6 +319,7 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
     for clients in [1usize, 8, 64] {
         let deadline = Instant::now() + window;
         let start = Instant::now();
+        let open_before = server.store.write_transactions_open();
         let mut tasks = Vec::new();
         for _ in 0..clients {
             let (http, url, token, body) = (http.clone(), url.clone(), token.clone(), body.clone());
@@ -339,11 +340,18 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
         let elapsed = start.elapsed().as_secs_f64();
         all.sort_unstable();
         let rate = all.len() as f64 / elapsed;
+        let open = (server.store.write_transactions_open() - open_before).as_secs_f64();
         println!(
             "  {clients:>2} client(s): {rate:>8.0} certificates/s   p50 {:>7.2} ms   p99 {:>7.2} ms   ({} issued)",
             percentile(&all, 0.50).as_secs_f64() * 1000.0,
             percentile(&all, 0.99).as_secs_f64() * 1000.0,
             all.len()
+        );
+        // The store's one writer (SQLite): the share of the window a write transaction held it.
+        println!(
+            "             write transactions held the writer {:>5.1}% of the window, {:>6.3} ms each",
+            100.0 * open / elapsed,
+            1000.0 * open / all.len().max(1) as f64
         );
         let raw_reads = super::bench_workflow::raw_reads(&server.store, clients, window).await?;
         println!(
