@@ -304,12 +304,8 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
     let body = Arc::new(serde_json::json!({ "public_key": public }));
 
     // Counted on an untimed pass, as `bench workflow` counts a flow's.
-    let counting = super::statement_count::Counting::start();
-    for _ in 0..COUNTED {
-        issue(&http, &url, &token, &body).await?;
-    }
-    let per_issue = counting.so_far() as f64 / f64::from(COUNTED);
-    drop(counting);
+    let per_issue =
+        super::statement_count::per_call(COUNTED, || issue(&http, &url, &token, &body)).await?;
 
     println!(
         "HTTP issuance over loopback (SQLite store, audited; {}s each; {per_issue:.1} statements each):",
@@ -353,7 +349,13 @@ async fn http_issuance_in(dir: &std::path::Path, window: Duration) -> anyhow::Re
             100.0 * open / elapsed,
             1000.0 * open / all.len().max(1) as f64
         );
-        let raw_reads = super::bench_workflow::raw_reads(&server.store, clients, window).await?;
+        let raw_reads = super::bench_workflow::raw(
+            &server.store,
+            clients,
+            window,
+            super::bench_workflow::Raw::Read,
+        )
+        .await?;
         println!(
             "             raw reads of the store {:>8.0}/s: issuance if its statements were all \
              it cost {:>7.0}/s; its statements are {:>5.1}% of raw reads",

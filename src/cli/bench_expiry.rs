@@ -103,9 +103,14 @@ async fn run_on(url: &str, args: &ExpiryBench) -> anyhow::Result<()> {
         n as f64 / filing.as_secs_f64(),
         args.within
     );
-    let raw = super::bench_workflow::raw_commits(&store, 1, Duration::from_secs(2))
-        .await?
-        .rate;
+    let raw = super::bench_workflow::raw(
+        &store,
+        1,
+        Duration::from_secs(2),
+        super::bench_workflow::Raw::Commit,
+    )
+    .await?
+    .rate;
     println!(
         "the store's raw commit rate (one writer, same pool): {raw:.0}/s; filing's write \
          transactions ({:.1} per grant) used {:.1}% of it",

@@ -130,12 +130,7 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
     // What one flow costs the store, counted on an untimed pass (background work of the same
     // moments included): on SQLite each statement is two switches to its connection's thread and
     // back, on Postgres a round trip (a transaction's pinning `BEGIN` counts as one).
-    let counting = super::statement_count::Counting::start();
-    for _ in 0..COUNTED_FLOWS {
-        flow.once().await?;
-    }
-    let per_flow = counting.so_far() as f64 / f64::from(COUNTED_FLOWS);
-    drop(counting);
+    let per_flow = super::statement_count::per_call(COUNTED_FLOWS, || flow.once()).await?;
 
     let window = Duration::from_secs(args.seconds.max(1));
     let store_kind = if url.starts_with("postgres") {
@@ -170,8 +165,8 @@ async fn run_on(url: &str, args: &WorkflowBench) -> anyhow::Result<()> {
             Some(flow.alice.clone()),
         )
         .await?;
-        let commits = raw_commits(&server.store, clients, window).await?;
-        let raw_read = raw_reads(&server.store, clients, window).await?;
+        let commits = raw(&server.store, clients, window, Raw::Commit).await?;
+        let raw_read = raw(&server.store, clients, window, Raw::Read).await?;
         // An authenticated read is an empty request plus one read of the store: on two shared
         // cores their costs add, so this is the most it could reach if elevate added nothing.
         let bound = 1.0 / (1.0 / empty.rate.max(1.0) + 1.0 / raw_read.rate.max(1.0));
@@ -320,18 +315,39 @@ async fn measure_get(
     .await
 }
 
-/// The store's raw commit rate at `clients` writers: one insert into a scratch table and the
-/// commit, through the server's own pool (see `Store::raw_commit`).
-pub(super) async fn raw_commits(
+/// What [`raw`] measures, through the server's own pools on a scratch table.
+#[derive(Clone, Copy)]
+pub(super) enum Raw {
+    /// One insert and the commit, through the pool the product writes through
+    /// (`Store::raw_commit`).
+    Commit,
+    /// One statement reading one row, through the pool the product reads through
+    /// (`Store::raw_read`).
+    Read,
+}
+
+/// The store's raw rate of `what` at `clients` callers.
+pub(super) async fn raw(
     store: &Store,
     clients: usize,
     window: Duration,
+    what: Raw,
 ) -> anyhow::Result<Measured> {
     store.raw_commit_table(true).await?;
+    if let Raw::Read = what {
+        // The row a raw read finds.
+        store.raw_commit().await?;
+    }
     let s = store.clone();
     let measured = measure(clients, window, move || {
         let s = s.clone();
-        async move { Ok(s.raw_commit().await?) }
+        async move {
+            match what {
+                Raw::Commit => s.raw_commit().await?,
+                Raw::Read => s.raw_read().await?,
+            }
+            Ok(())
+        }
     })
     .await;
     store.raw_commit_table(false).await?;
@@ -340,25 +356,6 @@ pub(super) async fn raw_commits(
 
 /// Flows counted for their statements before the timed runs.
 const COUNTED_FLOWS: u32 = 20;
-
-/// The store's raw read rate at `clients` readers: one statement reading one row of the scratch
-/// table, through the pool the product reads through (see `Store::raw_read`).
-pub(super) async fn raw_reads(
-    store: &Store,
-    clients: usize,
-    window: Duration,
-) -> anyhow::Result<Measured> {
-    store.raw_commit_table(true).await?;
-    store.raw_commit().await?;
-    let s = store.clone();
-    let measured = measure(clients, window, move || {
-        let s = s.clone();
-        async move { Ok(s.raw_read().await?) }
-    })
-    .await;
-    store.raw_commit_table(false).await?;
-    measured
-}
 
 /// Runs `one` from `clients` tasks for `window`; the rate and latency of its completions.
 async fn measure<F, Fut>(clients: usize, window: Duration, one: F) -> anyhow::Result<Measured>

@@ -1,6 +1,6 @@
 //! Counting the store's SQL statements for `elevate bench`. sqlx reports every statement it runs
 //! as a `tracing` event of target `sqlx::query`; [`layer`] counts those events, and only while a
-//! benchmark has [`Counting`] open, so a timed run pays nothing for it (the filter is asked per
+//! benchmark counts ([`per_call`]), so a timed run pays nothing for it (the filter is asked per
 //! event and answers from one atomic).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,22 +41,35 @@ where
     Counter.with_filter(wanted)
 }
 
-/// Statements counted from [`Counting::start`] until it is dropped or read. One at a time: a
-/// benchmark counts a short untimed pass, because sqlx formats each statement it reports.
-pub(super) struct Counting {
+/// Statements per call of `one`, counted over `calls` calls made one after another (with the
+/// background work of the same moments). A benchmark counts on a short untimed pass, because
+/// sqlx formats each statement it reports while counting is on.
+pub(super) async fn per_call<F, Fut>(calls: u32, mut one: F) -> anyhow::Result<f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let counting = Counting::start();
+    for _ in 0..calls {
+        one().await?;
+    }
+    Ok(counting.so_far() as f64 / f64::from(calls.max(1)))
+}
+
+/// Counting is on from [`Counting::start`] until this is dropped (an error included).
+struct Counting {
     from: u64,
 }
 
 impl Counting {
-    pub(super) fn start() -> Self {
+    fn start() -> Self {
         ON.store(true, Ordering::SeqCst);
         Counting {
             from: COUNT.load(Ordering::SeqCst),
         }
     }
 
-    /// Statements so far.
-    pub(super) fn so_far(&self) -> u64 {
+    fn so_far(&self) -> u64 {
         COUNT.load(Ordering::SeqCst) - self.from
     }
 }
